@@ -46,7 +46,9 @@ class LegCreated:
     leg: LegId
     call: CallId
     channel: str  # the PBX's channel name, for logs and PBX commands
-    endpoint: str  # the device/account behind the channel (``PJSIP/alice``, ``sofia/internal/1001``)
+    endpoint: (
+        str  # the device/account behind the channel (``PJSIP/alice``, ``sofia/internal/1001``)
+    )
     caller_number: str
     caller_name: str
     dialed: str  # the number or extension the leg was placed to / dialled

@@ -1,0 +1,107 @@
+"""Clocks: the one place the daemon asks what time it is and schedules a callback.
+
+Everything that depends on time (policies, the engine's timers, the callback scheduler)
+takes a ``Clock``, so tests drive time with ``ManualClock`` and never sleep.
+
+Time is UNIX epoch seconds (float). Policies need wall time anyway (night windows, quiet
+hours, the 48 h callback window, store timestamps), and one time base avoids converting
+between a monotonic and a wall clock in every module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` (synchronously, on the event loop) at epoch time ``when``."""
+        ...
+
+
+def to_datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+class LoopClock:
+    """Real time, timers on the running asyncio loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def now(self) -> float:
+        return time.time()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        delay = max(0.0, when - time.time())
+        return self._get_loop().call_later(delay, callback)
+
+
+class _ManualHandle:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualClock:
+    """A clock that moves only when told to. ``advance`` fires due callbacks in time order.
+
+    Callbacks scheduled by a callback for a time already passed run within the same
+    ``advance`` call, so chains of timers behave as they would in real time.
+    """
+
+    def __init__(self, start: float = 1_795_339_200.0) -> None:
+        self._now = start
+        self._seq = itertools.count()
+        self._heap: list[tuple[float, int, _ManualHandle, Callable[[], None]]] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        handle = _ManualHandle()
+        heapq.heappush(self._heap, (when, next(self._seq), handle, callback))
+        return handle
+
+    def advance(self, seconds: float) -> None:
+        self.advance_to(self._now + seconds)
+
+    def advance_to(self, target: float) -> None:
+        while self._heap and self._heap[0][0] <= target:
+            when, _, handle, callback = heapq.heappop(self._heap)
+            if handle.cancelled:
+                continue
+            self._now = max(self._now, when)
+            callback()
+        self._now = max(self._now, target)
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for _, _, handle, _ in self._heap if not handle.cancelled)
+
+    def next_due(self) -> float | None:
+        live = [when for when, _, handle, _ in self._heap if not handle.cancelled]
+        return min(live) if live else None

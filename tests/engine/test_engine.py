@@ -1,0 +1,274 @@
+"""The engine: dispatch to policies, timers on an injected clock, command execution and logging."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from pbx_agent.clock import ManualClock
+from pbx_agent.engine import Decision, Engine
+from pbx_agent.errors import PbxActionFailed
+from pbx_agent.model import calls as cm
+from pbx_agent.model import commands as cmd
+from pbx_agent.model import events as ev
+from pbx_agent.model.events import LegId
+from tests.engine.builders import bridged_call_events
+
+
+class RecordingExecutor:
+    def __init__(self, fail_on: type | None = None, delay: float = 0.0) -> None:
+        self.executed: list[cmd.PbxCommand] = []
+        self.fail_on = fail_on
+        self.delay = delay
+
+    async def execute(self, command: cmd.PbxCommand, call: cm.Call) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_on is not None and isinstance(command, self.fail_on):
+            raise PbxActionFailed("Hangup", "No such channel")
+        self.executed.append(command)
+        return "sent"
+
+
+@dataclass
+class Script:
+    """A test policy: answers PartiesConnected with a prompt and a timer, the timer with a hangup."""
+
+    name: str = "script"
+    rule: str = "R0"
+    delay: float = 2.5
+    raise_on: type | None = None
+
+    def start(self, call: cm.Call, now: float) -> Any:
+        return {"events": []}
+
+    def step(
+        self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+    ) -> tuple[Any, list[cmd.Command]]:
+        if self.raise_on is not None and isinstance(event, self.raise_on):
+            msg = "boom"
+            raise RuntimeError(msg)
+        state = {"events": [*state["events"], (type(event).__name__, now)]}
+        if isinstance(event, cm.PartiesConnected):
+            return state, [
+                cmd.PlayPrompt(event.caller, "silent.prompt", reason="caller silent"),
+                cmd.StartTimer("drop", now + self.delay),
+            ]
+        if isinstance(event, cm.TimerFired) and event.key == "drop":
+            return state, [cmd.HangupCall(event.call, reason="caller still silent")]
+        if isinstance(event, cm.SpeechStarted):
+            return state, [cmd.CancelTimer("drop"), cmd.Note("silence_cancelled", "caller spoke")]
+        return state, []
+
+
+def make_engine(
+    policy: Any = None, executor: Any = None, **kwargs: Any
+) -> tuple[Engine, ManualClock, RecordingExecutor]:
+    clock = ManualClock()
+    executor = executor or RecordingExecutor()
+    engine = Engine(clock=clock, policies=[policy or Script()], executor=executor, **kwargs)
+    return engine, clock, executor
+
+
+async def test_policy_commands_are_executed_in_order() -> None:
+    """Commands a policy returns reach the adapter, one call's in the order issued."""
+    engine, clock, executor = make_engine()
+    for event in bridged_call_events():
+        engine.handle(event)
+    clock.advance(2.5)
+    await engine.drain()
+    assert [type(c) for c in executor.executed] == [cmd.PlayPrompt, cmd.HangupCall]
+
+
+async def test_timer_fires_at_the_exact_instant() -> None:
+    """A policy timer is delivered at the requested time on the injected clock, not before."""
+    engine, clock, _ = make_engine()
+    for event in bridged_call_events():
+        engine.handle(event)
+    start = clock.now()
+    clock.advance(2.499)
+    state = engine.policy_state(cm.CallId("c.1"), "script")
+    assert ("TimerFired", start + 2.5) not in state["events"]
+    clock.advance(0.001)
+    state = engine.policy_state(cm.CallId("c.1"), "script")
+    assert state["events"][-1] == ("TimerFired", start + 2.5)
+    await engine.drain()
+
+
+async def test_cancelled_timer_never_fires() -> None:
+    """CancelTimer stops a pending timer."""
+    engine, clock, executor = make_engine()
+    for event in bridged_call_events():
+        engine.handle(event)
+    engine.handle(ev.TalkingStarted(LegId("c.1")))
+    clock.advance(10)
+    await engine.drain()
+    assert [type(c) for c in executor.executed] == [cmd.PlayPrompt]
+
+
+async def test_every_decision_is_logged_once_with_rule_and_reason() -> None:
+    """Each command a policy returns is one `decision` log event naming call, rule, action, reason."""
+    engine, clock, _ = make_engine()
+    with capture_logs() as logs:
+        for event in bridged_call_events():
+            engine.handle(event)
+        await engine.drain()
+    decisions = [entry for entry in logs if entry["event"] == "decision"]
+    assert decisions == [
+        {
+            "event": "decision",
+            "log_level": "info",
+            "call_id": "c.1",
+            "rule": "R0",
+            "policy": "script",
+            "action": "play_prompt",
+            "reason": "caller silent",
+            "shadow": False,
+            "leg": "c.1",
+            "prompt": "silent.prompt",
+            "audience": cmd.Audience.LEG,
+        }
+    ]
+
+
+async def test_command_for_an_ended_call_is_dropped_not_sent() -> None:
+    """A command still queued when its call ends is logged as dropped and never reaches the PBX."""
+    slow = RecordingExecutor(delay=0.05)
+    engine, clock, executor = make_engine(executor=slow)
+    for event in bridged_call_events():
+        engine.handle(event)
+    await asyncio.sleep(0.01)  # the PlayPrompt is now being sent
+    clock.advance(2.5)  # queues HangupCall behind it
+    engine.handle(ev.LegHungUp(LegId("c.2"), 16))
+    engine.handle(ev.LegHungUp(LegId("c.1"), 16))
+    with capture_logs() as logs:
+        await engine.drain()
+    assert [type(c) for c in executor.executed] == [cmd.PlayPrompt]
+    dropped = [entry for entry in logs if entry["event"] == "command_dropped"]
+    assert dropped[0]["action"] == "hangup_call"
+    assert dropped[0]["reason"] == "the call has ended"
+
+
+async def test_command_for_a_hung_up_leg_is_dropped() -> None:
+    """A prompt for a leg that has gone is not sent even though the call goes on."""
+    slow = RecordingExecutor(delay=0.05)
+    engine, _, executor = make_engine(executor=slow)
+    for event in bridged_call_events()[:-1]:
+        engine.handle(event)
+    engine.handle(ev.LegJoinedBridge(LegId("c.1"), "b1"))
+    engine.handle(ev.LegHungUp(LegId("c.1"), 16))
+    with capture_logs() as logs:
+        await engine.drain()
+    assert executor.executed == []
+    assert any(
+        e["event"] == "command_dropped" and e["reason"] == "the leg has hung up" for e in logs
+    )
+
+
+async def test_a_failing_command_is_logged_and_the_queue_goes_on() -> None:
+    """A PBX error on one command is logged; later commands of the call still run."""
+    executor = RecordingExecutor(fail_on=cmd.PlayPrompt)
+    engine, clock, _ = make_engine(executor=executor)
+    with capture_logs() as logs:
+        for event in bridged_call_events():
+            engine.handle(event)
+        await engine.drain()
+        clock.advance(2.5)
+        await engine.drain()
+    assert [type(c) for c in executor.executed] == [cmd.HangupCall]
+    failed = [e for e in logs if e["event"] == "command_failed"]
+    assert failed[0]["action"] == "play_prompt"
+    assert "No such channel" in failed[0]["error"]
+
+
+async def test_a_raising_policy_is_retired_for_that_call_only() -> None:
+    """A policy bug is logged and that policy stops for the call; the engine keeps serving."""
+    engine, clock, executor = make_engine(policy=Script(raise_on=cm.PartiesConnected))
+    with capture_logs() as logs:
+        for event in bridged_call_events():
+            engine.handle(event)
+        for event in bridged_call_events("x.1", "x.2", "x.1"):
+            engine.handle(event)
+    assert any(e["event"] == "policy_failed" and e["policy"] == "script" for e in logs)
+    assert engine.policy_state(cm.CallId("c.1"), "script") is None
+    await engine.drain()
+    assert executor.executed == []
+
+
+async def test_decision_listeners_see_number_and_agent() -> None:
+    """Listeners (metrics, store) receive each decision with the caller's number and agent."""
+    engine, _, _ = make_engine()
+    seen: list[Decision] = []
+    engine.on_decision(seen.append)
+    for event in bridged_call_events():
+        engine.handle(event)
+    await engine.drain()
+    assert [(d.action, d.number, d.agent) for d in seen] == [
+        ("play_prompt", "79161234567", "agent-1001")
+    ]
+
+
+async def test_service_commands_reach_their_service() -> None:
+    """RecordFact and friends go to the service registered for their type."""
+
+    @dataclass
+    class Facts:
+        name: str = "facts"
+        rule: str = "R8"
+
+        def start(self, call: cm.Call, now: float) -> Any:
+            return 0
+
+        def step(
+            self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+        ) -> tuple[Any, list[cmd.Command]]:
+            if isinstance(event, cm.CallEnded):
+                return state, [cmd.RecordFact("call", {"call_id": event.call})]
+            return state, []
+
+    engine, _, _ = make_engine(policy=Facts())
+    got: list[tuple[cmd.RecordFact, str | None]] = []
+
+    async def store(command: cmd.RecordFact, call: cm.Call | None) -> None:
+        got.append((command, call.id if call else None))
+
+    engine.register_service(cmd.RecordFact, store)
+    for event in bridged_call_events():
+        engine.handle(event)
+    engine.handle(ev.LegHungUp(LegId("c.1"), 16))
+    engine.handle(ev.LegHungUp(LegId("c.2"), 16))
+    await engine.drain()
+    assert got == [(cmd.RecordFact("call", {"call_id": "c.1"}), "c.1")]
+
+
+async def test_standards_are_resolved_for_the_calls_queue() -> None:
+    """The call's standards are re-resolved once its queue is known."""
+    asked: list[tuple[str | None, str | None]] = []
+
+    def resolve(queue: str | None, dialed: str | None) -> str:
+        asked.append((queue, dialed))
+        return f"standards for {queue}"
+
+    engine, _, _ = make_engine(standards=resolve)
+    for event in bridged_call_events():
+        engine.handle(event)
+    engine.handle(ev.AgentConnected(LegId("c.1"), LegId("c.2"), "Alice", "vip"))
+    call = engine.model.calls[cm.CallId("c.1")]
+    assert call.standards == "standards for vip"
+    assert asked[0] == (None, "100")
+    await engine.drain()
+
+
+@pytest.mark.parametrize("shadow", [True, False])
+async def test_decisions_say_whether_the_daemon_is_in_shadow_mode(shadow: bool) -> None:
+    """In shadow mode every decision is logged exactly the same, flagged shadow."""
+    engine, _, _ = make_engine(shadow=shadow)
+    with capture_logs() as logs:
+        for event in bridged_call_events():
+            engine.handle(event)
+        await engine.drain()
+    assert [e["shadow"] for e in logs if e["event"] == "decision"] == [shadow]
