@@ -1,0 +1,48 @@
+"""Escaping of caller-controlled text: for logs (``printable``) and for Asterisk dialplan
+application arguments (``dialplan_arg``).
+
+Invariants:
+- ``printable`` is lossless: two different strings never render the same, so an operator
+  reading a log line can tell exactly which bytes the PBX sent. Printable characters
+  (Cyrillic, CJK, ...) are shown as themselves; a backslash is doubled; a byte that was not
+  valid UTF-8 (kept by the codecs as a ``surrogateescape`` surrogate, U+DC80..U+DCFF) is
+  shown as ``\\xNN`` with NN >= 80; an ASCII control character as ``\\r``, ``\\n``, ``\\t``
+  or ``\\xNN`` with NN < 80; every other non-printable code point (C1 controls, format
+  characters such as bidi overrides, line separators, lone surrogates) as ``\\uXXXX`` or
+  ``\\UXXXXXXXX``. ``\\xNN`` is therefore always a raw byte or an ASCII control, never a
+  code point >= 0x80.
+- ``dialplan_arg`` returns a string that Asterisk's argument splitter
+  (``__ast_app_separate_args`` in main/app.c) reads back as exactly one argument equal
+  to the input. It refuses CR, LF and NUL, which no escape can carry through a dialplan
+  line or an AMI header.
+
+No I/O here: pure functions over ``str``.
+"""
+
+from __future__ import annotations
+
+_NAMED_CONTROLS = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    named = _NAMED_CONTROLS.get(ch)
+    if named is not None:
+        return named
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:
+        # A raw byte that was not valid UTF-8 (surrogateescape): show the byte itself.
+        return f"\\x{code - 0xDC00:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def printable(value: str) -> str:
+    """Render ``value`` for a log line, faithfully and on one line (see the module docstring)."""
+    if value.isprintable() and "\\" not in value:
+        return value
+    return "".join(
+        "\\\\" if ch == "\\" else ch if ch.isprintable() else _escape_char(ch) for ch in value
+    )
