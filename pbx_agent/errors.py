@@ -3,13 +3,28 @@ adapter boundary, so callers handle one family."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pbx_agent.config.problems import ConfigProblem
+
 
 class PbxAgentError(Exception):
     """Base of every error the daemon raises on purpose."""
 
 
 class ConfigError(PbxAgentError):
-    """The configuration is invalid; the message names the key, the value and what is accepted."""
+    """The configuration is invalid; the message names the key, the value and what is accepted.
+
+    ``problems`` lists every problem found (``pbx_agent.config.ConfigProblem``), so a caller
+    can report them all at once rather than one per run.
+    """
+
+    def __init__(self, message: str, problems: Sequence[ConfigProblem] = ()) -> None:
+        super().__init__(message)
+        self.problems: list[ConfigProblem] = list(problems)
 
 
 class ProtocolError(PbxAgentError):

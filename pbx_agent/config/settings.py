@@ -1,0 +1,518 @@
+"""``Config``: the whole validated configuration of one daemon, as a frozen model.
+
+Sections mirror the TOML file (see ``config/pbx-agent.toml`` for every key with its meaning).
+The service standards are kept as the site's *partial* overrides (``standards``, ``queues``,
+``dialed``); ``Config.standards_for`` returns the resolved ``Standards`` for a call.
+
+Invariants of a ``Config`` instance:
+- every override layer resolves to valid ``Standards`` (profile <- site <- dialled number
+  <- queue), checked at construction with problems keyed by the layer they come from
+  (``standards.hold...``, ``queues.support.hold...``), so no call ever meets an invalid rule;
+- all resolutions are computed once, at construction: ``standards_for`` is a dict lookup;
+- ``pbx.kind`` names a PBX whose section exists (filled with defaults if the kind is chosen
+  without one) and whose secret is set.
+"""
+
+from __future__ import annotations
+
+import copy
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from pbx_agent.config.profiles import PROFILE_SITE_DEFAULTS, PROFILES
+from pbx_agent.config.standards import Standards, fill_company
+from pbx_agent.config.types import (
+    Host,
+    HostPort,
+    Name,
+    PromptKey,
+    SubProblem,
+    custom_error,
+    key_part,
+    problems_error,
+)
+from pbx_agent.config.validation import sub_problems
+
+ProfileName = Literal["ru", "zh"]
+PbxKind = Literal["simulated", "asterisk", "freeswitch"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Timeout = Annotated[float, Field(gt=0, le=600)]
+DialplanName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+-]+$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SiteSettings(_Section):
+    """Who the site is: its standards profile, time zone, phone-number region, company name."""
+
+    profile: ProfileName = "ru"
+    # Defaults depend on the profile (ru: Europe/Moscow, RU; zh: Asia/Shanghai, CN).
+    timezone: str = "Europe/Moscow"
+    default_region: str = "RU"
+    # Fills "{company}" in the phrases; empty drops it ("компания оставляет ...").
+    company_name: Annotated[str, StringConstraints(max_length=100)] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            defaults = PROFILE_SITE_DEFAULTS.get(str(data.get("profile", "ru")), {})
+            return {**defaults, **data}
+        return data
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise custom_error(
+                "timezone", "unknown time zone", "an IANA time zone such as 'Europe/Moscow'"
+            ) from exc
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise custom_error(
+                "region", "unknown phone-number region", "a two-letter region such as 'RU' or 'CN'"
+            )
+        return value.upper()
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class PbxSettings(_Section):
+    """Which PBX the daemon drives. Defaults to the section that is configured, else simulated."""
+
+    kind: PbxKind = "simulated"
+
+
+class _Connection(_Section):
+    connect_timeout_s: Timeout = 5
+    action_timeout_s: Timeout = 5
+    ping_interval_s: Timeout = 20
+    ping_timeout_s: Timeout = 5
+    reconnect_initial_s: Timeout = 0.5
+    reconnect_max_s: Timeout = 30
+
+    @model_validator(mode="after")
+    def _consistent_timers(self) -> Self:
+        problems: list[SubProblem] = []
+        if self.ping_timeout_s >= self.ping_interval_s:
+            problems.append(
+                SubProblem(
+                    "ping_timeout_s",
+                    f"{self.ping_timeout_s:g}",
+                    f"< ping_interval_s ({self.ping_interval_s:g})",
+                    "a ping would still be pending when the next one is due",
+                )
+            )
+        if self.reconnect_initial_s > self.reconnect_max_s:
+            problems.append(
+                SubProblem(
+                    "reconnect_initial_s",
+                    f"{self.reconnect_initial_s:g}",
+                    f"<= reconnect_max_s ({self.reconnect_max_s:g})",
+                    "the first reconnect delay exceeds the cap",
+                )
+            )
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
+class AsteriskContexts(_Section):
+    """Dialplan contexts the daemon sends channels to (shipped in the sample dialplan)."""
+
+    hold_program: DialplanName = "pbxagent-hold"
+    whisper: DialplanName = "pbxagent-whisper"
+    callback: DialplanName = "pbxagent-callback"
+    linger: DialplanName = "pbxagent-linger"
+    requeue: DialplanName = "pbxagent-requeue"
+    ivr: DialplanName = "pbxagent-ivr"
+
+
+class AsteriskSettings(_Connection):
+    """AMI and FastAGI access to an Asterisk."""
+
+    ami_host: Host = "127.0.0.1"
+    ami_port: Port = 5038
+    username: Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\s]+$")] = "pbx-agent"
+    secret: SecretStr = SecretStr("")
+    fastagi_bind: HostPort = "127.0.0.1:4573"
+    contexts: AsteriskContexts = AsteriskContexts()
+    # TALK_DETECT(set)=<silence ms>,<energy threshold>: how fast "stopped talking" is seen.
+    talk_detect_silence_ms: Annotated[int, Field(ge=50, le=10000)] = 300
+    talk_detect_energy_threshold: Annotated[int, Field(ge=1, le=32767)] = 256
+
+
+class FreeswitchSettings(_Connection):
+    """Inbound ESL and the outbound-socket server for a FreeSWITCH."""
+
+    esl_host: Host = "127.0.0.1"
+    esl_port: Port = 8021
+    password: SecretStr = SecretStr("")
+    outbound_bind: HostPort = "127.0.0.1:8084"
+    # FreeSWITCH sends HEARTBEAT every 20 s; nothing for this long means the link is dead.
+    heartbeat_timeout_s: Timeout = 60
+    # Channel variable naming the hook an outbound-socket session runs.
+    hook_variable: DialplanName = "pbx_agent_hook"
+    ivr_extension: DialplanName = "pbxagent_ivr"
+    ivr_context: DialplanName = "default"
+
+
+class AgentsSettings(_Section):
+    """How the daemon recognises agent legs and their tiers."""
+
+    endpoint_patterns: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=lambda: ["PJSIP/agent-*"]
+    )
+    role_variable: DialplanName = "PBXAGENT_ROLE"
+    tier_variable: DialplanName = "PBXAGENT_TIER"
+    agent_variable: DialplanName = "PBXAGENT_AGENT"
+    topic_variable: DialplanName = "PBXAGENT_TOPIC"
+    default_tier: Name = "specialist"
+    # agent id -> tier name (a key of standards.hold.tier_limits_s).
+    tiers: dict[str, Name] = Field(default_factory=dict)
+
+
+_STORE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+class StoreSettings(_Section):
+    """Where call history, callbacks and flags live."""
+
+    url: str = "sqlite+aiosqlite:///./var/pbx-agent.sqlite3"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _STORE_SCHEMES or not rest:
+            raise custom_error(
+                "store_url",
+                "unsupported database URL",
+                "a URL starting with " + " or ".join(f"{s}://" for s in _STORE_SCHEMES),
+            )
+        return value
+
+
+class LoggingSettings(_Section):
+    # "auto": console on a terminal, JSON otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    bind: HostPort = "127.0.0.1:9464"
+
+
+class HooksSettings(_Section):
+    # A dialplan hook (FastAGI, outbound socket) not answered in time takes its safe default.
+    default_deadline_ms: Annotated[int, Field(ge=1, le=30000)] = 500
+
+
+class PbxPrefixes(_Section):
+    """How each PBX names the prompt files (prefix + profile + '/' + key)."""
+
+    asterisk: str = "pbx-agent/"
+    freeswitch: str = "pbx-agent/"
+    simulated: str = ""
+
+
+class PromptsSettings(_Section):
+    sounds_dir: Path = Path("./var/sounds")
+    pbx_prefix: PbxPrefixes = PbxPrefixes()
+    # prompt key -> file name, for sites with their own recordings.
+    files: dict[PromptKey, Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=dict
+    )
+
+
+StandardsOverride = dict[str, Any]
+_LayerKey = tuple[str | None, str | None]
+
+
+def resolve_standards(profile: str, company: str, *layers: Mapping[str, Any]) -> Standards:
+    """Merge the profile with the override layers (later wins) and validate the result.
+
+    Raises pydantic's ``ValidationError``; keys in it are relative to ``Standards``.
+    """
+    merged: dict[str, Any] = copy.deepcopy(PROFILES[profile])
+    for layer in layers:
+        merged = deep_merge(merged, layer)
+    phrases = merged.get("phrases")
+    if isinstance(phrases, dict):
+        merged["phrases"] = {
+            key: fill_company(text, company) if isinstance(text, str) else text
+            for key, text in phrases.items()
+        }
+    return Standards.model_validate(merged)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (lists included) replaces the base's."""
+    merged = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class Config(_Section):
+    """The validated configuration; see the module docstring for its invariants."""
+
+    site: SiteSettings = SiteSettings()
+    pbx: PbxSettings = PbxSettings()
+    asterisk: AsteriskSettings | None = None
+    freeswitch: FreeswitchSettings | None = None
+    agents: AgentsSettings = AgentsSettings()
+    store: StoreSettings = StoreSettings()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    hooks: HooksSettings = HooksSettings()
+    prompts: PromptsSettings = PromptsSettings()
+    # Shadow mode: decide and log everything, command nothing.
+    shadow: bool = False
+    # The standards layers come last so their validators can see the site.
+    standards: StandardsOverride = Field(default_factory=dict)
+    dialed: dict[str, StandardsOverride] = Field(default_factory=dict)
+    queues: dict[str, StandardsOverride] = Field(default_factory=dict)
+
+    _resolved: dict[_LayerKey, Standards] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_pbx_kind(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if isinstance(info.context, dict):
+            # Lets the standards layers be checked even when [site] has an unrelated problem.
+            info.context[_RAW_SITE] = data.get("site")
+        pbx = data.get("pbx")
+        if pbx is not None and (not isinstance(pbx, Mapping) or "kind" in pbx):
+            kind = pbx.get("kind") if isinstance(pbx, Mapping) else None
+            if kind in ("asterisk", "freeswitch") and data.get(kind) is None:
+                return {**data, kind: {}}
+            return data
+        configured = [name for name in ("asterisk", "freeswitch") if data.get(name) is not None]
+        if len(configured) > 1:
+            raise problems_error(
+                [
+                    SubProblem(
+                        "pbx.kind",
+                        "(not set)",
+                        "'asterisk' or 'freeswitch'",
+                        "both [asterisk] and [freeswitch] are configured: say which one is used",
+                    )
+                ]
+            )
+        kind = configured[0] if configured else "simulated"
+        return {**data, "pbx": {**(pbx or {}), "kind": kind}}
+
+    @field_validator("standards")
+    @classmethod
+    def _site_layer_valid(cls, value: StandardsOverride, info: ValidationInfo) -> StandardsOverride:
+        site = _layer_site(info)
+        if site is not None:
+            try:
+                resolve_standards(*site, value)
+            except ValidationError as exc:
+                raise problems_error(sub_problems(exc, Standards)) from None
+        return value
+
+    @field_validator("dialed", "queues")
+    @classmethod
+    def _layers_valid(
+        cls, value: dict[str, StandardsOverride], info: ValidationInfo
+    ) -> dict[str, StandardsOverride]:
+        site = _layer_site(info)
+        if site is None:
+            return value
+        base = info.data.get("standards", {})
+        problems: list[SubProblem] = []
+        for name, layer in value.items():
+            try:
+                resolve_standards(*site, base, layer)
+            except ValidationError as exc:
+                problems.extend(_prefixed(sub_problems(exc, Standards), name))
+        # A dialled number's and a queue's overrides meet on a call to that number in that queue.
+        dialed = info.data.get("dialed", {}) if info.field_name == "queues" else {}
+        valid_queues = {
+            name for name in value if not any(p.path.startswith(_key(name)) for p in problems)
+        }
+        for number, dialed_layer in dialed.items():
+            for name in sorted(valid_queues):
+                try:
+                    resolve_standards(*site, base, dialed_layer, value[name])
+                except ValidationError as exc:
+                    problems.extend(
+                        SubProblem(
+                            p.path, p.value, p.accepted, f"{p.message} (with dialed.{number})"
+                        )
+                        for p in _prefixed(sub_problems(exc, Standards), name)
+                    )
+        if problems:
+            raise problems_error(problems)
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_and_cross_check(self) -> Self:
+        site = self.site
+        resolved: dict[_LayerKey, Standards] = {
+            (None, None): resolve_standards(site.profile, site.company_name, self.standards)
+        }
+        for number, layer in self.dialed.items():
+            resolved[None, number] = resolve_standards(
+                site.profile, site.company_name, self.standards, layer
+            )
+        for name, layer in self.queues.items():
+            resolved[name, None] = resolve_standards(
+                site.profile, site.company_name, self.standards, layer
+            )
+            for number, dialed_layer in self.dialed.items():
+                resolved[name, number] = resolve_standards(
+                    site.profile, site.company_name, self.standards, dialed_layer, layer
+                )
+        self._resolved = resolved
+        problems = self._cross_section_problems()
+        if problems:
+            raise problems_error(problems)
+        return self
+
+    def _cross_section_problems(self) -> list[SubProblem]:
+        return _unique(
+            [
+                *self._missing_secret_problems(),
+                *self._tier_problems(),
+                *self._prompt_file_problems(),
+            ]
+        )
+
+    def _missing_secret_problems(self) -> list[SubProblem]:
+        asterisk_secret = self.asterisk.secret if self.asterisk is not None else SecretStr("")
+        freeswitch_password = (
+            self.freeswitch.password if self.freeswitch is not None else SecretStr("")
+        )
+        required = {
+            "asterisk": ("asterisk.secret", asterisk_secret, "the AMI user's secret"),
+            "freeswitch": ("freeswitch.password", freeswitch_password, "the ESL password"),
+        }
+        if self.pbx.kind not in required:
+            return []
+        key, secret, what = required[self.pbx.kind]
+        if secret.get_secret_value():
+            return []
+        env_name = "PBX_AGENT_" + key.upper().replace(".", "__")
+        return [
+            SubProblem(
+                key,
+                "(empty)",
+                f"{what} (or {env_name})",
+                f"required when pbx.kind is '{self.pbx.kind}'",
+            )
+        ]
+
+    def _tier_problems(self) -> list[SubProblem]:
+        """Agents' tiers must have a hold limit in every layer a call can resolve to."""
+        problems: list[SubProblem] = []
+        for (queue, number), standards in self._resolved.items():
+            if number is not None and queue is not None:
+                continue
+            tiers = standards.hold.tier_limits_s
+            where = f"queues.{queue}" if queue else f"dialed.{number}" if number else "standards"
+            accepted = f"a tier of {where}.hold.tier_limits_s: " + ", ".join(sorted(tiers))
+            assigned = [("agents.default_tier", self.agents.default_tier)]
+            assigned += [
+                (f"agents.tiers.{key_part(a)}", t) for a, t in sorted(self.agents.tiers.items())
+            ]
+            problems.extend(
+                SubProblem(key, tier, accepted, "unknown tier")
+                for key, tier in assigned
+                if tier not in tiers
+            )
+        return problems
+
+    def _prompt_file_problems(self) -> list[SubProblem]:
+        phrases = self._resolved[None, None].phrases
+        return [
+            SubProblem(
+                f"prompts.files.{key_part(key)}",
+                key,
+                "a key of standards.phrases",
+                f"no phrase '{key}' to record a file for",
+            )
+            for key in sorted(self.prompts.files)
+            if key not in phrases
+        ]
+
+    def standards_for(self, queue: str | None = None, dialed: str | None = None) -> Standards:
+        """The resolved standards for a call in ``queue`` to ``dialed`` (either may be None).
+
+        Resolution order: profile <- site ``standards`` <- ``dialed[number]`` <- ``queues[name]``.
+        A queue or number without overrides gets the site's standards.
+        """
+        key = (queue if queue in self.queues else None, dialed if dialed in self.dialed else None)
+        return self._resolved[key]
+
+
+_RAW_SITE = "raw_site"
+
+
+def _layer_site(info: ValidationInfo) -> tuple[str, str] | None:
+    """(profile, company name) to resolve standards layers with, if they can be known."""
+    site = info.data.get("site")
+    if isinstance(site, SiteSettings):
+        return site.profile, site.company_name
+    raw = info.context.get(_RAW_SITE) if isinstance(info.context, dict) else None
+    if raw is None:
+        raw = {}
+    if isinstance(raw, Mapping):
+        profile = raw.get("profile", "ru")
+        company = raw.get("company_name", "")
+        if profile in PROFILES and isinstance(company, str):
+            return profile, company
+    return None
+
+
+def _key(name: str) -> str:
+    return f"{name}."
+
+
+def _prefixed(problems: list[SubProblem], name: str) -> list[SubProblem]:
+    return [SubProblem(f"{name}.{p.path}", p.value, p.accepted, p.message) for p in problems]
+
+
+def _unique(problems: list[SubProblem]) -> list[SubProblem]:
+    return list(dict.fromkeys(problems))

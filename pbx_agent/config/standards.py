@@ -1,0 +1,517 @@
+"""``Standards``: the resolved service rules for one call (R1-R9), as a frozen model.
+
+One sub-model per rule, each carrying every number of the rule with the bounds config
+validation accepts. Two kinds of bounds:
+
+- hard bounds (``Field(ge=..., le=...)``): what makes sense at all for a switch (a hold
+  reminder every 0.1 s does not);
+- the seeds' own ranges, which are data (``silent_caller.step_range_s``,
+  ``lingering.range_s``): the profile's value lies inside its range, and a value outside it
+  is a problem unless the site widens the range on purpose.
+
+Invariants, checked when a ``Standards`` is built (so every instance the engine sees holds
+them): every prompt key referenced anywhere exists in ``phrases``; every feature code
+leads to a script or to "farewell"; no phrase cites a criminal code article or says
+"хулиганство"; phrases use no placeholder other than ``{company}``, which is filled in
+before validation (``fill_company``).
+"""
+
+# ruff: noqa: RUF001  # the phrases are Russian and Chinese text, not look-alike Latin
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import time
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from pbx_agent.config.types import (
+    TIME_OF_DAY_ACCEPTED,
+    Name,
+    PromptKey,
+    SecondsRange,
+    SubProblem,
+    TimeOfDay,
+    format_range,
+    key_part,
+    problems_error,
+    span_minutes,
+)
+
+FAREWELL = "farewell"
+"""The feature-code action that starts the lingering procedure (R3) instead of a script."""
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def prompt_refs(self) -> Iterator[tuple[str, str]]:
+        """(key relative to this rule, prompt key) for every prompt this rule plays."""
+        for name, value in self:
+            if name.endswith("prompt") and isinstance(value, str):
+                yield name, value
+
+
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class CallbackOffer(_Rule):
+    """R1: instead of waiting on, the held caller may press a digit to be called back."""
+
+    enabled: bool = True
+    digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = "1"
+    prompt: PromptKey = "hold.callback_offer"
+    registered_prompt: PromptKey = "hold.callback_registered"
+
+
+class HoldRule(_Rule):
+    """R1: hold with announcements, reminders, tier limits and the callback alternative."""
+
+    enabled: bool = True
+    reminder_first_after_s: Annotated[float, Field(ge=5, le=600)] = 60
+    reminder_interval_s: Annotated[float, Field(ge=5, le=600)] = 60
+    long_wait_threshold_s: Annotated[float, Field(ge=1, le=3600)] = 60
+    tier_limits_s: dict[Name, Annotated[float, Field(ge=10, le=3600)]] = Field(
+        default_factory=lambda: {"specialist": 120.0, "senior": 180.0}, min_length=1
+    )
+    callback_offer: CallbackOffer = CallbackOffer()
+    announce_prompt: PromptKey = "hold.announce"
+    reminder_prompt: PromptKey = "hold.reminder"
+    resume_prompt: PromptKey = "hold.resume"
+    resume_long_prompt: PromptKey = "hold.resume_long"
+    agent_limit_prompt: PromptKey = "hold.agent_limit"
+
+    def prompt_refs(self) -> Iterator[tuple[str, str]]:
+        yield from super().prompt_refs()
+        yield "callback_offer.prompt", self.callback_offer.prompt
+        yield "callback_offer.registered_prompt", self.callback_offer.registered_prompt
+
+
+class DeadAirRule(_Rule):
+    """R1 "hold, not mute" and R8: silence in a bridged call that is not on hold."""
+
+    enabled: bool = True
+    log_after_s: Annotated[float, Field(ge=1, le=120)] = 10
+    agent_reminder_after_s: Annotated[float, Field(ge=1, le=120)] = 10
+    talk_over_s: Annotated[float, Field(ge=0.5, le=60)] = 3
+    agent_reminder_prompt: PromptKey = "dead_air.agent_reminder"
+
+
+class SilentStep(_Rule):
+    """Play ``prompt`` after ``after_s`` of the caller's silence."""
+
+    after_s: Annotated[float, Field(gt=0, le=60)]
+    prompt: PromptKey
+
+
+class SilentCallerRule(_Rule):
+    """R2: a caller who says nothing hears the set phrases, then the call is dropped.
+
+    Timing starts at the end of the agent's greeting, or ``greeting_max_s`` after connect if
+    the agent never spoke; bursts shorter than ``min_speech_ms`` are noise, not speech.
+    """
+
+    enabled: bool = True
+    steps: list[SilentStep] = Field(min_length=1)
+    step_range_s: SecondsRange = (2.0, 3.0)
+    hangup_after_closing_s: Annotated[float, Field(ge=0, le=30)] = 0
+    greeting_max_s: Annotated[float, Field(gt=0, le=60)] = 8
+    min_speech_ms: Annotated[int, Field(ge=20, le=5000)] = 250
+    one_way_audio_callback: bool = False
+    one_way_prompt: PromptKey = "silent.one_way"
+    pre_queue: bool = False
+
+    @model_validator(mode="after")
+    def _steps_inside_range(self) -> Self:
+        low, high = self.step_range_s
+        problems = [
+            SubProblem(
+                f"steps[{i}].after_s",
+                f"{step.after_s:g}",
+                f"{format_range(self.step_range_s)} (silent_caller.step_range_s)",
+                "silence before a silent-caller step is outside the standard's range",
+            )
+            for i, step in enumerate(self.steps)
+            if not low <= step.after_s <= high
+        ]
+        if problems:
+            raise problems_error(problems)
+        return self
+
+    def prompt_refs(self) -> Iterator[tuple[str, str]]:
+        yield from super().prompt_refs()
+        for i, step in enumerate(self.steps):
+            yield f"steps[{i}].prompt", step.prompt
+
+
+class LingeringRule(_Rule):
+    """R3: after the farewell the caller stays on: ask, close, drop."""
+
+    enabled: bool = True
+    ask_after_s: Annotated[float, Field(gt=0, le=60)] = 2.5
+    drop_after_s: Annotated[float, Field(gt=0, le=60)] = 2.5
+    range_s: SecondsRange = (2.0, 3.0)
+    # How long the caller may take to answer the question before the closing phrase.
+    answer_wait_s: Annotated[float, Field(ge=1, le=30)] = 3
+    ask_prompt: PromptKey = "linger.ask"
+    closing_prompt: PromptKey = "linger.closing"
+
+    @model_validator(mode="after")
+    def _timings_inside_range(self) -> Self:
+        low, high = self.range_s
+        problems = [
+            SubProblem(
+                name,
+                f"{value:g}",
+                f"{format_range(self.range_s)} (lingering.range_s)",
+                "lingering timing is outside the standard's range",
+            )
+            for name, value in (
+                ("ask_after_s", self.ask_after_s),
+                ("drop_after_s", self.drop_after_s),
+            )
+            if not low <= value <= high
+        ]
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
+class ScriptRule(_Rule):
+    """R4: the prompts of a non-constructive-dialogue script, one per feature-code press.
+
+    The last step is the farewell, after which the call is dropped.
+    """
+
+    steps: list[PromptKey] = Field(min_length=1, max_length=3)
+    flag_number: bool = False
+    record: bool = False
+
+    def prompt_refs(self) -> Iterator[tuple[str, str]]:
+        for i, key in enumerate(self.steps):
+            yield f"steps[{i}]", key
+
+
+class NightRoutingRule(_Rule):
+    """R5: at night, a caller with more than ``threshold`` handled calls goes to the IVR.
+
+    The window is in the site's time zone and crosses midnight when end <= start.
+    """
+
+    enabled: bool = True
+    window_start: TimeOfDay = Field(default_factory=lambda: time(22, 0))
+    window_end: TimeOfDay = Field(default_factory=lambda: time(8, 0))
+    threshold: Annotated[int, Field(ge=1, le=100)] = 2
+    trailing_hours: Annotated[int, Field(ge=1, le=168)] = 24
+    count_mode: Literal["per_topic_when_known", "all"] = "per_topic_when_known"
+    # The routing decision is on the call's path: past this, the call goes on normally.
+    deadline_ms: Annotated[int, Field(ge=1, le=5000)] = 50
+    # None: the PBX section's IVR context / extension.
+    ivr_target: str | None = None
+    notice_prompt: PromptKey = "night.notice"
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> Self:
+        if self.window_start == self.window_end:
+            raise problems_error(
+                [
+                    SubProblem(
+                        "window_end",
+                        self.window_end.strftime("%H:%M"),
+                        f"{TIME_OF_DAY_ACCEPTED}, different from window_start",
+                        "the night window is empty (start equals end)",
+                    )
+                ]
+            )
+        return self
+
+
+class FlagsRule(_Rule):
+    """R9: numbers flagged after abuse go to a designated queue."""
+
+    enabled: bool = True
+    flagged_queue: str | None = "flagged"
+    default_expiry_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class AmdRule(_Rule):
+    """R6: answering-machine detection on every call the daemon originates.
+
+    The parameters are Asterisk's AMD() ones, with Asterisk's defaults; ``deadline_ms`` is
+    when the daemon stops waiting for a verdict and applies ``notsure_action``.
+    """
+
+    enabled: bool = True
+    engine: Literal["daemon", "asterisk"] = "daemon"
+    initial_silence_ms: Annotated[int, Field(ge=100, le=30000)] = 2500
+    greeting_ms: Annotated[int, Field(ge=100, le=30000)] = 1500
+    after_greeting_silence_ms: Annotated[int, Field(ge=50, le=30000)] = 800
+    total_analysis_time_ms: Annotated[int, Field(ge=500, le=60000)] = 5000
+    min_word_length_ms: Annotated[int, Field(ge=10, le=5000)] = 100
+    between_words_silence_ms: Annotated[int, Field(ge=10, le=5000)] = 50
+    maximum_number_of_words: Annotated[int, Field(ge=1, le=50)] = 2
+    silence_threshold: Annotated[int, Field(ge=1, le=32767)] = 256
+    maximum_word_length_ms: Annotated[int, Field(ge=100, le=60000)] = 5000
+    notsure_action: Literal["human", "machine"] = "human"
+    deadline_ms: Annotated[int, Field(ge=500, le=120000)] = 6000
+
+    @model_validator(mode="after")
+    def _deadline_covers_analysis(self) -> Self:
+        if self.deadline_ms < self.total_analysis_time_ms:
+            raise problems_error(
+                [
+                    SubProblem(
+                        "deadline_ms",
+                        str(self.deadline_ms),
+                        f">= total_analysis_time_ms ({self.total_analysis_time_ms})",
+                        "the verdict deadline would expire before the analysis may finish",
+                    )
+                ]
+            )
+        return self
+
+
+class QuietHours(_Rule):
+    """No callback is placed in [start, end), local time; crosses midnight when end <= start."""
+
+    start: TimeOfDay = Field(default_factory=lambda: time(21, 0))
+    end: TimeOfDay = Field(default_factory=lambda: time(9, 0))
+
+
+_MIN_CALLING_MINUTES = 60
+
+
+class CallbacksRule(_Rule):
+    """R7: callbacks after an abnormal drop, and promised callbacks.
+
+    ``attempt_offsets_s[i]`` is when attempt i+1 is due, counted from the drop; only the
+    first ``max_attempts`` are used and all of them fall inside ``window_h``.
+    """
+
+    enabled: bool = True
+    max_attempts: Annotated[int, Field(ge=1, le=3)] = 3
+    window_h: Annotated[float, Field(gt=0, le=168)] = 48
+    attempt_offsets_s: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [30.0, 4 * 3600.0, 24 * 3600.0], min_length=1
+    )
+    # The standard: each callback rings for more than 30 s.
+    ring_time_s: Annotated[float, Field(gt=30, le=300)] = 40
+    quiet_hours: QuietHours | None = QuietHours()
+    max_concurrent: Annotated[int, Field(ge=1, le=1000)] = 2
+    # Hang-up causes (Q.850) of the first leg to end that make a drop abnormal.
+    abnormal_causes: list[Annotated[int, Field(ge=1, le=127)]] = Field(
+        default_factory=lambda: [27, 34, 38, 41, 42, 44, 47, 102]
+    )
+    media_timeout_abnormal: bool = True
+    agent_device_drop: bool = True
+    one_way_audio: bool = True
+    cancel_on_inbound: bool = True
+    promised_default_deadline_h: Annotated[float, Field(gt=0, le=720)] = 72
+    # None: the queue the dropped call was in.
+    target: str | None = None
+    greeting_prompt: PromptKey = "callback.greeting"
+
+    @property
+    def first_delay_s(self) -> float:
+        """How long after the drop the first attempt is due."""
+        return self.attempt_offsets_s[0]
+
+    @property
+    def used_offsets_s(self) -> list[float]:
+        return self.attempt_offsets_s[: self.max_attempts]
+
+    @model_validator(mode="after")
+    def _attempts_fit(self) -> Self:
+        problems: list[SubProblem] = []
+        offsets = self.attempt_offsets_s
+        if len(offsets) < self.max_attempts:
+            problems.append(
+                SubProblem(
+                    "attempt_offsets_s",
+                    _list(offsets),
+                    f"at least max_attempts ({self.max_attempts}) offsets",
+                    "fewer attempt offsets than attempts",
+                )
+            )
+        window_s = self.window_h * 3600
+        for i, offset in enumerate(self.used_offsets_s):
+            if i and offset <= offsets[i - 1]:
+                problems.append(
+                    SubProblem(
+                        f"attempt_offsets_s[{i}]",
+                        f"{offset:g}",
+                        f"> attempt_offsets_s[{i - 1}] ({offsets[i - 1]:g})",
+                        "attempt offsets must increase",
+                    )
+                )
+            if offset >= window_s:
+                problems.append(
+                    SubProblem(
+                        f"attempt_offsets_s[{i}]",
+                        f"{offset:g}",
+                        f"< window_h * 3600 ({window_s:g} s)",
+                        "callback attempt falls outside the callback window",
+                    )
+                )
+        if self.quiet_hours is not None:
+            start, end = self.quiet_hours.start, self.quiet_hours.end
+            calling = 24 * 60 - span_minutes(start, end) if start != end else 0
+            if calling < _MIN_CALLING_MINUTES:
+                problems.append(
+                    SubProblem(
+                        "quiet_hours",
+                        f"{start:%H:%M}-{end:%H:%M}",
+                        f"quiet hours leaving at least {_MIN_CALLING_MINUTES} min a day to call",
+                        "quiet hours leave no time to call",
+                    )
+                )
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
+class QualityRule(_Rule):
+    """R8: the figures the daemon measures and reports against."""
+
+    hold_share_target: Annotated[float, Field(ge=0, le=1)] = 0.05
+    dead_air_s: Annotated[float, Field(gt=0, le=60)] = 3
+    talk_over_s: Annotated[float, Field(gt=0, le=60)] = 3
+
+
+Phrase = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+# 000: citing criminal code articles, or the word "хулиганство", is not allowed.
+_FORBIDDEN = (
+    (re.compile(r"хулиган", re.IGNORECASE), "the word 'хулиганство'"),
+    (re.compile(r"стать[а-яё]*\s*\d", re.IGNORECASE), "a reference to a code article"),
+    (re.compile(r"\bст\.\s*\d", re.IGNORECASE), "a reference to a code article"),
+    (re.compile(r"\b(УК|КоАП|ГК)\s*РФ\b", re.IGNORECASE), "a reference to a code (УК РФ, ...)"),
+)
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+COMPANY_PLACEHOLDER = "{company}"
+
+
+def fill_company(text: str, company: str) -> str:
+    """Put the company's name in a phrase; with no name, drop the placeholder and its space."""
+    if company:
+        return text.replace(COMPANY_PLACEHOLDER, company)
+    return re.sub(r"\s?\{company\}", "", text)
+
+
+class Standards(BaseModel):
+    """The resolved rules for one call: profile, then site, dialled-number and queue overrides."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hold: HoldRule
+    dead_air: DeadAirRule
+    silent_caller: SilentCallerRule
+    lingering: LingeringRule
+    scripts: dict[Name, ScriptRule]
+    feature_codes: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")], str]
+    night_routing: NightRoutingRule
+    flags: FlagsRule
+    amd: AmdRule
+    callbacks: CallbacksRule
+    quality: QualityRule
+    phrases: dict[PromptKey, Phrase]
+
+    @field_validator("phrases")
+    @classmethod
+    def _phrases_allowed(cls, phrases: dict[str, str]) -> dict[str, str]:
+        problems: list[SubProblem] = []
+        for key in sorted(phrases):
+            text = phrases[key]
+            problems.extend(
+                SubProblem(
+                    key_part(key),
+                    _clip(text),
+                    "a phrase citing no legal article and without 'хулиганство'",
+                    f"phrase contains {what}, which the standard forbids",
+                )
+                for pattern, what in _FORBIDDEN
+                if pattern.search(text)
+            )
+            problems.extend(
+                SubProblem(
+                    key_part(key),
+                    _clip(text),
+                    "plain text; the only placeholder is {company}",
+                    f"unknown placeholder {placeholder}",
+                )
+                for placeholder in _PLACEHOLDER.findall(text)
+            )
+        if problems:
+            raise problems_error(problems)
+        return phrases
+
+    def prompt_refs(self) -> Iterator[tuple[str, str]]:
+        """(dotted key, prompt key) for every prompt referenced anywhere in these standards."""
+        rules: tuple[tuple[str, _Rule], ...] = (
+            ("hold", self.hold),
+            ("dead_air", self.dead_air),
+            ("silent_caller", self.silent_caller),
+            ("lingering", self.lingering),
+            ("night_routing", self.night_routing),
+            ("callbacks", self.callbacks),
+        )
+        for prefix, rule in rules:
+            for key, prompt in rule.prompt_refs():
+                yield f"{prefix}.{key}", prompt
+        for name, script in self.scripts.items():
+            for key, prompt in script.prompt_refs():
+                yield f"scripts.{name}.{key}", prompt
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[SubProblem] = []
+        for key, prompt in self.prompt_refs():
+            if prompt not in self.phrases:
+                problems.append(
+                    SubProblem(
+                        key,
+                        prompt,
+                        "a key of standards.phrases",
+                        f"no phrase '{prompt}' in phrases",
+                    )
+                )
+        targets = [*sorted(self.scripts), FAREWELL]
+        for feature, target in self.feature_codes.items():
+            if target not in targets:
+                problems.append(
+                    SubProblem(
+                        f"feature_codes.{feature}",
+                        target,
+                        "one of: " + ", ".join(targets),
+                        "feature code leads to no script",
+                    )
+                )
+        if self.silent_caller.one_way_audio_callback and not self.callbacks.enabled:
+            problems.append(
+                SubProblem(
+                    "silent_caller.one_way_audio_callback",
+                    "true",
+                    "false while callbacks.enabled is false",
+                    "one-way audio promises a callback but callbacks are disabled",
+                )
+            )
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
+def _list(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
