@@ -21,7 +21,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from pbx_agent.config.problems import ConfigProblem
 from pbx_agent.config.settings import Config, deep_merge
-from pbx_agent.config.validation import render_value, sub_problems
+from pbx_agent.config.validation import is_secret_name, render_value, sub_problems
 from pbx_agent.errors import ConfigError
 
 ENV_PREFIX = "PBX_AGENT_"
@@ -117,9 +117,7 @@ def _read_env(
             problems.append(
                 ConfigProblem(
                     name,
-                    render_value(
-                        value, secret=_dotted(name).rsplit(".", 1)[-1] in ("secret", "password")
-                    ),
+                    render_value(value, secret=is_secret_name(name)),
                     "JSON for a list or a table, e.g. '[\"PJSIP/agent-*\"]'",
                     "cannot parse the environment value",
                 )

@@ -27,7 +27,7 @@ from pbx_agent.config.types import (
     key_part,
 )
 
-_SECRET_NAMES = frozenset({"secret", "password"})
+_SECRET_WORDS = ("secret", "pass", "token", "api_key", "apikey")
 _VALUE_LIMIT = 80
 
 _TYPE_TEXT = {
@@ -153,7 +153,12 @@ def _number(value: Any) -> str:
 
 
 def _is_secret(loc: Sequence[int | str]) -> bool:
-    return bool(loc) and str(loc[-1]) in _SECRET_NAMES
+    return bool(loc) and is_secret_name(str(loc[-1]))
+
+
+def is_secret_name(name: str) -> bool:
+    """Values under keys that name a secret (even misspelt ones) are never shown."""
+    return any(word in name.lower() for word in _SECRET_WORDS)
 
 
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
