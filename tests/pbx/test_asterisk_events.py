@@ -1,0 +1,228 @@
+"""AMI → neutral events, checked on the real Asterisk 22 transcripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pbx_agent.model import events as ev
+from pbx_agent.model.events import Direction, LegId
+from pbx_agent.pbx.asterisk_events import AsteriskTranslator, endpoint_of
+from pbx_agent.wire.ami import AmiDecoder, AmiMessage
+
+TRACES = Path(__file__).resolve().parents[1] / "traces" / "asterisk-22"
+
+
+def trace_messages(name: str) -> list[AmiMessage]:
+    raw = (TRACES / f"{name}.recv.txt").read_bytes().split(b"#=== BEGIN RAW ===\n", 1)[1]
+    decoder = AmiDecoder()
+    decoder.feed(raw)
+    decoder.feed(b"")
+    out: list[AmiMessage] = []
+    while (message := decoder.next_message()) is not None:
+        if isinstance(message, AmiMessage):
+            out.append(message)
+    return out
+
+
+def with_channel_id(messages: list[AmiMessage]) -> list[AmiMessage]:
+    """The trace as if the Originate had carried a ChannelId (07f: it becomes the Uniqueid)."""
+    first = next((m["Uniqueid"] for m in messages if m.name == "Newchannel"), None)
+    if first is None:
+        return messages
+    return [
+        AmiMessage(
+            tuple((k, first if k == "Uniqueid" and v == "<unknown>" else v) for k, v in m.fields)
+        )
+        for m in messages
+    ]
+
+
+def translate(
+    name: str, translator: AsteriskTranslator | None = None, *, channel_id: bool = False
+) -> list[ev.PbxEvent]:
+    translator = translator or AsteriskTranslator()
+    out: list[ev.PbxEvent] = []
+    messages = trace_messages(name)
+    if channel_id:
+        messages = with_channel_id(messages)
+    for message in messages:
+        if message.kind == "event":
+            out.extend(translator.feed(message))
+    return out
+
+
+def test_endpoint_strips_the_channel_sequence() -> None:
+    """Channel names map to the device behind them."""
+    assert endpoint_of("PJSIP/bob-00000020") == "PJSIP/bob"
+    assert endpoint_of("Local/whisper@lab-spy-0000000a;2") == "Local/whisper@lab-spy"
+
+
+def test_bridged_call_gives_caller_agent_bridge_and_hangups() -> None:
+    """02b: inbound caller, dialled leg on the caller's Linkedid, bridge, both hang up with 16."""
+    events = translate("02b-call-dial-bridge-caller-hangup")
+    created = [e for e in events if isinstance(e, ev.LegCreated)]
+    assert [(c.endpoint, c.direction, c.call == created[0].leg) for c in created] == [
+        ("PJSIP/alice", Direction.INBOUND, True),
+        ("PJSIP/bob", Direction.OUTBOUND, True),
+    ]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, ev.LegCreated)]
+    assert kinds == [
+        "LegAnswered",
+        "LegAnswered",
+        "LegJoinedBridge",
+        "LegJoinedBridge",
+        "LegLeftBridge",
+        "LegHungUp",
+        "LegLeftBridge",
+        "LegHungUp",
+    ]
+    hangups = [e for e in events if isinstance(e, ev.LegHungUp)]
+    assert [(h.cause, h.media_timeout) for h in hangups] == [(16, False), (16, False)]
+
+
+def test_hold_is_on_the_presser_and_music_on_the_held_leg() -> None:
+    """04c: Hold/Unhold on alice (who pressed), MusicOnHoldStart/Stop on bob."""
+    events = translate("04c-hold-unhold-default-moh")
+    created = {e.leg: e.endpoint for e in events if isinstance(e, ev.LegCreated)}
+    holds = [
+        (type(e).__name__, created[e.leg])
+        for e in events
+        if isinstance(
+            e, ev.HoldPressed | ev.HoldReleased | ev.MusicOnHoldStarted | ev.MusicOnHoldStopped
+        )
+    ]
+    assert sorted(holds) == [
+        ("HoldPressed", "PJSIP/alice"),
+        ("HoldReleased", "PJSIP/alice"),
+        ("MusicOnHoldStarted", "PJSIP/bob"),
+        ("MusicOnHoldStopped", "PJSIP/bob"),
+    ]
+    assert holds.index(("HoldPressed", "PJSIP/alice")) < holds.index(
+        ("HoldReleased", "PJSIP/alice")
+    )
+
+
+def test_talking_stop_reports_the_configured_silence_and_duration() -> None:
+    """03a: ChannelTalkingStop carries the speech length; the event says the silence already waited."""
+    events = translate("03a-talkdetect-dialplan", AsteriskTranslator(talk_detect_silence_ms=2500))
+    stops = [e for e in events if isinstance(e, ev.TalkingStopped)]
+    assert [(s.silence_ms, s.speech_ms) for s in stops] == [(2500, 4040), (2500, 2159)]
+    assert sum(isinstance(e, ev.TalkingStarted) for e in events) == 2
+
+
+def test_dead_leg_after_rtp_timeout_is_marked_media_timeout() -> None:
+    """08b: the killed leg ends first with 44 after SoftHangupRequest DEV; the survivor with 16."""
+    events = translate("08b-drop-callee-killed-rtp-timeout")
+    created = {e.leg: e.endpoint for e in events if isinstance(e, ev.LegCreated)}
+    hangups = [
+        (created[e.leg], e.cause, e.media_timeout) for e in events if isinstance(e, ev.LegHungUp)
+    ]
+    assert hangups == [("PJSIP/erin", 44, True), ("PJSIP/alice", 16, False)]
+
+
+def _originate(name: str, channel_id: str) -> list[ev.OriginateOutcome]:
+    translator = AsteriskTranslator()
+    translator.expect_origination("req-1", channel_id, "callback")
+    return [
+        e
+        for e in translate(name, translator, channel_id=True)
+        if isinstance(e, ev.OriginateOutcome)
+    ]
+
+
+def _uniqueid_of_first_channel(name: str) -> str:
+    for message in trace_messages(name):
+        if message.name == "Newchannel":
+            return message["Uniqueid"]
+    return "<none>"
+
+
+def test_busy_and_declined_are_told_apart_by_the_hangup_cause() -> None:
+    """07b/07c: both answer Reason 0; cause 17 is busy, 21 rejected."""
+    busy = _originate(
+        "07b-originate-busy-486", _uniqueid_of_first_channel("07b-originate-busy-486")
+    )
+    declined = _originate(
+        "07c-originate-declined-603", _uniqueid_of_first_channel("07c-originate-declined-603")
+    )
+    assert [(o.outcome, o.cause) for o in busy] == [("busy", 17)]
+    assert [(o.outcome, o.cause) for o in declined] == [("rejected", 21)]
+
+
+def test_no_answer_is_reason_3() -> None:
+    """07d: Reason 3 after the timeout is no answer, cause 19."""
+    outcomes = _originate(
+        "07d-originate-noanswer-timeout",
+        _uniqueid_of_first_channel("07d-originate-noanswer-timeout"),
+    )
+    assert [(o.outcome, o.cause) for o in outcomes] == [("no_answer", 19)]
+
+
+def test_channel_id_correlates_a_busy_originate() -> None:
+    """07f: with a ChannelId the failure carries our id and the busy cause."""
+    translator = AsteriskTranslator()
+    translator.expect_origination("req-1", "lab-orig-0001", "callback")
+    translator.expect_origination("req-2", "lab-orig-0002", "callback")
+    outcomes = [
+        e
+        for e in translate("07f-originate-channelid-correlation", translator)
+        if isinstance(e, ev.OriginateOutcome)
+    ]
+    assert [(o.request, o.outcome, o.cause) for o in outcomes] == [
+        ("req-1", "busy", 17),
+        ("req-2", "answered", None),
+    ]
+
+
+def test_answered_originate() -> None:
+    """07a: Success, Reason 4 is answered."""
+    outcomes = _originate(
+        "07a-originate-answered", _uniqueid_of_first_channel("07a-originate-answered")
+    )
+    assert [o.outcome for o in outcomes] == ["answered"]
+
+
+def test_no_such_endpoint_fails_without_a_channel() -> None:
+    """07e: Reason 0 and no channel ever created is a failure, reported at once."""
+    translator = AsteriskTranslator()
+    for message in trace_messages("07e-originate-no-such-endpoint"):
+        if message.name == "OriginateResponse":
+            translator.expect_origination("req-9", message["Uniqueid"], "callback")
+    outcomes = [
+        e
+        for e in translate("07e-originate-no-such-endpoint", translator)
+        if isinstance(e, ev.OriginateOutcome)
+    ]
+    assert [(o.outcome, o.leg) for o in outcomes] == [("failed", None)]
+
+
+def test_amd_verdict_is_the_varset_pair() -> None:
+    """06a: AMDSTATUS then AMDCAUSE become one machine verdict."""
+    events = translate("06a-amd-machine-long-greeting")
+    verdicts = [e for e in events if isinstance(e, ev.MachineDetected)]
+    assert [(v.verdict, v.cause) for v in verdicts] == [("machine", "LONGGREETING-1500-1500")]
+
+
+def test_watched_variables_only() -> None:
+    """Only the variables the daemon watches are passed on (VarSet is the noisiest event)."""
+    translator = AsteriskTranslator(watched_variables=frozenset({"DIALSTATUS"}))
+    events = translate("02b-call-dial-bridge-caller-hangup", translator)
+    variables = {(e.name, e.value) for e in events if isinstance(e, ev.LegVariable)}
+    assert ("DIALSTATUS", "ANSWER") in variables
+    assert all(name == "DIALSTATUS" for name, _ in variables)
+
+
+def test_feature_code_user_event() -> None:
+    """A PbxAgentFeature UserEvent is the agent asking for a script step."""
+    message = AmiMessage(
+        (
+            ("Event", "UserEvent"),
+            ("Channel", "PJSIP/agent-1001-00000002"),
+            ("Uniqueid", "1795339557.32"),
+            ("UserEvent", "PbxAgentFeature"),
+            ("Feature", "abuse"),
+        )
+    )
+    assert AsteriskTranslator().feed(message) == [
+        ev.FeatureRequested(LegId("1795339557.32"), "abuse")
+    ]
