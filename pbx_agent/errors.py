@@ -56,5 +56,9 @@ class PbxActionFailed(PbxAgentError):
         self.message = message
 
 
+class ChannelHungUp(PbxActionFailed):
+    """The channel is gone: a command that needs a live channel cannot run on it."""
+
+
 class StoreUnavailable(PbxAgentError):
     """The database could not be reached or answered with an error."""
