@@ -38,22 +38,22 @@ def to_datetime(epoch: float) -> datetime:
 
 
 class LoopClock:
-    """Real time, timers on the running asyncio loop."""
+    """Epoch time read from the running asyncio loop's clock; timers on that loop.
+
+    The loop's monotonic clock is pinned to the epoch once, at construction, so a wall-clock
+    step (NTP) never makes a timer fire early or late, and a loop whose clock runs faster
+    (the lab's time-lapse loop) speeds up every timer of the daemon alike.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self._loop = loop
-
-    def _get_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._loop
+        self._loop = loop or asyncio.get_running_loop()
+        self._offset = time.time() - self._loop.time()
 
     def now(self) -> float:
-        return time.time()
+        return self._loop.time() + self._offset
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
-        delay = max(0.0, when - time.time())
-        return self._get_loop().call_later(delay, callback)
+        return self._loop.call_at(when - self._offset, callback)
 
 
 class _ManualHandle:
