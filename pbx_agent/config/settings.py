@@ -103,10 +103,24 @@ class SiteSettings(_Section):
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+_AMBIGUOUS_KIND = "(not set)"
+
+
 class PbxSettings(_Section):
     """Which PBX the daemon drives. Defaults to the section that is configured, else simulated."""
 
     kind: PbxKind = "simulated"
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_needed(cls, value: Any) -> Any:
+        if value == _AMBIGUOUS_KIND:
+            raise custom_error(
+                "pbx_kind",
+                "both [asterisk] and [freeswitch] are configured: say which one is used",
+                "'asterisk' or 'freeswitch'",
+            )
+        return value
 
 
 class _Connection(_Section):
@@ -328,17 +342,9 @@ class Config(_Section):
             return data
         configured = [name for name in ("asterisk", "freeswitch") if data.get(name) is not None]
         if len(configured) > 1:
-            raise problems_error(
-                [
-                    SubProblem(
-                        "pbx.kind",
-                        "(not set)",
-                        "'asterisk' or 'freeswitch'",
-                        "both [asterisk] and [freeswitch] are configured: say which one is used",
-                    )
-                ]
-            )
-        kind = configured[0] if configured else "simulated"
+            kind = _AMBIGUOUS_KIND  # reported by PbxSettings, alongside every other problem
+        else:
+            kind = configured[0] if configured else "simulated"
         return {**data, "pbx": {**(pbx or {}), "kind": kind}}
 
     @field_validator("standards")

@@ -27,7 +27,8 @@ from pbx_agent.config.types import (
     key_part,
 )
 
-_SECRET_WORDS = ("secret", "pass", "token", "api_key", "apikey")
+_SECRET_WORDS = ("secret", "secr", "pass", "pwd", "token", "api_key", "apikey")
+_SECRET_KEYS = ("secret", "password")
 _VALUE_LIMIT = 80
 
 _TYPE_TEXT = {
@@ -158,7 +159,10 @@ def _is_secret(loc: Sequence[int | str]) -> bool:
 
 def is_secret_name(name: str) -> bool:
     """Values under keys that name a secret (even misspelt ones) are never shown."""
-    return any(word in name.lower() for word in _SECRET_WORDS)
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS) or bool(
+        difflib.get_close_matches(lowered.rsplit("__", 1)[-1], _SECRET_KEYS, n=1, cutoff=0.7)
+    )
 
 
 _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")

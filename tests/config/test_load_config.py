@@ -1,0 +1,365 @@
+"""load_config: TOML + environment -> Config, or ConfigError listing every problem with its key."""
+
+# ruff: noqa: RUF001  # Russian and Chinese phrases, not look-alike Latin
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pbx_agent.config import Config, ConfigError, ConfigProblem, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pbx-agent.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[ConfigProblem]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env=env or {})
+    assert caught.value.problems, "ConfigError without problems"
+    return caught.value.problems
+
+
+def by_key(found: list[ConfigProblem], key: str) -> ConfigProblem:
+    matching = [p for p in found if p.key == key]
+    assert matching, f"no problem keyed {key!r} in {[p.key for p in found]}"
+    return matching[0]
+
+
+def test_no_file_gives_the_embedded_defaults() -> None:
+    """Without a file: ru profile, simulated PBX, SQLite under ./var/."""
+    config = load_config(None, env={})
+    assert (config.site.profile, config.pbx.kind) == ("ru", "simulated")
+    assert config.store.url == "sqlite+aiosqlite:///./var/pbx-agent.sqlite3"
+
+
+def test_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    """A TOML syntax error is reported with its line and column."""
+    found = problems(tmp_path, '[site]\nprofile = "ru"\ntimezone = \n')
+    assert len(found) == 1
+    assert "line 3, column" in found[0].message
+    assert found[0].accepted == "valid TOML"
+
+
+def test_missing_file_is_a_problem(tmp_path: Path) -> None:
+    """A path that does not exist is reported, keyed by the path."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.toml", env={})
+    assert caught.value.problems[0].key == str(tmp_path / "absent.toml")
+    assert caught.value.problems[0].message == "file not found"
+
+
+def test_unknown_key_suggests_the_closest_known_key(tmp_path: Path) -> None:
+    """A misspelt key is named, with the key it was probably meant to be."""
+    found = problems(tmp_path, "[standards.hold]\nreminder_intervl_s = 30\n")
+    problem = by_key(found, "standards.hold.reminder_intervl_s")
+    assert problem.message == (
+        "unknown key 'reminder_intervl_s'; did you mean 'reminder_interval_s'?"
+    )
+    assert "reminder_interval_s" in problem.accepted
+
+
+def test_unknown_section_suggests_the_closest_section(tmp_path: Path) -> None:
+    """A misspelt top-level section gets a suggestion too."""
+    found = problems(tmp_path, '[asterix]\nami_host = "pbx"\n')
+    assert "did you mean 'asterisk'?" in by_key(found, "asterix").message
+
+
+def test_wrong_type_names_the_expected_type(tmp_path: Path) -> None:
+    """A string where a number belongs is reported with what is accepted."""
+    problem = by_key(
+        problems(tmp_path, '[standards.hold]\nreminder_interval_s = "soon"\n'),
+        "standards.hold.reminder_interval_s",
+    )
+    assert (problem.value, problem.accepted) == ("soon", "a number")
+
+
+def test_silent_caller_step_outside_the_ru_range_is_rejected(tmp_path: Path) -> None:
+    """A 7 s silent-caller step in ru is outside the standard's 2-3 s."""
+    text = """
+[standards.silent_caller]
+steps = [{after_s = 7, prompt = "silent.prompt"}, {after_s = 2.5, prompt = "silent.closing"}]
+"""
+    problem = by_key(problems(tmp_path, text), "standards.silent_caller.steps[0].after_s")
+    assert problem.value == "7"
+    assert problem.accepted.startswith("2-3 s")
+
+
+def test_widened_range_accepts_a_longer_step(tmp_path: Path) -> None:
+    """A site that widens step_range_s on purpose may use a longer step."""
+    text = """
+[standards.silent_caller]
+step_range_s = [2, 8]
+steps = [{after_s = 7, prompt = "silent.prompt"}, {after_s = 2.5, prompt = "silent.closing"}]
+"""
+    config = load_config(write(tmp_path, text), env={})
+    assert config.standards_for().silent_caller.steps[0].after_s == 7
+
+
+def test_unknown_profile_lists_the_profiles(tmp_path: Path) -> None:
+    """An unknown profile is reported with the profiles that exist."""
+    problem = by_key(problems(tmp_path, '[site]\nprofile = "de"\n'), "site.profile")
+    assert problem.value == "de"
+    assert "'ru'" in problem.accepted
+    assert "'zh'" in problem.accepted
+
+
+def test_unknown_time_zone_is_rejected(tmp_path: Path) -> None:
+    """The time zone must be known to zoneinfo."""
+    problem = by_key(problems(tmp_path, '[site]\ntimezone = "Mars/Olympus"\n'), "site.timezone")
+    assert problem.message == "unknown time zone"
+
+
+def test_bad_time_of_day_is_rejected(tmp_path: Path) -> None:
+    """Times of day are 'HH:MM' between 00:00 and 23:59."""
+    found = problems(tmp_path, '[standards.night_routing]\nwindow_start = "25:00"\n')
+    problem = by_key(found, "standards.night_routing.window_start")
+    assert (problem.value, problem.message) == ("25:00", "not a time of day")
+
+
+def test_missing_phrase_key_is_reported_where_it_is_used(tmp_path: Path) -> None:
+    """A prompt key with no phrase is reported at the key that references it."""
+    text = """
+[standards.silent_caller]
+steps = [{after_s = 2.5, prompt = "silent.prompt"}, {after_s = 2.5, prompt = "silent.bye"}]
+"""
+    problem = by_key(problems(tmp_path, text), "standards.silent_caller.steps[1].prompt")
+    assert problem.value == "silent.bye"
+
+
+def test_night_notice_with_the_forbidden_word_is_rejected(tmp_path: Path) -> None:
+    """The night notice may not say "хулиганство"."""
+    text = '[standards.phrases]\n"night.notice" = "Ваши звонки похожи на хулиганство."\n'
+    problem = by_key(problems(tmp_path, text), 'standards.phrases."night.notice"')
+    assert "хулиганство" in problem.message
+
+
+@pytest.mark.parametrize("citation", ["статья 213", "ст. 213", "УК РФ"])
+def test_night_notice_citing_a_legal_article_is_rejected(tmp_path: Path, citation: str) -> None:
+    """The night notice may not cite a code article."""
+    text = f'[standards.phrases]\n"night.notice" = "Согласно {citation}, мы вынуждены."\n'
+    problem = by_key(problems(tmp_path, text), 'standards.phrases."night.notice"')
+    assert "forbids" in problem.message
+
+
+def test_unknown_placeholder_in_a_phrase_is_rejected(tmp_path: Path) -> None:
+    """Only {company} may be used as a placeholder."""
+    text = '[standards.phrases]\n"hold.resume" = "Спасибо, {name}."\n'
+    problem = by_key(problems(tmp_path, text), 'standards.phrases."hold.resume"')
+    assert problem.message == "unknown placeholder {name}"
+
+
+def test_ring_time_of_30_s_is_rejected(tmp_path: Path) -> None:
+    """A callback must ring for more than 30 s."""
+    found = problems(tmp_path, "[standards.callbacks]\nring_time_s = 30\n")
+    problem = by_key(found, "standards.callbacks.ring_time_s")
+    assert (problem.value, problem.accepted) == ("30", "> 30")
+
+
+def test_quiet_hours_leaving_no_time_to_call_are_rejected(tmp_path: Path) -> None:
+    """Quiet hours from 09:00 to 08:30 leave half an hour a day: too little to call back."""
+    text = '[standards.callbacks.quiet_hours]\nstart = "09:00"\nend = "08:30"\n'
+    problem = by_key(problems(tmp_path, text), "standards.callbacks.quiet_hours")
+    assert problem.message == "quiet hours leave no time to call"
+
+
+def test_empty_silent_caller_steps_are_rejected(tmp_path: Path) -> None:
+    """The silent-caller procedure needs at least one step."""
+    found = problems(tmp_path, "[standards.silent_caller]\nsteps = []\n")
+    assert by_key(found, "standards.silent_caller.steps").accepted == "at least 1 item(s)"
+
+
+def test_more_attempts_than_the_standard_allows_are_rejected(tmp_path: Path) -> None:
+    """At most 3 callbacks."""
+    found = problems(tmp_path, "[standards.callbacks]\nmax_attempts = 4\n")
+    assert by_key(found, "standards.callbacks.max_attempts").accepted == "<= 3"
+
+
+def test_callback_attempt_outside_the_window_is_rejected(tmp_path: Path) -> None:
+    """Every attempt falls inside the callback window."""
+    text = "[standards.callbacks]\nattempt_offsets_s = [30, 14400, 180000]\n"
+    problem = by_key(problems(tmp_path, text), "standards.callbacks.attempt_offsets_s[2]")
+    assert problem.message == "callback attempt falls outside the callback window"
+
+
+def test_amd_deadline_shorter_than_the_analysis_is_rejected(tmp_path: Path) -> None:
+    """The verdict deadline must leave the detector its analysis time."""
+    found = problems(tmp_path, "[standards.amd]\ndeadline_ms = 3000\n")
+    assert by_key(found, "standards.amd.deadline_ms").accepted.startswith(">= total_analysis")
+
+
+def test_feature_code_leading_to_no_script_is_rejected(tmp_path: Path) -> None:
+    """A feature code must name a script or "farewell"."""
+    found = problems(tmp_path, '[standards.feature_codes]\npbxagent_rude = "rude"\n')
+    problem = by_key(found, "standards.feature_codes.pbxagent_rude")
+    assert "abuse" in problem.accepted
+    assert "farewell" in problem.accepted
+
+
+def test_bad_host_port_is_rejected(tmp_path: Path) -> None:
+    """Bind addresses are host:port with a valid port."""
+    text = '[asterisk]\nsecret = "s"\nfastagi_bind = "127.0.0.1:70000"\n'
+    problem = by_key(problems(tmp_path, text), "asterisk.fastagi_bind")
+    assert problem.value == "127.0.0.1:70000"
+    assert "host:port" in problem.accepted
+
+
+def test_unsupported_store_scheme_is_rejected(tmp_path: Path) -> None:
+    """Only the async SQLite and PostgreSQL drivers are accepted."""
+    found = problems(tmp_path, '[store]\nurl = "mysql://db/pbx"\n')
+    assert "postgresql+asyncpg://" in by_key(found, "store.url").accepted
+
+
+def test_store_url_password_is_masked(tmp_path: Path) -> None:
+    """A database password never appears in a problem."""
+    found = problems(tmp_path, '[store]\nurl = "postgres://agent:hunter2@db/pbx"\n')
+    assert by_key(found, "store.url").value == "postgres://agent:***@db/pbx"
+
+
+def test_asterisk_section_without_secret_is_rejected(tmp_path: Path) -> None:
+    """Driving Asterisk needs the AMI secret."""
+    problem = by_key(problems(tmp_path, '[asterisk]\nami_host = "pbx"\n'), "asterisk.secret")
+    assert "PBX_AGENT_ASTERISK__SECRET" in problem.accepted
+
+
+def test_asterisk_section_selects_the_asterisk_pbx(tmp_path: Path) -> None:
+    """With only [asterisk] configured, pbx.kind defaults to asterisk."""
+    config = load_config(write(tmp_path, '[asterisk]\nsecret = "s"\n'), env={})
+    assert config.pbx.kind == "asterisk"
+    assert config.asterisk is not None
+    assert config.asterisk.ami_port == 5038
+
+
+def test_both_pbx_sections_without_a_kind_are_ambiguous(tmp_path: Path) -> None:
+    """[asterisk] and [freeswitch] together need pbx.kind."""
+    text = '[asterisk]\nsecret = "s"\n[freeswitch]\npassword = "p"\n'
+    assert by_key(problems(tmp_path, text), "pbx.kind").value == "(not set)"
+
+
+def test_unknown_secret_key_value_is_never_shown(tmp_path: Path) -> None:
+    """Even under a misspelt key, a secret's value is masked."""
+    found = problems(tmp_path, '[asterisk]\nsecrett = "hunter2"\n')
+    assert by_key(found, "asterisk.secrett").value == "***"
+    assert all("hunter2" not in str(p) for p in found)
+
+
+def test_env_override_wins_over_the_file(tmp_path: Path) -> None:
+    """PBX_AGENT_<SECTION>__<KEY> overrides the file."""
+    path = write(
+        tmp_path, '[asterisk]\nsecret = "from-file"\n[standards.hold]\nreminder_interval_s = 40\n'
+    )
+    env = {
+        "PBX_AGENT_ASTERISK__SECRET": "from-env",
+        "PBX_AGENT_STANDARDS__HOLD__REMINDER_INTERVAL_S": "45",
+    }
+    config = load_config(path, env=env)
+    assert config.asterisk is not None
+    assert config.asterisk.secret.get_secret_value() == "from-env"
+    assert config.standards_for().hold.reminder_interval_s == 45
+
+
+def test_env_override_of_a_list_is_json(tmp_path: Path) -> None:
+    """Lists come from the environment as JSON."""
+    config = load_config(None, env={"PBX_AGENT_AGENTS__ENDPOINT_PATTERNS": '["SIP/op-*"]'})
+    assert config.agents.endpoint_patterns == ["SIP/op-*"]
+
+
+def test_bad_env_value_is_keyed_by_the_variable_name() -> None:
+    """A bad value from the environment names the variable, not the config key."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            None,
+            env={"PBX_AGENT_ASTERISK__AMI_PORT": "not-a-port", "PBX_AGENT_ASTERISK__SECRET": "s"},
+        )
+    problem = by_key(caught.value.problems, "PBX_AGENT_ASTERISK__AMI_PORT")
+    assert (problem.value, problem.accepted) == ("not-a-port", "an integer")
+    assert "asterisk.ami_port" in problem.message
+
+
+def test_env_value_that_is_not_json_is_keyed_by_the_variable_name() -> None:
+    """A list override that is not JSON is reported against its variable."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={"PBX_AGENT_AGENTS__ENDPOINT_PATTERNS": "[SIP/op-*"})
+    assert by_key(caught.value.problems, "PBX_AGENT_AGENTS__ENDPOINT_PATTERNS")
+
+
+def test_unrelated_environment_is_ignored() -> None:
+    """Variables without the PBX_AGENT_ prefix do not matter."""
+    assert isinstance(load_config(None, env={"ASTERISK__SECRET": "x", "PATH": "/bin"}), Config)
+
+
+def test_queue_override_applies_to_its_queue_only(tmp_path: Path) -> None:
+    """A queue's override changes that queue's standards, not the site's."""
+    config = load_config(write(tmp_path, "[queues.vip.hold]\nreminder_interval_s = 30\n"), env={})
+    assert config.standards_for("vip").hold.reminder_interval_s == 30
+    assert config.standards_for("support").hold.reminder_interval_s == 60
+
+
+def test_bad_queue_override_is_keyed_by_the_queue(tmp_path: Path) -> None:
+    """A problem in a queue override names the queue."""
+    text = """
+[queues.support.silent_caller]
+steps = [{after_s = 2.5, prompt = "silent.prompt"}, {after_s = 6, prompt = "silent.closing"}]
+"""
+    problem = by_key(problems(tmp_path, text), "queues.support.silent_caller.steps[1].after_s")
+    assert problem.value == "6"
+
+
+def test_bad_site_value_is_not_repeated_for_each_queue(tmp_path: Path) -> None:
+    """A site-level problem is reported once, at the site key."""
+    text = "[standards.callbacks]\nring_time_s = 20\n[queues.a.hold]\nenabled = true\n"
+    assert [p.key for p in problems(tmp_path, text)] == ["standards.callbacks.ring_time_s"]
+
+
+def test_dialed_and_queue_overrides_that_clash_are_reported(tmp_path: Path) -> None:
+    """Valid alone, a number's range and a queue's steps may clash on one call."""
+    text = """
+[dialed."88005550100".silent_caller]
+step_range_s = [2, 2.5]
+[queues.support.silent_caller]
+steps = [{after_s = 3, prompt = "silent.prompt"}, {after_s = 3, prompt = "silent.closing"}]
+"""
+    problem = by_key(problems(tmp_path, text), "queues.support.silent_caller.steps[0].after_s")
+    assert "dialed.88005550100" in problem.message
+
+
+def test_agent_tier_without_a_hold_limit_is_rejected(tmp_path: Path) -> None:
+    """An agent's tier must have a hold limit."""
+    found = problems(tmp_path, '[agents.tiers]\n"1001" = "lead"\n')
+    assert "specialist" in by_key(found, "agents.tiers.1001").accepted
+
+
+def test_prompt_file_for_an_unknown_phrase_is_rejected(tmp_path: Path) -> None:
+    """A recording can only replace a phrase that exists."""
+    found = problems(tmp_path, '[prompts.files]\n"hold.welcome" = "custom/welcome"\n')
+    assert by_key(found, 'prompts.files."hold.welcome"').value == "hold.welcome"
+
+
+def test_several_problems_are_reported_at_once(tmp_path: Path) -> None:
+    """Every problem in the file is reported in one go, across sections and layers."""
+    text = """
+[site]
+timezone = "Nowhere/Town"
+[asterisk]
+secret = "s"
+ami_port = 0
+[standards.hold]
+reminder_intervl_s = 30
+[standards.callbacks]
+ring_time_s = 30
+[queues.support.hold]
+reminder_interval_s = "x"
+"""
+    keys = {p.key for p in problems(tmp_path, text, env={"PBX_AGENT_METRICS__BIND": "nowhere"})}
+    assert keys == {
+        "site.timezone",
+        "asterisk.ami_port",
+        "standards.hold.reminder_intervl_s",
+        "standards.callbacks.ring_time_s",
+        "queues.support.hold.reminder_interval_s",
+        "PBX_AGENT_METRICS__BIND",
+    }
