@@ -9,6 +9,7 @@ A problem in a value that came from the environment is keyed by the variable's n
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -94,7 +95,9 @@ def _read_env(
     """The overrides found in ``env`` as nested data, and a map from dotted key to variable name."""
     ours = {name: value for name, value in env.items() if name.upper().startswith(ENV_PREFIX)}
     names = {_dotted(name): name for name in ours}
+    sections = sorted(Config.model_fields)
     for dotted, name in names.items():
+        section = dotted.split(".", 1)[0]
         if not dotted or ".." in dotted or dotted.endswith("."):
             problems.append(
                 ConfigProblem(
@@ -102,6 +105,19 @@ def _read_env(
                     render_value(ours[name], secret=True),
                     f"{ENV_PREFIX}<SECTION>{ENV_NESTING}<KEY>",
                     "malformed override variable name",
+                )
+            )
+        elif "." in dotted and section not in sections:
+            # Only nested names are checked: other tools share the prefix for flat names
+            # (the test suite's PBX_AGENT_TEST_AMI, for one), and those are not ours to judge.
+            close = difflib.get_close_matches(section, sections, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(
+                ConfigProblem(
+                    name,
+                    render_value(ours[name], secret=is_secret_name(name)),
+                    "a section: " + ", ".join(sections),
+                    f"unknown section '{section}'{hint}",
                 )
             )
     try:
@@ -146,8 +162,8 @@ def _dotted(name: str) -> str:
 
 def _attribute_to_env(problem: ConfigProblem, env_names: Mapping[str, str]) -> ConfigProblem:
     """Key a problem by the environment variable whose value it is about, if any."""
+    key = problem.key.lower().replace('"', "")
     for dotted, name in env_names.items():
-        key = problem.key.lower()
         if key == dotted or key.startswith((dotted + ".", dotted + "[")):
             return ConfigProblem(
                 name,

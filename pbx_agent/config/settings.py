@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from pbx_agent.config.profiles import PROFILE_SITE_DEFAULTS, PROFILES
-from pbx_agent.config.standards import Standards, fill_company
+from pbx_agent.config.standards import Standards, fill_company, reference_problems
 from pbx_agent.config.types import (
     Host,
     HostPort,
@@ -47,7 +47,7 @@ from pbx_agent.config.types import (
     key_part,
     problems_error,
 )
-from pbx_agent.config.validation import sub_problems
+from pbx_agent.config.validation import join_paths, sub_problems
 
 ProfileName = Literal["ru", "zh"]
 PbxKind = Literal["simulated", "asterisk", "freeswitch"]
@@ -275,11 +275,8 @@ StandardsOverride = dict[str, Any]
 _LayerKey = tuple[str | None, str | None]
 
 
-def resolve_standards(profile: str, company: str, *layers: Mapping[str, Any]) -> Standards:
-    """Merge the profile with the override layers (later wins) and validate the result.
-
-    Raises pydantic's ``ValidationError``; keys in it are relative to ``Standards``.
-    """
+def merge_layers(profile: str, company: str, *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile's data with the override layers merged in (later wins), company filled in."""
     merged: dict[str, Any] = copy.deepcopy(PROFILES[profile])
     for layer in layers:
         merged = deep_merge(merged, layer)
@@ -289,7 +286,27 @@ def resolve_standards(profile: str, company: str, *layers: Mapping[str, Any]) ->
             key: fill_company(text, company) if isinstance(text, str) else text
             for key, text in phrases.items()
         }
-    return Standards.model_validate(merged)
+    return merged
+
+
+def resolve_standards(profile: str, company: str, *layers: Mapping[str, Any]) -> Standards:
+    """Merge the profile with the override layers (later wins) and validate the result.
+
+    Raises pydantic's ``ValidationError``; keys in it are relative to ``Standards``.
+    """
+    return Standards.model_validate(merge_layers(profile, company, *layers))
+
+
+def standards_problems(profile: str, company: str, *layers: Mapping[str, Any]) -> list[SubProblem]:
+    """Every problem of the standards these layers resolve to (keys relative to Standards)."""
+    merged = merge_layers(profile, company, *layers)
+    try:
+        Standards.model_validate(merged)
+    except ValidationError as exc:
+        found = sub_problems(exc, Standards)
+        seen = {(p.path, p.message) for p in found}
+        return found + [p for p in reference_problems(merged) if (p.path, p.message) not in seen]
+    return []
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,11 +368,9 @@ class Config(_Section):
     @classmethod
     def _site_layer_valid(cls, value: StandardsOverride, info: ValidationInfo) -> StandardsOverride:
         site = _layer_site(info)
-        if site is not None:
-            try:
-                resolve_standards(*site, value)
-            except ValidationError as exc:
-                raise problems_error(sub_problems(exc, Standards)) from None
+        problems = standards_problems(*site, value) if site is not None else []
+        if problems:
+            raise problems_error(problems)
         return value
 
     @field_validator("dialed", "queues")
@@ -368,27 +383,22 @@ class Config(_Section):
             return value
         base = info.data.get("standards", {})
         problems: list[SubProblem] = []
+        valid: list[str] = []
         for name, layer in value.items():
-            try:
-                resolve_standards(*site, base, layer)
-            except ValidationError as exc:
-                problems.extend(_prefixed(sub_problems(exc, Standards), name))
+            found = standards_problems(*site, base, layer)
+            problems.extend(_prefixed(found, name))
+            if not found:
+                valid.append(name)
         # A dialled number's and a queue's overrides meet on a call to that number in that queue.
         dialed = info.data.get("dialed", {}) if info.field_name == "queues" else {}
-        valid_queues = {
-            name for name in value if not any(p.path.startswith(_key(name)) for p in problems)
-        }
         for number, dialed_layer in dialed.items():
-            for name in sorted(valid_queues):
-                try:
-                    resolve_standards(*site, base, dialed_layer, value[name])
-                except ValidationError as exc:
-                    problems.extend(
-                        SubProblem(
-                            p.path, p.value, p.accepted, f"{p.message} (with dialed.{number})"
-                        )
-                        for p in _prefixed(sub_problems(exc, Standards), name)
+            for name in valid:
+                problems.extend(
+                    SubProblem(p.path, p.value, p.accepted, f"{p.message} (with dialed.{number})")
+                    for p in _prefixed(
+                        standards_problems(*site, base, dialed_layer, value[name]), name
                     )
+                )
         if problems:
             raise problems_error(problems)
         return value
@@ -512,12 +522,11 @@ def _layer_site(info: ValidationInfo) -> tuple[str, str] | None:
     return None
 
 
-def _key(name: str) -> str:
-    return f"{name}."
-
-
 def _prefixed(problems: list[SubProblem], name: str) -> list[SubProblem]:
-    return [SubProblem(f"{name}.{p.path}", p.value, p.accepted, p.message) for p in problems]
+    return [
+        SubProblem(join_paths(key_part(name), p.path), p.value, p.accepted, p.message)
+        for p in problems
+    ]
 
 
 def _unique(problems: list[SubProblem]) -> list[SubProblem]:

@@ -21,15 +21,16 @@ before validation (``fill_company``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import time
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -456,45 +457,20 @@ class Standards(BaseModel):
 
     def prompt_refs(self) -> Iterator[tuple[str, str]]:
         """(dotted key, prompt key) for every prompt referenced anywhere in these standards."""
-        rules: tuple[tuple[str, _Rule], ...] = (
-            ("hold", self.hold),
-            ("dead_air", self.dead_air),
-            ("silent_caller", self.silent_caller),
-            ("lingering", self.lingering),
-            ("night_routing", self.night_routing),
-            ("callbacks", self.callbacks),
-        )
-        for prefix, rule in rules:
+        for name in _PROMPTING_RULES:
+            rule: _Rule = getattr(self, name)
             for key, prompt in rule.prompt_refs():
-                yield f"{prefix}.{key}", prompt
+                yield f"{name}.{key}", prompt
         for name, script in self.scripts.items():
             for key, prompt in script.prompt_refs():
                 yield f"scripts.{name}.{key}", prompt
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        problems: list[SubProblem] = []
-        for key, prompt in self.prompt_refs():
-            if prompt not in self.phrases:
-                problems.append(
-                    SubProblem(
-                        key,
-                        prompt,
-                        "a key of standards.phrases",
-                        f"no phrase '{prompt}' in phrases",
-                    )
-                )
-        targets = [*sorted(self.scripts), FAREWELL]
-        for feature, target in self.feature_codes.items():
-            if target not in targets:
-                problems.append(
-                    SubProblem(
-                        f"feature_codes.{feature}",
-                        target,
-                        "one of: " + ", ".join(targets),
-                        "feature code leads to no script",
-                    )
-                )
+        problems = [
+            *_missing_phrases(self.prompt_refs(), self.phrases),
+            *_feature_code_problems(self.feature_codes, self.scripts),
+        ]
         if self.silent_caller.one_way_audio_callback and not self.callbacks.enabled:
             problems.append(
                 SubProblem(
@@ -507,6 +483,72 @@ class Standards(BaseModel):
         if problems:
             raise problems_error(problems)
         return self
+
+
+# The rules that play prompts, by their field name in Standards.
+_PROMPTING_RULES: dict[str, type[_Rule]] = {
+    "hold": HoldRule,
+    "dead_air": DeadAirRule,
+    "silent_caller": SilentCallerRule,
+    "lingering": LingeringRule,
+    "night_routing": NightRoutingRule,
+    "callbacks": CallbacksRule,
+}
+
+
+def reference_problems(data: Mapping[str, Any]) -> list[SubProblem]:
+    """The cross-reference problems of standards data that failed validation elsewhere.
+
+    ``Standards``' own check runs only once every rule is valid; this one checks what it
+    can (each valid rule's prompts, the feature codes) so that an operator sees a missing
+    phrase together with, say, an out-of-range number. Best effort, same messages.
+    """
+    phrases = data.get("phrases")
+    scripts = data.get("scripts")
+    refs: list[tuple[str, str]] = []
+    for name, rule_type in _PROMPTING_RULES.items():
+        try:
+            rule = rule_type.model_validate(data.get(name))
+        except ValidationError:
+            continue
+        refs.extend((f"{name}.{key}", prompt) for key, prompt in rule.prompt_refs())
+    for name, raw in scripts.items() if isinstance(scripts, Mapping) else ():
+        try:
+            script = ScriptRule.model_validate(raw)
+        except ValidationError:
+            continue
+        refs.extend((f"scripts.{name}.{key}", prompt) for key, prompt in script.prompt_refs())
+    problems = _missing_phrases(refs, phrases) if isinstance(phrases, Mapping) else []
+    feature_codes = data.get("feature_codes")
+    if isinstance(feature_codes, Mapping) and isinstance(scripts, Mapping):
+        problems += _feature_code_problems(feature_codes, scripts)
+    return problems
+
+
+def _missing_phrases(
+    refs: Iterable[tuple[str, str]], phrases: Mapping[str, object]
+) -> list[SubProblem]:
+    return [
+        SubProblem(key, prompt, "a key of standards.phrases", f"no phrase '{prompt}' in phrases")
+        for key, prompt in refs
+        if prompt not in phrases
+    ]
+
+
+def _feature_code_problems(
+    feature_codes: Mapping[str, object], scripts: Mapping[str, object]
+) -> list[SubProblem]:
+    targets = [*sorted(scripts), FAREWELL]
+    return [
+        SubProblem(
+            f"feature_codes.{key_part(feature)}",
+            str(target),
+            "one of: " + ", ".join(targets),
+            "feature code leads to no script",
+        )
+        for feature, target in feature_codes.items()
+        if target not in targets
+    ]
 
 
 def _list(values: list[float]) -> str:

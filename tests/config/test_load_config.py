@@ -288,8 +288,26 @@ def test_env_value_that_is_not_json_is_keyed_by_the_variable_name() -> None:
 
 
 def test_unrelated_environment_is_ignored() -> None:
-    """Variables without the PBX_AGENT_ prefix do not matter."""
-    assert isinstance(load_config(None, env={"ASTERISK__SECRET": "x", "PATH": "/bin"}), Config)
+    """Variables without the prefix, or flat ones naming no section, do not matter."""
+    env = {"ASTERISK__SECRET": "x", "PATH": "/bin", "PBX_AGENT_TEST_AMI": "h:1:u:s"}
+    assert isinstance(load_config(None, env=env), Config)
+
+
+def test_env_override_of_an_unknown_section_is_reported() -> None:
+    """A misspelt section in a nested variable is named, with a suggestion."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={"PBX_AGENT_ASTERIX__SECRET": "hunter2"})
+    problem = by_key(caught.value.problems, "PBX_AGENT_ASTERIX__SECRET")
+    assert problem.message == "unknown section 'asterix'; did you mean 'asterisk'?"
+    assert problem.value == "***"
+
+
+def test_env_override_of_an_unknown_key_is_reported() -> None:
+    """A misspelt key in a known section is named by the variable."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={"PBX_AGENT_METRICS__BINDD": "127.0.0.1:1"})
+    problem = by_key(caught.value.problems, "PBX_AGENT_METRICS__BINDD")
+    assert "did you mean 'bind'?" in problem.message
 
 
 def test_queue_override_applies_to_its_queue_only(tmp_path: Path) -> None:
@@ -351,6 +369,8 @@ ami_port = 0
 reminder_intervl_s = 30
 [standards.callbacks]
 ring_time_s = 30
+[standards.lingering]
+ask_prompt = "linger.question"
 [queues.support.hold]
 reminder_interval_s = "x"
 """
@@ -360,6 +380,7 @@ reminder_interval_s = "x"
         "asterisk.ami_port",
         "standards.hold.reminder_intervl_s",
         "standards.callbacks.ring_time_s",
+        "standards.lingering.ask_prompt",
         "queues.support.hold.reminder_interval_s",
         "PBX_AGENT_METRICS__BIND",
     }
