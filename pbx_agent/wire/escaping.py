@@ -21,6 +21,16 @@ No I/O here: pure functions over ``str``.
 
 from __future__ import annotations
 
+from pbx_agent.errors import UnsafeValueError
+
+# What __ast_app_separate_args (main/app.c) treats specially in an argument list: the
+# delimiter, quotes (removed, toggle quoting), backslash (removed, makes the next character
+# literal), and parentheses/brackets (counted for nesting even inside quotes, so one stray
+# "(" would glue every later argument to this one). A backslash before any character
+# yields that character, so escaping these and nothing else is exact.
+_DIALPLAN_SPECIAL = frozenset('\\",()[]')
+_DIALPLAN_TABLE = str.maketrans({ch: "\\" + ch for ch in _DIALPLAN_SPECIAL})
+
 _NAMED_CONTROLS = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 
 
@@ -46,3 +56,18 @@ def printable(value: str) -> str:
     return "".join(
         "\\\\" if ch == "\\" else ch if ch.isprintable() else _escape_char(ch) for ch in value
     )
+
+
+def dialplan_arg(value: str) -> str:
+    """``value`` escaped to stay one argument, with the same text, in an application's
+    argument list or an AMI ``Variable:`` value (``NAME=`` + ``dialplan_arg(value)``).
+
+    Raises ``UnsafeValueError`` for CR, LF or NUL, which no escape carries through.
+    """
+    if "\r" in value or "\n" in value or "\0" in value:
+        msg = (
+            f"dialplan argument {printable(value)!r} contains CR, LF or NUL; accepted: any "
+            "other text (it is escaped)"
+        )
+        raise UnsafeValueError(msg)
+    return value.translate(_DIALPLAN_TABLE)
