@@ -127,6 +127,12 @@ class Engine:
     def register_service(self, command_type: type, handler: ServiceHandler) -> None:
         self._services[command_type] = handler
 
+    def set_standards(self, resolver: StandardsResolver) -> None:
+        """Use a new resolver (after a config reload); calls re-resolve as they change."""
+        self._standards = resolver
+        for call in self.model.calls.values():
+            call.tags.pop("standards_key", None)
+
     def subscribe(self, types: Iterable[type], listener: EventListener) -> None:
         """Receive raw neutral events of these types (after the call model saw them)."""
         self._listeners.append((tuple(types), listener))

@@ -1,0 +1,60 @@
+"""``pbx-agent run``: the daemon. Refuses to start on any configuration problem."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from pbx_agent.cli.common import add_config_option, load_or_report
+from pbx_agent.daemon import Daemon
+from pbx_agent.errors import PbxAgentError, PbxAuthenticationFailed
+from pbx_agent.logging import configure_logging
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the daemon (a built-in simulated PBX when none is configured)",
+        description=(
+            "Attach to the configured PBX and enforce the service standards. With no "
+            "[asterisk] or [freeswitch] section the daemon attaches to a built-in simulated "
+            "Asterisk that places calls by itself."
+        ),
+    )
+    add_config_option(parser)
+    parser.add_argument(
+        "--shadow",
+        action="store_true",
+        help="decide and log everything, send nothing that changes a call",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+    if args.shadow:
+        config = config.model_copy(update={"shadow": True})
+    configure_logging(config.logging.format, config.logging.level)
+    try:
+        asyncio.run(_serve(config, Path(args.config) if args.config else None))
+    except PbxAuthenticationFailed as exc:
+        sys.stderr.write(f"pbx-agent: {exc}\n")
+        return 3
+    except PbxAgentError as exc:
+        sys.stderr.write(f"pbx-agent: cannot start: {exc}\n")
+        return 1
+    return 0
+
+
+async def _serve(config: Any, path: Path | None) -> None:
+    daemon = Daemon(config, config_path=path)
+    await daemon.start()
+    try:
+        await daemon.run_until_stopped()
+    finally:
+        await daemon.stop()

@@ -1,0 +1,193 @@
+"""The composition root: the one place where the configuration becomes objects.
+
+``Daemon(config)`` builds the engine with every enabled policy, the adapter for the
+configured PBX (a built-in simulated Asterisk when none is configured), the dialplan hook
+servers, the store and the services, and runs them until it is told to stop. Nothing else
+in the package knows every part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from pbx_agent.clock import Clock, LoopClock
+from pbx_agent.config import Config, ConfigError, load_config
+from pbx_agent.engine import Engine
+from pbx_agent.model.calls import CallModel, PartiesConnected, RoleRules
+from pbx_agent.pbx.ami_client import AmiSettings
+from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
+from pbx_agent.policies.base import Policy
+from pbx_agent.prompts import sound_name
+
+log = structlog.get_logger("pbx_agent.daemon")
+
+# Variables the adapter passes on to the call model and policies (beyond the role variables).
+EXTRA_WATCHED_VARIABLES = frozenset({"PBXAGENT_QUEUE"})
+
+
+def role_rules(config: Config) -> RoleRules:
+    agents = config.agents
+    return RoleRules(
+        agent_endpoint_patterns=tuple(agents.endpoint_patterns),
+        role_variable=agents.role_variable,
+        tier_variable=agents.tier_variable,
+        agent_variable=agents.agent_variable,
+        topic_variable=agents.topic_variable,
+        tiers=dict(agents.tiers),
+        default_tier=agents.default_tier,
+    )
+
+
+def build_policies(config: Config) -> list[Policy]:
+    """Every standard the daemon enforces, in the order they see each event."""
+    policies: list[Policy] = []
+    for factory in POLICY_FACTORIES:
+        policy = factory(config)
+        if policy is not None:
+            policies.append(policy)
+    return policies
+
+
+# Each standard's module contributes a factory ``(config) -> Policy | None``.
+POLICY_FACTORIES: list[Callable[[Config], Policy | None]] = []
+
+
+@dataclass
+class Daemon:
+    config: Config
+    clock: Clock | None = None
+    config_path: Path | None = None
+    engine: Engine = field(init=False)
+    adapter: AsteriskAdapter | None = field(init=False, default=None)
+    _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
+    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        config = self.config
+        clock = self.clock or LoopClock()
+        self.clock = clock
+        rules = role_rules(config)
+        self.engine = Engine(
+            clock=clock,
+            policies=build_policies(config),
+            model=CallModel(rules),
+            standards=config.standards_for,
+            shadow=config.shadow,
+        )
+        kind = config.pbx.kind
+        if kind in ("asterisk", "simulated"):
+            await self._start_asterisk(rules)
+        else:
+            msg = f"pbx.kind = {kind!r} is not available in this build"
+            raise ConfigError(msg)
+        log.info(
+            "daemon_started",
+            pbx=kind,
+            profile=config.site.profile,
+            shadow=config.shadow,
+            policies=[p.name for p in self.engine.policies],
+        )
+
+    async def _start_asterisk(self, rules: RoleRules) -> None:
+        config = self.config
+        settings = config.asterisk
+        if config.pbx.kind == "simulated":
+            settings = await self._start_simulator()
+        assert settings is not None
+        contexts = settings.contexts
+        agi_host, agi_port = settings.fastagi_bind.rsplit(":", 1)
+        options = AsteriskOptions(
+            sounds=lambda key: sound_name(config, key, "asterisk"),
+            whisper_context=contexts.whisper,
+            hold_context=contexts.hold_program,
+            callback_context=contexts.callback,
+            agi_url=f"agi://{agi_host}:{agi_port}",
+            targets={
+                "linger": DialplanTarget(contexts.linger),
+                "requeue": DialplanTarget(contexts.requeue),
+                "ivr": DialplanTarget(contexts.ivr),
+            },
+            talk_detect_silence_ms=settings.talk_detect_silence_ms,
+            talk_detect_threshold=settings.talk_detect_energy_threshold,
+            watched_variables=rules.watched_variables() | EXTRA_WATCHED_VARIABLES,
+        )
+        ami = AmiSettings(
+            host=settings.ami_host,
+            port=settings.ami_port,
+            username=settings.username,
+            secret=settings.secret.get_secret_value(),
+            connect_timeout_s=settings.connect_timeout_s,
+            action_timeout_s=settings.action_timeout_s,
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.ping_timeout_s,
+            reconnect_initial_s=settings.reconnect_initial_s,
+            reconnect_max_s=settings.reconnect_max_s,
+        )
+        adapter = AsteriskAdapter(
+            ami, options, handle_event=self.engine.handle, shadow=self.config.shadow
+        )
+        self.adapter = adapter
+        self.engine.executor = adapter
+
+        def talk_detection(event: Any, call: Any, _now: float) -> None:
+            if isinstance(event, PartiesConnected) and call is not None:
+                adapter.enable_talk_detection(
+                    [
+                        call.legs[leg].channel
+                        for leg in (event.caller, event.agent)
+                        if leg in call.legs
+                    ]
+                )
+
+        self.engine.on_call_event(talk_detection)
+        await adapter.start()
+        self._closers.append(adapter.close)
+
+    async def _start_simulator(self) -> Any:
+        msg = "the built-in simulated PBX is not available yet"
+        raise ConfigError(msg)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await closer()
+        self._closers.clear()
+        await self.engine.close()
+        log.info("daemon_stopped")
+
+    async def run_until_stopped(self) -> None:
+        """Serve until SIGTERM/SIGINT; SIGHUP re-reads and validates the configuration."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stop.wait()
+
+    def reload(self) -> None:
+        """Re-read the config file; a bad file keeps the running configuration and says why."""
+        if self.config_path is None:
+            log.info("config_reload_skipped", reason="running on the embedded defaults")
+            return
+        try:
+            fresh = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "config_reload_rejected",
+                path=str(self.config_path),
+                problems=[str(p) for p in getattr(exc, "problems", [])] or [str(exc)],
+            )
+            return
+        self.config = fresh
+        self.engine.set_standards(fresh.standards_for)
+        log.info("config_reloaded", path=str(self.config_path), profile=fresh.site.profile)
