@@ -311,7 +311,7 @@ class Engine:
             try:
                 await handler(command, call)
             except Exception as exc:  # noqa: BLE001 - a service failure is logged, never fatal
-                log.error(  # noqa: TRY400 - expected failures (store down) need no traceback
+                log.error(
                     "command_failed",
                     call_id=call.id if call else None,
                     rule=rule,

@@ -1,0 +1,400 @@
+"""The daemon's AMI connection: login, actions with deadlines, a Ping watchdog, reconnect.
+
+It pumps bytes between one TCP connection and the sans-IO codec in ``pbx_agent.wire.ami``
+(see README "Dependency notes" for why this replaces panoramisk's protocol layer and manager).
+
+Invariants:
+- Every action has a deadline (``PbxActionTimeout``); an action in flight when the connection
+  drops fails with ``PbxConnectionLost``. Actions are **never re-sent** after a reconnect: a
+  re-sent ``Originate`` would ring a customer twice.
+- A Ping is sent every ``ping_interval`` and must be answered within ``ping_timeout``;
+  otherwise the connection is treated as half-open, closed and re-opened.
+- Reconnects back off exponentially (with jitter) up to ``reconnect_max`` and reset after a
+  successful login. A refused login is ``PbxAuthenticationFailed``: fatal on the first
+  connection (``start()`` raises), logged and retried at the maximum backoff afterwards.
+- After every login ``on_connected`` runs (the adapter resyncs live calls there) before
+  ``connected`` is reported.
+- Events go to ``on_event`` synchronously, in arrival order; an exception there is logged
+  (``ami_event_handler_failed``) and never lost or fatal. Responses and the events of list
+  actions (``EventList: start`` ... ``Complete``) are routed to the waiting action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import structlog
+
+from pbx_agent.errors import (
+    PbxActionTimeout,
+    PbxAuthenticationFailed,
+    PbxConnectionLost,
+    ProtocolError,
+)
+from pbx_agent.wire.ami import AmiBanner, AmiDecoder, AmiMessage, encode_action
+
+log = structlog.get_logger("pbx_agent.ami")
+
+EventHandler = Callable[[AmiMessage], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    action: str
+    future: asyncio.Future[tuple[AmiMessage, list[AmiMessage]]]
+    is_list: bool
+    response: AmiMessage | None = None
+    items: list[AmiMessage] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AmiSettings:
+    host: str
+    port: int
+    username: str
+    secret: str
+    connect_timeout_s: float = 5.0
+    action_timeout_s: float = 5.0
+    ping_interval_s: float = 10.0
+    ping_timeout_s: float = 5.0
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    events: str = "on"
+
+
+class AmiClient:
+    def __init__(
+        self,
+        settings: AmiSettings,
+        *,
+        on_event: EventHandler | None = None,
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+        on_disconnected: Callable[[str], None] | None = None,
+        name: str = "asterisk",
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.on_event = on_event
+        self.on_connected = on_connected
+        self.on_disconnected = on_disconnected
+        self._prefix = f"pa{secrets.token_hex(3)}"
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _Pending] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
+        self._closing = False
+        self.banner: AmiBanner | None = None
+        self._banner_seen = asyncio.Event()
+        self._serve_task: asyncio.Task[str] | None = None
+        self.connections = 0  # successful logins so far (tests and metrics read it)
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        """Connect and log in once. Raises ``PbxAuthenticationFailed`` on a refused login.
+
+        If the PBX cannot be reached the client keeps trying in the background and
+        ``start`` returns; ``wait_connected`` waits for the first login.
+        """
+        loop = asyncio.get_running_loop()
+        self._first = loop.create_future()
+        self._runner = asyncio.create_task(self._run(), name=f"ami:{self.name}")
+        await asyncio.shield(self._first)
+
+    async def wait_connected(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError as exc:
+            msg = (
+                f"no AMI connection to {self.settings.host}:{self.settings.port} after {timeout} s"
+            )
+            raise PbxConnectionLost(msg) from exc
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.write(encode_action("Logoff", action_id=self._next_id()))
+            self._abort()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        self._fail_pending("the daemon is shutting down")
+
+    async def send_action(
+        self,
+        action: str,
+        fields: Iterable[tuple[str, str]] = (),
+        *,
+        timeout: float | None = None,
+    ) -> AmiMessage:
+        """Send one action and return its response (``Response: Error`` included)."""
+        response, _ = await self._send(action, fields, timeout=timeout, is_list=False)
+        return response
+
+    async def send_list(
+        self,
+        action: str,
+        fields: Iterable[tuple[str, str]] = (),
+        *,
+        timeout: float | None = None,
+    ) -> tuple[AmiMessage, list[AmiMessage]]:
+        """Send a list action; return its response and the item events up to ``…Complete``."""
+        return await self._send(action, fields, timeout=timeout, is_list=True)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    async def _send(
+        self,
+        action: str,
+        fields: Iterable[tuple[str, str]],
+        *,
+        timeout: float | None,
+        is_list: bool,
+        writer: asyncio.StreamWriter | None = None,
+    ) -> tuple[AmiMessage, list[AmiMessage]]:
+        writer = writer or (self._writer if self.connected else None)
+        if writer is None:
+            msg = f"{action} not sent: not connected to the AMI of {self.name}"
+            raise PbxConnectionLost(msg)
+        action_id = self._next_id()
+        data = encode_action(action, fields, action_id=action_id)  # refuses unsafe values
+        future: asyncio.Future[tuple[AmiMessage, list[AmiMessage]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending[action_id] = _Pending(action, future, is_list)
+        deadline = self.settings.action_timeout_s if timeout is None else timeout
+        try:
+            writer.write(data)
+            async with asyncio.timeout(deadline):
+                await writer.drain()
+                return await future
+        except TimeoutError as exc:
+            msg = f"{action} (ActionID {action_id}): no answer from {self.name} within {deadline} s"
+            raise PbxActionTimeout(msg) from exc
+        except (ConnectionError, OSError) as exc:
+            msg = f"{action} not sent: {type(exc).__name__}: {exc}"
+            raise PbxConnectionLost(msg) from exc
+        finally:
+            self._pending.pop(action_id, None)
+
+    # -- the connection loop --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            reason = "closed"
+            try:
+                await self._connect_once()
+                attempt = 0
+                reason = await self._serve()
+            except PbxAuthenticationFailed as exc:
+                if self._first is not None and not self._first.done():
+                    self._first.set_exception(exc)
+                    return
+                log.error("ami_auth_failed", pbx=self.name, error=str(exc))
+                attempt = max(attempt, 30)
+                reason = "login refused"
+            except (OSError, PbxConnectionLost, ProtocolError, TimeoutError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("ami_connect_failed", pbx=self.name, error=reason, attempt=attempt + 1)
+                if self._first is not None and not self._first.done():
+                    self._first.set_result(None)  # keep trying in the background
+            finally:
+                was_connected = self.connected
+                self._connected.clear()
+                self._abort()
+                self._writer = None
+                await self._stop_reader()
+                self._fail_pending(f"connection to {self.name} lost ({reason})")
+                if was_connected:
+                    log.warning("ami_disconnected", pbx=self.name, reason=reason)
+                    if self.on_disconnected is not None:
+                        try:
+                            self.on_disconnected(reason)
+                        except Exception:
+                            log.exception("ami_event_handler_failed", handler="on_disconnected")
+            if self._closing:
+                return
+            delay = self._backoff(attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(
+            self.settings.reconnect_max_s, self.settings.reconnect_initial_s * (2.0**attempt)
+        )
+        return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+
+    async def _connect_once(self) -> None:
+        s = self.settings
+        async with asyncio.timeout(s.connect_timeout_s):
+            reader, writer = await asyncio.open_connection(s.host, s.port)
+        self._writer = writer
+        self._banner_seen = asyncio.Event()
+        # The banner and the login reply are read by the same loop that serves later traffic.
+        self._serve_task = asyncio.create_task(
+            self._read_loop(reader, AmiDecoder(expect_banner=True)), name=f"ami-read:{self.name}"
+        )
+        try:
+            async with asyncio.timeout(s.connect_timeout_s):
+                await self._banner_seen.wait()
+        except TimeoutError as exc:
+            msg = f"{s.host}:{s.port} sent no AMI banner within {s.connect_timeout_s} s"
+            raise PbxConnectionLost(msg) from exc
+        response, _ = await self._send(
+            "Login",
+            [("Username", s.username), ("Secret", s.secret), ("Events", s.events)],
+            timeout=s.connect_timeout_s,
+            is_list=False,
+            writer=writer,
+        )
+        if response.name.lower() != "success":
+            msg = (
+                f"AMI login to {s.host}:{s.port} as {s.username!r} refused: "
+                f"{response.get('Message', '')} (check [asterisk] username/secret and manager.conf)"
+            )
+            raise PbxAuthenticationFailed(msg)
+        self.connections += 1
+        log.info(
+            "ami_connected",
+            pbx=self.name,
+            host=s.host,
+            port=s.port,
+            banner=self.banner.text if self.banner else None,
+            connections=self.connections,
+        )
+        if self.on_connected is not None:
+            # The adapter resyncs here; actions are allowed on this writer before
+            # ``connected`` is announced to the rest of the daemon.
+            self._connected.set()
+            try:
+                await self.on_connected()
+            except Exception as exc:
+                self._connected.clear()
+                log.exception("ami_resync_failed", pbx=self.name)
+                msg = f"resync after login failed: {exc}"
+                raise PbxConnectionLost(msg) from exc
+        self._connected.set()
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
+
+    async def _serve(self) -> str:
+        """Run the watchdog beside the read loop until the connection ends; say why."""
+        ping = asyncio.create_task(self._watchdog(), name=f"ami-ping:{self.name}")
+        assert self._serve_task is not None
+        try:
+            return await asyncio.shield(self._serve_task)
+        finally:
+            ping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ping
+
+    async def _watchdog(self) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.ping_interval_s)
+            try:
+                reply = await self.send_action("Ping", timeout=s.ping_timeout_s)
+            except PbxActionTimeout:
+                log.warning(
+                    "ami_watchdog",
+                    pbx=self.name,
+                    reason=f"no reply to Ping within {s.ping_timeout_s} s: closing",
+                )
+                self._abort()
+                return
+            except PbxConnectionLost:
+                return
+            if reply.name.lower() != "success":
+                log.warning("ami_watchdog", pbx=self.name, reason=f"Ping answered {reply.name}")
+
+    async def _read_loop(self, reader: asyncio.StreamReader, decoder: AmiDecoder) -> str:
+        while True:
+            try:
+                data = await reader.read(65536)
+            except (ConnectionError, OSError) as exc:
+                return f"{type(exc).__name__}: {exc}"
+            decoder.feed(data)
+            while True:
+                try:
+                    message = decoder.next_message()
+                except ProtocolError as exc:
+                    if decoder.at_eof:
+                        return f"connection closed mid-frame ({exc})"
+                    log.warning("ami_protocol_error", pbx=self.name, error=str(exc))
+                    continue
+                if message is None:
+                    break
+                if isinstance(message, AmiBanner):
+                    self.banner = message
+                    self._banner_seen.set()
+                    continue
+                self._route(message)
+            if not data:
+                return "connection closed by the PBX"
+
+    def _route(self, message: AmiMessage) -> None:
+        action_id = message.action_id
+        pending = self._pending.get(action_id) if action_id else None
+        if pending is not None and not pending.future.done():
+            if message.kind == "response":
+                pending.response = message
+                listing = (message.get("EventList") or "").lower() == "start"
+                if not (pending.is_list and listing and message.name.lower() == "success"):
+                    pending.future.set_result((message, pending.items))
+                return
+            if pending.is_list and pending.response is not None:
+                if (message.get("EventList") or "").lower() == "complete":
+                    pending.future.set_result((pending.response, pending.items))
+                else:
+                    pending.items.append(message)
+                return
+        if message.kind != "event":
+            log.debug("ami_unmatched_response", pbx=self.name, action_id=action_id)
+            return
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(message)
+        except Exception:
+            log.exception("ami_event_handler_failed", pbx=self.name, ami_event=message.name)
+
+    # -- teardown -----------------------------------------------------------------------------
+
+    async def _stop_reader(self) -> None:
+        task = self._serve_task
+        self._serve_task = None
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _abort(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+
+    def _fail_pending(self, why: str) -> None:
+        for pending in list(self._pending.values()):
+            if not pending.future.done():
+                pending.future.set_exception(PbxConnectionLost(f"{pending.action}: {why}"))
+        self._pending.clear()
