@@ -1,0 +1,287 @@
+"""Answering-machine detection: HUMAN, MACHINE or NOTSURE, as early as the evidence allows.
+
+Theory of operation. A person who answers says something short ("Алло?", "Hello?",
+"喂，你好？", at most a few phrases) and then waits for the caller. A machine plays: a
+greeting that goes on, an announcement, music, a beep, a fax tone. So the detector
+watches three things from the answer on (t = 0):
+
+- speech bursts, from ``vad.VoiceActivity`` (noise floor + webrtcvad, so steady noise is
+  not speech), merged across pauses shorter than ``burst_gap_ms`` and ignoring bursts
+  shorter than ``min_burst_ms``;
+- tones, from ``beep.BeepTracker`` (voicemail beeps, special information tones, fax and
+  modem tones): any tone is a machine;
+- non-stop sound: ``max_sound_ms`` of sound with no pause (music) is a machine.
+
+The rules, checked after every frame, first match wins:
+
+1. a tone → MACHINE ``tone``;
+2. more than ``max_human_speech_ms`` of speech → MACHINE ``long-greeting``;
+3. ``max_sound_ms`` of sound without a pause → MACHINE ``continuous-sound``;
+4. speech was heard and is followed by ``human_silence_ms`` of silence → HUMAN
+   ``answer-then-silence``;
+5. no speech at all by ``no_speech_ms`` → NOTSURE ``silence``;
+6. nothing decided by ``max_analysis_ms`` → NOTSURE ``undecided``.
+
+Rule 4 is why the detector is quick with people (a "Hello?" ending at 0.9 s is decided at
+1.65 s) and why it does not count words: a person may say as many short phrases as
+they like as long as they stop to listen. Rule 2 is why it does not hang up on chatty
+people either: ``max_human_speech_ms`` is longer than anyone's answer, shorter than almost
+any recorded greeting.
+
+The same rules run on speech segments reported by the PBX (``feed_segments``: FreeSWITCH
+TALK/NOTALK events and ``mod_avmd`` beeps), without the noise floor and music checks that
+only audio allows.
+
+Once decided, the verdict is final: later audio is ignored. The detector is pure: no I/O,
+no clock; times are milliseconds after the answer, given by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pbx_agent.amd.audio import FRAME_MS, FRAME_SAMPLES, Pcm, pcm_from_bytes
+from pbx_agent.amd.beep import BeepTracker, Tone, ToneAnalyser
+from pbx_agent.amd.params import DetectorParams, VerdictKind
+from pbx_agent.amd.vad import VoiceActivity
+
+__all__ = ["AmdDetector", "SpeechSegment", "Verdict", "VerdictKind"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: VerdictKind
+    reason: str
+    decided_at_ms: int  # milliseconds after the answer
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSegment:
+    """Speech reported by the PBX: from ``start_ms``; ``end_ms`` None while it goes on."""
+
+    start_ms: int
+    end_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _Bursts:
+    """Speech bursts so far, merged across short pauses."""
+
+    gap_ms: int
+    min_ms: int
+    first_onset_ms: int | None = None
+    closed_speech_ms: int = 0  # total of the finished bursts that counted
+    start_ms: int | None = None  # the open burst
+    last_speech_end_ms: int | None = None  # end of the last speech frame of a counted burst
+    open_end_ms: int = 0
+
+    def speech(self, start: int, end: int) -> None:
+        if self.start_ms is not None and start - self.open_end_ms >= self.gap_ms:
+            self._close()
+        if self.start_ms is None:
+            self.start_ms = start
+        self.open_end_ms = end
+        if self._open_counts():
+            if self.first_onset_ms is None:
+                self.first_onset_ms = self.start_ms
+            self.last_speech_end_ms = end
+
+    def quiet(self, now: int) -> None:
+        if self.start_ms is not None and now - self.open_end_ms >= self.gap_ms:
+            self._close()
+
+    def _open_counts(self) -> bool:
+        return self.start_ms is not None and self.open_end_ms - self.start_ms >= self.min_ms
+
+    def _close(self) -> None:
+        if self._open_counts() and self.start_ms is not None:
+            self.closed_speech_ms += self.open_end_ms - self.start_ms
+        self.start_ms = None
+
+    def speech_ms(self) -> int:
+        if self._open_counts() and self.start_ms is not None:
+            return self.closed_speech_ms + self.open_end_ms - self.start_ms
+        return self.closed_speech_ms
+
+    def in_speech(self, now: int) -> bool:
+        return self._open_counts() and now - self.open_end_ms < self.gap_ms
+
+
+class AmdDetector:
+    """One call's detector. Feed audio (or PBX speech segments) in time order."""
+
+    def __init__(self, params: DetectorParams | None = None) -> None:
+        self.params = params or DetectorParams()
+        p = self.params
+        self._activity = VoiceActivity(
+            vad_mode=p.vad_mode,
+            speech_margin_db=p.speech_margin_db,
+            strong_margin_db=p.strong_margin_db,
+            min_speech_dbfs=p.min_speech_dbfs,
+            floor_rise_db_per_s=p.floor_rise_db_per_s,
+        )
+        self._tones = ToneAnalyser()
+        self._beeps = BeepTracker(
+            min_purity=p.beep_min_purity,
+            min_duration_ms=p.beep_min_ms,
+            min_hz=p.beep_min_hz,
+            max_hz=p.beep_max_hz,
+        )
+        self._bursts = _Bursts(p.burst_gap_ms, p.min_burst_ms)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._now_ms = 0  # end of the audio consumed so far
+        self._sound_start_ms: int | None = None
+        self._tone: Tone | None = None
+        self._verdict: Verdict | None = None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self._verdict
+
+    @property
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    # --- audio ---------------------------------------------------------------------------
+    def feed_pcm(self, pcm: bytes | Pcm, at_ms: int) -> Verdict | None:
+        """Audio whose first sample was heard ``at_ms`` after the answer (8 kHz, 16-bit).
+
+        A jump forward in ``at_ms`` (lost audio) counts as time without speech; audio from
+        before the time already consumed is taken as continuing where it left off.
+        """
+        if self._verdict is not None:
+            return self._verdict
+        samples = pcm_from_bytes(pcm) if isinstance(pcm, bytes) else pcm.astype(np.int16)
+        expected = self._now_ms + self._pending.size // 8
+        if at_ms > expected + FRAME_MS:
+            self._pending = np.zeros(0, dtype=np.int16)
+            verdict = self._advance_without_audio(at_ms)
+            if verdict is not None:
+                return verdict
+        self._pending = np.concatenate([self._pending, samples])
+        while self._pending.size >= FRAME_SAMPLES:
+            frame = self._pending[:FRAME_SAMPLES]
+            self._pending = self._pending[FRAME_SAMPLES:]
+            verdict = self._frame(frame)
+            if verdict is not None:
+                return verdict
+        return None
+
+    def _frame(self, frame: Pcm) -> Verdict | None:
+        start = self._now_ms
+        end = start + FRAME_MS
+        self._now_ms = end
+        activity = self._activity.classify(frame)
+        tone_frame = self._tones.analyse(frame)
+        loud = activity.level_dbfs - activity.floor_dbfs >= self.params.speech_margin_db
+        tone = self._beeps.feed(tone_frame, loud and activity.level_dbfs > -60.0, start)
+        if tone is not None and self._tone is None:
+            self._tone = tone
+        if loud:
+            if self._sound_start_ms is None:
+                self._sound_start_ms = start
+        else:
+            self._sound_start_ms = None
+        if activity.speech:
+            self._bursts.speech(start, end)
+        else:
+            self._bursts.quiet(end)
+        return self._decide(end)
+
+    def _advance_without_audio(self, until_ms: int) -> Verdict | None:
+        self._sound_start_ms = None
+        while self._now_ms + FRAME_MS <= until_ms:
+            self._now_ms += FRAME_MS
+            self._bursts.quiet(self._now_ms)
+            verdict = self._decide(self._now_ms)
+            if verdict is not None:
+                return verdict
+        return None
+
+    # --- PBX speech segments -----------------------------------------------------------
+    def feed_segments(
+        self, segments: Iterable[SpeechSegment], at_ms: int, tones: Sequence[Tone] = ()
+    ) -> Verdict | None:
+        """Everything the PBX reported up to ``at_ms``: speech segments and tones (beeps).
+
+        Segments must be in time order; the whole history is given each time (the call is
+        idempotent), so a caller can keep one list and pass it on every event.
+        """
+        if self._verdict is not None:
+            return self._verdict
+        bursts = _Bursts(self.params.burst_gap_ms, self.params.min_burst_ms)
+        tone = min(tones, key=lambda t: t.detected_at_ms, default=None)
+        intervals = [
+            (s.start_ms, at_ms if s.end_ms is None else min(s.end_ms, at_ms))
+            for s in segments
+            if s.start_ms < at_ms
+        ]
+        # Replay in frame steps so the rules see the same kind of timeline as from audio.
+        self._bursts = bursts
+        self._tone = None
+        self._sound_start_ms = None
+        t = 0
+        index = 0
+        while t + FRAME_MS <= at_ms:
+            end = t + FRAME_MS
+            while index < len(intervals) and intervals[index][1] <= t:
+                index += 1
+            talking = index < len(intervals) and intervals[index][0] < end
+            if talking:
+                bursts.speech(t, end)
+            else:
+                bursts.quiet(end)
+            if tone is not None and tone.detected_at_ms <= end:
+                self._tone = tone
+            verdict = self._decide(end)
+            if verdict is not None:
+                return verdict
+            t = end
+        self._now_ms = t
+        return None
+
+    # --- end -----------------------------------------------------------------------------
+    def finish(self, at_ms: int) -> Verdict:
+        """The stream ended (or the caller stops listening) at ``at_ms``: a verdict now."""
+        if self._verdict is not None:
+            return self._verdict
+        self._pending = np.zeros(0, dtype=np.int16)
+        verdict = self._advance_without_audio(at_ms)
+        if verdict is not None:
+            return verdict
+        bursts = self._bursts
+        if bursts.first_onset_ms is None:
+            return self._decided(VerdictKind.NOTSURE, "silence", at_ms)
+        if bursts.speech_ms() > self.params.max_human_speech_ms:
+            return self._decided(VerdictKind.MACHINE, "long-greeting", at_ms)
+        return self._decided(VerdictKind.NOTSURE, "ended-while-undecided", at_ms)
+
+    # --- the rules -----------------------------------------------------------------------
+    def _decide(self, now: int) -> Verdict | None:  # noqa: PLR0911 (one return per rule)
+        p = self.params
+        bursts = self._bursts
+        if self._tone is not None:
+            return self._decided(
+                VerdictKind.MACHINE, f"tone-{round(self._tone.frequency_hz)}hz", now
+            )
+        speech_ms = bursts.speech_ms()
+        if speech_ms > p.max_human_speech_ms:
+            return self._decided(VerdictKind.MACHINE, "long-greeting", now)
+        if self._sound_start_ms is not None and now - self._sound_start_ms >= p.max_sound_ms:
+            return self._decided(VerdictKind.MACHINE, "continuous-sound", now)
+        if bursts.first_onset_ms is not None and not bursts.in_speech(now):
+            last_end = bursts.last_speech_end_ms
+            if last_end is not None and now - last_end >= p.human_silence_ms:
+                return self._decided(VerdictKind.HUMAN, "answer-then-silence", now)
+        if bursts.first_onset_ms is None and now >= p.no_speech_ms:
+            return self._decided(VerdictKind.NOTSURE, "silence", now)
+        if now >= p.max_analysis_ms:
+            return self._decided(VerdictKind.NOTSURE, "undecided", now)
+        return None
+
+    def _decided(self, kind: VerdictKind, reason: str, now: int) -> Verdict:
+        self._verdict = Verdict(kind, reason, now)
+        return self._verdict

@@ -1,0 +1,139 @@
+"""Parameters of answering-machine detection, with their documented defaults.
+
+``DetectorParams`` is what a profile carries under ``standards.amd``; ``ClassicParams`` are
+Asterisk ``AMD()``'s own parameters (``amd.conf``), used by the classic re-implementation
+and the talk-event policy. All times are milliseconds after the answer.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["ClassicParams", "DetectorParams", "VerdictKind"]
+
+
+class VerdictKind(StrEnum):
+    HUMAN = "HUMAN"
+    MACHINE = "MACHINE"
+    NOTSURE = "NOTSURE"
+
+
+class DetectorParams(BaseModel):
+    """The detector's knobs. Defaults were chosen on the ``train`` split of the generated
+    corpus and checked on its ``validation`` split (``docs/amd.md``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- voice activity (vad.py) -------------------------------------------------------
+    vad_mode: int = Field(2, ge=0, le=3, description="webrtcvad aggressiveness, 0..3")
+    speech_margin_db: float = Field(
+        6.0, ge=3.0, le=30.0, description="a voiced frame must be this far above the noise floor"
+    )
+    strong_margin_db: float = Field(
+        18.0, ge=6.0, le=40.0, description="a frame this far above the floor is speech anyway"
+    )
+    min_speech_dbfs: float = Field(
+        -55.0, ge=-90.0, le=-10.0, description="quieter frames are never speech"
+    )
+    floor_rise_db_per_s: float = Field(
+        4.0, gt=0.0, le=60.0, description="how fast the noise floor follows rising noise"
+    )
+
+    # --- speech segments ---------------------------------------------------------------
+    min_burst_ms: int = Field(
+        60, ge=0, le=1000, description="shorter sound bursts (clicks, breaths) are ignored"
+    )
+    burst_gap_ms: int = Field(
+        200, ge=20, le=2000, description="a pause shorter than this does not end a burst"
+    )
+
+    # --- the decision --------------------------------------------------------------------
+    human_silence_ms: int = Field(
+        750,
+        ge=100,
+        le=5000,
+        description="silence after a short answer that makes the callee a person",
+    )
+    max_human_speech_ms: int = Field(
+        3000,
+        ge=300,
+        le=10000,
+        description="more speech than this before such a silence is a recorded greeting",
+    )
+    max_sound_ms: int = Field(
+        3000,
+        ge=300,
+        le=20000,
+        description="this much non-stop sound (speech or not, e.g. music) is a machine",
+    )
+    no_speech_ms: int = Field(
+        4000,
+        ge=500,
+        le=30000,
+        description="no speech at all this long after the answer: NOTSURE (silence)",
+    )
+    max_analysis_ms: int = Field(5000, ge=500, le=30000, description="no decision by then: NOTSURE")
+
+    # --- tones (beep.py) -----------------------------------------------------------------
+    beep_min_purity: float = Field(
+        0.8, gt=0.0, le=1.0, description="share of a frame's energy near its peak frequency"
+    )
+    beep_min_ms: int = Field(160, ge=40, le=2000, description="shortest tone that counts")
+    beep_min_hz: float = Field(300.0, ge=50.0, le=4000.0)
+    beep_max_hz: float = Field(3400.0, ge=50.0, le=4000.0)
+
+    # --- the session around the detector (audiosocket_server.py) ------------------------
+    deadline_ms: int = Field(
+        5500,
+        ge=500,
+        le=60000,
+        description="no verdict by then (audio stalled, peer silent): use on_deadline",
+    )
+    on_deadline: VerdictKind = Field(
+        VerdictKind.HUMAN,
+        description="the verdict when the deadline passes; HUMAN never hangs up on a person",
+    )
+    on_notsure: VerdictKind = Field(
+        VerdictKind.HUMAN, description="what the callback flow does with a NOTSURE verdict"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.strong_margin_db < self.speech_margin_db:
+            msg = (
+                f"standards.amd.strong_margin_db={self.strong_margin_db} is below "
+                f"speech_margin_db={self.speech_margin_db}; accepted: at least speech_margin_db"
+            )
+            raise ValueError(msg)
+        if self.beep_max_hz <= self.beep_min_hz:
+            msg = (
+                f"standards.amd.beep_max_hz={self.beep_max_hz} is not above "
+                f"beep_min_hz={self.beep_min_hz}"
+            )
+            raise ValueError(msg)
+        if self.max_analysis_ms > self.deadline_ms:
+            msg = (
+                f"standards.amd.max_analysis_ms={self.max_analysis_ms} is after "
+                f"deadline_ms={self.deadline_ms}; accepted: at most deadline_ms"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class ClassicParams(BaseModel):
+    """Asterisk ``AMD()`` parameters with the ``amd.conf`` sample values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    initial_silence: int = Field(2500, ge=0)
+    greeting: int = Field(1500, ge=0)
+    after_greeting_silence: int = Field(800, ge=0)
+    total_analysis_time: int = Field(5000, ge=0)
+    min_word_length: int = Field(100, ge=0)
+    between_words_silence: int = Field(50, ge=0)
+    maximum_number_of_words: int = Field(2, ge=0)
+    silence_threshold: int = Field(256, ge=0, le=32767)
+    maximum_word_length: int = Field(5000, ge=0)
