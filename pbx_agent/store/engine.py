@@ -1,0 +1,149 @@
+"""The database connection: one async engine for SQLite (default) or PostgreSQL, with the
+transaction discipline every repository follows and the one place DB errors are translated.
+
+- SQLite (``sqlite+aiosqlite:///path``): WAL journal (readers never block the writer), a busy
+  timeout (a writer waits for another instead of failing at once), foreign keys on. The
+  driver's own transaction handling is switched off and SQLAlchemy emits ``BEGIN`` itself:
+  write transactions begin with ``BEGIN IMMEDIATE``, which takes the write lock up front, so
+  two daemons claiming jobs from one file are serialised and a transaction never fails half
+  way when it upgrades from reading to writing (SQLITE_BUSY that no timeout can cure).
+- PostgreSQL (``postgresql+asyncpg://...``): connect and statement timeouts; row locks
+  (``FOR UPDATE SKIP LOCKED``) written in the same Core statements, which SQLite ignores.
+- ``Database.read()`` / ``Database.write()`` are the only ways in. Every SQLAlchemy, driver,
+  OS and timeout error raised inside them comes out as ``StoreUnavailable`` naming the
+  operation and the database (password hidden).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from pbx_agent.errors import ConfigError, StoreUnavailable
+
+SQLITE = "sqlite+aiosqlite"
+POSTGRES = "postgresql+asyncpg"
+SUPPORTED = (SQLITE, POSTGRES)
+DEFAULT_URL = "sqlite+aiosqlite:///./var/pbx-agent.sqlite3"
+
+# Execution option read by the SQLite "begin" hook.
+_BEGIN_OPTION = "pbx_agent_begin"
+
+
+def parse_url(url: str) -> URL:
+    """Validate a store URL (``store.url``) and return it parsed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        msg = f"store.url: {url!r} is not a database URL (accepted: {', '.join(SUPPORTED)})"
+        raise ConfigError(msg) from exc
+    if parsed.drivername not in SUPPORTED:
+        msg = (
+            f"store.url: driver {parsed.drivername!r} is not supported "
+            f"(accepted: {', '.join(SUPPORTED)})"
+        )
+        raise ConfigError(msg)
+    return parsed
+
+
+def create_engine(
+    url: str,
+    *,
+    connect_timeout_s: float = 10.0,
+    statement_timeout_s: float = 30.0,
+    busy_timeout_s: float = 15.0,
+    pool_size: int = 5,
+) -> AsyncEngine:
+    """An engine for ``url`` with the settings described in the module docstring. No I/O
+    happens here except creating the directory of a SQLite file."""
+    parsed = parse_url(url)
+    if parsed.drivername == SQLITE:
+        return _sqlite_engine(parsed, busy_timeout_s)
+    return create_async_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=connect_timeout_s,
+        pool_pre_ping=True,
+        connect_args={"timeout": connect_timeout_s, "command_timeout": statement_timeout_s},
+    )
+
+
+def _sqlite_engine(parsed: URL, busy_timeout_s: float) -> AsyncEngine:
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, connect_args={"timeout": busy_timeout_s})
+    busy_ms = int(busy_timeout_s * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins (see docstring).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA busy_timeout={busy_ms}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA synchronous=NORMAL",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(_BEGIN_OPTION) == "immediate"
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """An engine plus the read/write transaction helpers the repositories use."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(**{_BEGIN_OPTION: "immediate"})
+        self.dialect = engine.dialect.name
+
+    @property
+    def where(self) -> str:
+        """The database, for messages: URL without the password."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @asynccontextmanager
+    async def read(self, operation: str) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (rolled back at the end)."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise self._unavailable(operation, exc) from exc
+
+    @asynccontextmanager
+    async def write(self, operation: str) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends without an exception
+        (``BEGIN IMMEDIATE`` on SQLite)."""
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise self._unavailable(operation, exc) from exc
+
+    async def dispose(self) -> None:
+        try:
+            await self.engine.dispose()
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise self._unavailable("close", exc) from exc
+
+    def _unavailable(self, operation: str, exc: BaseException) -> StoreUnavailable:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        msg = f"database {self.where}: {operation} failed: {type(exc).__name__}: {detail}"
+        return StoreUnavailable(msg)
