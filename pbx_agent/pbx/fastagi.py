@@ -9,9 +9,13 @@ VARIABLE inside that deadline. Then the socket is closed, which makes ``AGI()`` 
 and the dialplan continue.
 
 Invariants:
-- The call is never dropped or held up by the daemon: a handler that raises, overruns
-  its deadline, or names an unknown hook ends the session; the spec's safe default runs
-  first under ``default_deadline_s``. Every read and write has a deadline.
+- The call is never dropped or held up by the daemon: a handler that raises or overruns
+  its deadline ends the session after the spec's safe default has run under
+  ``default_deadline_s``; a request for an unknown hook gets the server's
+  ``unknown_hook_default`` (if any) the same way. Every read and write has a deadline.
+- AGI runs one command at a time: a hook abandoned in the middle of a long ``STREAM FILE``
+  leaves Asterisk playing until the file ends, and the safe default waits behind it (up
+  to its own deadline). Hooks should keep prompts short next to their deadline.
 - One session's trouble never touches another: a client that sends half a header and
   disconnects, stalls, or sends garbage ends only its own session.
 - Replies are matched to commands by order. A command abandoned by a deadline leaves
@@ -41,7 +45,7 @@ from pbx_agent.errors import (
     ProtocolError,
 )
 from pbx_agent.model.events import CallId, LegId
-from pbx_agent.model.hooks import HookRegistry, HookSession, HookSpec, PlayResult
+from pbx_agent.model.hooks import PlayResult
 from pbx_agent.wire.agi import (
     AgiDecoder,
     AgiEnvironment,
@@ -52,7 +56,11 @@ from pbx_agent.wire.agi import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from pbx_agent.model.hooks import HookRegistry, HookSession, HookSpec
+
+    SafeDefault = Callable[[HookSession], Awaitable[None]]
 
 log = structlog.get_logger()
 
@@ -283,8 +291,10 @@ class FastAgiServer:
         header_timeout_s: float = 5.0,
         command_timeout_s: float = 5.0,
         default_deadline_s: float = 1.0,
+        unknown_hook_default: SafeDefault | None = None,
     ) -> None:
         self._registry = registry
+        self._unknown_hook_default = unknown_hook_default
         self._host = host
         self._port = port
         self._header_timeout_s = header_timeout_s
@@ -381,14 +391,7 @@ class FastAgiServer:
         try:
             spec = self._registry.get(session.hook)
             if spec is None:
-                log.warning(
-                    "hook_unknown",
-                    hook=session.hook,
-                    call_id=session.call,
-                    channel=session.channel,
-                    request=env.request,
-                    known=self._registry.names(),
-                )
+                await self._on_unknown_hook(session)
                 return
             await self._run_hook(spec, session)
         finally:
@@ -420,17 +423,33 @@ class FastAgiServer:
         else:
             log.debug("hook_done", call_id=session.call, **fields)
             return
-        await self._run_default(spec, session)
+        await self._run_default(spec.name, spec.on_timeout, session)
 
-    async def _run_default(self, spec: HookSpec, session: HookSession) -> None:
-        if spec.on_timeout is None or (isinstance(session, AgiSession) and session.broken):
+    async def _on_unknown_hook(self, session: AgiSession) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._default_deadline_s):
+                await session.resolve_call()  # only so the log names the call
+        log.warning(
+            "hook_unknown",
+            hook=session.hook,
+            call_id=session.call,
+            channel=session.channel,
+            request=session.env.request,
+            known=self._registry.names(),
+        )
+        await self._run_default(session.hook, self._unknown_hook_default, session)
+
+    async def _run_default(
+        self, hook: str, on_timeout: SafeDefault | None, session: AgiSession
+    ) -> None:
+        if on_timeout is None or session.broken:
             return
-        fields = {"hook": spec.name, "channel": session.channel, "call_id": session.call}
+        fields = {"hook": hook, "channel": session.channel, "call_id": session.call}
         deadline = asyncio.timeout(self._default_deadline_s)
         failure: Exception | None = None
         try:
             async with deadline:
-                await spec.on_timeout(session)
+                await on_timeout(session)
         except Exception as exc:  # noqa: BLE001 - reported below, whatever it is
             failure = exc
         if failure is None:

@@ -429,12 +429,24 @@ async def test_unknown_hook_ends_the_session_so_the_dialplan_goes_on(
     channel = FakeChannel(server.port, environment("no-such-hook?x=1"))
     with capture_logs() as logs:
         received = await channel.run()
-    assert received == []
+    assert [c.args for c in received] == [("CHANNEL(linkedid)",)]
     assert channel.closed_by_server
     unknown = events(logs, "hook_unknown")
     assert len(unknown) == 1
     assert unknown[0]["hook"] == "no-such-hook"
+    assert unknown[0]["call_id"] == "1795339422.19"
     assert unknown[0]["channel"] == "PJSIP/carol-00000010"
+
+
+async def test_unknown_hook_gets_the_servers_safe_default(registry: HookRegistry) -> None:
+    """With an unknown_hook_default configured, it runs for requests nobody handles."""
+    async with FastAgiServer(registry, port=0, unknown_hook_default=set_default_result) as server:
+        channel = FakeChannel(server.port, environment("typo-hook"))
+        with capture_logs() as logs:
+            await channel.run()
+    assert channel.variables["PBXAGENT_RESULT"] == "default"
+    assert events(logs, "hook_unknown")
+    assert events(logs, "hook_default_applied")[0]["hook"] == "typo-hook"
 
 
 # --- hang-ups, dead channels, usage errors ---------------------------------------------
