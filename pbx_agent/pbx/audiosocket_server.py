@@ -1,0 +1,336 @@
+"""The AudioSocket server: Asterisk streams an answered callback leg's audio to the daemon,
+which runs answering-machine detection on it and reports one verdict per call.
+
+The callback context runs ``Answer()`` … ``AudioSocket(<attempt id>,<daemon>:<port>)``;
+``AudioSocket()`` connects, sends the attempt id as its UUID frame, then the leg's audio
+as 20 ms signed-linear frames. See ``pbx_agent.wire.audiosocket`` for the bytes.
+
+Theory of operation. Each TCP connection is one session, served by one task that the
+server tracks and cancels on ``close()``. The session reads the UUID frame under
+``uuid_timeout_s`` (a peer that connects and says nothing, or starts with anything else,
+is dropped: without an id there is nobody to report to). From that moment the verdict
+deadline runs (``DetectorParams.deadline_ms``, wall time). Audio frames go to a fresh
+``AmdDetector``, stamped with the audio's own time (samples received / 8 kHz), so a
+verdict's ``decided_at_ms`` is milliseconds of the callee's audio after the answer.
+
+Invariants:
+- ``on_verdict(uuid, verdict)`` is called exactly once per identified session: with the
+  detector's verdict; with the configured default (``on_deadline``, reason ``deadline``)
+  when the deadline passes first (audio stalled, too slow, undecided); with the
+  detector's ``finish`` verdict when the peer hangs up, closes or vanishes; with the
+  default (reason ``protocol-error``) when the peer breaks the protocol.
+- The call is never held for the daemon: once the verdict is out the session sends the
+  hang-up frame (``AudioSocket()`` returns and the dialplan goes on) unless
+  ``hangup_after_verdict`` is False, and closes. Every read and write has a deadline.
+- One session's trouble never touches another; a failing ``on_verdict`` is logged and
+  contained; past ``max_sessions`` new connections are closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import ipaddress
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Self
+
+import structlog
+
+from pbx_agent.amd.detector import AmdDetector, Verdict
+from pbx_agent.amd.params import DetectorParams
+from pbx_agent.errors import ProtocolError
+from pbx_agent.wire.audiosocket import (
+    AudioSocketAudio,
+    AudioSocketDecoder,
+    AudioSocketDtmf,
+    AudioSocketError,
+    AudioSocketHangup,
+    AudioSocketMessage,
+    AudioSocketProtocolError,
+    AudioSocketUuid,
+    encode_hangup,
+)
+
+__all__ = ["AudioSocketServer", "VerdictCallback"]
+
+log = structlog.get_logger()
+
+VerdictCallback = Callable[[uuid.UUID, Verdict], Awaitable[None] | None]
+
+_READ_CHUNK = 8192
+_CLOSE_TIMEOUT_S = 1.0
+
+
+class _PeerGoneError(Exception):
+    """The peer closed or reset the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionConfig:
+    params: DetectorParams
+    uuid_timeout_s: float
+    write_timeout_s: float
+    hangup_after_verdict: bool
+    max_payload_bytes: int
+    deliver: Callable[[uuid.UUID, Verdict], Awaitable[None]]
+
+
+class AudioSocketServer:
+    """Listens for ``AudioSocket()`` connections and reports one AMD verdict per call.
+
+    Use as ``async with AudioSocketServer(on_verdict) as server:``, or ``start()``/``close()``.
+    """
+
+    def __init__(
+        self,
+        on_verdict: VerdictCallback,
+        *,
+        params: DetectorParams | None = None,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        uuid_timeout_s: float = 2.0,
+        write_timeout_s: float = 1.0,
+        callback_timeout_s: float = 1.0,
+        hangup_after_verdict: bool = True,
+        max_sessions: int = 200,
+        max_payload_bytes: int = 8000,
+    ) -> None:
+        self._on_verdict = on_verdict
+        self.params = params or DetectorParams()
+        self._host = host
+        self._port = port
+        self._callback_timeout_s = callback_timeout_s
+        self._max_sessions = max_sessions
+        self._config = _SessionConfig(
+            params=self.params,
+            uuid_timeout_s=uuid_timeout_s,
+            write_timeout_s=write_timeout_s,
+            hangup_after_verdict=hangup_after_verdict,
+            max_payload_bytes=max_payload_bytes,
+            deliver=self._deliver,
+        )
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The port really bound (useful with ``port=0``)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(self._on_connection, self._host, self._port)
+        if not _is_loopback(self._host):
+            log.warning(
+                "audiosocket_not_loopback",
+                host=self._host,
+                port=self.port,
+                advice="anyone who can reach this port can feed verdicts; bind to 127.0.0.1 "
+                "or firewall it",
+            )
+        log.info("audiosocket_listening", host=self._host, port=self.port)
+
+    async def close(self) -> None:
+        """Stop listening, cancel every session and wait for them to finish."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        sessions = list(self._sessions)
+        for task in sessions:
+            task.cancel()
+        if sessions:
+            await asyncio.wait(sessions, timeout=_CLOSE_TIMEOUT_S * 2)
+        if server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                    await server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # --- one connection -----------------------------------------------------------------
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = str(writer.get_extra_info("peername"))
+        if len(self._sessions) >= self._max_sessions:
+            log.warning("audiosocket_too_many_sessions", peer=peer, limit=self._max_sessions)
+            writer.close()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
+        try:
+            await _Session(self._config, reader, writer, peer).run()
+        except Exception as exc:  # a session must never take the server down
+            log.exception("audiosocket_session_crashed", peer=peer, error=repr(exc))
+        finally:
+            if task is not None:
+                self._sessions.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                    await writer.wait_closed()
+
+    async def _deliver(self, stream_id: uuid.UUID, verdict: Verdict) -> None:
+        fields = {
+            "stream": str(stream_id),
+            "verdict": verdict.kind.value,
+            "reason": verdict.reason,
+            "decided_at_ms": verdict.decided_at_ms,
+        }
+        log.info("amd_verdict", **fields)
+        try:
+            async with asyncio.timeout(self._callback_timeout_s):
+                result = self._on_verdict(stream_id, verdict)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as exc:  # noqa: BLE001 - the consumer's failure is logged, contained
+            log.error("amd_verdict_callback_failed", error=repr(exc), **fields)
+
+
+class _Session:
+    def __init__(
+        self,
+        config: _SessionConfig,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> None:
+        self._config = config
+        self._reader = reader
+        self._writer = writer
+        self._peer = peer
+        self._decoder = AudioSocketDecoder(max_payload_bytes=config.max_payload_bytes)
+        self._detector = AmdDetector(config.params)
+        self._audio_ms = 0
+
+    async def run(self) -> None:
+        stream_id = await self._read_uuid()
+        if stream_id is None:
+            return
+        params = self._config.params
+        log.info("audiosocket_stream_started", stream=str(stream_id), peer=self._peer)
+        deadline = asyncio.timeout(params.deadline_ms / 1000)
+        verdict: Verdict | None = None
+        try:
+            async with deadline:
+                verdict = await self._listen()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            verdict = Verdict(params.on_deadline, "deadline", params.deadline_ms)
+            log.warning(
+                "amd_deadline",
+                stream=str(stream_id),
+                deadline_ms=params.deadline_ms,
+                audio_ms=self._audio_ms,
+                default=params.on_deadline.value,
+            )
+        except ProtocolError as exc:
+            verdict = Verdict(params.on_deadline, "protocol-error", self._audio_ms)
+            log.warning("audiosocket_protocol_error", stream=str(stream_id), error=str(exc))
+        await self._config.deliver(stream_id, verdict)
+        # The peer already ended the stream, or broke it: nothing to say back.
+        ended_by_peer = verdict.reason.startswith("peer-") or verdict.reason == "protocol-error"
+        if self._config.hangup_after_verdict and not ended_by_peer:
+            await self._send_hangup(stream_id)
+
+    async def _read_uuid(self) -> uuid.UUID | None:
+        try:
+            async with asyncio.timeout(self._config.uuid_timeout_s):
+                message = await self._next_message()
+        except TimeoutError:
+            log.warning("audiosocket_uuid_timeout", peer=self._peer)
+            return None
+        except _PeerGoneError:
+            log.info("audiosocket_peer_gone", peer=self._peer, stage="before the UUID frame")
+            return None
+        except AudioSocketProtocolError as exc:
+            log.warning("audiosocket_protocol_error", peer=self._peer, error=str(exc))
+            return None
+        if not isinstance(message, AudioSocketUuid):
+            log.warning(
+                "audiosocket_no_uuid",
+                peer=self._peer,
+                first=type(message).__name__,
+                expected="a UUID frame (0x01) first",
+            )
+            return None
+        return message.uuid
+
+    async def _listen(self) -> Verdict:
+        """Feed audio to the detector until it decides or the stream ends."""
+        detector = self._detector
+        while True:
+            try:
+                message = await self._next_message()
+            except _PeerGoneError:
+                verdict = detector.finish(self._audio_ms)
+                return Verdict(verdict.kind, f"peer-gone:{verdict.reason}", verdict.decided_at_ms)
+            if isinstance(message, AudioSocketAudio):
+                at_ms = self._audio_ms
+                self._audio_ms += message.duration_ms
+                verdict_or_none = detector.feed_pcm(message.pcm, at_ms)
+                if verdict_or_none is not None:
+                    return verdict_or_none
+            elif isinstance(message, AudioSocketHangup):
+                verdict = detector.finish(self._audio_ms)
+                log.info("audiosocket_peer_hangup", audio_ms=self._audio_ms)
+                return Verdict(verdict.kind, f"peer-hangup:{verdict.reason}", verdict.decided_at_ms)
+            elif isinstance(message, AudioSocketError):
+                log.warning("audiosocket_peer_error", code=message.code.hex())
+                verdict = detector.finish(self._audio_ms)
+                return Verdict(verdict.kind, f"peer-error:{verdict.reason}", verdict.decided_at_ms)
+            elif isinstance(message, AudioSocketDtmf):
+                # A keypress means a person (or a very clever machine); the detector judges
+                # only the audio, the callback flow may use the digit.
+                log.info("audiosocket_dtmf", digit=message.digit, audio_ms=self._audio_ms)
+            else:
+                msg = f"AudioSocket: second UUID frame {message.uuid} in one stream"
+                raise AudioSocketProtocolError(msg)
+
+    async def _next_message(self) -> AudioSocketMessage:
+        while True:
+            message = self._decoder.next_message()
+            if message is not None:
+                return message
+            if self._decoder.at_eof:
+                raise _PeerGoneError
+            try:
+                data = await self._reader.read(_READ_CHUNK)
+            except (ConnectionError, OSError) as exc:
+                raise _PeerGoneError from exc
+            self._decoder.feed(data)
+
+    async def _send_hangup(self, stream_id: uuid.UUID) -> None:
+        try:
+            self._writer.write(encode_hangup())
+            async with asyncio.timeout(self._config.write_timeout_s):
+                await self._writer.drain()
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            log.info("audiosocket_hangup_not_sent", stream=str(stream_id), error=repr(exc))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
