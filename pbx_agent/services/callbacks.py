@@ -1,0 +1,728 @@
+"""The callback scheduler (R7): claims due callback jobs, places the calls through a
+``Dialer``, and applies the outcomes the PBX side reports.
+
+Theory of operation
+-------------------
+Each cycle (``run_once``; ``run`` loops it every ``poll_interval_s`` or sooner when a job is
+added):
+
+1. finish scheduled jobs whose window (or promise deadline) passed undialled;
+2. recover jobs left ``dialling`` by a daemon whose lease expired (crashed, ``kill -9``):
+   their open attempt becomes ``unknown`` and is **never redialled**; the job moves on to its
+   next attempt by the rules (the unknown attempt counts: it may have rung the customer);
+3. give up on this daemon's own attempts that got no outcome in time (ring time plus a
+   grace period: ``unknown``; answered but no machine verdict: the configured ``notsure``);
+4. renew the leases of this daemon's attempts in flight;
+5. claim due jobs up to the global concurrency cap. The claim records each attempt as
+   ``dialling`` and commits **before** ``Dialer.place_callback`` is called, so a crash
+   after dialling can only lose an outcome, never call the same attempt twice.
+
+Outcomes come back asynchronously by request id (the PBX adapter uses it as the Originate's
+channel id): ``on_originate_outcome`` (answered / busy / no_answer / rejected / failed) and
+``on_machine_verdict`` (human / machine / notsure). Any daemon may apply an outcome for any
+attempt; the store applies it once.
+
+Every decision is logged (``callback.*`` events, with the reason and the cause behind it)
+and recorded in the ``decisions`` table for the manager's report.
+
+Invariants: every task is owned (a ``TaskGroup`` per dialling batch); every store call is
+bounded by the store's own timeouts and every dialer call by ``dial_timeout_s``; time comes
+only from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from pbx_agent.clock import Clock, to_datetime
+from pbx_agent.errors import PbxAgentError, StoreUnavailable
+from pbx_agent.model.calls import Call
+from pbx_agent.model.commands import CancelCallbacks, RequestCallback
+from pbx_agent.numbers import NormalizedNumber, Unusable, normalize
+from pbx_agent.policies.callbacks import (
+    TERMINAL_STATUSES,
+    AttemptOutcome,
+    CallbackAttempt,
+    CallbackJob,
+    CallbackRules,
+    DropReason,
+    JobKind,
+    JobStatus,
+    after_attempt,
+    cancels_on_inbound,
+    expiry,
+    new_drop_job_times,
+    new_promise_times,
+    outcome_for_originate,
+    outcome_for_verdict,
+)
+from pbx_agent.store import AttemptResult, Decision, Finished, NewJob, Store
+
+log = structlog.get_logger("pbx_agent.callbacks")
+
+RULE = "R7"
+
+
+# ---------------------------------------------------------------------- the dialer side
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackDial:
+    """One callback attempt to place."""
+
+    request_id: str  # unique per attempt; the adapter uses it as the Originate channel id
+    job_id: int
+    attempt_no: int
+    number: str  # E.164
+    ring_time_s: int  # ring this long before giving up (> 30 s, R7)
+    target: str  # where an answered customer is connected (queue / context)
+    detect_machine: bool  # run answering-machine detection (R6) before connecting
+    kind: JobKind = JobKind.ABNORMAL_DROP
+
+
+class Dialer(Protocol):
+    """Places callback calls on the PBX. Returns once the PBX has accepted the request;
+    the outcome is reported later through ``CallbackService.on_originate_outcome``."""
+
+    async def place_callback(self, request: CallbackDial) -> None: ...
+
+
+class CallbackNotPlacedError(PbxAgentError):
+    """Raised by a ``Dialer`` when it is certain nothing reached the PBX (not connected,
+    refused locally). The attempt is recorded ``not_placed``, does not count, and the job
+    is retried shortly. Any other failure counts as a failed attempt."""
+
+
+class NumberUnusableError(PbxAgentError):
+    """The number given for a callback cannot be called (anonymous, withheld, unparsable)."""
+
+    def __init__(self, unusable: Unusable) -> None:
+        super().__init__(f"cannot call back {unusable.raw!r}: number is {unusable.reason}")
+        self.unusable = unusable
+
+
+# ---------------------------------------------------------------------- the service
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """How the scheduler runs (not rules: those are ``CallbackRules``)."""
+
+    poll_interval_s: float = 1.0
+    lease_s: float = 60.0  # renewed every third of it while an attempt is in flight
+    claim_batch: int = 50
+    dial_timeout_s: float = 10.0
+    outcome_grace_s: float = 60.0  # after the ring time, wait this long for an outcome
+    verdict_timeout_s: float = 30.0  # after an answer, wait this long for the AMD verdict
+    store_retry_s: float = 5.0  # pause after the store failed
+
+
+@dataclass(slots=True)
+class _InFlight:
+    job_id: int
+    attempt_no: int
+    placed_at: datetime
+    answered_at: datetime | None = None
+
+
+def default_owner() -> str:
+    """A name for this daemon instance, unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class CallbackService:
+    """Schedules, places and tracks callbacks. One per daemon; several daemons may share a
+    PostgreSQL store."""
+
+    def __init__(
+        self,
+        store: Store,
+        dialer: Dialer,
+        rules: CallbackRules,
+        *,
+        clock: Clock,
+        default_region: str,
+        owner: str | None = None,
+        settings: SchedulerSettings | None = None,
+    ) -> None:
+        self._store = store
+        self._dialer = dialer
+        self._rules = rules
+        self._clock = clock
+        self._region = default_region
+        self.owner = owner or default_owner()
+        self._settings = settings or SchedulerSettings()
+        self._in_flight: dict[str, _InFlight] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_renewal: datetime | None = None
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        """Run cycles until ``stop()``. A store outage is logged and retried, never fatal."""
+        settings = self._settings
+        while not self._stopping.is_set():
+            pause = settings.poll_interval_s
+            try:
+                await self.run_once()
+            except StoreUnavailable as exc:
+                log.error("callback.store_unavailable", error=str(exc))
+                pause = settings.store_retry_s
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        """Make ``run`` return after the cycle in progress."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts this daemon placed that have no final outcome yet."""
+        return len(self._in_flight)
+
+    async def run_once(self) -> int:
+        """One scheduling cycle (see the module docstring); returns how many calls it placed."""
+        now = self._now()
+        await self._expire(now)
+        await self._recover(now)
+        await self._give_up_stale(now)
+        await self._renew(now)
+        return await self._claim_and_dial(now)
+
+    # ------------------------------------------------------------------ scheduling
+
+    async def schedule_after_drop(
+        self,
+        number: str,
+        *,
+        reason: str,
+        call_id: str | None,
+        cause: str = "",
+        kind: JobKind = JobKind.ABNORMAL_DROP,
+        dropped_at: float | None = None,
+        queue: str | None = None,
+    ) -> CallbackJob | None:
+        """Create a callback job for a call that ended abnormally (or that the customer
+        asked to be called back on). None when callbacks are disabled, the number cannot be
+        called or a callback to it is already pending; the log says which. ``queue``: the
+        dropped call's queue, where the customer goes back to unless the rules name a target."""
+        now = self._now()
+        trigger_at = now if dropped_at is None else to_datetime(dropped_at)
+        if not self._rules.enabled:
+            log.info("callback.disabled", call_id=call_id, reason=reason)
+            return None
+        customer = await self._usable(number, call_id=call_id, reason=reason, now=now)
+        if customer is None:
+            return None
+        pending = [
+            job
+            for job in await self._store.callbacks.pending_for_number(customer.e164)
+            if job.kind is not JobKind.PROMISED
+        ]
+        if pending:
+            log.info(
+                "callback.already_pending",
+                call_id=call_id,
+                number=customer.e164,
+                job_id=pending[0].id,
+                reason=reason,
+            )
+            return pending[0]
+        anchor, window_ends_at, first = new_drop_job_times(trigger_at, now, self._rules)
+        job = await self._store.callbacks.create(
+            NewJob(
+                number=customer.e164,
+                kind=kind,
+                reason=reason,
+                created_at=now,
+                anchor_at=anchor,
+                window_ends_at=window_ends_at,
+                next_attempt_at=first,
+                trigger_call_id=call_id,
+                trigger_cause=cause,
+                target=self._rules.target or queue,
+            )
+        )
+        await self._log_created(job, call_id=call_id, cause=cause, now=now)
+        return job
+
+    async def register_promise(
+        self,
+        number: str,
+        deadline: float,
+        note: str,
+        *,
+        call_id: str | None = None,
+        agent: str | None = None,
+        queue: str | None = None,
+    ) -> CallbackJob:
+        """Register "we will contact you by ``deadline``" (epoch seconds). The scheduler
+        dials it from ``promised_dial_lead`` before the deadline; a promise not kept by then
+        is reported overdue. Raises ``NumberUnusableError`` for a number that cannot be called."""
+        now = self._now()
+        normalized = normalize(number, self._region)
+        if isinstance(normalized, Unusable):
+            log.warning(
+                "callback.promise_refused",
+                call_id=call_id,
+                number=normalized.raw,
+                reason=str(normalized.reason),
+            )
+            raise NumberUnusableError(normalized)
+        due = to_datetime(deadline)
+        anchor, window_ends_at, first = new_promise_times(due, now, self._rules)
+        job = await self._store.callbacks.create(
+            NewJob(
+                number=normalized.e164,
+                kind=JobKind.PROMISED,
+                reason=f"promised callback by {due.isoformat()}",
+                created_at=now,
+                anchor_at=anchor,
+                window_ends_at=window_ends_at,
+                next_attempt_at=first,
+                deadline_at=due,
+                trigger_call_id=call_id,
+                target=self._rules.target or queue,
+                note=note,
+            )
+        )
+        await self._log_created(job, call_id=call_id, cause="", now=now, agent=agent)
+        return job
+
+    async def cancel_for_inbound(
+        self, number: str, *, call_id: str | None = None
+    ) -> list[CallbackJob]:
+        """The customer called in: cancel their pending callbacks (not promises)."""
+        normalized = normalize(number, self._region)
+        if isinstance(normalized, Unusable):
+            return []
+        now = self._now()
+        rules = self._rules
+        cancelled = await self._store.callbacks.cancel_pending(
+            normalized.e164,
+            reason="the customer called in",
+            now=now,
+            should_cancel=lambda job: cancels_on_inbound(job, rules),
+        )
+        for job in cancelled:
+            log.info(
+                "callback.cancelled",
+                job_id=job.id,
+                number=job.number,
+                call_id=call_id,
+                reason=job.finish_reason,
+            )
+            await self._decide(
+                now, "callback_cancelled", job.finish_reason, job, call_id=call_id
+            )
+        return cancelled
+
+    async def cancel(self, job_id: int, reason: str) -> CallbackJob | None:
+        """An admin cancelled a job; None when it does not exist or is already finished."""
+        now = self._now()
+        job = await self._store.callbacks.cancel(job_id, reason=reason, now=now)
+        if job is not None:
+            log.info("callback.cancelled", job_id=job.id, number=job.number, reason=reason)
+            await self._decide(now, "callback_cancelled", reason, job)
+        return job
+
+    async def mark_done(self, job_id: int, note: str) -> CallbackJob | None:
+        """An agent kept the promise (or reached the customer) by hand."""
+        now = self._now()
+        job = await self._store.callbacks.mark_done(
+            job_id, reason=f"done by hand: {note}" if note else "done by hand", now=now
+        )
+        if job is not None:
+            await self._log_finished(job, now)
+        return job
+
+    async def overdue_promises(self) -> list[CallbackJob]:
+        """Promises not kept by their deadline (a violation to report)."""
+        return await self._store.callbacks.overdue_promises(self._now())
+
+    # ------------------------------------------------------------------ engine commands
+
+    async def on_request_callback(self, command: RequestCallback, call: Call | None) -> None:
+        """Service handler for the engine's ``RequestCallback`` command."""
+        queue = call.queue if call is not None else None
+        if command.promised_deadline is not None:
+            try:
+                await self.register_promise(
+                    command.number,
+                    command.promised_deadline,
+                    command.reason,
+                    call_id=command.trigger_call,
+                    agent=call.agent_id if call is not None else None,
+                    queue=queue,
+                )
+            except NumberUnusableError:
+                return  # logged by register_promise
+            return
+        await self.schedule_after_drop(
+            command.number,
+            reason=command.reason,
+            call_id=command.trigger_call,
+            cause=command.cause,
+            kind=_kind_for_reason(command.reason),
+            queue=queue,
+        )
+
+    async def on_cancel_callbacks(self, command: CancelCallbacks, call: Call | None) -> None:
+        """Service handler for the engine's ``CancelCallbacks`` command."""
+        del call
+        await self.cancel_for_inbound(command.number, call_id=command.trigger_call)
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def on_originate_outcome(
+        self,
+        request_id: str,
+        outcome: str,
+        *,
+        cause: int | None = None,
+        cause_text: str = "",
+        tech_cause: str = "",
+    ) -> Finished | None:
+        """What became of a placed attempt: ``answered``, ``busy``, ``no_answer``,
+        ``rejected`` or ``failed`` (``OriginateOutcome.outcome``). An answer waits for the
+        machine verdict when detection is on."""
+        now = self._now()
+        mapped = outcome_for_originate(outcome, self._rules)
+        if mapped is AttemptOutcome.ANSWERED:
+            if await self._store.callbacks.record_answer(request_id, now):
+                tracked = self._in_flight.get(request_id)
+                if tracked is not None:
+                    tracked.answered_at = now
+                log.info("callback.answered", request_id=request_id)
+            return None
+        result = AttemptResult(
+            mapped, now, cause=cause, cause_text=cause_text, tech_cause=tech_cause
+        )
+        return await self._finish(request_id, result)
+
+    async def on_machine_verdict(
+        self, request_id: str, verdict: str, *, cause: str = ""
+    ) -> Finished | None:
+        """The answering-machine verdict for an answered attempt (``human``, ``machine``,
+        ``notsure``). A machine counts like no answer; ``notsure`` follows the config."""
+        now = self._now()
+        mapped = outcome_for_verdict(verdict, self._rules)
+        result = AttemptResult(mapped, now, amd_result=verdict, amd_cause=cause)
+        return await self._finish(request_id, result)
+
+    # ------------------------------------------------------------------ the cycle
+
+    async def _expire(self, now: datetime) -> None:
+        expired = await self._store.callbacks.expire_scheduled(
+            now=now, limit=self._settings.claim_batch, decide=lambda job: expiry(job, now)
+        )
+        for job in expired:
+            await self._log_finished(job, now)
+
+    async def _recover(self, now: datetime) -> None:
+        rules = self._rules
+        recovered = await self._store.callbacks.recover_expired(
+            now=now,
+            limit=self._settings.claim_batch,
+            decide=lambda job, outcome: after_attempt(job, outcome, now, rules),
+        )
+        for job, attempt in recovered:
+            self._in_flight.pop(attempt.request_id, None)
+            log.warning(
+                "callback.attempt_recovered",
+                job_id=job.id,
+                attempt_no=attempt.attempt_no,
+                request_id=attempt.request_id,
+                placed_by=attempt.placed_by,
+                outcome=str(attempt.outcome),
+                reason="its daemon's lease expired with no outcome; not redialled",
+                status=str(job.status),
+                next_attempt_at=_iso(job.next_attempt_at),
+            )
+            await self._log_finished(job, now)
+
+    async def _give_up_stale(self, now: datetime) -> None:
+        settings = self._settings
+        ring = timedelta(seconds=self._rules.ring_time_s + settings.outcome_grace_s)
+        verdict_wait = timedelta(seconds=settings.verdict_timeout_s)
+        for request_id, tracked in list(self._in_flight.items()):
+            if tracked.answered_at is not None:
+                if now - tracked.answered_at > verdict_wait:
+                    log.warning("callback.verdict_timeout", request_id=request_id)
+                    mapped = outcome_for_verdict("notsure", self._rules)
+                    await self._finish(
+                        request_id, AttemptResult(mapped, now, amd_result="timeout")
+                    )
+            elif now - tracked.placed_at > ring:
+                await self._finish(
+                    request_id,
+                    AttemptResult(
+                        AttemptOutcome.UNKNOWN,
+                        now,
+                        cause_text=f"no outcome reported within {int(ring.total_seconds())} s",
+                    ),
+                )
+
+    async def _renew(self, now: datetime) -> None:
+        every = timedelta(seconds=self._settings.lease_s / 3)
+        if self._last_renewal is not None and now - self._last_renewal < every:
+            return
+        self._last_renewal = now
+        job_ids = {tracked.job_id: request for request, tracked in self._in_flight.items()}
+        if not job_ids:
+            return
+        held = await self._store.callbacks.renew_leases(
+            owner=self.owner, job_ids=list(job_ids), now=now, lease=self._lease
+        )
+        for job_id, request_id in job_ids.items():
+            if job_id not in held:
+                # Taken over (our lease had expired) or cancelled: an outcome that still
+                # arrives is recorded on the attempt, but the job is no longer ours.
+                self._in_flight.pop(request_id, None)
+
+    async def _claim_and_dial(self, now: datetime) -> int:
+        claimed = await self._store.callbacks.claim_due(
+            owner=self.owner,
+            now=now,
+            lease=self._lease,
+            limit=self._settings.claim_batch,
+            max_in_flight=self._rules.max_concurrent,
+            request_id_for=_request_id,
+        )
+        if not claimed:
+            return 0
+        for job, attempt in claimed:
+            self._in_flight[attempt.request_id] = _InFlight(job.id, attempt.attempt_no, now)
+            log.info(
+                "callback.dialling",
+                job_id=job.id,
+                attempt_no=attempt.attempt_no,
+                request_id=attempt.request_id,
+                number=job.number,
+                kind=str(job.kind),
+            )
+        async with asyncio.TaskGroup() as group:
+            for job, attempt in claimed:
+                group.create_task(self._place(job, attempt), name=f"callback:{attempt.request_id}")
+        return len(claimed)
+
+    async def _place(self, job: CallbackJob, attempt: CallbackAttempt) -> None:
+        request = CallbackDial(
+            request_id=attempt.request_id,
+            job_id=job.id,
+            attempt_no=attempt.attempt_no,
+            number=job.number,
+            ring_time_s=self._rules.ring_time_s,
+            target=job.target or self._rules.target or "",
+            detect_machine=self._rules.detect_machine,
+            kind=job.kind,
+        )
+        try:
+            async with asyncio.timeout(self._settings.dial_timeout_s):
+                await self._dialer.place_callback(request)
+        except CallbackNotPlacedError as exc:
+            result = AttemptResult(AttemptOutcome.NOT_PLACED, self._now(), cause_text=str(exc))
+        except TimeoutError:
+            result = AttemptResult(
+                AttemptOutcome.FAILED,
+                self._now(),
+                cause_text=f"dialer gave no answer within {self._settings.dial_timeout_s} s",
+            )
+        # One attempt's dialer failure must not stop the other attempts of the batch; it is
+        # recorded on the attempt and logged with its traceback.
+        except Exception as exc:
+            log.exception("callback.dialer_error", request_id=request.request_id)
+            result = AttemptResult(
+                AttemptOutcome.FAILED, self._now(), cause_text=f"{type(exc).__name__}: {exc}"
+            )
+        else:
+            return
+        await self._finish(request.request_id, result)
+
+    async def _finish(self, request_id: str, result: AttemptResult) -> Finished | None:
+        rules = self._rules
+        now = result.at
+        finished = await self._store.callbacks.finish_attempt(
+            request_id,
+            result,
+            lambda job, outcome: after_attempt(job, outcome, now, rules),
+        )
+        self._in_flight.pop(request_id, None)
+        if finished is None:
+            log.info("callback.unknown_request", request_id=request_id, outcome=str(result.outcome))
+            return None
+        job, attempt = finished.job, finished.attempt
+        log.info(
+            "callback.attempt_ended",
+            job_id=job.id,
+            attempt_no=attempt.attempt_no,
+            request_id=request_id,
+            outcome=str(result.outcome),
+            cause=result.cause,
+            cause_text=result.cause_text,
+            tech_cause=result.tech_cause,
+            amd_result=result.amd_result,
+            applied=finished.applied,
+            status=str(job.status),
+            next_attempt_at=_iso(job.next_attempt_at),
+        )
+        if finished.applied:
+            await self._log_finished(job, now)
+        return finished
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self._settings.lease_s)
+
+    def _now(self) -> datetime:
+        return to_datetime(self._clock.now())
+
+    async def _usable(
+        self, number: str, *, call_id: str | None, reason: str, now: datetime
+    ) -> NormalizedNumber | None:
+        normalized = normalize(number, self._region)
+        if isinstance(normalized, NormalizedNumber):
+            return normalized
+        why = f"number {normalized.reason}: no callback possible ({reason})"
+        log.warning(
+            "callback.number_unusable",
+            call_id=call_id,
+            number=normalized.raw,
+            number_reason=str(normalized.reason),
+            reason=reason,
+        )
+        await self._store.decisions.record(
+            Decision(
+                at=now,
+                rule=RULE,
+                action="no_callback",
+                reason=why,
+                call_id=call_id,
+                number=normalized.raw,
+                details={"number_reason": str(normalized.reason)},
+            )
+        )
+        return None
+
+    async def _log_created(
+        self,
+        job: CallbackJob,
+        *,
+        call_id: str | None,
+        cause: str,
+        now: datetime,
+        agent: str | None = None,
+    ) -> None:
+        event = "callback.promise_registered" if job.kind is JobKind.PROMISED else (
+            "callback.scheduled"
+        )
+        log.info(
+            event,
+            job_id=job.id,
+            number=job.number,
+            kind=str(job.kind),
+            call_id=call_id,
+            reason=job.reason,
+            cause=cause,
+            status=str(job.status),
+            first_attempt_at=_iso(job.next_attempt_at),
+            window_ends_at=_iso(job.window_ends_at),
+        )
+        action = "promise_registered" if job.kind is JobKind.PROMISED else "callback_scheduled"
+        await self._decide(now, action, job.reason, job, call_id=call_id, agent=agent)
+        if job.status in TERMINAL_STATUSES:
+            await self._log_finished(job, now)
+        self._wake.set()
+
+    async def _log_finished(self, job: CallbackJob, now: datetime) -> None:
+        if job.status not in TERMINAL_STATUSES:
+            return
+        action = {
+            JobStatus.DONE: "callback_done",
+            JobStatus.EXHAUSTED: "callback_exhausted",
+            JobStatus.OVERDUE: "promise_overdue",
+            JobStatus.CANCELLED: "callback_cancelled",
+        }[job.status]
+        level = log.warning if job.status is JobStatus.OVERDUE else log.info
+        level(
+            f"callback.{job.status}",
+            job_id=job.id,
+            number=job.number,
+            kind=str(job.kind),
+            attempts_made=job.attempts_made,
+            reason=job.finish_reason,
+            deadline_at=_iso(job.deadline_at),
+        )
+        await self._decide(now, action, job.finish_reason, job)
+
+    async def _decide(
+        self,
+        now: datetime,
+        action: str,
+        reason: str,
+        job: CallbackJob,
+        *,
+        call_id: str | None = None,
+        agent: str | None = None,
+    ) -> None:
+        details: dict[str, Any] = {
+            "job_id": job.id,
+            "kind": str(job.kind),
+            "status": str(job.status),
+            "attempts_made": job.attempts_made,
+        }
+        if job.deadline_at is not None:
+            details["deadline_at"] = job.deadline_at.isoformat()
+        if job.next_attempt_at is not None:
+            details["next_attempt_at"] = job.next_attempt_at.isoformat()
+        await self._store.decisions.record(
+            Decision(
+                at=now,
+                rule=RULE,
+                action=action,
+                reason=reason,
+                call_id=call_id or job.trigger_call_id,
+                number=job.number,
+                agent=agent,
+                details=details,
+            )
+        )
+
+
+def _request_id(job_id: int, attempt_no: int) -> str:
+    # Readable in PBX logs, unique even if a site recreates its database (job ids restart).
+    return f"cb-{job_id}-{attempt_no}-{uuid.uuid4().hex[:12]}"
+
+
+def _kind_for_reason(reason: str) -> JobKind:
+    """The ``RequestCallback`` command says why in ``reason``: the drop classifier's reasons
+    (``DropVerdict.describe()`` starts with the ``DropReason``) are drops, one-way audio is
+    its own kind, anything else is the customer's request (the hold callback offer)."""
+    word = reason.split(" ", 1)[0]
+    if word == DropReason.ONE_WAY_AUDIO:
+        return JobKind.ONE_WAY_AUDIO
+    if word in {DropReason.CALLER_LEG_FAILED, DropReason.AGENT_DEVICE_DROPPED}:
+        return JobKind.ABNORMAL_DROP
+    return JobKind.REQUESTED
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()

@@ -1,0 +1,531 @@
+"""The callback scheduler with a fake dialer and a manual clock, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from structlog.testing import capture_logs
+
+from pbx_agent.clock import ManualClock
+from pbx_agent.errors import PbxConnectionLost
+from pbx_agent.model.calls import Call
+from pbx_agent.model.commands import CancelCallbacks, RequestCallback
+from pbx_agent.model.events import CallId
+from pbx_agent.policies.callbacks import AttemptOutcome, CallbackRules, JobKind, JobStatus
+from pbx_agent.services.callbacks import (
+    CallbackDial,
+    CallbackNotPlacedError,
+    CallbackService,
+    NumberUnusableError,
+    SchedulerSettings,
+)
+from pbx_agent.store import Store
+from tests.store.databases import db_url, store
+
+__all__ = ["db_url", "store"]
+
+# 2026-06-10 12:00 Moscow time: far from quiet hours.
+T0 = datetime(2026, 6, 10, 9, 0, tzinfo=UTC).timestamp()
+MOSCOW = ZoneInfo("Europe/Moscow")
+NUMBER = "8 916 123-45-67"
+E164 = "+79161234567"
+
+
+class RecordingDialer:
+    """Records each request, and what the store said about the attempt at that moment."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.requests: list[CallbackDial] = []
+        self.outcome_in_store_when_dialled: list[AttemptOutcome | None] = []
+        self.fail_with: BaseException | None = None
+        self.hang = False
+
+    async def place_callback(self, request: CallbackDial) -> None:
+        attempt = await self.store.callbacks.attempt_by_request(request.request_id)
+        self.outcome_in_store_when_dialled.append(attempt.outcome if attempt else None)
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.requests.append(request)
+
+
+def service_for(
+    store: Store,
+    clock: ManualClock,
+    dialer: RecordingDialer,
+    *,
+    rules: CallbackRules | None = None,
+    owner: str = "d1",
+    **settings: Any,
+) -> CallbackService:
+    return CallbackService(
+        store,
+        dialer,
+        rules or CallbackRules(timezone=MOSCOW),
+        clock=clock,
+        default_region="RU",
+        owner=owner,
+        settings=SchedulerSettings(**settings),
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def dialer(store: Store) -> RecordingDialer:
+    return RecordingDialer(store)
+
+
+@pytest.fixture
+def service(store: Store, clock: ManualClock, dialer: RecordingDialer) -> CallbackService:
+    return service_for(store, clock, dialer)
+
+
+async def drop(service: CallbackService, number: str = NUMBER) -> int:
+    job = await service.schedule_after_drop(
+        number, reason="caller_leg_failed on the caller leg cause 44", call_id="c1", cause="44"
+    )
+    assert job is not None
+    return job.id
+
+
+async def test_drop_schedules_a_callback_thirty_seconds_later(
+    service: CallbackService, store: Store, clock: ManualClock
+) -> None:
+    """The job is stored with the E.164 number, due 30 s after the drop, window 48 h."""
+    job_id = await drop(service)
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.number == E164
+    assert job.status is JobStatus.SCHEDULED
+    assert job.next_attempt_at == datetime.fromtimestamp(T0 + 30, UTC)
+    assert job.window_ends_at == datetime.fromtimestamp(T0 + 48 * 3600, UTC)
+    assert job.trigger_call_id == "c1"
+
+
+async def test_nothing_is_dialled_before_the_attempt_is_due(
+    service: CallbackService, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """29 s after the drop the scheduler places no call."""
+    await drop(service)
+    clock.advance(29)
+    assert await service.run_once() == 0
+    assert dialer.requests == []
+
+
+async def test_attempt_is_committed_as_dialling_before_the_dialer_is_called(
+    service: CallbackService, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """When place_callback runs, the attempt already exists in the store as dialling."""
+    job_id = await drop(service)
+    clock.advance(30)
+    assert await service.run_once() == 1
+    [request] = dialer.requests
+    assert dialer.outcome_in_store_when_dialled == [AttemptOutcome.DIALLING]
+    assert request.job_id == job_id
+    assert request.attempt_no == 1
+    assert request.number == E164
+    assert request.ring_time_s == 40
+    assert request.detect_machine is True
+    assert request.request_id.startswith(f"cb-{job_id}-1-")
+
+
+async def test_anonymous_caller_gets_no_callback_and_the_log_says_why(
+    service: CallbackService, store: Store
+) -> None:
+    """A withheld number is never called back; the reason is logged and recorded."""
+    with capture_logs() as logs:
+        job = await service.schedule_after_drop(
+            "anonymous", reason="caller_leg_failed cause 44", call_id="c9"
+        )
+    assert job is None
+    [entry] = [e for e in logs if e["event"] == "callback.number_unusable"]
+    assert entry["number_reason"] == "anonymous"
+    assert entry["call_id"] == "c9"
+    [decision] = await store.decisions.between(
+        datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 1, UTC)
+    )
+    assert decision.action == "no_callback"
+    assert "anonymous" in decision.reason
+
+
+async def test_second_drop_of_the_same_customer_reuses_the_pending_job(
+    service: CallbackService,
+) -> None:
+    """+79161234567 and 8 916 123-45-67 are one customer: one pending callback."""
+    first = await drop(service, "+79161234567")
+    second = await drop(service, "8 916 123-45-67")
+    assert first == second
+
+
+async def test_disabled_callbacks_schedule_nothing(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """standards.callbacks.enabled false: drops are logged, no job is created."""
+    service = service_for(store, clock, dialer, rules=CallbackRules(timezone=MOSCOW, enabled=False))
+    assert await service.schedule_after_drop(NUMBER, reason="x", call_id="c1") is None
+    assert await store.callbacks.list_jobs() == []
+
+
+async def test_busy_attempt_is_retried_at_the_next_offset(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """Busy (17/486): attempt 2 is placed 4 h after the drop, as attempt number 2."""
+    job_id = await drop(service)
+    clock.advance(30)
+    await service.run_once()
+    await service.on_originate_outcome(
+        dialer.requests[0].request_id, "busy", cause=17, cause_text="User busy", tech_cause="486"
+    )
+    clock.advance(4 * 3600 - 31)
+    assert await service.run_once() == 0
+    clock.advance(1)
+    assert await service.run_once() == 1
+    assert [r.attempt_no for r in dialer.requests] == [1, 2]
+    attempts = await store.callbacks.attempts(job_id)
+    assert [a.outcome for a in attempts] == [AttemptOutcome.BUSY, AttemptOutcome.DIALLING]
+    assert attempts[0].cause == 17
+
+
+async def test_three_unanswered_attempts_exhaust_the_job(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """No answer three times within 48 h: the job is exhausted and the report records it."""
+    job_id = await drop(service)
+    for offset in (30, 4 * 3600, 24 * 3600):
+        clock.advance_to(T0 + offset)
+        assert await service.run_once() == 1
+        await service.on_originate_outcome(dialer.requests[-1].request_id, "no_answer", cause=19)
+    clock.advance(48 * 3600)
+    assert await service.run_once() == 0
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.EXHAUSTED
+    assert job.attempts_made == 3
+    actions = [
+        d.action
+        for d in await store.decisions.between(
+            datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 49 * 3600, UTC)
+        )
+    ]
+    assert actions == ["callback_scheduled", "callback_exhausted"]
+
+
+async def test_human_answer_finishes_the_job(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """Answered, then AMD says human: the customer is connected and the job is done."""
+    job_id = await drop(service)
+    clock.advance(30)
+    await service.run_once()
+    request_id = dialer.requests[0].request_id
+    await service.on_originate_outcome(request_id, "answered")
+    assert service.in_flight == 1
+    clock.advance(2)
+    finished = await service.on_machine_verdict(request_id, "HUMAN", cause="HUMAN-800-800")
+    assert finished is not None
+    assert finished.job.status is JobStatus.DONE
+    assert service.in_flight == 0
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.CONNECTED
+    assert attempt.amd_result == "HUMAN"
+    assert attempt.answered_at == datetime.fromtimestamp(T0 + 30, UTC)
+
+
+async def test_machine_answer_counts_as_an_attempt(
+    service: CallbackService, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """A machine answer ends the attempt and the job is rescheduled like a no-answer."""
+    await drop(service)
+    clock.advance(30)
+    await service.run_once()
+    request_id = dialer.requests[0].request_id
+    await service.on_originate_outcome(request_id, "answered")
+    finished = await service.on_machine_verdict(request_id, "MACHINE", cause="LONGGREETING")
+    assert finished is not None
+    assert finished.job.status is JobStatus.SCHEDULED
+    assert finished.job.attempts_made == 1
+
+
+async def test_missing_machine_verdict_follows_the_notsure_choice(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """Answered but no verdict in time: notsure, which counts as a machine when so configured."""
+    service = service_for(
+        store, clock, dialer, rules=CallbackRules(timezone=MOSCOW, notsure_as="machine"), verdict_timeout_s=10
+    )
+    job_id = await drop(service)
+    clock.advance(30)
+    await service.run_once()
+    await service.on_originate_outcome(dialer.requests[0].request_id, "answered")
+    clock.advance(11)
+    await service.run_once()
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.MACHINE
+    assert attempt.amd_result == "timeout"
+
+
+async def test_attempt_without_any_outcome_becomes_unknown(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """No report within ring time + grace: the attempt is unknown, counted, not redialled."""
+    service = service_for(store, clock, dialer, outcome_grace_s=20)
+    job_id = await drop(service)
+    clock.advance(30)
+    await service.run_once()
+    clock.advance(40 + 21)
+    assert await service.run_once() == 0
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.UNKNOWN
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.attempts_made == 1
+    assert len(dialer.requests) == 1
+
+
+async def test_concurrency_cap_limits_calls_in_flight(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """Cap 2 with 5 customers due: two calls, the next only after one ends."""
+    service = service_for(store, clock, dialer, rules=CallbackRules(timezone=MOSCOW, max_concurrent=2))
+    for i in range(5):
+        await drop(service, f"+7916123456{i}")
+    clock.advance(30)
+    assert await service.run_once() == 2
+    assert await service.run_once() == 0
+    await service.on_originate_outcome(dialer.requests[0].request_id, "busy")
+    assert await service.run_once() == 1
+
+
+async def test_customer_calling_in_cancels_the_pending_callback(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """Any inbound call from the number cancels the callback; nothing is dialled later."""
+    job_id = await drop(service)
+    with capture_logs() as logs:
+        cancelled = await service.cancel_for_inbound("+7 916 123 45 67", call_id="c2")
+    assert [job.id for job in cancelled] == [job_id]
+    assert any(e["event"] == "callback.cancelled" for e in logs)
+    clock.advance(60)
+    assert await service.run_once() == 0
+    assert dialer.requests == []
+
+
+async def test_promise_is_kept_by_the_scheduler_and_reported_overdue_if_not(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """A 72 h promise is dialled from 24 h before its deadline; unreached, it is overdue."""
+    job = await service.register_promise(NUMBER, T0 + 72 * 3600, "tariff question")
+    assert job.kind is JobKind.PROMISED
+    assert job.note == "tariff question"
+    clock.advance(47 * 3600)
+    assert await service.run_once() == 0
+    for offset in (48 * 3600 + 30, 52 * 3600, 72 * 3600):
+        clock.advance_to(T0 + offset)
+        assert await service.run_once() == 1
+        with capture_logs() as logs:
+            await service.on_originate_outcome(dialer.requests[-1].request_id, "no_answer")
+    assert [e["event"] for e in logs if e["event"].startswith("callback.o")] == [
+        "callback.overdue"
+    ]
+    final = await store.callbacks.get(job.id)
+    assert final is not None
+    assert final.status is JobStatus.OVERDUE
+    assert [j.id for j in await service.overdue_promises()] == [job.id]
+
+
+async def test_promise_nobody_could_dial_is_reported_overdue(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """The daemon was down past the deadline: the promise is marked overdue with a warning."""
+    job = await service.register_promise(NUMBER, T0 + 3600, "")
+    clock.advance(2 * 3600)
+    with capture_logs() as logs:
+        await service.run_once()
+    assert dialer.requests == []
+    [entry] = [e for e in logs if e["event"] == "callback.overdue"]
+    assert entry["log_level"] == "warning"
+    assert entry["job_id"] == job.id
+
+
+async def test_promise_for_a_withheld_number_is_refused(service: CallbackService) -> None:
+    """A promise that cannot be kept is refused at once, not silently stored."""
+    with pytest.raises(NumberUnusableError, match="withheld"):
+        await service.register_promise("restricted", T0 + 3600, "")
+
+
+async def test_inbound_call_does_not_cancel_a_promise(
+    service: CallbackService, store: Store
+) -> None:
+    """The customer calling in does not give them what they were promised."""
+    await service.register_promise(NUMBER, T0 + 72 * 3600, "")
+    assert await service.cancel_for_inbound(NUMBER) == []
+
+
+async def test_restart_with_an_attempt_left_dialling_does_not_redial_it(
+    store: Store, clock: ManualClock
+) -> None:
+    """Daemon A dials then dies; daemon B recovers after A's lease and places attempt 2 only."""
+    dialer_a = RecordingDialer(store)
+    daemon_a = service_for(store, clock, dialer_a, owner="a", lease_s=60)
+    job_id = await drop(daemon_a)
+    clock.advance(30)
+    assert await daemon_a.run_once() == 1
+    del daemon_a  # kill -9: no outcome, no clean-up
+
+    dialer_b = RecordingDialer(store)
+    daemon_b = service_for(store, clock, dialer_b, owner="b", lease_s=60)
+    clock.advance(30)
+    assert await daemon_b.run_once() == 0  # A's lease still holds
+    clock.advance(31)
+    with capture_logs() as logs:
+        assert await daemon_b.run_once() == 0
+    assert any(e["event"] == "callback.attempt_recovered" for e in logs)
+    clock.advance_to(T0 + 4 * 3600)
+    assert await daemon_b.run_once() == 1
+    assert [r.attempt_no for r in dialer_b.requests] == [2]
+    attempts = await store.callbacks.attempts(job_id)
+    assert [(a.attempt_no, a.outcome, a.placed_by) for a in attempts] == [
+        (1, AttemptOutcome.UNKNOWN, "a"),
+        (2, AttemptOutcome.DIALLING, "b"),
+    ]
+
+
+async def test_live_daemon_keeps_its_lease_while_the_call_rings(
+    store: Store, clock: ManualClock
+) -> None:
+    """A renews its lease every cycle; B never takes over an attempt A is still tracking."""
+    dialer_a = RecordingDialer(store)
+    daemon_a = service_for(store, clock, dialer_a, owner="a", lease_s=30, outcome_grace_s=600)
+    daemon_b = service_for(store, clock, RecordingDialer(store), owner="b", lease_s=30)
+    job_id = await drop(daemon_a)
+    clock.advance(30)
+    await daemon_a.run_once()
+    for _ in range(10):
+        clock.advance(10)
+        await daemon_a.run_once()
+        await daemon_b.run_once()
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.DIALLING
+    await daemon_a.on_originate_outcome(dialer_a.requests[0].request_id, "no_answer")
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.NO_ANSWER
+
+
+async def test_dialer_that_could_not_send_does_not_use_up_an_attempt(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """PBX not connected: the attempt is not_placed, uncounted, and retried a minute later."""
+    job_id = await drop(service)
+    dialer.fail_with = CallbackNotPlacedError("AMI not connected")
+    clock.advance(30)
+    await service.run_once()
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.attempts_made == 0
+    assert job.next_attempt_at == datetime.fromtimestamp(T0 + 90, UTC)
+    dialer.fail_with = None
+    clock.advance(60)
+    assert await service.run_once() == 1
+    assert dialer.requests[0].attempt_no == 2
+    attempts = await store.callbacks.attempts(job_id)
+    assert attempts[0].outcome is AttemptOutcome.NOT_PLACED
+    assert attempts[0].cause_text == "AMI not connected"
+
+
+async def test_dialer_failure_counts_as_a_failed_attempt(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """The connection dropped while sending: the call may have gone out, so it counts."""
+    job_id = await drop(service)
+    dialer.fail_with = PbxConnectionLost("reset by peer")
+    clock.advance(30)
+    await service.run_once()
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.FAILED
+    assert "PbxConnectionLost" in attempt.cause_text
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.attempts_made == 1
+
+
+async def test_dialer_that_hangs_is_timed_out(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """A dialer call is bounded by dial_timeout_s; the attempt is then failed."""
+    service = service_for(store, clock, dialer, dial_timeout_s=0.05)
+    job_id = await drop(service)
+    dialer.hang = True
+    clock.advance(30)
+    await service.run_once()
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.FAILED
+    assert "no answer within" in attempt.cause_text
+
+
+async def test_engine_commands_reach_the_service(
+    service: CallbackService, store: Store
+) -> None:
+    """RequestCallback and CancelCallbacks from the engine create and cancel jobs."""
+    call = Call(id=CallId("c1"), started_at=T0, queue="support")
+    await service.on_request_callback(
+        RequestCallback(
+            number=NUMBER,
+            reason="agent_device_dropped on the agent leg cause 44",
+            trigger_call=CallId("c1"),
+            cause="44",
+        ),
+        call,
+    )
+    [job] = await store.callbacks.list_jobs()
+    assert job.kind is JobKind.ABNORMAL_DROP
+    assert job.target == "support"
+    assert job.trigger_cause == "44"
+    await service.on_cancel_callbacks(
+        CancelCallbacks(number=NUMBER, reason="the customer called in", trigger_call=CallId("c2")),
+        None,
+    )
+    cancelled = await store.callbacks.get(job.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+
+
+async def test_hold_callback_offer_becomes_a_requested_callback(
+    service: CallbackService, store: Store
+) -> None:
+    """A RequestCallback whose reason is not a drop verdict is the customer's own request."""
+    await service.on_request_callback(
+        RequestCallback(number=NUMBER, reason="callback_offer_taken", trigger_call=CallId("c3")),
+        None,
+    )
+    [job] = await store.callbacks.list_jobs()
+    assert job.kind is JobKind.REQUESTED
+
+
+async def test_run_loop_dials_and_stops(
+    store: Store, dialer: RecordingDialer
+) -> None:
+    """run() places due calls on its own and returns promptly after stop()."""
+    clock = ManualClock(T0)
+    service = service_for(store, clock, dialer, poll_interval_s=0.01)
+    await drop(service)
+    clock.advance(30)
+    runner = asyncio.create_task(service.run())
+    try:
+        for _ in range(500):
+            if dialer.requests:
+                break
+            await asyncio.sleep(0.01)
+        assert len(dialer.requests) == 1
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 5)
