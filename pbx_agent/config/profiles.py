@@ -99,6 +99,9 @@ RU: Final[dict[str, Any]] = {
         "callback_offer": {
             "enabled": True,
             "digit": "1",
+            # 001: past the promised minute, the caller who will not wait is offered an
+            # alternative: the offer comes with the first reminder, and again at the limit.
+            "with_first_reminder": True,
             "prompt": "hold.callback_offer",
             "registered_prompt": "hold.callback_registered",
         },
@@ -310,6 +313,9 @@ ZH: Final[dict[str, Any]] = {
         "callback_offer": {
             "enabled": True,
             "digit": "1",
+            # §1: "如等待时间过长，建议稍后给客户进行回复": offered once the wait is too long
+            # (the agent's tier limit), not with every 10 s reminder.
+            "with_first_reminder": False,
             "prompt": "hold.callback_offer",
             "registered_prompt": "hold.callback_registered",
         },

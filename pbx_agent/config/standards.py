@@ -70,6 +70,9 @@ class CallbackOffer(_Rule):
 
     enabled: bool = True
     digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = "1"
+    # The offer is always made at the agent's tier limit; with this, already with the first
+    # reminder (001: past the promised minute the caller is offered an alternative).
+    with_first_reminder: bool = False
     prompt: PromptKey = "hold.callback_offer"
     registered_prompt: PromptKey = "hold.callback_registered"
 
