@@ -1,0 +1,486 @@
+"""R1 Hold, with announcements: what the held customer hears, when the agent is alerted, and
+what is recorded about every hold.
+
+Theory of operation
+-------------------
+The call model says when a hold begins and ends (``HoldStarted`` / ``HoldEnded``: the holder
+pressed hold, or the PBX reported only music). This policy turns each hold into commands.
+At ``HoldStarted`` of the customer (the held leg's role is ``CALLER``) it starts one *hold
+program* for the held leg: continuous music with announcements at exact offsets from the
+start of the hold (``hold_plan``)::
+
+    0 s                       the announce phrase ("please stay on the line")
+    reminder_first_after_s    the reminder phrase (ru: "поиск информации займет еще ...")
+    ... every reminder_interval_s, up to the first reminder at or after the tier limit
+    tier limit                the callback offer (and with the first reminder, if
+                              ``callback_offer.with_first_reminder``: ru)
+    then                      the reminder again every reminder_interval_s, until the hold ends
+
+Because the whole schedule is in the program, reminders are exactly on time and nothing of
+it can play after the hold ended: ``StopHoldProgram`` ends the program at ``HoldEnded``.
+The agent's tier limit (``hold.tier_limits_s[tier]``, the tier of the agent leg: from the
+configuration or the leg's tier variable) is a timer: when it fires, the agent is alerted
+(``AlertAgent``: a phrase only the agent hears and an event for the agent's desktop).
+
+Transitions, per hold (keyed by the held leg)::
+
+    event                      condition                      commands
+    -------------------------  -----------------------------  ------------------------------
+    HoldStarted                held is the customer           StartHoldProgram,
+                                                              StartTimer(limit)
+    HoldStarted                held is anyone else            Note(hold_not_announced)
+    TimerFired(limit)          hold still on                  AlertAgent(hold_limit)
+    DigitReceived(offer        held customer, offer already   RequestCallback(promised),
+      digit)                   announced, not taken yet       StopHoldProgram, StartHoldProgram
+                                                              (registered phrase, then music),
+                                                              AlertAgent(callback_offer_taken)
+    HoldEnded(released)        customer held                  StopHoldProgram, CancelTimer,
+                                                              PlayPrompt(thanks, BOTH),
+                                                              RecordFact(hold)
+    HoldEnded(released)        the customer's phone still     the same without the thanks
+                               holds the agent                (Note hold_resume_skipped)
+    HoldEnded(holder_left,     customer held                  StopHoldProgram, CancelTimer,
+      held_left, hung_up)                                     RecordFact(hold); no thanks:
+                                                              the parties are not together
+    HoldEnded                  anyone else held               RecordFact(hold)
+
+The thanks is ``resume_long_prompt`` when the hold lasted ``long_wait_threshold_s`` or more,
+else ``resume_prompt``, played to both parties so the agent does not talk over it.
+
+Holds of anyone but the customer (the customer's phone holding the agent, a leg of another
+role) get no program, no limit and no thanks: the standard is about what the customer hears
+and how long the customer waits. They are still recorded (``held_role`` tells them apart;
+the share of calls with hold counts ``held_role == "caller"``).
+
+The callback offer is accepted only once it has been announced and only while the hold lasts.
+Taking it registers a promised callback and replaces the program by one that plays the
+registered phrase at once and then music without reminders (a phrase injected into a running
+program would wait for the current music segment to end). A caller without a callable
+number is never offered a callback.
+
+Invariants: pure (no I/O, no clock, no logging); at most one program per held leg; every
+hold that started ends in exactly one ``RecordFact("hold", ...)``, whatever ended it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from pbx_agent.model import calls as cm
+from pbx_agent.model import commands as cmd
+from pbx_agent.model.commands import Audience, HoldAnnouncement
+from pbx_agent.model.events import LegId, Role
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pbx_agent.config.standards import HoldRule, Standards
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True, slots=True)
+class HoldPlan:
+    """What a hold program plays: fixed announcements, then ``repeat`` every ``repeat_every_s``
+    counted from the last fixed one."""
+
+    announcements: tuple[HoldAnnouncement, ...]
+    repeat: str | None
+    repeat_every_s: float | None
+
+    def offsets(self, prompt: str, until_s: float) -> list[float]:
+        """Offsets (s from the hold's start) at which ``prompt`` starts before ``until_s``."""
+        found = [a.at_s for a in self.announcements if a.prompt == prompt and a.at_s < until_s]
+        if self.repeat == prompt and self.repeat_every_s and self.announcements:
+            last = self.announcements[-1].at_s
+            k = 1
+            while last + k * self.repeat_every_s < until_s:
+                found.append(last + k * self.repeat_every_s)
+                k += 1
+        return found
+
+
+def hold_plan(rule: HoldRule, *, limit_s: float | None, offer: bool) -> HoldPlan:
+    """The announcements of a hold of the customer (see the module docstring).
+
+    ``limit_s``: the agent's tier limit (None: no limit known); ``offer``: the callback offer
+    may be made (enabled, and the caller has a number to call back).
+    """
+    first = rule.reminder_first_after_s
+    every = rule.reminder_interval_s
+    offers: list[float] = []
+    if offer:
+        if rule.callback_offer.with_first_reminder:
+            offers.append(first)
+        if limit_s is not None:
+            offers.append(limit_s)
+    horizon = max([first, *offers])
+    # Reminders on their grid up to the first one at or after the last offer, so the
+    # repetition that follows stays on the same grid.
+    reminders = [first]
+    while reminders[-1] < horizon:
+        reminders.append(first + len(reminders) * every)
+    entries = [HoldAnnouncement(0.0, rule.announce_prompt)]
+    entries.extend(HoldAnnouncement(at, rule.reminder_prompt) for at in reminders)
+    entries.extend(HoldAnnouncement(at, rule.callback_offer.prompt) for at in sorted(set(offers)))
+    # Stable sort: at the same offset the reminder comes before the offer.
+    entries.sort(key=lambda a: a.at_s)
+    if entries[-1].at_s != reminders[-1]:
+        msg = "the hold plan must end on the reminder grid"  # guaranteed by the loop above
+        raise AssertionError(msg)
+    return HoldPlan(tuple(entries), rule.reminder_prompt, every)
+
+
+def tier_limit(rule: HoldRule, tier: str | None) -> tuple[float, bool]:
+    """The hold limit of ``tier`` and whether the tier was known; an unknown tier gets the
+    strictest limit (the standard's limits are maxima)."""
+    if tier is not None and tier in rule.tier_limits_s:
+        return rule.tier_limits_s[tier], True
+    return min(rule.tier_limits_s.values()), False
+
+
+def callable_number(number: str) -> bool:
+    """Whether a caller id can be called back at all (the callback service normalises it)."""
+    return sum(ch.isdigit() for ch in number) >= 3
+
+
+# ------------------------------------------------------------------------------ state
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveHold:
+    """One hold in progress, as this policy sees it."""
+
+    held: LegId
+    holder: LegId
+    held_role: Role
+    started_at: float
+    agent: str | None
+    agent_leg: LegId | None
+    tier: str | None
+    announced: bool  # a hold program runs for the held leg
+    plan: HoldPlan | None = None
+    limit_s: float | None = None
+    offer_from: float | None = None  # epoch time from which the offer digit is taken
+    over_limit: bool = False
+    callback_offer_taken: bool = False
+    # Seconds into the hold at which the planned program was replaced (the offer was taken).
+    plan_replaced_s: float | None = None
+
+    @property
+    def limit_key(self) -> str:
+        return f"limit:{self.held}"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldPolicyState:
+    holds: tuple[ActiveHold, ...] = ()
+
+    def find(self, held: LegId) -> ActiveHold | None:
+        return next((h for h in self.holds if h.held == held), None)
+
+    def without(self, held: LegId) -> HoldPolicyState:
+        return HoldPolicyState(tuple(h for h in self.holds if h.held != held))
+
+    def put(self, hold: ActiveHold) -> HoldPolicyState:
+        return HoldPolicyState((*self.without(hold.held).holds, hold))
+
+
+Step = tuple[HoldPolicyState, list[cmd.Command]]
+
+
+# ------------------------------------------------------------------------------ the policy
+
+
+class HoldPolicy:
+    """R1: announcements, reminders, the tier limit and the callback offer for every hold."""
+
+    name = "hold"
+    rule = "R1"
+
+    def start(self, call: cm.Call, now: float) -> HoldPolicyState:  # noqa: ARG002 - protocol
+        return HoldPolicyState()
+
+    def step(self, state: HoldPolicyState, event: cm.CallEvent, call: cm.Call, now: float) -> Step:
+        match event:
+            case cm.HoldStarted():
+                return self._started(state, event, call)
+            case cm.HoldEnded():
+                return self._ended(state, event, call)
+            case cm.TimerFired():
+                return self._timer(state, event.key, call, now)
+            case cm.DigitReceived():
+                return self._digit(state, event, call, now)
+        return state, []
+
+    # -- hold begins ------------------------------------------------------------------------
+
+    def _started(self, state: HoldPolicyState, event: cm.HoldStarted, call: cm.Call) -> Step:
+        existing = state.find(event.held)
+        if existing is not None:
+            # Two holders holding the same party: its one program already runs.
+            note = cmd.Note(
+                "hold_already_running",
+                "the held party is already on hold from another leg",
+                {"held_leg": event.held, "holder_leg": event.holder},
+            )
+            return state, [note]
+        held_leg = call.legs.get(event.held)
+        held_role = held_leg.role if held_leg is not None else Role.OTHER
+        agent_leg = _agent_leg_of(call, event.holder)
+        hold = ActiveHold(
+            held=event.held,
+            holder=event.holder,
+            held_role=held_role,
+            started_at=event.started_at,
+            agent=agent_leg.agent if agent_leg is not None else None,
+            agent_leg=agent_leg.id if agent_leg is not None else None,
+            tier=agent_leg.tier if agent_leg is not None else None,
+            announced=False,
+        )
+        rule = _hold_rule(call.standards)
+        why_not = _why_not_announced(rule, held_role)
+        if why_not is not None or rule is None:
+            note = cmd.Note(
+                "hold_not_announced",
+                why_not or "",
+                {"held_leg": event.held, "held_role": str(held_role), "holder_leg": event.holder},
+            )
+            return state.put(hold), [note]
+        limit_s, tier_known = tier_limit(rule, hold.tier)
+        offer = rule.callback_offer.enabled and callable_number(call.caller_number)
+        plan = hold_plan(rule, limit_s=limit_s, offer=offer)
+        offer_from = _offer_from(plan, rule, event.started_at) if offer else None
+        hold = replace(hold, announced=True, plan=plan, limit_s=limit_s, offer_from=offer_from)
+        tier_text = hold.tier if tier_known else f"{hold.tier or 'unknown'} (strictest limit)"
+        commands: list[cmd.Command] = [
+            cmd.StartHoldProgram(
+                leg=event.held,
+                started_at=event.started_at,
+                announcements=plan.announcements,
+                repeat=plan.repeat,
+                repeat_every_s=plan.repeat_every_s,
+                reason=(
+                    f"the customer was put on hold: announce at once, remind after "
+                    f"{rule.reminder_first_after_s:g} s and every {rule.reminder_interval_s:g} s"
+                    f"; tier {tier_text} limit {limit_s:g} s"
+                ),
+            ),
+            cmd.StartTimer(hold.limit_key, event.started_at + limit_s),
+        ]
+        return state.put(hold), commands
+
+    # -- the tier limit ---------------------------------------------------------------------
+
+    def _timer(self, state: HoldPolicyState, key: str, call: cm.Call, now: float) -> Step:
+        hold = next((h for h in state.holds if h.limit_key == key), None)
+        if hold is None or hold.limit_s is None or hold.over_limit:
+            return state, []
+        state = state.put(replace(hold, over_limit=True))
+        fields = (
+            ("held_leg", str(hold.held)),
+            ("held_s", f"{now - hold.started_at:.0f}"),
+            ("limit_s", f"{hold.limit_s:g}"),
+            ("tier", hold.tier or ""),
+        )
+        agent_leg = hold.agent_leg if hold.agent_leg is not None else call.agent
+        if agent_leg is None or not call.leg_alive(agent_leg):
+            note = cmd.Note(
+                "hold_limit_no_agent",
+                f"the hold passed the {hold.limit_s:g} s limit but no agent leg is there to alert",
+                dict(fields),
+            )
+            return state, [note]
+        rule = _hold_rule(call.standards)
+        prompt = rule.agent_limit_prompt if rule is not None else None
+        alert = cmd.AlertAgent(
+            leg=agent_leg,
+            alert="hold_limit",
+            prompt=prompt,
+            fields=fields,
+            reason=f"the customer has been on hold for the tier's {hold.limit_s:g} s limit",
+        )
+        return state, [alert]
+
+    # -- the callback offer -----------------------------------------------------------------
+
+    def _digit(
+        self, state: HoldPolicyState, event: cm.DigitReceived, call: cm.Call, now: float
+    ) -> Step:
+        hold = state.find(event.leg)
+        rule = _hold_rule(call.standards)
+        if (
+            hold is None
+            or rule is None
+            or not hold.announced
+            or hold.callback_offer_taken
+            or hold.offer_from is None
+            or now < hold.offer_from
+            or event.digit != rule.callback_offer.digit
+        ):
+            return state, []
+        state = state.put(
+            replace(hold, callback_offer_taken=True, plan_replaced_s=now - hold.started_at)
+        )
+        deadline_s = 72 * 3600.0
+        if call.standards is not None:
+            deadline_s = call.standards.callbacks.promised_default_deadline_h * 3600
+        commands: list[cmd.Command] = [
+            cmd.RequestCallback(
+                number=call.caller_number,
+                reason="the customer on hold took the callback offer",
+                trigger_call=call.id,
+                cause="hold_callback_offer",
+                promised_deadline=now + deadline_s,
+            ),
+            cmd.StopHoldProgram(event.leg, reason="the customer took the callback offer"),
+            cmd.StartHoldProgram(
+                leg=event.leg,
+                started_at=now,
+                announcements=(HoldAnnouncement(0.0, rule.callback_offer.registered_prompt),),
+                reason="confirm the registered callback, then music until the hold ends",
+            ),
+        ]
+        agent_leg = hold.agent_leg if hold.agent_leg is not None else call.agent
+        if agent_leg is not None and call.leg_alive(agent_leg):
+            commands.append(
+                cmd.AlertAgent(
+                    leg=agent_leg,
+                    alert="callback_offer_taken",
+                    fields=(("held_leg", str(hold.held)), ("number", call.caller_number)),
+                    reason="the customer on hold asked to be called back instead of waiting",
+                )
+            )
+        return state, commands
+
+    # -- hold ends --------------------------------------------------------------------------
+
+    def _ended(self, state: HoldPolicyState, event: cm.HoldEnded, call: cm.Call) -> Step:
+        hold = state.find(event.held)
+        if hold is None or hold.holder != event.holder:
+            # A hold that began before this policy saw the call (a daemon restart): record
+            # what is known.
+            hold = _untracked_hold(event, call)
+        state = state.without(event.held)
+        commands: list[cmd.Command] = []
+        duration = event.ended_at - event.started_at
+        if hold.announced:
+            commands.append(cmd.CancelTimer(hold.limit_key))
+            commands.append(cmd.StopHoldProgram(event.held, reason=f"the hold ended ({event.how})"))
+            commands.extend(self._thanks(hold, event, call, duration))
+        commands.append(cmd.RecordFact("hold", _fact(hold, event, call, duration)))
+        return state, commands
+
+    def _thanks(
+        self, hold: ActiveHold, event: cm.HoldEnded, call: cm.Call, duration: float
+    ) -> Sequence[cmd.Command]:
+        rule = _hold_rule(call.standards)
+        if rule is None or event.how != "released":
+            return []
+        still_holding = [h for h in call.holds.values() if h.holder == hold.held]
+        if still_holding:
+            return [
+                cmd.Note(
+                    "hold_resume_skipped",
+                    "the customer's own phone still holds the call: the thanks would not be heard",
+                    {"held_leg": hold.held},
+                )
+            ]
+        long_wait = duration >= rule.long_wait_threshold_s
+        prompt = rule.resume_long_prompt if long_wait else rule.resume_prompt
+        reason = (
+            f"the hold lasted {duration:.1f} s, "
+            + ("at least" if long_wait else "less than")
+            + f" the {rule.long_wait_threshold_s:g} s long-wait threshold"
+        )
+        return [cmd.PlayPrompt(hold.held, prompt, Audience.BOTH, reason=reason)]
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _hold_rule(standards: Standards | None) -> HoldRule | None:
+    return standards.hold if standards is not None else None
+
+
+def _why_not_announced(rule: HoldRule | None, held_role: Role) -> str | None:
+    if rule is None:
+        return "no standards are resolved for this call"
+    if not rule.enabled:
+        return "the hold rule is disabled for this call"
+    if held_role is not Role.CALLER:
+        return f"the held party is not the customer (role {held_role})"
+    return None
+
+
+def _agent_leg_of(call: cm.Call, holder: LegId) -> cm.Leg | None:
+    """The agent whose hold this is: the holder when it is an agent, else the call's agent."""
+    leg = call.legs.get(holder)
+    if leg is not None and leg.role is Role.AGENT:
+        return leg
+    return call.agent_leg
+
+
+def _offer_from(plan: HoldPlan, rule: HoldRule, started_at: float) -> float | None:
+    offsets = [a.at_s for a in plan.announcements if a.prompt == rule.callback_offer.prompt]
+    return started_at + min(offsets) if offsets else None
+
+
+def _untracked_hold(event: cm.HoldEnded, call: cm.Call) -> ActiveHold:
+    held_leg = call.legs.get(event.held)
+    agent_leg = _agent_leg_of(call, event.holder)
+    return ActiveHold(
+        held=event.held,
+        holder=event.holder,
+        held_role=held_leg.role if held_leg is not None else Role.OTHER,
+        started_at=event.started_at,
+        agent=agent_leg.agent if agent_leg is not None else None,
+        agent_leg=agent_leg.id if agent_leg is not None else None,
+        tier=agent_leg.tier if agent_leg is not None else None,
+        announced=False,
+    )
+
+
+def _fact(
+    hold: ActiveHold, event: cm.HoldEnded, call: cm.Call, duration: float
+) -> dict[str, object]:
+    reminders = 0
+    rule = _hold_rule(call.standards)
+    if hold.plan is not None and rule is not None:
+        # Offsets at which a reminder started before the hold ended: the program was
+        # stopped at the end, so later ones never played.
+        played_until = duration
+        if hold.plan_replaced_s is not None:
+            played_until = min(duration, hold.plan_replaced_s)
+        reminders = len(hold.plan.offsets(rule.reminder_prompt, played_until))
+    over_limit = hold.over_limit or (hold.limit_s is not None and duration >= hold.limit_s)
+    return {
+        "call_id": str(call.id),
+        "agent": hold.agent,
+        "tier": hold.tier,
+        "held_leg": str(hold.held),
+        "held_role": str(hold.held_role),
+        "holder_leg": str(hold.holder),
+        "started_at": event.started_at,
+        "ended_at": event.ended_at,
+        "duration_s": round(duration, 3),
+        "ended_how": event.how,
+        "announced": hold.announced,
+        "reminders": reminders,
+        "limit_s": hold.limit_s,
+        "over_limit": over_limit,
+        "callback_offer_taken": hold.callback_offer_taken,
+    }
+
+
+__all__ = [
+    "ActiveHold",
+    "HoldPlan",
+    "HoldPolicy",
+    "HoldPolicyState",
+    "callable_number",
+    "hold_plan",
+    "tier_limit",
+]
