@@ -70,12 +70,17 @@ class ClassicAmd:
         return self._decide(VerdictKind.NOTSURE, f"HANGUP-{at_ms}")
 
     def _frame(self, frame: Pcm) -> Verdict | None:
-        p = self.params
-        self._total_ms += FRAME_MS
-        if self._total_ms >= p.total_analysis_time:
-            return self._decide(VerdictKind.NOTSURE, f"TOOLONG-{self._total_ms}")
         mean_abs = int(np.sum(np.abs(frame.astype(np.int64)))) // frame.size
-        if mean_abs < p.silence_threshold:
+        return self.step(voice=mean_abs >= self.params.silence_threshold)
+
+    def step(self, *, voice: bool) -> Verdict | None:
+        """One 20 ms frame already classified as voice or silence (the talk-event path)."""
+        if self._verdict is not None:
+            return self._verdict
+        self._total_ms += FRAME_MS
+        if self._total_ms >= self.params.total_analysis_time:
+            return self._decide(VerdictKind.NOTSURE, f"TOOLONG-{self._total_ms}")
+        if not voice:
             self._dsp_silence_ms += FRAME_MS
             return self._silent_frame()
         self._dsp_silence_ms = 0

@@ -28,17 +28,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pbx_agent.amd.audio import FRAME_SAMPLES, Pcm, read_wav
-from pbx_agent.amd.detector import Verdict
-from pbx_agent.amd.params import VerdictKind
+import numpy as np
+
+from pbx_agent.amd.audio import FRAME_MS, FRAME_SAMPLES, Pcm, read_wav
+from pbx_agent.amd.beep import BeepTracker, Tone, ToneAnalyser
+from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict
+from pbx_agent.amd.params import ClassicParams, DetectorParams, VerdictKind
+from pbx_agent.amd.segments import ReportedBeep, classic_on_segments
+from pbx_agent.amd.vad import level_dbfs
 
 __all__ = [
     "Clip",
     "Score",
     "Scorer",
+    "TalkEventScorer",
     "load_clips",
     "run_scorer",
     "score",
+    "simulate_talk_events",
 ]
 
 _HUMAN_WORDS = ("human", "person", "people", "live")
@@ -230,3 +237,81 @@ def score(
         if on_clip is not None:
             on_clip(clip, verdicts)
     return list(scores.values())
+
+
+# --- the FreeSWITCH path, simulated ------------------------------------------------------
+# Timings measured on FreeSWITCH 1.10.12 (tests/traces/freeswitch 04 and 06): TALK 8-73 ms
+# after the speech onset, the last NOTALK 0-0.8 s after the speech ends (a 0.8 s period),
+# avmd::beep 160-190 ms after the beep onset. The RTP detector has a fixed energy threshold.
+_TALK_DELAY_MS = 40
+_NOTALK_DELAY_MS = 400
+_AVMD_DELAY_MS = 170
+_RTP_VAD_THRESHOLD_DBFS = -42.0
+
+
+def simulate_talk_events(pcm: Pcm) -> tuple[list[SpeechSegment], list[ReportedBeep]]:
+    """What FreeSWITCH would report for a clip: debounced talk segments and avmd beeps."""
+    segments: list[SpeechSegment] = []
+    beeps: list[ReportedBeep] = []
+    analyser = ToneAnalyser()
+    tracker = BeepTracker()
+    start: int | None = None
+    last_voice_end = 0
+    t = 0
+    for offset in range(0, pcm.size - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+        frame = pcm[offset : offset + FRAME_SAMPLES]
+        level = level_dbfs(frame)
+        voice = level >= _RTP_VAD_THRESHOLD_DBFS
+        tone = tracker.feed(analyser.analyse(frame), voice, t)
+        if tone is not None and not beeps:
+            beeps.append(ReportedBeep(tone.start_ms + _AVMD_DELAY_MS, tone.frequency_hz))
+        if voice:
+            if start is None:
+                start = t + _TALK_DELAY_MS
+            last_voice_end = t + FRAME_MS
+        elif start is not None and t + FRAME_MS - last_voice_end >= _NOTALK_DELAY_MS:
+            segments.append(SpeechSegment(start, last_voice_end + _NOTALK_DELAY_MS))
+            start = None
+        t += FRAME_MS
+    if start is not None:
+        segments.append(SpeechSegment(start, None))
+    return segments, beeps
+
+
+class TalkEventScorer:
+    """Scores a clip from simulated FreeSWITCH events, with ``AMD()``'s rules or the
+    detector's segment rules (``rules="classic"`` or ``"detector"``)."""
+
+    def __init__(
+        self,
+        rules: str,
+        *,
+        detector_params: DetectorParams | None = None,
+        classic_params: ClassicParams | None = None,
+    ) -> None:
+        if rules not in ("classic", "detector"):
+            msg = f"rules={rules!r} refused; accepted: classic, detector"
+            raise ValueError(msg)
+        self._rules = rules
+        self._detector_params = detector_params
+        self._classic_params = classic_params
+        self._chunks: list[Pcm] = []
+
+    def feed_pcm(self, pcm: Pcm, at_ms: int) -> Verdict | None:
+        del at_ms
+        self._chunks.append(pcm)
+        return None
+
+    def finish(self, at_ms: int) -> Verdict:
+        pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+        segments, beeps = simulate_talk_events(pcm)
+        if self._rules == "classic":
+            verdict = classic_on_segments(segments, at_ms, beeps=beeps, params=self._classic_params)
+            return verdict or Verdict(VerdictKind.NOTSURE, f"HANGUP-{at_ms}", at_ms)
+        detector = AmdDetector(self._detector_params)
+        tones = [_as_tone(beep) for beep in beeps]
+        return detector.feed_segments(segments, at_ms, tones) or detector.finish(at_ms)
+
+
+def _as_tone(beep: ReportedBeep) -> Tone:
+    return Tone(beep.frequency_hz, beep.at_ms, beep.at_ms)

@@ -1,0 +1,180 @@
+"""``pbx-agent amd``: the answering-machine detection corpus and its evaluation.
+
+- ``amd corpus --out DIR --seed N [--size N]`` generates the labelled development corpus
+  (``DIR/train`` and ``DIR/validation``; needs espeak-ng and sox).
+- ``amd evaluate DIR [--json] [--errors]`` scores, on the same clips in the same run, the
+  daemon's detector, the classic Asterisk ``AMD()`` heuristic (``amd.conf`` defaults),
+  and the two FreeSWITCH talk-event paths (simulated from the audio with the timings
+  measured on a real FreeSWITCH): accuracy, recall per class, NOTSURE rate, decision time
+  median and p90, and the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pbx_agent.amd.classic import ClassicAmd
+from pbx_agent.amd.corpus import CorpusToolMissingError, generate_corpus
+from pbx_agent.amd.detector import AmdDetector
+from pbx_agent.amd.evaluate import Score, TalkEventScorer, load_clips, score
+from pbx_agent.amd.params import VerdictKind
+
+_SCORERS = {
+    "detector": "daemon detector (AudioSocket audio)",
+    "classic": "Asterisk AMD() heuristic, amd.conf defaults",
+    "fs-detector": "detector rules on FreeSWITCH talk events + avmd (simulated)",
+    "fs-classic": "AMD() rules on FreeSWITCH talk events + avmd (simulated)",
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "amd",
+        help="answering-machine detection: generate the corpus, evaluate detectors",
+        description="Answering-machine detection tools (rule R6).",
+    )
+    sub = parser.add_subparsers(dest="amd_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    corpus = sub.add_parser(
+        "corpus",
+        help="generate the labelled development corpus (espeak-ng + sox)",
+        description="Write DIR/train and DIR/validation: WAV clips and labels.csv.",
+    )
+    corpus.add_argument("--out", required=True, type=Path, metavar="DIR")
+    corpus.add_argument("--seed", required=True, type=int, metavar="N")
+    corpus.add_argument(
+        "--size", type=int, default=900, metavar="N", help="clips in all (default 900)"
+    )
+    corpus.add_argument(
+        "--validation-share",
+        type=float,
+        default=0.3,
+        metavar="F",
+        help="share of the clips in the validation split (default 0.3)",
+    )
+    corpus.set_defaults(handler=handle_corpus)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score the detector and the classic heuristic on a labelled folder",
+        description=(
+            "Run every scorer on every clip of DIR (labels.csv, human/ + machine/ "
+            "sub-folders, or file names starting with the label) and print the figures."
+        ),
+    )
+    evaluate.add_argument("dir", type=Path, metavar="DIR")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    evaluate.add_argument(
+        "--errors", action="store_true", help="also list the detector's wrong clips"
+    )
+    evaluate.set_defaults(handler=handle_evaluate)
+
+
+def handle_corpus(args: argparse.Namespace) -> int:
+    try:
+        splits = generate_corpus(args.out, args.seed, args.size, args.validation_share)
+    except CorpusToolMissingError as exc:
+        sys.stderr.write(f"pbx-agent amd corpus: {exc}\n")
+        return 2
+    except ValueError as exc:
+        sys.stderr.write(f"pbx-agent amd corpus: {exc}\n")
+        return 2
+    for split, clips in splits.items():
+        humans = sum(1 for clip in clips if clip.label == VerdictKind.HUMAN)
+        sys.stdout.write(
+            f"{args.out / split}: {len(clips)} clips ({humans} HUMAN, "
+            f"{len(clips) - humans} MACHINE), labels.csv\n"
+        )
+    return 0
+
+
+def _scorer_factories() -> dict[str, Any]:
+    return {
+        "detector": AmdDetector,
+        "classic": ClassicAmd,
+        "fs-detector": lambda: TalkEventScorer("detector"),
+        "fs-classic": lambda: TalkEventScorer("classic"),
+    }
+
+
+def handle_evaluate(args: argparse.Namespace) -> int:
+    try:
+        clips = load_clips(args.dir)
+    except ValueError as exc:
+        sys.stderr.write(f"pbx-agent amd evaluate: {exc}\n")
+        return 2
+    factories: dict[str, Any] = _scorer_factories()
+    scores = score(clips, factories)
+    if args.json:
+        payload: dict[str, object] = {"dir": str(args.dir), "clips": len(clips)}
+        payload["scorers"] = {s.name: s.as_dict() for s in scores}
+        if args.errors:
+            payload["detector_errors"] = _errors(scores[0])
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        return 0
+    sys.stdout.write(render_table(args.dir, scores))
+    if args.errors:
+        sys.stdout.write("\nDetector errors:\n")
+        for row in _errors(scores[0]):
+            sys.stdout.write(
+                f"  {row['file']}: {row['label']} -> {row['verdict']} "
+                f"({row['reason']}, {row['decided_at_ms']} ms)\n"
+            )
+    return 0
+
+
+def _errors(detector_score: Score) -> list[dict[str, object]]:
+    return [
+        {
+            "file": clip.path.name,
+            "label": clip.label.value,
+            "kind": clip.kind,
+            "verdict": verdict.kind.value,
+            "reason": verdict.reason,
+            "decided_at_ms": verdict.decided_at_ms,
+        }
+        for clip, verdict in detector_score.wrong
+    ]
+
+
+def render_table(folder: Path, scores: list[Score]) -> str:
+    """The figures side by side, one column per scorer."""
+    names = [s.name for s in scores]
+    width = max(12, *(len(n) for n in names))
+    lines = [f"{folder}: {scores[0].total if scores else 0} clips", ""]
+
+    def row(label: str, values: list[str]) -> str:
+        return f"{label:<26}" + "".join(f"{v:>{width + 2}}" for v in values)
+
+    lines.append(row("", names))
+    lines.append(row("accuracy", [f"{s.accuracy:.1%}" for s in scores]))
+    for label in (VerdictKind.HUMAN, VerdictKind.MACHINE):
+        lines.append(row(f"recall {label.value}", [f"{s.recall(label):.1%}" for s in scores]))
+    lines.append(row("NOTSURE rate", [f"{s.notsure_rate:.1%}" for s in scores]))
+    lines.append(row("people called machines", [f"{s.humans_called_machines:.1%}" for s in scores]))
+    lines.append(row("decision median (ms)", [f"{s.percentile_ms(50):.0f}" for s in scores]))
+    lines.append(row("decision p90 (ms)", [f"{s.percentile_ms(90):.0f}" for s in scores]))
+    lines.append("")
+    lines.append("Confusion (rows: label; columns: verdict HUMAN / MACHINE / NOTSURE)")
+    for s in scores:
+        lines.append(f"  {s.name} ({_SCORERS.get(s.name, s.name)})")
+        for label in (VerdictKind.HUMAN, VerdictKind.MACHINE):
+            counts = " ".join(f"{s.confusion[(label, kind)]:>6}" for kind in VerdictKind)
+            lines.append(f"    {label.value:<8}{counts}")
+    kinds = sorted({kind for s in scores for kind in s.by_kind})
+    if len(kinds) > 1:
+        lines.append("")
+        lines.append("Correct per kind of clip")
+        lines.append(row("", names))
+        lines.extend(row(f"  {kind}", [_kind_cell(s, kind) for s in scores]) for kind in kinds)
+    return "\n".join(lines) + "\n"
+
+
+def _kind_cell(result: Score, kind: str) -> str:
+    counts = result.by_kind.get(kind)
+    return f"{counts['correct']}/{counts['total']}" if counts else "-"
