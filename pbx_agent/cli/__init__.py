@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 _COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "check_config",
+    "amd",
 )
 
 Handler = Callable[[argparse.Namespace], int]
