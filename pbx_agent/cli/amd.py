@@ -153,8 +153,10 @@ def render_table(folder: Path, scores: list[Score]) -> str:
 
     lines.append(row("", names))
     lines.append(row("accuracy", [f"{s.accuracy:.1%}" for s in scores]))
-    for label in (VerdictKind.HUMAN, VerdictKind.MACHINE):
-        lines.append(row(f"recall {label.value}", [f"{s.recall(label):.1%}" for s in scores]))
+    lines.extend(
+        row(f"recall {label.value}", [f"{s.recall(label):.1%}" for s in scores])
+        for label in (VerdictKind.HUMAN, VerdictKind.MACHINE)
+    )
     lines.append(row("NOTSURE rate", [f"{s.notsure_rate:.1%}" for s in scores]))
     lines.append(row("people called machines", [f"{s.humans_called_machines:.1%}" for s in scores]))
     lines.append(row("decision median (ms)", [f"{s.percentile_ms(50):.0f}" for s in scores]))
