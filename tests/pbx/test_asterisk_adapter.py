@@ -1,0 +1,253 @@
+"""The Asterisk adapter with the engine, against the fake Asterisk over loopback TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from pbx_agent.clock import LoopClock
+from pbx_agent.engine import Engine
+from pbx_agent.model import calls as cm
+from pbx_agent.model import commands as cmd
+from pbx_agent.model.events import CallId, LegId
+from pbx_agent.pbx.ami_client import AmiSettings
+from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
+from pbx_agent.testing.fake_asterisk import FakeAsterisk
+
+
+@dataclass
+class Recorder:
+    """A test policy that records the call events it sees."""
+
+    name: str = "recorder"
+    rule: str = "R0"
+
+    def __post_init__(self) -> None:
+        self.seen: list[cm.CallEvent] = []
+
+    def start(self, call: cm.Call, now: float) -> Any:
+        return 0
+
+    def step(
+        self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+    ) -> tuple[Any, list[cmd.Command]]:
+        self.seen.append(event)
+        return state, []
+
+
+def ami_settings(pbx: FakeAsterisk) -> AmiSettings:
+    host, port = pbx.ami_address
+    return AmiSettings(
+        host=host,
+        port=port,
+        username="lab",
+        secret="not-a-real-secret",
+        action_timeout_s=1.0,
+        ping_interval_s=30,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.2,
+    )
+
+
+OPTIONS = AsteriskOptions(
+    sounds=lambda key: f"pbx-agent/ru/{key.replace('.', '-')}",
+    targets={"linger": DialplanTarget("pbxagent-linger")},
+    watched_variables=frozenset({"PBXAGENT_ROLE", "PBXAGENT_TIER"}),
+)
+
+
+@contextlib.asynccontextmanager
+async def attached(
+    pbx: FakeAsterisk, *, shadow: bool = False
+) -> AsyncIterator[tuple[Engine, AsteriskAdapter, Recorder]]:
+    recorder = Recorder()
+    engine = Engine(clock=LoopClock(), policies=[recorder], shadow=shadow)
+    adapter = AsteriskAdapter(ami_settings(pbx), OPTIONS, handle_event=engine.handle, shadow=shadow)
+    engine.executor = adapter
+    await adapter.start()
+    try:
+        yield engine, adapter, recorder
+    finally:
+        await engine.close()
+        await adapter.close()
+
+
+@pytest.fixture
+async def pbx() -> AsyncIterator[FakeAsterisk]:
+    async with FakeAsterisk() as fake:
+        yield fake
+
+
+async def wait_for(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def connected_call(pbx: FakeAsterisk, engine: Engine) -> tuple[Any, Any, cm.Call]:
+    caller = await pbx.inbound_call(caller="79161234567", caller_name="Иван")
+    await caller.answer()
+    agent = await caller.connect_agent(endpoint="agent-1001", queue="support")
+    await wait_for(
+        lambda: (
+            CallId(caller.linkedid) in engine.model.calls
+            and engine.model.calls[CallId(caller.linkedid)].agent is not None
+        )
+    )
+    return caller, agent, engine.model.calls[CallId(caller.linkedid)]
+
+
+async def test_a_queue_call_becomes_caller_and_agent(pbx: FakeAsterisk) -> None:
+    """Events from the switch build the neutral call: caller, agent, queue, connected."""
+    async with attached(pbx) as (engine, _, recorder):
+        caller, agent, call = await connected_call(pbx, engine)
+        assert call.caller == caller.uniqueid
+        assert call.agent == agent.uniqueid
+        assert call.queue == "support"
+        assert call.caller_leg is not None and call.caller_leg.caller_name == "Иван"
+        assert any(isinstance(e, cm.PartiesConnected) for e in recorder.seen)
+
+
+async def test_prompt_to_both_parties_is_a_barge_whisper_channel(pbx: FakeAsterisk) -> None:
+    """PlayPrompt(BOTH) originates a Local channel that barges into the caller's channel."""
+    async with attached(pbx) as (engine, _, _):
+        caller, _, call = await connected_call(pbx, engine)
+        await engine.execute_now(
+            cmd.PlayPrompt(LegId(caller.uniqueid), "silent.prompt", cmd.Audience.BOTH),
+            call_id=call.id,
+            rule="R2",
+            policy="test",
+        )
+        originate = await pbx.wait_for_action("Originate")
+    fields = dict(
+        (k, v) for k, v in originate.fields if k not in ("ActionID", "ChannelId", "OtherChannelId")
+    )
+    assert fields == {
+        "Action": "Originate",
+        "Channel": "Local/barge@pbxagent-whisper/n",
+        "Application": "Playback",
+        "Data": "pbx-agent/ru/silent-prompt",
+        "Variable": f"PBXAGENT_SPY_TARGET={caller.name}",
+        "Async": "true",
+        "CallerID": '"pbx-agent" <0>',
+        "Timeout": "10000",
+    }
+
+
+async def test_hangup_call_hangs_up_every_party_with_the_cause(pbx: FakeAsterisk) -> None:
+    """HangupCall sends Hangup with the cause for caller and agent, and the call ends."""
+    async with attached(pbx) as (engine, _, recorder):
+        caller, agent, call = await connected_call(pbx, engine)
+        await engine.execute_now(
+            cmd.HangupCall(call.id, cause=16), call_id=call.id, rule="R2", policy="test"
+        )
+        await wait_for(lambda: any(isinstance(e, cm.CallEnded) for e in recorder.seen))
+    hangups = [(a["Channel"], a["Cause"]) for a in pbx.actions if a.name == "Hangup"]
+    assert sorted(hangups) == sorted([(caller.name, "16"), (agent.name, "16")])
+
+
+async def test_redirect_sets_params_then_redirects(pbx: FakeAsterisk) -> None:
+    """Redirect sets the parameters as variables, then sends the leg to the configured context."""
+    async with attached(pbx) as (engine, _, _):
+        caller, _, call = await connected_call(pbx, engine)
+        await engine.execute_now(
+            cmd.Redirect(LegId(caller.uniqueid), "linger", (("PBXAGENT_PRIO", "5"),)),
+            call_id=call.id,
+            rule="R3",
+            policy="test",
+        )
+    names = [a.name for a in pbx.actions if a.name in ("Setvar", "Redirect")]
+    assert names == ["Setvar", "Redirect"]
+    redirect = next(a for a in pbx.actions if a.name == "Redirect")
+    assert (redirect["Context"], redirect["Exten"], redirect["Priority"]) == (
+        "pbxagent-linger",
+        "s",
+        "1",
+    )
+
+
+async def test_shadow_mode_logs_the_action_and_sends_nothing(pbx: FakeAsterisk) -> None:
+    """In shadow mode the adapter logs exactly the action it would send and sends none."""
+    async with attached(pbx, shadow=True) as (engine, _, _):
+        _, _, call = await connected_call(pbx, engine)
+        with capture_logs() as logs:
+            await engine.execute_now(
+                cmd.HangupCall(call.id, cause=16), call_id=call.id, rule="R2", policy="test"
+            )
+    assert not any(a.name == "Hangup" for a in pbx.actions)
+    shadow = [e for e in logs if e["event"] == "shadow_action"]
+    assert [e["ami_action"] for e in shadow] == ["Hangup", "Hangup"]
+    assert ("Cause", "16") in shadow[0]["fields"]
+
+
+async def test_reconnect_resyncs_without_forgetting_or_duplicating(pbx: FakeAsterisk) -> None:
+    """Calls alive before the cut are still tracked after it, once; calls that ended meanwhile end."""
+    async with attached(pbx) as (engine, adapter, recorder):
+        caller, _, call = await connected_call(pbx, engine)
+        other = await pbx.inbound_call(caller="79990000000")
+        await other.answer()
+        await wait_for(lambda: CallId(other.linkedid) in engine.model.calls)
+        pbx.freeze()
+        pbx.drop_connections()
+        await other.hangup()  # ends while the daemon cannot see it
+        pbx.thaw()
+        await wait_for(lambda: adapter.client.connections >= 2 and adapter.client.connected)
+        await wait_for(lambda: CallId(other.linkedid) not in engine.model.calls)
+        assert set(engine.model.calls) == {call.id}
+        assert len(engine.model.calls[call.id].legs) == 2
+        starts = [e for e in recorder.seen if isinstance(e, cm.CallStarted) and e.call == call.id]
+        assert len(starts) == 1
+        ended = [e for e in recorder.seen if isinstance(e, cm.CallEnded)]
+        assert [e.call for e in ended] == [CallId(other.linkedid)]
+
+
+async def test_daemon_started_mid_call_picks_the_call_up(pbx: FakeAsterisk) -> None:
+    """A call already in progress when the daemon starts is tracked from the resync."""
+    caller = await pbx.inbound_call(caller="79161234567")
+    await caller.answer()
+    await caller.connect_agent(endpoint="agent-1001")
+    async with attached(pbx) as (engine, _, _):
+        await wait_for(lambda: CallId(caller.linkedid) in engine.model.calls)
+        call = engine.model.calls[CallId(caller.linkedid)]
+        assert len(call.legs) == 2
+        assert call.agent is not None
+
+
+async def test_prompt_finished_when_the_whisper_channel_ends(pbx: FakeAsterisk) -> None:
+    """The whisper channel hanging up after its playback is reported as PromptDone."""
+    async with attached(pbx) as (engine, _, recorder):
+        caller, _, call = await connected_call(pbx, engine)
+        await engine.execute_now(
+            cmd.PlayPrompt(LegId(caller.uniqueid), "silent.prompt", cmd.Audience.LEG),
+            call_id=call.id,
+            rule="R2",
+            policy="test",
+        )
+        await wait_for(lambda: any(isinstance(e, cm.PromptDone) for e in recorder.seen), timeout=5)
+    done = next(e for e in recorder.seen if isinstance(e, cm.PromptDone))
+    assert (done.leg, done.prompt) == (caller.uniqueid, "silent.prompt")
+
+
+async def test_caller_controlled_values_cannot_add_headers(pbx: FakeAsterisk) -> None:
+    """A variable value holding CR/LF reaches the PBX escaped on one line, not as a new header."""
+    async with attached(pbx) as (engine, _, _):
+        caller, _, call = await connected_call(pbx, engine)
+        evil = "x\r\nAction: Hangup\r\nChannel: " + caller.name
+        await engine.execute_now(
+            cmd.SetVariable(LegId(caller.uniqueid), "PBXAGENT_TOPIC", evil),
+            call_id=call.id,
+            rule="R5",
+            policy="test",
+        )
+        setvar = await pbx.wait_for_action(
+            "Setvar", where=lambda a: a.get("Variable") == "PBXAGENT_TOPIC"
+        )
+    assert not any(a.name == "Hangup" for a in pbx.actions)
+    assert "\n" not in (setvar["Value"] or "")
+    assert setvar["Value"].startswith("x\\r\\nAction: Hangup")
