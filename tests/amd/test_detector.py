@@ -1,0 +1,202 @@
+"""The detector's rules on synthetic signals: tones, noise, syllable bursts, silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pbx_agent.amd import signals as s
+from pbx_agent.amd.audio import SAMPLE_RATE
+from pbx_agent.amd.beep import Tone
+from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict
+from pbx_agent.amd.evaluate import run_scorer
+from pbx_agent.amd.params import DetectorParams, VerdictKind
+
+
+def verdict_of(pcm: np.ndarray, params: DetectorParams | None = None) -> Verdict:
+    return run_scorer(AmdDetector(params), pcm)
+
+
+def hello(onset_s: float = 0.5, **background: object) -> np.ndarray:
+    """A person: 'Hello?' (three syllables) after an onset, then silence."""
+    noise = s.noise(6, **background) if background else None  # type: ignore[arg-type]
+    return s.render(s.silence(onset_s), s.syllables(3), seconds=6, background=noise)
+
+
+def test_short_answer_then_silence_is_human():
+    """A short answer followed by human_silence_ms of silence is HUMAN."""
+    verdict = verdict_of(hello())
+    assert verdict.kind is VerdictKind.HUMAN
+    assert verdict.reason == "answer-then-silence"
+
+
+def test_human_is_decided_at_speech_end_plus_the_silence():
+    """The verdict instant is the end of the answer plus human_silence_ms, frame-exact."""
+    params = DetectorParams()
+    verdict = verdict_of(hello(onset_s=0.5), params)
+    speech_end_ms = 500 + 3 * (180 + 40) - 40
+    assert speech_end_ms <= verdict.decided_at_ms - params.human_silence_ms <= speech_end_ms + 60
+
+
+@pytest.mark.parametrize("level", [-45.0, -40.0, -35.0])
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_steady_noise_is_not_speech(level: float, colour: str):
+    """A person answering over steady noise at up to -35 dBFS is still HUMAN."""
+    verdict = verdict_of(hello(level_dbfs=level, colour=colour))
+    assert verdict.kind is VerdictKind.HUMAN
+
+
+def test_noise_alone_is_silence_not_a_greeting():
+    """Steady noise with nobody speaking is NOTSURE (silence), never a long greeting."""
+    verdict = verdict_of(s.render(seconds=6, background=s.noise(6, -35.0)))
+    assert verdict == Verdict(VerdictKind.NOTSURE, "silence", DetectorParams().no_speech_ms)
+
+
+def test_long_speech_is_a_greeting():
+    """More than max_human_speech_ms of speech is MACHINE (long-greeting)."""
+    greeting = s.render(s.silence(0.1), s.syllables(12), s.silence(0.3), s.syllables(12), seconds=8)
+    verdict = verdict_of(greeting)
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.reason == "long-greeting"
+
+
+def test_several_short_phrases_with_pauses_stay_human():
+    """A chatty answer ('Да, слушаю вас, кто это?') is HUMAN once the person stops."""
+    chatty = s.render(
+        s.silence(0.6), s.syllables(2), s.silence(0.2), s.syllables(3), s.silence(0.25),
+        s.syllables(3), seconds=6,
+    )  # fmt: skip
+    assert verdict_of(chatty).kind is VerdictKind.HUMAN
+
+
+def test_double_hello_is_human_at_the_first_pause():
+    """'Алло? … Алло?' is decided HUMAN during the pause after the first one."""
+    double = s.render(s.silence(0.4), s.syllables(2), s.silence(1.5), s.syllables(2), seconds=6)
+    verdict = verdict_of(double)
+    assert verdict.kind is VerdictKind.HUMAN
+    assert verdict.decided_at_ms < 1900
+
+
+@pytest.mark.parametrize("freq", [440.0, 1000.0, 1400.0, 2100.0])
+def test_a_beep_is_a_machine(freq: float):
+    """A steady tone of 160 ms or more is MACHINE, decided within the tone."""
+    verdict = verdict_of(s.render(s.silence(0.3), s.tone(freq, 0.5), seconds=4))
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.reason.startswith("tone-")
+    assert abs(int(verdict.reason[5:-2]) - freq) <= 0.01 * freq
+    assert 300 + 160 <= verdict.decided_at_ms <= 300 + 240
+
+
+def test_a_short_greeting_then_a_beep_is_a_machine():
+    """'Leave a message.' + beep: the beep decides before the silence can."""
+    clip = s.render(s.silence(0.2), s.syllables(5), s.silence(0.4), s.tone(1000, 0.4), seconds=5)
+    assert verdict_of(clip).kind is VerdictKind.MACHINE
+
+
+def test_a_tone_shorter_than_the_minimum_is_not_a_beep():
+    """A 100 ms tone does not count (speech has short steady stretches too)."""
+    verdict = verdict_of(s.render(s.silence(0.3), s.tone(1000, 0.1), seconds=4))
+    assert verdict.kind is not VerdictKind.MACHINE
+
+
+def test_a_tone_below_the_band_is_not_a_beep():
+    """Mains hum (50 Hz) is not a beep."""
+    verdict = verdict_of(s.render(seconds=5, background=s.tone(50.0, 5, -30.0)))
+    assert verdict.reason != "tone-50hz"
+
+
+def test_non_stop_sound_is_a_machine():
+    """max_sound_ms of sound with no pause (music, noise bursts) is MACHINE."""
+    rng = np.random.default_rng(1)
+    t = np.arange(6 * SAMPLE_RATE) / SAMPLE_RATE
+    wobbling = rng.standard_normal(t.size) * (0.05 + 0.04 * np.sin(2 * np.pi * 2 * t))
+    clip = s.render(s.silence(0.3), wobbling, seconds=6)
+    params = DetectorParams(max_human_speech_ms=10000)
+    verdict = verdict_of(clip, params)
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.reason in ("continuous-sound", "long-greeting")
+
+
+def test_silence_is_notsure():
+    """Digital silence is NOTSURE ('silence') at no_speech_ms: no guess either way."""
+    verdict = verdict_of(s.render(seconds=6))
+    assert verdict == Verdict(VerdictKind.NOTSURE, "silence", 4000)
+
+
+def test_undecided_speech_gives_up_at_max_analysis():
+    """Speech still going on at max_analysis_ms (with a long cap) is NOTSURE."""
+    params = DetectorParams(max_human_speech_ms=10000, max_sound_ms=20000)
+    verdict = verdict_of(s.render(s.syllables(40), seconds=9), params)
+    assert verdict == Verdict(VerdictKind.NOTSURE, "undecided", params.max_analysis_ms)
+
+
+def test_the_verdict_is_final():
+    """Audio after the verdict does not change it."""
+    detector = AmdDetector()
+    first = run_scorer(detector, hello())
+    assert detector.feed_pcm(s.render(s.tone(1000, 1.0)), 6000) == first
+    assert detector.finish(9000) == first
+
+
+def test_bytes_and_arrays_give_the_same_verdict():
+    """feed_pcm takes AudioSocket bytes as well as sample arrays."""
+    pcm = hello()
+    detector = AmdDetector()
+    verdict = None
+    for i in range(0, pcm.size, 160):
+        verdict = detector.feed_pcm(pcm[i : i + 160].tobytes(), i // 8)
+        if verdict:
+            break
+    assert verdict == verdict_of(pcm)
+
+
+def test_lost_audio_counts_as_time_without_speech():
+    """A jump forward in at_ms advances the clock: speech, then no audio, is HUMAN."""
+    detector = AmdDetector()
+    speech = s.render(s.silence(0.3), s.syllables(3))
+    assert detector.feed_pcm(speech, 0) is None
+    verdict = detector.feed_pcm(s.render(s.silence(0.02)), 3000)
+    assert verdict is not None
+    assert verdict.kind is VerdictKind.HUMAN
+
+
+def test_finish_without_speech_is_notsure():
+    """A stream that ends before anything was said is NOTSURE."""
+    detector = AmdDetector()
+    detector.feed_pcm(s.render(s.silence(1.0)), 0)
+    assert detector.finish(1000).kind is VerdictKind.NOTSURE
+
+
+def test_odd_byte_counts_are_refused():
+    """PCM bytes must be whole 16-bit samples."""
+    with pytest.raises(ValueError, match="even number"):
+        AmdDetector().feed_pcm(b"\x00\x01\x02", 0)
+
+
+def test_segments_short_talk_then_silence_is_human():
+    """From PBX talk segments: a short segment and silence is HUMAN."""
+    detector = AmdDetector()
+    verdict = detector.feed_segments([SpeechSegment(400, 900)], 3000)
+    assert verdict is not None
+    assert verdict.kind is VerdictKind.HUMAN
+    # Decisions fall on the 20 ms frame grid.
+    assert 0 <= verdict.decided_at_ms - (900 + DetectorParams().human_silence_ms) < 20
+
+
+def test_segments_open_talk_is_undecided_until_too_long():
+    """An open segment (no NOTALK yet) is speech still going on."""
+    detector = AmdDetector()
+    assert detector.feed_segments([SpeechSegment(100)], 2000) is None
+    verdict = detector.feed_segments([SpeechSegment(100)], 3500)
+    assert verdict is not None
+    assert verdict.reason == "long-greeting"
+
+
+def test_segments_with_a_reported_beep_are_a_machine():
+    """An avmd beep reported with the segments is MACHINE at its time."""
+    verdict = AmdDetector().feed_segments(
+        [SpeechSegment(100, 1200)], 2000, [Tone(950.0, 1400, 1400)]
+    )
+    assert verdict is not None
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.decided_at_ms == 1400

@@ -1,0 +1,162 @@
+"""Evaluation: reading labelled folders, the figures, and the `amd` command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbx_agent.amd import corpus as corpus_module
+from pbx_agent.amd import signals as s
+from pbx_agent.amd.audio import read_wav, write_wav
+from pbx_agent.amd.classic import ClassicAmd
+from pbx_agent.amd.corpus import CorpusToolMissingError, generate_corpus
+from pbx_agent.amd.detector import AmdDetector
+from pbx_agent.amd.evaluate import load_clips, score, simulate_talk_events
+from pbx_agent.amd.params import VerdictKind
+from pbx_agent.cli import main
+
+HAVE_TOOLS = shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
+
+
+def person() -> object:
+    return s.render(s.silence(0.5), s.syllables(3), seconds=4)
+
+
+def voicemail_beep() -> object:
+    return s.render(s.silence(0.2), s.syllables(6), s.silence(0.3), s.tone(1000, 0.5), seconds=4)
+
+
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    """Two sub-folders, human/ and machine/, two clips each."""
+    for label, make in (("human", person), ("machine", voicemail_beep)):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            write_wav(tmp_path / label / f"{i}.wav", make())  # type: ignore[arg-type]
+    return tmp_path
+
+
+def test_labels_come_from_sub_folders(labelled: Path):
+    """human/ and machine/ sub-folders label their clips."""
+    clips = load_clips(labelled)
+    assert sorted(c.label.value for c in clips) == ["HUMAN", "HUMAN", "MACHINE", "MACHINE"]
+
+
+def test_labels_come_from_a_manifest(tmp_path: Path):
+    """labels.csv (file,label) wins, and accepts other spellings of the labels."""
+    write_wav(tmp_path / "a.wav", person())  # type: ignore[arg-type]
+    write_wav(tmp_path / "b.wav", voicemail_beep())  # type: ignore[arg-type]
+    (tmp_path / "labels.csv").write_text("file,label\na.wav,person\nb.wav,voicemail\n")
+    assert [c.label for c in load_clips(tmp_path)] == [VerdictKind.HUMAN, VerdictKind.MACHINE]
+
+
+def test_labels_come_from_file_names(tmp_path: Path):
+    """Without a manifest or folders, the file name's first word is the label."""
+    write_wav(tmp_path / "human-01.wav", person())  # type: ignore[arg-type]
+    write_wav(tmp_path / "machine_02.wav", voicemail_beep())  # type: ignore[arg-type]
+    assert [c.label for c in load_clips(tmp_path)] == [VerdictKind.HUMAN, VerdictKind.MACHINE]
+
+
+def test_an_unknown_label_names_the_file(tmp_path: Path):
+    """A manifest label that is neither HUMAN nor MACHINE is refused, naming the clip."""
+    (tmp_path / "labels.csv").write_text("file,label\nx.wav,maybe\n")
+    with pytest.raises(ValueError, match=r"x\.wav: label 'maybe' unknown"):
+        load_clips(tmp_path)
+
+
+def test_unlabelled_files_are_refused(tmp_path: Path):
+    """A clip whose label cannot be found is an error that says how to label it."""
+    write_wav(tmp_path / "clip.wav", person())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"labels\.csv"):
+        load_clips(tmp_path)
+
+
+def test_wav_files_are_read_at_8khz_mono(tmp_path: Path):
+    """A 16 kHz stereo file is resampled and mixed down to 8 kHz mono."""
+    path = tmp_path / "x.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(np.zeros((16000, 2), dtype="<i2").tobytes())
+    assert read_wav(path).size == 8000
+
+
+def test_scores_side_by_side(labelled: Path):
+    """Every scorer sees every clip; the detector beats AMD() on people."""
+    detector, classic = score(load_clips(labelled), {"d": AmdDetector, "c": ClassicAmd})
+    assert detector.total == classic.total == 4
+    assert detector.accuracy == 1.0
+    assert detector.recall(VerdictKind.HUMAN) == 1.0
+    assert detector.as_dict()["confusion"] == {
+        "HUMAN": {"HUMAN": 2, "MACHINE": 0, "NOTSURE": 0},
+        "MACHINE": {"HUMAN": 0, "MACHINE": 2, "NOTSURE": 0},
+    }
+
+
+def test_talk_event_simulation_reports_segments_and_a_beep():
+    """The FreeSWITCH simulation turns audio into talk segments and one avmd beep."""
+    segments, beeps = simulate_talk_events(voicemail_beep())  # type: ignore[arg-type]
+    assert segments
+    assert segments[0].start_ms >= 200
+    assert len(beeps) == 1
+    assert abs(beeps[0].frequency_hz - 1000) < 20
+
+
+def test_evaluate_command_prints_the_table(labelled: Path, capsys: pytest.CaptureFixture[str]):
+    """`amd evaluate DIR` prints accuracy, recall, NOTSURE, timings for all scorers."""
+    assert main(["amd", "evaluate", str(labelled)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("accuracy", "recall HUMAN", "NOTSURE rate", "decision median", "p90",
+                   "detector", "classic", "fs-classic"):  # fmt: skip
+        assert needle in out
+
+
+def test_evaluate_command_prints_json(labelled: Path, capsys: pytest.CaptureFixture[str]):
+    """`--json` gives the same figures machine-readably."""
+    assert main(["amd", "evaluate", str(labelled), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["clips"] == 4
+    assert payload["scorers"]["detector"]["accuracy"] == 1.0
+    assert set(payload["scorers"]) == {"detector", "classic", "fs-detector", "fs-classic"}
+
+
+def test_evaluate_command_refuses_a_missing_folder(tmp_path: Path, capsys):
+    """A folder that does not exist is exit status 2 with a message."""
+    assert main(["amd", "evaluate", str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_corpus_names_the_packages_when_tools_are_missing(monkeypatch, tmp_path: Path):
+    """Without espeak-ng/sox the generator says which Debian packages to install."""
+    monkeypatch.setattr(corpus_module.shutil, "which", lambda _name: None)
+    with pytest.raises(CorpusToolMissingError, match="apt-get install espeak-ng sox"):
+        generate_corpus(tmp_path, seed=1, size=4)
+
+
+@pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
+def test_corpus_is_reproducible_from_its_seed(tmp_path: Path):
+    """The same seed gives the same clips and labels, byte for byte."""
+    first = generate_corpus(tmp_path / "a", seed=7, size=6)
+    second = generate_corpus(tmp_path / "b", seed=7, size=6)
+    assert first == second
+    for split, clips in first.items():
+        for clip in clips:
+            a = (tmp_path / "a" / split / clip.file).read_bytes()
+            assert a == (tmp_path / "b" / split / clip.file).read_bytes()
+    assert (tmp_path / "a" / "validation" / "labels.csv").exists()
+
+
+@pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
+def test_corpus_splits_do_not_share_phrases(tmp_path: Path):
+    """Train and validation are built from disjoint phrase pools."""
+    splits = generate_corpus(tmp_path, seed=3, size=30)
+    notes = {split: {c.note.split(" [")[0] for c in clips} for split, clips in splits.items()}
+    shared = (notes["train"] & notes["validation"]) - {"music", "beep", "fax CNG",
+                                                        "answer tone 2100 Hz"}  # fmt: skip
+    assert not shared
