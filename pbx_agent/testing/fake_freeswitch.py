@@ -1,0 +1,1350 @@
+"""A fake FreeSWITCH that speaks the Event Socket over real loopback TCP, as 1.10.12 does.
+
+Two sides, as the real switch has them:
+
+- **Inbound ESL server** (``FakeFreeSwitch``, port 8021 in production): the greeting
+  ``auth/request``; ``-ERR command not found`` before ``auth``; ``+OK accepted``, or
+  ``-ERR invalid`` followed by the goodbye notice and a close for a bad password; ``api``
+  (answered in order, on the socket) and ``bgapi`` (``+OK Job-UUID``, then the API event
+  and a BACKGROUND_JOB whose body is the result, honouring a client-chosen ``Job-UUID``);
+  ``event plain|json ...``, ``noevents``, ``nixevent``, ``filter``, ``myevents``,
+  ``sendmsg``, ``sendevent``, ``log``/``nolog``, ``exit``; HEARTBEAT (and RE_SCHEDULE)
+  every ``heartbeat_interval_s``.
+- **Outbound-socket client** (``FakeFreeSwitch.outbound_call``): a call that reaches
+  ``socket 127.0.0.1:8084 async full`` connects to the daemon, answers ``connect`` with
+  the channel data block, ``myevents``, ``linger``, ``getvar``, ``sendmsg`` (acknowledged
+  at once in async mode, completion by CHANNEL_EXECUTE_COMPLETE carrying our
+  ``Event-UUID``), sends the linger and disconnect notices after a hangup (trace 05a).
+
+The channels and their events come from ``fake_freeswitch_model``. Scripted helpers drive
+calls (``inbound_call``, ``bridge``, ``hold``, ``talk``, ``hangup``, ``die``,
+``avmd_beep``, ``dtmf``) and originate outcomes are configured per endpoint user
+(``set_originate_outcome``, trace 07a). Every command received is recorded
+(``commands``); faults are injected with ``drop_connections``, ``freeze``/``thaw`` (no
+replies, no events, no heartbeat: a half-open switch) and ``send_raw``.
+
+Not modelled (no transcript): ``event xml`` output (the fake answers ``-ERR``), the
+PRIVATE_COMMAND events of uuid_broadcast, media itself. ``uuid_transfer`` is approximate:
+the leg leaves its bridge (the peer hangs up) and parks at the new destination.
+Durations (ringing, playback, linger) are multiplied by ``time_scale`` so tests run fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Self
+
+from pbx_agent.testing.fake_freeswitch_model import (
+    SIP_FAILURE,
+    ChannelModel,
+    FakeChannel,
+    SwitchIdentity,
+    new_uuid,
+)
+from pbx_agent.wire.esl import (
+    EslCommand,
+    EslCommandDecoder,
+    EslEvent,
+    EslProtocolError,
+    encode_api_response,
+    encode_auth_request,
+    encode_channel_data_reply,
+    encode_command_reply,
+    encode_disconnect_notice,
+    encode_event,
+)
+
+__all__ = [
+    "FakeFreeSwitch",
+    "OriginateOutcome",
+    "OutboundCall",
+    "ReceivedCommand",
+]
+
+_READ_CHUNK = 65536
+
+
+class OriginateOutcome(StrEnum):
+    """What a dialled endpoint does with an originate or a bridge (trace 07a)."""
+
+    ANSWER = "answer"  # 200 OK
+    BUSY = "busy"  # 486 -> USER_BUSY
+    REJECT = "reject"  # 603 -> CALL_REJECTED
+    NO_ANSWER = "no_answer"  # 180 until originate_timeout -> NO_ANSWER
+    EARLY_NO_ANSWER = "early_no_answer"  # 183 until originate_timeout -> NO_ANSWER
+    UNREACHABLE = "unreachable"  # nothing listening -> NORMAL_TEMPORARY_FAILURE
+
+
+_FAILURE_CAUSE = {
+    OriginateOutcome.BUSY: "USER_BUSY",
+    OriginateOutcome.REJECT: "CALL_REJECTED",
+    OriginateOutcome.UNREACHABLE: "NORMAL_TEMPORARY_FAILURE",
+    OriginateOutcome.NO_ANSWER: "NO_ANSWER",
+    OriginateOutcome.EARLY_NO_ANSWER: "NO_ANSWER",
+}
+
+_STATUS_TEXT = (
+    "UP 0 years, 0 days, 0 hours, 9 minutes, 55 seconds, 926 milliseconds, 972 microseconds\n"
+    "FreeSWITCH (Version 1.10.12-release git a88d069 2024-08-02 21:02:27Z 64bit) is ready\n"
+    "{since} session(s) since startup\n"
+    "{count} session(s) - peak 2, last 5min 2 \n"
+    "0 session(s) per Sec out of max 30, peak 2, last 5min 2 \n"
+    "100 session(s) max\n"
+    "min idle cpu 0.00/96.80\n"
+    "Current Stack Size/Max 240K/8192K\n"
+)
+_VERSION_TEXT = (
+    "FreeSWITCH Version 1.10.12-release+git~20240802T210227Z~a88d069d6f~64bit "
+    "(git a88d069 2024-08-02 21:02:27Z 64bit)\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedCommand:
+    """One command a client sent, in arrival order; ``socket`` is inbound-N or outbound-N."""
+
+    socket: str
+    command: EslCommand
+
+
+# -- FreeSWITCH's argument splitting (switch_separate_string), so the fake reads what the
+# -- daemon's escapers write exactly as the real switch would.
+
+
+def _unescape(ch: str) -> str:
+    return {"n": "\n", "r": "\r", "t": "\t", "s": " "}.get(ch, ch)
+
+
+def _cleanup(token: str, delim: str) -> str:
+    i = 0
+    while i < len(token) and token[i] == " ":
+        i += 1
+    dest: list[str] = []
+    end: int | None = None
+    inside = False
+    while i < len(token):
+        ch = token[i]
+        if ch == "\\" and i + 1 < len(token):
+            nxt = token[i + 1]
+            if nxt in ("'", '"', "\\") or (delim and nxt == delim) or _unescape(nxt) != nxt:
+                dest.append(nxt if nxt in ("'", '"', "\\", delim) else _unescape(nxt))
+                end = len(dest)
+                i += 2
+                continue
+        if ch == "'" and (inside or "'" in token[i + 1 :]):
+            inside = not inside
+            if inside:
+                end = len(dest)
+        else:
+            dest.append(ch)
+            if ch != " " or inside:
+                end = len(dest)
+        i += 1
+    return "".join(dest[:end]) if end is not None else ""
+
+
+def split_arguments(text: str, delim: str = " ", limit: int = 64) -> list[str]:
+    """switch_separate_string: quotes, backslash escapes, ``^^X`` delimiter switch."""
+    if text.startswith("^^") and len(text) >= 4:
+        delim, text = text[2], text[3:]
+    parts: list[str] = []
+    start: int | None = None
+    inside = False
+    i = 0
+    while i < len(text) and len(parts) < limit:
+        ch = text[i]
+        if start is None:
+            if delim == " " and ch == " ":
+                i += 1
+                continue
+            start = i
+            if len(parts) == limit - 1:
+                break
+        if ch == "\\":
+            i += 2
+            continue
+        quote_toggles = delim == " " or inside or "'" in text[i + 1 :]
+        if ch == "'" and quote_toggles:
+            inside = not inside
+        elif ch == delim and not inside:
+            parts.append(text[start:i])
+            start = None
+        i += 1
+    if start is not None:
+        parts.append(text[start:])
+    return [_cleanup(part, "" if delim == " " else delim) for part in parts]
+
+
+def parse_dial_string(dial: str) -> tuple[dict[str, str], str]:
+    """``{a=b,c=d}endpoint`` -> the variables and the first endpoint."""
+    variables: dict[str, str] = {}
+    rest = dial.strip()
+    if rest.startswith("{"):
+        depth = 0
+        for index, ch in enumerate(rest):
+            depth += 1 if ch == "{" else -1 if ch == "}" else 0
+            if depth == 0:
+                block, rest = rest[1:index], rest[index + 1 :]
+                break
+        else:
+            block, rest = rest[1:], ""
+        for item in split_arguments(block, ",", 1024):
+            pair = split_arguments(item, "=", 2)
+            if len(pair) == 2:
+                variables[pair[0]] = pair[1]
+    for separator in ("|", ","):
+        rest = rest.split(separator, 1)[0]
+    if rest.startswith("["):
+        rest = rest[rest.find("]") + 1 :]
+    return variables, rest
+
+
+# -- subscriptions -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Subscription:
+    event_format: str | None = None  # None: not listening
+    everything: bool = False
+    names: set[str] = field(default_factory=set)
+    subclasses: set[str] = field(default_factory=set)
+    filters: list[tuple[str, str]] = field(default_factory=list)
+    only_uuid: str | None = None  # myevents
+
+    def wants(self, event: EslEvent) -> bool:
+        if self.event_format is None:
+            return False
+        if self.only_uuid is not None and event.unique_id != self.only_uuid:
+            return False
+        if self.filters and not any(event.get(h) == v for h, v in self.filters):
+            return False
+        if self.everything:
+            return True
+        if event.name == "CUSTOM":
+            return "CUSTOM" in self.names and (
+                not self.subclasses or (event.subclass or "") in self.subclasses
+            )
+        return event.name in self.names
+
+
+class _Socket:
+    """One ESL socket of the fake: inbound (a client connected) or outbound (we dialled)."""
+
+    def __init__(self, switch: FakeFreeSwitch, label: str, writer: asyncio.StreamWriter) -> None:
+        self.switch = switch
+        self.label = label
+        self.writer = writer
+        self.subscription = _Subscription()
+        self.authed = False
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        if self.closed or self.writer.is_closing():
+            return
+        self.writer.write(data)
+
+    def deliver(self, event: EslEvent) -> None:
+        if self.subscription.wants(event):
+            self.send(encode_event(event, self.subscription.event_format or "plain"))
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.writer.transport.abort()
+
+
+@dataclass(slots=True)
+class _RunningApp:
+    """An application still running on a channel (playback, sleep), so a DTMF
+    terminator or a hangup can end it early."""
+
+    channel: FakeChannel
+    app: str
+    arg: str
+    app_uuid: str
+    handle: asyncio.TimerHandle | None = None
+    done: Callable[[str, str | None], None] | None = None  # (response, terminator used)
+
+
+class FakeFreeSwitch:
+    """The fake switch: an inbound ESL server plus a channel model and scripted calls.
+
+    Use as ``async with FakeFreeSwitch() as fs:``; connect to ``fs.port``.
+    """
+
+    def __init__(
+        self,
+        password: str = "ClueCon",  # noqa: S107 - the traces' scrubbed password
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        heartbeat_interval_s: float = 20.0,
+        time_scale: float = 1.0,
+        playback_s: float = 6.0,
+        ring_s: float = 0.02,
+        identity: SwitchIdentity | None = None,
+    ) -> None:
+        self.password = password
+        self.host = host
+        self._port = port
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.time_scale = time_scale
+        self.playback_s = playback_s
+        self.ring_s = ring_s
+        self.model = ChannelModel(self._deliver, identity=identity)
+        self.model.on_hangup = self._channel_hung_up
+        self.model.on_reported = self._channel_reported
+        self.commands: list[ReceivedCommand] = []
+        self.sockets: list[_Socket] = []
+        self.frozen = False
+        self.default_outcome = OriginateOutcome.ANSWER
+        self.outcomes: dict[str, OriginateOutcome] = {}
+        self.missing_sounds: set[str] = set()
+        self.connections_accepted = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._labels = 0
+        self._running: dict[str, _RunningApp] = {}
+        self._outbound: dict[str, OutboundCall] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_connection, self.host, self._port)
+        self._heartbeat = asyncio.create_task(self._heartbeats(), name="fake-fs-heartbeat")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for sock in list(self.sockets):
+            sock.abort()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        tasks = [*self._tasks, *([self._heartbeat] if self._heartbeat else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for running in self._running.values():
+            if running.handle is not None:
+                running.handle.cancel()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def later(self, delay_s: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(delay_s * self.time_scale, callback)
+
+    # -- fault injection ----------------------------------------------------------------------
+
+    def drop_connections(self) -> None:
+        """Reset every socket (a crash or a network cut)."""
+        for sock in list(self.sockets):
+            sock.abort()
+
+    def freeze(self) -> None:
+        """Go silent: no replies, no events, no heartbeat; sockets stay open (half-open)."""
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
+
+    def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are to every authenticated inbound socket."""
+        for sock in self.sockets:
+            if sock.authed and sock.label.startswith("inbound"):
+                sock.send(data)
+
+    def heartbeat(self) -> None:
+        """Fire HEARTBEAT and RE_SCHEDULE now, as the core does every 20 s."""
+        ident = self.model.identity
+        headers = self.model.core("HEARTBEAT")
+        headers += [
+            ("Event-Info", "System Ready"),
+            ("Up-Time", "0 years, 0 days, 0 hours, 10 minutes, 0 seconds, 4 milliseconds"),
+            ("FreeSWITCH-Version", ident.version),
+            ("Uptime-msec", "600004"),
+            ("Session-Count", str(len(self.model.channels))),
+            ("Max-Sessions", "100"),
+            ("Session-Per-Sec", "30"),
+            ("Session-Per-Sec-Last", "0"),
+            ("Session-Per-Sec-Max", "2"),
+            ("Session-Per-Sec-FiveMin", "2"),
+            ("Session-Since-Startup", str(self.model.sessions)),
+            ("Session-Peak-Max", "2"),
+            ("Session-Peak-FiveMin", "2"),
+            ("Idle-CPU", "97.200000"),
+        ]
+        self._deliver(EslEvent(tuple(headers)))
+        schedule = self.model.core("RE_SCHEDULE")
+        schedule += [
+            ("Task-ID", "1"),
+            ("Task-Desc", "heartbeat"),
+            ("Task-Group", "core"),
+            ("Task-Runtime", str(int(self.model.now()) + 20)),
+        ]
+        self._deliver(EslEvent(tuple(schedule)))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            if not self.frozen:
+                self.heartbeat()
+
+    # -- configuration of outcomes ------------------------------------------------------------
+
+    def set_originate_outcome(self, user: str, outcome: OriginateOutcome | str) -> None:
+        """What dialling ``user`` (``sofia/internal/<user>@...``) does."""
+        self.outcomes[user] = OriginateOutcome(outcome)
+
+    def channel(self, uuid: str) -> FakeChannel | None:
+        return self.model.channels.get(uuid)
+
+    def commands_for(self, verb: str) -> list[EslCommand]:
+        return [c.command for c in self.commands if c.command.verb == verb]
+
+    # -- event fan-out -------------------------------------------------------------------------
+
+    def _deliver(self, event: EslEvent) -> None:
+        if self.frozen:
+            return
+        for sock in list(self.sockets):
+            sock.deliver(event)
+
+    def _api_event(self, command: str, args: str) -> None:
+        headers = self.model.core("API")
+        headers.append(("API-Command", command))
+        if args:
+            headers.append(("API-Command-Argument", args))
+        self._deliver(EslEvent(tuple(headers)))
+
+    # -- inbound sockets ------------------------------------------------------------------------
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self._labels += 1
+        self.connections_accepted += 1
+        sock = _Socket(self, f"inbound-{self._labels}", writer)
+        self.sockets.append(sock)
+        try:
+            sock.send(encode_auth_request())
+            await self._serve_commands(sock, reader, self._inbound_command)
+        except asyncio.CancelledError:
+            # Python 3.11's start_server callback logs a cancelled handler as an error;
+            # the fake is closing, so the handler simply ends.
+            return
+        finally:
+            self.sockets.remove(sock)
+            sock.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _serve_commands(
+        self,
+        sock: _Socket,
+        reader: asyncio.StreamReader,
+        handler: Callable[[_Socket, EslCommand], Coroutine[Any, Any, None]],
+    ) -> None:
+        decoder = EslCommandDecoder()
+        while not sock.closed:
+            try:
+                data = await reader.read(_READ_CHUNK)
+            except (ConnectionError, OSError):
+                return
+            decoder.feed(data)
+            while not sock.closed:
+                try:
+                    command = decoder.next_command()
+                except EslProtocolError:
+                    if decoder.broken:
+                        sock.abort()
+                        return
+                    continue
+                if command is None:
+                    break
+                self.commands.append(ReceivedCommand(sock.label, command))
+                if self.frozen:
+                    continue
+                await handler(sock, command)
+            if not data:
+                return
+
+    async def _inbound_command(self, sock: _Socket, command: EslCommand) -> None:
+        verb = command.verb
+        if verb in ("exit", "..."):
+            self._goodbye(sock, "+OK bye")
+            return
+        if not sock.authed:
+            if verb == "auth":
+                if command.args == self.password:
+                    sock.authed = True
+                    sock.send(encode_command_reply("+OK accepted"))
+                else:
+                    self._goodbye(sock, "-ERR invalid")
+                return
+            sock.send(encode_command_reply("-ERR command not found"))
+            return
+        await self._common_command(sock, command)
+
+    def _goodbye(self, sock: _Socket, reply: str) -> None:
+        sock.send(encode_command_reply(reply))
+        sock.send(encode_disconnect_notice())
+        sock.close()
+
+    async def _common_command(self, sock: _Socket, command: EslCommand) -> None:
+        """The commands an authenticated socket (inbound, or outbound ``full``) may send."""
+        verb = command.verb
+        if verb == "api":
+            name, _, rest = command.args.partition(" ")
+            self._api_event(name, rest)
+            sock.send(encode_api_response(await self.run_api(name, rest)))
+            return
+        handler = self._simple_commands.get(verb)
+        if handler is None or (verb == "filter" and not command.args):
+            sock.send(encode_command_reply("-ERR command not found"))
+            return
+        handler(sock, command)
+
+    @property
+    def _simple_commands(self) -> dict[str, Callable[[_Socket, EslCommand], None]]:
+        return {
+            "bgapi": self._cmd_bgapi,
+            "event": lambda sock, cmd: self._subscribe(sock, cmd.args),
+            "myevents": self._cmd_myevents,
+            "noevents": self._cmd_noevents,
+            "nixevent": self._cmd_nixevent,
+            "filter": self._cmd_filter,
+            "sendmsg": self._cmd_sendmsg,
+            "sendevent": self._cmd_sendevent,
+            "log": lambda sock, cmd: sock.send(
+                encode_command_reply(f"+OK log level {cmd.args or 7} [{cmd.args or 7}]")
+            ),
+            "nolog": lambda sock, _cmd: sock.send(encode_command_reply("+OK no longer logging")),
+            "linger": lambda sock, cmd: sock.send(
+                encode_command_reply(
+                    f"+OK will linger {cmd.args} seconds" if cmd.args else "+OK will linger"
+                )
+            ),
+        }
+
+    def _cmd_bgapi(self, sock: _Socket, command: EslCommand) -> None:
+        job = command.get("Job-UUID") or new_uuid()
+        name, _, rest = command.args.partition(" ")
+        sock.send(encode_command_reply(f"+OK Job-UUID: {job}", [("Job-UUID", job)]))
+        self._api_event(name, rest)
+        self.spawn(self._background_job(job, name, rest), f"fake-fs-bgapi-{job}")
+
+    @staticmethod
+    def _cmd_myevents(sock: _Socket, command: EslCommand) -> None:
+        words = command.args.split()
+        formats = ("plain", "json")
+        sub = sock.subscription
+        sub.event_format = words[-1] if words and words[-1] in formats else "plain"
+        sub.only_uuid = words[0] if words and words[0] not in formats else None
+        sub.everything = True
+        sock.send(encode_command_reply("+OK Events Enabled"))
+
+    @staticmethod
+    def _cmd_noevents(sock: _Socket, _command: EslCommand) -> None:
+        sub = sock.subscription
+        sub.event_format = None
+        sub.names.clear()
+        sub.subclasses.clear()
+        sub.everything = False
+        sock.send(encode_command_reply("+OK no longer listening for events"))
+
+    @staticmethod
+    def _cmd_nixevent(sock: _Socket, command: EslCommand) -> None:
+        for name in command.args.split():
+            sock.subscription.names.discard(name)
+        sock.send(encode_command_reply("+OK events nixed"))
+
+    @staticmethod
+    def _cmd_filter(sock: _Socket, command: EslCommand) -> None:
+        parts = command.args.split(" ")
+        filters = sock.subscription.filters
+        if parts[0] == "delete" and len(parts) >= 3:
+            header, value = parts[1], " ".join(parts[2:])
+            with contextlib.suppress(ValueError):
+                filters.remove((header, value))
+            sock.send(encode_command_reply(f"+OK filter deleted. [{header}][{value}]"))
+        elif len(parts) >= 2:
+            header, value = parts[0], " ".join(parts[1:])
+            filters.append((header, value))
+            sock.send(encode_command_reply(f"+OK filter added. [{header}]=[{value}]"))
+        else:
+            sock.send(encode_command_reply("-ERR invalid filter"))
+
+    def _cmd_sendmsg(self, sock: _Socket, command: EslCommand) -> None:
+        target = command.args.strip()
+        ch = self.channel(target) if target else None
+        if ch is None:
+            sock.send(encode_command_reply(f"-ERR invalid session id [{target}]"))
+            return
+        sock.send(encode_command_reply("+OK"))
+        self._sendmsg(ch, command)
+
+    def _cmd_sendevent(self, sock: _Socket, command: EslCommand) -> None:
+        """Our own event comes back with the client's headers first (trace 01d)."""
+        event_uuid = new_uuid()
+        headers = [*command.headers]
+        headers.insert(1 if headers else 0, ("Command", command.line))
+        headers.append(("Event-UUID", event_uuid))
+        core = self.model.core(command.args.split(" ")[0] or "CUSTOM")
+        body = None
+        if command.body:
+            body = command.body.decode("utf-8", "surrogateescape")
+            core.append(("Content-Length", str(len(command.body))))
+        sock.send(encode_command_reply(f"+OK {event_uuid}"))
+        self._deliver(EslEvent((*headers, *core), body))
+
+    def _subscribe(self, sock: _Socket, args: str) -> None:
+        words = args.split()
+        if not words:
+            sock.send(encode_command_reply("-ERR no keywords supplied"))
+            return
+        event_format = words[0] if words[0] in ("plain", "json", "xml") else "plain"
+        names = words[1:] if words[0] in ("plain", "json", "xml") else words
+        if event_format == "xml":
+            sock.send(encode_command_reply("-ERR the fake FreeSWITCH does not send xml events"))
+            return
+        if not names:
+            sock.send(encode_command_reply("-ERR no keywords supplied"))
+            return
+        sub = sock.subscription
+        sub.event_format = event_format
+        custom = False
+        for name in names:
+            # As mod_event_socket reads it: every word after CUSTOM is a subclass.
+            if custom:
+                sub.subclasses.add(name)
+            elif name == "ALL":
+                sub.everything = True
+            elif name == "CUSTOM":
+                custom = True
+                sub.names.add(name)
+            else:
+                sub.names.add(name)
+        sock.send(encode_command_reply(f"+OK event listener enabled {event_format}"))
+
+    # -- api ------------------------------------------------------------------------------------
+
+    async def _background_job(self, job: str, name: str, args: str) -> None:
+        result = await self.run_api(name, args)
+        headers = self.model.core("BACKGROUND_JOB")
+        headers += [("Job-UUID", job), ("Job-Command", name)]
+        if args:
+            headers.append(("Job-Command-Arg", args))
+        headers.append(("Content-Length", str(len(result.encode()))))
+        self._deliver(EslEvent(tuple(headers), result))
+
+    async def run_api(self, name: str, args: str) -> str:  # noqa: C901, PLR0911
+        """Run one API command as mod_commands does and return its output."""
+        argv = split_arguments(args) if args else []
+        if name == "status":
+            return _STATUS_TEXT.format(since=self.model.sessions, count=len(self.model.channels))
+        if name == "version":
+            return _VERSION_TEXT
+        if name == "global_getvar":
+            return self.model.identity.hostname if args == "hostname" else ""
+        if name in ("reloadxml", "hupall"):
+            return "+OK [Success]\n"
+        if name == "msleep":
+            # Blocks the socket like any slow api command does on the real switch.
+            await asyncio.sleep(int(args) / 1000 * self.time_scale if args.isdigit() else 0)
+            return "+OK\n"
+        if name == "show":
+            if args.replace(" ", "") == "channelsasjson":
+                return self._channels_json()
+            return "-ERR the fake FreeSWITCH only shows channels as json\n"
+        if name == "originate":
+            return await self._originate(argv)
+        if name == "uuid_exists":
+            return "true" if argv and self.channel(argv[0]) else "false"
+        if not name.startswith("uuid_"):
+            return f"-ERR {name} Command not found!\n"
+        if not argv:
+            return f"-USAGE: {name} <uuid> ...\n"
+        target = argv[1] if name == "uuid_hold" and argv[0] in ("off", "toggle") else argv[0]
+        ch = self.channel(target)
+        if ch is None or not ch.alive:
+            return "-ERR No such channel!\n"
+        return self._uuid_api(name, ch, argv)
+
+    def _uuid_api(  # noqa: C901, PLR0911, PLR0912 - one branch per command
+        self, name: str, ch: FakeChannel, argv: list[str]
+    ) -> str:
+        if name == "uuid_kill":
+            cause = argv[1] if len(argv) > 1 else "NORMAL_CLEARING"
+            self.hangup(ch, cause, disposition="send_bye")
+            return "+OK\n"
+        if name == "uuid_answer":
+            self.answer(ch)
+            return "+OK\n"
+        if name == "uuid_setvar":
+            if len(argv) < 2:
+                return "-USAGE: uuid_setvar <uuid> <var> [value]\n"
+            if len(argv) > 2:
+                ch.variables[argv[1]] = argv[2]
+            else:
+                ch.variables.pop(argv[1], None)
+            return "+OK\n"
+        if name == "uuid_getvar":
+            if len(argv) < 2:
+                return "-USAGE: uuid_getvar <uuid> <var>\n"
+            return ch.variables.get(argv[1], "_undef_")
+        if name == "uuid_broadcast":
+            if len(argv) < 2:
+                return "-USAGE: uuid_broadcast <uuid> <path> [aleg|bleg|both]\n"
+            legs = argv[2] if len(argv) > 2 else "aleg"
+            targets = [ch] if legs in ("aleg", "both") else []
+            if legs in ("bleg", "both") and ch.peer is not None:
+                targets.append(ch.peer)
+            for target in targets:
+                self.play(target, argv[1], new_uuid())
+            return "+OK Message sent\n"
+        if name == "uuid_displace":
+            return "+OK\n" if len(argv) >= 3 else "-USAGE: uuid_displace <uuid> [start|stop]\n"
+        if name == "uuid_hold":
+            if argv[0] == "off":
+                if ch.held:
+                    self.model.unhold(ch)
+            elif argv[0] == "toggle":
+                self.model.unhold(ch) if ch.held else self.model.hold(ch)
+            elif not ch.held:
+                self.model.hold(ch)
+            return "+OK\n"
+        if name == "uuid_transfer":
+            rest = [a for a in argv[1:] if a not in ("-bleg", "-both")]
+            if not rest:
+                return "-USAGE: uuid_transfer <uuid> [-bleg|-both] <dest-exten>\n"
+            self._transfer(ch, rest[0])
+            return "+OK\n"
+        return f"-ERR {name} Command not found!\n"
+
+    def _channels_json(self) -> str:
+        rows = []
+        for ch in self.model.channels.values():
+            if ch.destroyed:
+                continue
+            rows.append(
+                {
+                    "uuid": ch.uuid,
+                    "direction": ch.direction,
+                    "created": "",
+                    "created_epoch": str(ch.created_us // 1_000_000),
+                    "name": ch.name,
+                    "state": ch.state,
+                    "cid_name": ch.caller_name,
+                    "cid_num": ch.caller_number,
+                    "ip_addr": "127.0.0.1",
+                    "dest": ch.destination,
+                    "application": ch.application,
+                    "application_data": ch.application_data,
+                    "dialplan": ch.dialplan,
+                    "context": ch.context,
+                    "read_codec": "PCMU" if ch.media else "",
+                    "read_rate": "8000" if ch.media else "",
+                    "write_codec": "PCMU" if ch.media else "",
+                    "write_rate": "8000" if ch.media else "",
+                    "secure": "",
+                    "hostname": self.model.identity.hostname,
+                    "presence_id": "",
+                    "presence_data": "",
+                    "accountcode": "",
+                    "callstate": ch.call_state,
+                    "callee_name": ch.callee_name,
+                    "callee_num": ch.callee_number,
+                    "callee_direction": "",
+                    "call_uuid": ch.call_uuid,
+                    "sent_callee_name": "",
+                    "sent_callee_num": "",
+                    "initial_cid_name": ch.orig_caller_name or ch.caller_name,
+                    "initial_cid_num": ch.orig_caller_number or ch.caller_number,
+                    "initial_ip_addr": "127.0.0.1",
+                    "initial_dest": ch.destination,
+                    "initial_dialplan": ch.dialplan,
+                    "initial_context": ch.context,
+                }
+            )
+        if not rows:
+            return '{"row_count":0}\n'
+        return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":")) + "\n"
+
+    # -- originate ---------------------------------------------------------------------------------
+
+    def _outcome_for(self, endpoint: str) -> OriginateOutcome:
+        user = endpoint.rsplit("/", maxsplit=1)[-1].split("@", maxsplit=1)[0]
+        return self.outcomes.get(user, self.default_outcome)
+
+    async def _originate(self, argv: list[str]) -> str:
+        if len(argv) < 2:
+            return "-USAGE: originate <call url> <exten>|&<application_name>(<app_args>)\n"
+        variables, endpoint = parse_dial_string(argv[0])
+        caller_name = variables.get("origination_caller_id_name", argv[4] if len(argv) > 4 else "")
+        caller_number = variables.get(
+            "origination_caller_id_number", argv[5] if len(argv) > 5 else "0000000000"
+        )
+        ch = self.model.outbound(
+            endpoint,
+            uuid=variables.get("origination_uuid"),
+            caller_number=caller_number,
+            caller_name=caller_name,
+            variables=variables,
+        )
+        cause = await self._ring(ch, variables)
+        if cause is not None:
+            return f"-ERR {cause}\n"
+        self.spawn(self._run_target(ch, argv[1]), f"fake-fs-app-{ch.uuid}")
+        return f"+OK {ch.uuid}\n"
+
+    async def _ring(self, ch: FakeChannel, variables: dict[str, str]) -> str | None:
+        """Ring ``ch`` per its endpoint's outcome; the failure cause, or None once answered."""
+        outcome = self._outcome_for(ch.name)
+        if outcome in (OriginateOutcome.NO_ANSWER, OriginateOutcome.EARLY_NO_ANSWER):
+            self.model.progress(ch, early_media=outcome is OriginateOutcome.EARLY_NO_ANSWER)
+            timeout = float(variables.get("originate_timeout", "60"))
+            await asyncio.sleep(timeout * self.time_scale)
+        else:
+            await asyncio.sleep(self.ring_s * self.time_scale)
+        if not ch.alive:
+            return ch.hangup_cause or "ORIGINATOR_CANCEL"
+        if outcome is OriginateOutcome.ANSWER:
+            self.model.answer(ch)
+            return None
+        cause = _FAILURE_CAUSE[outcome]
+        status, phrase, disposition = SIP_FAILURE[cause]
+        extra = {"sip_invite_failure_status": status, "sip_invite_failure_phrase": phrase}
+        if disposition == "recv_refuse":
+            extra |= {
+                "sip_term_status": status,
+                "proto_specific_hangup_cause": f"sip:{status}",
+            }
+        self.model.hangup(ch, cause, disposition=disposition, extra=extra)
+        self.model.reporting(ch)
+        self.later(0.02, lambda: self.model.destroy(ch))
+        return cause
+
+    async def _run_target(self, ch: FakeChannel, target: str) -> None:
+        """What the answered leg does next: ``&app(args)`` or a dialplan extension."""
+        if not target.startswith("&"):
+            ch.destination = target
+            self.model.set_state(ch, "CS_EXECUTE")
+            self.model.park(ch, new_uuid())
+            return
+        app, _, arg = target[1:].partition("(")
+        arg = arg.removesuffix(")")
+        if app == "park":
+            self.model.park(ch, new_uuid())
+        elif app == "bridge":
+            await self.bridge(ch, arg)
+        else:
+            self.run_app(ch, app, arg, new_uuid(), hangup_after=True)
+
+    # -- scripted calls --------------------------------------------------------------------------
+
+    def inbound_call(
+        self,
+        caller_number: str,
+        caller_name: str = "",
+        destination: str = "9000",
+        *,
+        uuid: str | None = None,
+        answer: bool = True,
+        variables: dict[str, str] | None = None,
+    ) -> FakeChannel:
+        """A caller dials in; the dialplan answers and parks the call (unless answer=False)."""
+        ch = self.model.inbound(
+            caller_number, caller_name, destination, uuid=uuid, variables=variables
+        )
+        if answer:
+            self.answer(ch)
+            self.model.park(ch, new_uuid())
+        return ch
+
+    def answer(self, ch: FakeChannel) -> None:
+        if not ch.answered and ch.alive:
+            self.model.answer(ch)
+
+    async def bridge(
+        self, a: FakeChannel, dial: str, *, caller_number: str | None = None
+    ) -> FakeChannel | None:
+        """A runs ``bridge(<dial>)``: a B-leg is placed and, if it answers, joined to A."""
+        self.model.unpark(a)
+        app_uuid = new_uuid()
+        self.model.execute(a, "bridge", dial, app_uuid)
+        variables, endpoint = parse_dial_string(dial)
+        number = variables.get("origination_caller_id_number", caller_number or a.caller_number)
+        b = self.model.outbound(
+            endpoint,
+            uuid=variables.get("origination_uuid"),
+            caller_number=number,
+            caller_name=variables.get("origination_caller_id_name", a.caller_name),
+            variables=variables,
+            originator=a,
+        )
+        cause = await self._ring(b, variables)
+        if cause is not None or not a.alive:
+            a.variables["originate_disposition"] = cause or "ORIGINATOR_CANCEL"
+            a.variables["DIALSTATUS"] = cause or "CANCEL"
+            if a.alive:
+                self.model.execute_complete(a, "bridge", dial, "_none_", app_uuid)
+            return None
+        a.variables["bridge_app_uuid"] = app_uuid
+        self.model.bridge(a, b)
+        return b
+
+    def hold(self, ch: FakeChannel) -> None:
+        """ch's phone presses hold: CHANNEL_HOLD on ch, hold music to its peer (03a)."""
+        self.model.hold(ch)
+
+    def unhold(self, ch: FakeChannel) -> None:
+        self.model.unhold(ch)
+
+    def talk(self, speaker: FakeChannel, *, talking: bool = True) -> None:
+        """The party behind ``speaker`` starts (or stops) talking.
+
+        FreeSWITCH's VAD runs where audio is sent, so TALK/NOTALK fire on the leg the
+        speech goes to: the peer when bridged (trace 04), else the speaker's own leg.
+        """
+        target = speaker.peer if speaker.peer is not None and speaker.peer.alive else speaker
+        self.model.talk(target, talking=talking)
+
+    def dtmf(self, ch: FakeChannel, digit: str) -> None:
+        """The caller behind ``ch`` presses a key; it ends a playback it terminates."""
+        self.model.dtmf(ch, digit)
+        running = self._running.get(ch.uuid)
+        if running is not None and running.app == "playback":
+            terminators = ch.variables.get("playback_terminators", "*")
+            if terminators != "none" and (digit in terminators or terminators == "any"):
+                self._finish_app(ch.uuid, "FILE PLAYED", digit)
+
+    def avmd_beep(self, ch: FakeChannel, frequency: float = 950.593238) -> None:
+        """avmd hears a voicemail beep (trace 06): two copies with one Event-Sequence."""
+        self.model.avmd(
+            ch,
+            "avmd::beep",
+            [
+                ("Beep-Status", "DETECTED"),
+                ("Frequency", f"{frequency:f}"),
+                ("Frequency-variance", "0.000009"),
+                ("Amplitude", "24178.296969"),
+                ("Amplitude-variance", "0.000000"),
+                ("Detection-time", "7920004"),
+                ("Detector-resolution", "2"),
+                ("Detector-offset", "0"),
+                ("Detector-index", "1"),
+            ],
+        )
+
+    def hangup(
+        self, ch: FakeChannel, cause: str = "NORMAL_CLEARING", *, disposition: str = "recv_bye"
+    ) -> None:
+        """``ch`` ends (its phone hangs up, or uuid_kill); a bridged peer follows (02c/02d)."""
+        if not ch.alive:
+            return
+        survivor = ch.peer if ch.peer is not None and ch.peer.alive else None
+        if survivor is None:
+            self.model.end_alone(ch, cause, disposition=disposition)
+            return
+        app = None
+        if survivor.application == "bridge":
+            app_uuid = survivor.variables.get("bridge_app_uuid") or new_uuid()
+            app = ("bridge", survivor.application_data, app_uuid)
+        self.model.end_bridged(ch, cause, disposition=disposition, survivor_app=app)
+
+    def die(self, ch: FakeChannel, *, media_timeout: bool = True) -> None:
+        """The far end behind ``ch`` vanishes without a BYE (trace 07b).
+
+        With ``media_timeout`` (``media_timeout=4000`` on the legs) FreeSWITCH ends ``ch``
+        with MEDIA_TIMEOUT and the survivor carries ``variable_bridge_hangup_cause``;
+        without, nothing happens at all: the call stays up, silent.
+        """
+        ch.dead_media = True
+        if media_timeout:
+            self.hangup(ch, "MEDIA_TIMEOUT", disposition="send_bye")
+
+    def _transfer(self, ch: FakeChannel, destination: str) -> None:
+        peer = ch.peer
+        if peer is not None and peer.alive:
+            self.model.unbridge(ch, peer, b_cause="NORMAL_CLEARING")
+            self.model.end_alone(peer, "NORMAL_CLEARING")
+        self.model.unpark(ch)
+        ch.destination = destination
+        self.model.park(ch, new_uuid())
+
+    def _channel_hung_up(self, ch: FakeChannel) -> None:
+        """Right after CHANNEL_HANGUP: running applications end, parks return."""
+        self._finish_app(ch.uuid, "FILE PLAYED", None)
+        self.model.unpark(ch)
+        call = self._outbound.get(ch.uuid)
+        if call is not None:
+            call.channel_hung_up()
+
+    def _channel_reported(self, ch: FakeChannel) -> None:
+        call = self._outbound.get(ch.uuid)
+        if call is not None:
+            call.channel_reported()
+
+    # -- applications ----------------------------------------------------------------------------
+
+    def play(self, ch: FakeChannel, path: str, app_uuid: str) -> None:
+        """uuid_broadcast: playback on ``ch`` (EXECUTE, PLAYBACK_START ... STOP, COMPLETE)."""
+        self.run_app(ch, "playback", path, app_uuid)
+
+    def run_app(  # noqa: C901, PLR0911 - one branch per application
+        self,
+        ch: FakeChannel,
+        app: str,
+        arg: str,
+        app_uuid: str,
+        done: Callable[[], None] | None = None,
+        *,
+        hangup_after: bool = False,
+    ) -> None:
+        """Execute a dialplan application on ``ch`` as FreeSWITCH's session thread would.
+
+        ``done`` runs when the application completes (the sync outbound socket replies
+        then); ``hangup_after``: nothing follows in the dialplan, so the leg hangs up.
+        """
+
+        def completed(_response: str, _terminator: str | None) -> None:
+            if done is not None:
+                done()
+            if hangup_after and ch.alive:
+                self.hangup(ch, "NORMAL_CLEARING", disposition="send_bye")
+
+        if not ch.alive:
+            completed("_none_", None)
+            return
+        self._finish_app(ch.uuid, "FILE PLAYED", None)
+        self.model.execute(ch, app, arg, app_uuid)
+        running = _RunningApp(ch, app, arg, app_uuid, done=completed)
+        if app == "playback":
+            if arg in self.missing_sounds:
+                self.model.execute_complete(ch, app, arg, "FILE NOT FOUND", app_uuid)
+                completed("FILE NOT FOUND", None)
+                return
+            self.model.playback_start(ch, arg)
+            self._running[ch.uuid] = running
+            running.handle = self.later(
+                self.playback_s, lambda: self._finish_app(ch.uuid, "FILE PLAYED", None)
+            )
+            return
+        if app == "sleep":
+            self._running[ch.uuid] = running
+            delay = int(arg) / 1000 if arg.isdigit() else 0.0
+            running.handle = self.later(delay, lambda: self._finish_app(ch.uuid, "_none_", None))
+            return
+        response = "_none_"
+        if app == "answer":
+            self.answer(ch)
+        elif app == "set":
+            name, _, value = arg.partition("=")
+            ch.variables[name] = value
+        elif app == "park":
+            self.model.park(ch)
+            ch.parked_app_uuid = app_uuid
+            return
+        elif app in ("avmd_start", "avmd_stop"):
+            subclass = "avmd::start" if app == "avmd_start" else "avmd::stop"
+            fields = (
+                [("Start-time", str(int(self.model.now() * 1_000_000)))]
+                if app == "avmd_start"
+                else [("Beep-Status", "NOTDETECTED"), ("Total-time", "0")]
+            )
+            self.model.avmd(ch, subclass, fields)
+        elif app == "hangup":
+            self.model.execute_complete(ch, app, arg, response, app_uuid)
+            self.hangup(ch, arg or "NORMAL_CLEARING", disposition="send_bye")
+            completed(response, None)
+            return
+        elif app not in _KNOWN_APPS:
+            # FreeSWITCH cannot execute it and hangs the channel up (trace 05b).
+            self.hangup(ch, "DESTINATION_OUT_OF_ORDER", disposition="send_bye")
+            completed(response, None)
+            return
+        self.model.execute_complete(ch, app, arg, response, app_uuid)
+        completed(response, None)
+
+    def _finish_app(self, uuid: str, response: str, terminator: str | None) -> None:
+        running = self._running.pop(uuid, None)
+        if running is None:
+            return
+        if running.handle is not None:
+            running.handle.cancel()
+        ch = running.channel
+        if running.app == "playback":
+            if terminator is not None:
+                ch.variables["playback_terminator_used"] = terminator
+            status = "break" if terminator is not None or not ch.alive else "done"
+            self.model.playback_stop(ch, running.arg, samples=8000, status=status)
+        self.model.execute_complete(ch, running.app, running.arg, response, running.app_uuid)
+        if running.done is not None:
+            running.done(response, terminator)
+
+    # -- sendmsg ---------------------------------------------------------------------------------
+
+    def _sendmsg(
+        self,
+        ch: FakeChannel,
+        command: EslCommand,
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        """call-command execute / hangup on ``ch``; ``done`` runs when it has completed."""
+        call_command = (command.get("call-command") or "").lower()
+        if call_command == "execute":
+            app = command.get("execute-app-name") or ""
+            arg = command.get("execute-app-arg") or ""
+            app_uuid = command.get("Event-UUID") or new_uuid()
+            self.run_app(ch, app, arg, app_uuid, done)
+            return
+        if call_command == "hangup":
+            cause = command.get("hangup-cause") or "NORMAL_CLEARING"
+            self.hangup(ch, cause, disposition="send_bye")
+        if done is not None:
+            done()
+
+    # -- outbound socket -------------------------------------------------------------------------
+
+    async def outbound_call(
+        self,
+        host: str,
+        port: int,
+        *,
+        caller_number: str = "gina",
+        caller_name: str = "",
+        destination: str = "9000",
+        variables: dict[str, str] | None = None,
+        mode: str = "async",
+        uuid: str | None = None,
+        connect_timeout_s: float = 5.0,
+    ) -> OutboundCall:
+        """A call reaches ``socket host:port [async] full``: connect to the daemon (05a/05b)."""
+        data = f"{host}:{port} {'async ' if mode == 'async' else ''}full"
+        ch = self.model.inbound(
+            caller_number, caller_name, destination, uuid=uuid, variables=dict(variables or {})
+        )
+        ch.variables.update(
+            {"current_application_data": data, "current_application": "socket", "socket_host": host}
+        )
+        ch.application, ch.application_data = "socket", data
+        async with asyncio.timeout(connect_timeout_s):
+            reader, writer = await asyncio.open_connection(host, port)
+        self._labels += 1
+        sock = _Socket(self, f"outbound-{self._labels}", writer)
+        sock.authed = True
+        call = OutboundCall(self, ch, sock, mode=mode)
+        self._outbound[ch.uuid] = call
+        self.sockets.append(sock)
+        call.task = self.spawn(call.serve(reader), f"fake-fs-outbound-{ch.uuid}")
+        return call
+
+
+_KNOWN_APPS = frozenset(
+    {
+        "answer",
+        "set",
+        "park",
+        "avmd_start",
+        "avmd_stop",
+        "hangup",
+        "playback",
+        "sleep",
+        "bridge",
+        "transfer",
+        "export",
+        "unset",
+        "displace_session",
+        "ring_ready",
+        "pre_answer",
+        "echo",
+        "log",
+        "info",
+        "respond",
+        "stop_displace_session",
+    }
+)
+
+
+class OutboundCall:
+    """The fake's side of one outbound-socket session: one call driven by the daemon."""
+
+    def __init__(
+        self, switch: FakeFreeSwitch, channel: FakeChannel, sock: _Socket, *, mode: str
+    ) -> None:
+        self.switch = switch
+        self.channel = channel
+        self.sock = sock
+        self.mode = mode
+        self.linger: int | None = None  # seconds; -1 until the daemon closes
+        self.task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.closed_by_daemon = False
+        self.dialplan_continued = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.hang_up_during_next_execute = False
+        self._hung_up = False
+
+    @property
+    def commands(self) -> list[EslCommand]:
+        """What the daemon sent on this socket, in order."""
+        return [c.command for c in self.switch.commands if c.socket == self.sock.label]
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.send(data)
+
+    def close(self) -> None:
+        """FreeSWITCH drops the socket abruptly."""
+        self.sock.abort()
+
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        """The caller hangs up."""
+        self.switch.hangup(self.channel, cause, disposition="recv_bye")
+
+    def press(self, digit: str) -> None:
+        """The caller presses a key."""
+        self.switch.dtmf(self.channel, digit)
+
+    async def wait_finished(self, timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            await self.finished.wait()
+
+    async def serve(self, reader: asyncio.StreamReader) -> None:
+        try:
+            await self.switch._serve_commands(self.sock, reader, self._command)  # noqa: SLF001
+        finally:
+            if not self.sock.closed:
+                self.closed_by_daemon = True
+            self.sock.close()
+            if self.sock in self.switch.sockets:
+                self.switch.sockets.remove(self.sock)
+            ch = self.channel
+            if ch.alive and self.closed_by_daemon:
+                # The socket application returns and the dialplan goes on.
+                app_uuid = new_uuid()
+                self.switch.model.execute_complete(
+                    ch, "socket", ch.application_data, "_none_", app_uuid
+                )
+                self.dialplan_continued.set()
+            self.finished.set()
+
+    async def _command(self, sock: _Socket, command: EslCommand) -> None:
+        verb, args = command.verb, command.args
+        ch = self.channel
+        model = self.switch.model
+        if verb == "connect":
+            self.connected = True
+            mode = "async" if self.mode == "async" else "static"
+            sock.send(
+                encode_channel_data_reply(model.channel_data(ch), socket_mode=mode, control="full")
+            )
+        elif verb == "myevents":
+            sub = sock.subscription
+            sub.event_format = args if args in ("plain", "json") else "plain"
+            sub.only_uuid = ch.uuid
+            sub.everything = True
+            sock.send(encode_command_reply("+OK Events Enabled"))
+            if ch.alive:
+                model.park(ch)
+        elif verb == "linger":
+            self.linger = int(args) if args.strip().isdigit() else -1
+            reply = f"+OK will linger {args} seconds" if args else "+OK will linger"
+            sock.send(encode_command_reply(reply))
+        elif verb == "nolinger":
+            self.linger = None
+            sock.send(encode_command_reply("+OK will not linger"))
+        elif verb == "getvar":
+            value = ch.variables.get(args.strip())
+            sock.send(encode_command_reply(value or "-ERR command not found"))
+        elif verb == "sendmsg" and args.strip() in ("", ch.uuid):
+            self._sendmsg(sock, command)
+        elif verb in ("exit", "..."):
+            sock.send(encode_command_reply("+OK bye"))
+            self.closed_by_daemon = True
+            sock.close()
+        else:
+            await self.switch._common_command(sock, command)  # noqa: SLF001
+
+    def _sendmsg(self, sock: _Socket, command: EslCommand) -> None:
+        ch = self.channel
+        if not ch.alive:
+            sock.send(encode_command_reply("-ERR invalid session id"))
+            return
+        is_execute = (command.get("call-command") or "").lower() == "execute"
+        if self.mode == "async":
+            sock.send(encode_command_reply("+OK"))
+            self.switch._sendmsg(ch, command)  # noqa: SLF001
+        else:
+            # Sync mode: the reply waits for the application (trace 05b).
+            reply = encode_command_reply("+OK")
+            self.switch._sendmsg(ch, command, done=lambda: sock.send(reply))  # noqa: SLF001
+        if self.hang_up_during_next_execute and is_execute:
+            self.hang_up_during_next_execute = False
+            self.switch.later(0.001, self.hangup)
+
+    def channel_hung_up(self) -> None:
+        """Right after CHANNEL_HANGUP: the park inside the socket app ends (05a)."""
+        if self._hung_up:
+            return
+        self._hung_up = True
+        ch = self.channel
+        model = self.switch.model
+        model.fire("CHANNEL_UNPARK", ch)
+        model.execute_complete(ch, "socket", ch.application_data, "_none_", new_uuid())
+
+    def channel_reported(self) -> None:
+        """After CHANNEL_HANGUP_COMPLETE: the linger notice, later the goodbye (05a)."""
+        ch = self.channel
+        if self.linger is None:
+            self._final_notice()
+            return
+        self.sock.send(
+            encode_disconnect_notice(
+                session_uuid=ch.uuid, linger=True, channel_name=ch.name, linger_time=self.linger
+            )
+        )
+        if self.linger >= 0:
+            self.switch.later(self.linger, self._final_notice)
+
+    def _final_notice(self) -> None:
+        if self.sock.closed:
+            return
+        self.sock.send(encode_disconnect_notice(session_uuid=self.channel.uuid))
+        self.sock.close()
