@@ -45,9 +45,12 @@ class LoopClock:
     (the lab's time-lapse loop) speeds up every timer of the daemon alike.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None = None, *, start_epoch: float | None = None
+    ) -> None:
         self._loop = loop or asyncio.get_running_loop()
-        self._offset = time.time() - self._loop.time()
+        start = time.time() if start_epoch is None else start_epoch
+        self._offset = start - self._loop.time()
 
     def now(self) -> float:
         return self._loop.time() + self._offset

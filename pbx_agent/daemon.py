@@ -22,10 +22,13 @@ from pbx_agent.clock import Clock, LoopClock
 from pbx_agent.config import Config, ConfigError, load_config
 from pbx_agent.engine import Engine
 from pbx_agent.model.calls import CallModel, PartiesConnected, RoleRules
+from pbx_agent.model.hooks import HookRegistry, HookSpec
 from pbx_agent.pbx.ami_client import AmiSettings
 from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
+from pbx_agent.pbx.fastagi import FastAgiServer
 from pbx_agent.policies.base import Policy
 from pbx_agent.prompts import sound_name
+from pbx_agent.store import Store
 
 log = structlog.get_logger("pbx_agent.daemon")
 
@@ -59,6 +62,11 @@ def build_policies(config: Config) -> list[Policy]:
 # Each standard's module contributes a factory ``(config) -> Policy | None``.
 POLICY_FACTORIES: list[Callable[[Config], Policy | None]] = []
 
+# Each dialplan hook contributes a factory ``(daemon) -> HookSpec | None``. Hooks are built
+# before the adapter starts and may reach the adapter, store and services through the daemon
+# at call time.
+HOOK_FACTORIES: list[Callable[[Daemon], HookSpec | None]] = []
+
 
 @dataclass
 class Daemon:
@@ -67,6 +75,9 @@ class Daemon:
     config_path: Path | None = None
     engine: Engine = field(init=False)
     adapter: AsteriskAdapter | None = field(init=False, default=None)
+    store: Store | None = field(init=False, default=None)
+    fastagi: FastAgiServer | None = field(init=False, default=None)
+    hooks: HookRegistry = field(init=False, default_factory=HookRegistry)
     _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -82,6 +93,11 @@ class Daemon:
             standards=config.standards_for,
             shadow=config.shadow,
         )
+        await self._start_store()
+        for hook_factory in HOOK_FACTORIES:
+            spec = hook_factory(self)
+            if spec is not None:
+                self.hooks.register(spec)
         kind = config.pbx.kind
         if kind in ("asterisk", "simulated"):
             await self._start_asterisk(rules)
@@ -103,7 +119,7 @@ class Daemon:
             settings = await self._start_simulator()
         assert settings is not None
         contexts = settings.contexts
-        agi_host, agi_port = settings.fastagi_bind.rsplit(":", 1)
+        agi_host, agi_port = await self._start_fastagi(settings.fastagi_bind)
         options = AsteriskOptions(
             sounds=lambda key: sound_name(config, key, "asterisk"),
             whisper_context=contexts.whisper,
@@ -151,17 +167,42 @@ class Daemon:
         await adapter.start()
         self._closers.append(adapter.close)
 
+    async def _start_store(self) -> None:
+        store = Store.open(self.config.store.url)
+        revision = await store.upgrade()
+        log.info("store_ready", dialect=store.dialect, revision=revision)
+        self.store = store
+
+    async def _start_fastagi(self, bind: str) -> tuple[str, int]:
+        host, port = bind.rsplit(":", 1)
+        server = FastAgiServer(
+            self.hooks,
+            host=host.strip("[]"),
+            port=int(port),
+            default_deadline_s=self.config.hooks.default_deadline_ms / 1000.0,
+        )
+        await server.start()
+        self.fastagi = server
+        self._closers.append(server.close)
+        return host, server.port
+
     async def _start_simulator(self) -> Any:
         msg = "the built-in simulated PBX is not available yet"
         raise ConfigError(msg)
 
     async def stop(self) -> None:
+        """Stop taking calls, let queued commands and service writes finish, close the store."""
         self._stop.set()
         for closer in reversed(self._closers):
-            with contextlib.suppress(Exception):
+            try:
                 await closer()
+            except Exception:
+                log.exception("shutdown_step_failed", step=getattr(closer, "__qualname__", "?"))
         self._closers.clear()
-        await self.engine.close()
+        if hasattr(self, "engine"):
+            await self.engine.close()
+        if self.store is not None:
+            await self.store.close()
         log.info("daemon_stopped")
 
     async def run_until_stopped(self) -> None:

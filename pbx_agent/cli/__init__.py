@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 # Modules of this package that contribute sub-commands, in the order ``--help`` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "lab",
     "run",
     "check_config",
     "amd",

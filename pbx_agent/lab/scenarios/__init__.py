@@ -1,0 +1,21 @@
+"""The lab's scenarios, one module per standard. Each module exposes ``SCENARIOS``.
+
+To add a standard's scenarios: write ``pbx_agent/lab/scenarios/<standard>.py`` with
+``SCENARIOS: list[Scenario]`` and add its module name to ``MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pbx_agent.lab.scenario import Scenario
+
+MODULES: tuple[str, ...] = ("foundation",)
+
+
+def all_scenarios() -> list[Scenario]:
+    found: list[Scenario] = []
+    for name in MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        found.extend(module.SCENARIOS)
+    return found

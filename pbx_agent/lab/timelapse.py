@@ -1,0 +1,72 @@
+"""An asyncio event loop whose clock runs faster than real time.
+
+The lab runs the daemon unchanged against a fake PBX; a 3-minute hold should not take 3
+minutes to watch. Every timer in the process (the daemon's policies, deadlines, the fake's
+scripted delays) reads ``loop.time()``, so speeding up that one clock speeds everything up
+alike. The selector's waits are divided by the same factor, so a timer due in 60 virtual
+seconds wakes the loop after 60 / speed real seconds. Socket I/O itself is real: one real
+millisecond of loopback latency is ``speed`` virtual milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import time
+from typing import Any
+
+
+class _ScaledSelector(selectors.BaseSelector):
+    def __init__(self, inner: selectors.BaseSelector, speed: float) -> None:
+        self._inner = inner
+        self._speed = speed
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        return self._inner.select(None if timeout is None else timeout / self._speed)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.get_key(fileobj)
+
+    def get_map(self) -> Any:
+        return self._inner.get_map()
+
+
+class TimeLapseLoop(asyncio.SelectorEventLoop):
+    """``loop.time()`` advances ``speed`` times faster than ``time.monotonic()``."""
+
+    def __init__(self, speed: float) -> None:
+        if speed <= 0:
+            msg = f"speed must be positive, got {speed}"
+            raise ValueError(msg)
+        super().__init__(selector=_ScaledSelector(selectors.DefaultSelector(), speed))
+        self.speed = speed
+        self._origin = time.monotonic()
+
+    def time(self) -> float:
+        return self._origin + (time.monotonic() - self._origin) * self.speed
+
+
+def run(coro: Any, speed: float = 1.0) -> Any:
+    """``asyncio.run`` on a time-lapse loop."""
+    loop = TimeLapseLoop(speed) if speed != 1.0 else asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
