@@ -171,11 +171,14 @@ class Switch:
         self._digit_queues: dict[Channel, asyncio.Queue[str]] = {}
         self._after_agi: dict[Channel, Callable[[], None]] = {}
         self._pulse = asyncio.Event()
+        self._device_channels: dict[str, dict[Channel, str]] = {}
+        self._device_last: dict[str, str] = {}
 
     # ------------------------------------------------------------------ infrastructure
 
     def emit(self, fields: list[Field]) -> None:
         self._emit(fields)
+        self.changed()
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -197,6 +200,16 @@ class Switch:
             await done
         finally:
             handle.cancel()
+
+    async def sleep_unless_gone(self, ch: Channel, seconds: float) -> None:
+        """``sleep``, cut short when ``ch`` hangs up."""
+        sleeper = asyncio.ensure_future(self.sleep(seconds))
+        gone = asyncio.ensure_future(self.hangup_waiter(ch).wait())
+        try:
+            await asyncio.wait({sleeper, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            gone.cancel()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -288,7 +301,24 @@ class Switch:
         self.ev("Newstate", ch)
 
     def device_state(self, ch: Channel, state: str) -> None:
-        self.ev("DeviceStateChange", Device=ch.device, State=state)
+        """A channel's share of its device's state. DeviceStateChange is sent when the
+        device's aggregate changes (a device with two calls stays INUSE while one ends)."""
+        if ch.tech is Tech.LOCAL:
+            # Each half of a Local pair reports on its own (04a: INUSE twice, NOT_INUSE twice).
+            self.ev("DeviceStateChange", Device=ch.device, State=state)
+            return
+        channels = self._device_channels.setdefault(ch.device, {})
+        if state == "NOT_INUSE":
+            channels.pop(ch, None)
+        else:
+            channels[ch] = state
+        states = set(channels.values())
+        aggregate = next(
+            (name for name in ("INUSE", "ONHOLD", "RINGING") if name in states), "NOT_INUSE"
+        )
+        if self._device_last.get(ch.device) != aggregate:
+            self._device_last[ch.device] = aggregate
+            self.ev("DeviceStateChange", Device=ch.device, State=aggregate)
 
     def varset(self, ch: Channel, name: str, value: str, *, store: bool = True) -> None:
         if store:
@@ -473,10 +503,15 @@ class Switch:
             caller.queue_joined_at = self.clock.now()
         callee = self._dial_begin(caller, plan)
         if ring_s > 0:
+            # 02c: 180 Ringing.
             self.newstate(callee, STATE_RINGING)
             self.device_state(callee, "RINGING")
+            ring_ms = int((self.clock.now() - caller.dial_started_at) * 1000)
+            self.varset(caller, "RINGTIME", str(ring_ms // 1000))
+            self.varset(caller, "RINGTIME_MS", str(ring_ms))
             self._dial_event("DialState", caller, callee, "RINGING")
-            await self.sleep(ring_s)
+            self.device_state(caller, "INUSE")
+            await self.sleep_unless_gone(callee, ring_s)
             if not callee.alive:
                 return callee  # the caller gave up while it rang (remote_hangup, 02c)
         self._dial_answered(caller, callee, plan, ring_s)
@@ -543,21 +578,30 @@ class Switch:
         self.goto(callee, caller.context, caller.exten)
         callee.dialplan_steps = 1
         self.newstate(callee, STATE_UP)
-        self.ev(
-            "Newexten",
-            callee,
-            Extension=callee.exten,
-            Application=plan.outgoing_app,
-            AppData="(Outgoing Line)",
-        )
+        if plan.music_class:
+            # Back from the pre-dial handler, the channel announces its application again.
+            self.ev(
+                "Newexten",
+                callee,
+                Extension=callee.exten,
+                Application=plan.outgoing_app,
+                AppData="(Outgoing Line)",
+            )
         self.varset(caller, "DIALSTATUS", "ANSWER")
         self.varset(caller, "DIALEDPEERNAME", callee.name)
         self.varset(caller, "DIALEDPEERNUMBER", plan.endpoint)
-        self.device_state(callee, "INUSE")
+        # Device states are published asynchronously; their place varies between runs. This
+        # follows 02b with a pre-dial handler and 08a without one.
+        if plan.music_class:
+            self.device_state(callee, "INUSE")
         callee.exten = ""
         self._dial_event("DialEnd", caller, callee, "ANSWER")
-        if not caller.is_up:
+        caller_was_up = caller.is_up
+        if not caller_was_up:
             self.newstate(caller, STATE_UP)
+        if not plan.music_class:
+            self.device_state(callee, "INUSE")
+        if not caller_was_up:
             self.device_state(caller, "INUSE")
         if plan.queue is not None:
             self._agent_event(
@@ -659,11 +703,25 @@ class Switch:
 
     # ------------------------------------------------------------------ hold, talk, DTMF
 
+    def renegotiate(self, ch: Channel) -> None:
+        """The bridge re-announces its peers whenever it is reconfigured (hold, unhold, a spy
+        coming or going): one BRIDGEPEER / BRIDGEPVTCALLID round, Dial owner first (04*)."""
+        bridge = ch.bridge
+        if bridge is None or len(bridge.members) != 2:
+            return
+        first, second = sorted(bridge.members, key=lambda member: not member.dial_owner)
+        for member, other in ((first, second), (second, first)):
+            self.varset(member, "BRIDGEPEER", other.name)
+            self.varset(member, "BRIDGEPVTCALLID", member.bridge_call_id)
+
     def hold(self, presser: Channel, held: Channel) -> None:
         """The presser's phone sends a sendonly re-INVITE (04c): Hold on the presser, MOH on
         the other leg, with that leg's CHANNEL(musicclass)."""
         presser.holding = held
         self.ev("Hold", presser, MusicClass=presser.moh_suggest)
+        self.renegotiate(presser)
+        if presser.bridge is not None:
+            presser.bridge.technology = "simple_bridge"
         self.device_state(held, "ONHOLD")
         held.moh_class_playing = held.music_class
         self.ev("MusicOnHoldStart", held, Class=held.music_class)
@@ -672,6 +730,10 @@ class Switch:
         """sendrecv again (04c). No MusicOnHoldStop if a spy already killed the music (04a)."""
         held = presser.holding
         presser.holding = None
+        self.renegotiate(presser)
+        bridge = presser.bridge
+        if bridge is not None and bridge.native_allowed:
+            bridge.technology = "native_rtp"
         self.ev("Unhold", presser)
         if held is not None and held.alive and held.moh_class_playing is not None:
             held.moh_class_playing = None
@@ -760,12 +822,16 @@ class Switch:
         spy.spying_on = None
         if spy in target.spied_by:
             target.spied_by.remove(spy)
+        if target.alive:
+            self.renegotiate(target)
         self.emit(
             render(
                 "ChanSpyStop",
                 channels={"{Spyer}": spy.snapshot(), "{Spyee}": target.snapshot()},
             )
         )
+        if target.alive:
+            self.renegotiate(target)
 
     def remote_hangup(self, ch: Channel, cause: int = 16, tech_cause: int | None = None) -> None:
         """The far end hangs up (a BYE). Bridged: 02b (the Dial owner) or 08a (the dialled
@@ -1225,10 +1291,16 @@ class Switch:
                 channels={"{Spyer}": spy.snapshot(), "{Spyee}": target.snapshot()},
             )
         )
-        if target.moh_class_playing is not None:
+        # 04a: the spy kills the held leg's music; the bridge reconfigures around it.
+        moh_was_playing = target.moh_class_playing is not None
+        if moh_was_playing:
             target.moh_class_playing = None
             self.ev("MusicOnHoldStop", target)
+        self.renegotiate(target)
+        self.renegotiate(target)
+        if moh_was_playing:
             self.device_state(target, "INUSE")
+        self.renegotiate(target)
         while spy.alive and spy.spying_on is target and target.alive:
             await self._wait_either(spy, target)
         if "E" not in options:

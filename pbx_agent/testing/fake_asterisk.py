@@ -820,30 +820,32 @@ class FakeAsterisk:
         self.switch.changed()
         self._set_event_mask(client, message.get("Events"))
         self._reply(client, message, "Success", [("Message", tpl.MSG_AUTH_ACCEPTED)])
-        if client.events_on:
-            uptime = str(int(self.clock.now() - self._started_at))
-            boot = render(
-                "FullyBooted",
-                values={"Uptime": uptime, "LastReload": uptime, "Status": "Fully Booted"},
-            )
-            client.send(encode_message(boot))
-            now = self._event_tv(self.clock.now())
-            auth = render(
-                "SuccessfulAuth",
-                values={
-                    "EventTV": now,
-                    "Severity": "Informational",
-                    "Service": "AMI",
-                    "EventVersion": "1",
-                    "AccountID": self.username,
-                    "SessionID": client.session_id,
-                    "LocalAddress": client.local_address,
-                    "RemoteAddress": client.remote_address,
-                    "UsingPassword": "0",
-                    "SessionTV": now,
-                },
-            )
-            client.send(encode_message(auth))
+        uptime = str(int(self.clock.now() - self._started_at))
+        boot = render(
+            "FullyBooted",
+            values={"Uptime": uptime, "LastReload": uptime, "Status": "Fully Booted"},
+        )
+        now = self._event_tv(self.clock.now())
+        auth = render(
+            "SuccessfulAuth",
+            values={
+                "EventTV": now,
+                "Severity": "Informational",
+                "Service": "AMI",
+                "EventVersion": "1",
+                "AccountID": self.username,
+                "SessionID": client.session_id,
+                "LocalAddress": client.local_address,
+                "RemoteAddress": client.remote_address,
+                "UsingPassword": "0",
+                "SessionTV": now,
+            },
+        )
+        # Sent to this session only, like Asterisk's own greeting events (01c), and only
+        # when its event mask takes them (none with Events: off, 01b).
+        for event in (boot, auth):
+            if client.wants(event):
+                client.send(encode_message(event))
 
     @staticmethod
     def _set_event_mask(client: _AmiClient, value: str | None) -> None:
