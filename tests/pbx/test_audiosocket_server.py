@@ -294,7 +294,7 @@ async def test_no_hangup_frame_when_configured_off(verdicts):
 
 async def test_binding_beyond_loopback_warns(verdicts):
     """Listening on a non-loopback address is allowed but logged as a warning."""
-    server = AudioSocketServer(verdicts, host="0.0.0.0", port=0)  # noqa: S104
+    server = AudioSocketServer(verdicts, host="0.0.0.0", port=0)
     with capture_logs() as logs:
         await server.start()
     await server.close()
