@@ -341,8 +341,7 @@ class CallbackRepository:
                 return await _late_report(conn, attempt, job, result)
             if attempt.outcome not in OPEN_OUTCOMES:
                 return Finished(attempt, job, applied=False)  # a duplicate report
-            await _close_attempt(conn, attempt, result, open_only=True)
-            attempt = await _attempt_by_request(conn, request_id)
+            attempt = await _closed(conn, attempt, result, open_only=True)
             applied = job.status is JobStatus.DIALLING and job.current_request_id == request_id
             if applied:
                 job = await _apply(conn, job, decide(job, result.outcome), result.at)
@@ -380,8 +379,7 @@ class CallbackRepository:
                         now,
                         cause_text="no outcome before the lease of its daemon expired",
                     )
-                    await _close_attempt(conn, attempt, lost, open_only=True)
-                    attempt = await _attempt_by_request(conn, request_id)
+                    attempt = await _closed(conn, attempt, lost, open_only=True)
                     outcome = AttemptOutcome.UNKNOWN
                 elif attempt is not None:
                     outcome = attempt.outcome
@@ -522,7 +520,9 @@ async def _attempt_by_request(
 
 async def _close_attempt(
     conn: AsyncConnection, attempt: CallbackAttempt, result: AttemptResult, *, open_only: bool
-) -> bool:
+) -> CallbackAttempt | None:
+    """Write the attempt's outcome; the updated attempt, or None when ``open_only`` and it
+    was already closed."""
     a = callback_attempts.c
     values: dict[str, Any] = {
         "outcome": str(result.outcome),
@@ -541,8 +541,19 @@ async def _close_attempt(
     query = sa.update(callback_attempts).where(a.request_id == attempt.request_id)
     if open_only:
         query = query.where(a.outcome.in_([str(o) for o in OPEN_OUTCOMES]))
-    updated = await conn.execute(query.values(values))
-    return bool(updated.rowcount)
+    updated = await conn.execute(query.values(values).returning(*callback_attempts.c))
+    row = updated.mappings().first()
+    return None if row is None else _attempt(row)
+
+
+async def _closed(
+    conn: AsyncConnection, attempt: CallbackAttempt, result: AttemptResult, *, open_only: bool
+) -> CallbackAttempt:
+    closed = await _close_attempt(conn, attempt, result, open_only=open_only)
+    if closed is None:  # pragma: no cover - callers hold the job's row lock
+        msg = f"callback attempt {attempt.request_id!r} was closed concurrently"
+        raise RuntimeError(msg)
+    return closed
 
 
 async def _late_report(
@@ -550,8 +561,7 @@ async def _late_report(
 ) -> Finished:
     """The report came after the attempt was given up on (``unknown``): keep it for the work
     order, and if it reached the customer, stop calling them."""
-    await _close_attempt(conn, attempt, result, open_only=False)
-    attempt = await _attempt_by_request(conn, attempt.request_id)
+    attempt = await _closed(conn, attempt, result, open_only=False)
     if result.outcome is AttemptOutcome.CONNECTED and job.status is JobStatus.SCHEDULED:
         done = JobTransition(
             JobStatus.DONE,
@@ -567,7 +577,7 @@ async def _apply(
     conn: AsyncConnection, job: CallbackJob, transition: JobTransition, now: datetime
 ) -> CallbackJob:
     finished = transition.status in TERMINAL_STATUSES
-    await conn.execute(
+    result = await conn.execute(
         sa.update(callback_jobs)
         .where(callback_jobs.c.id == job.id)
         .values(
@@ -580,12 +590,9 @@ async def _apply(
             finished_at=now if finished else None,
             finish_reason=transition.reason if finished else "",
         )
+        .returning(*callback_jobs.c)
     )
-    updated = await _job_by_id(conn, job.id)
-    if updated is None:  # pragma: no cover - the row is locked by us
-        msg = f"callback job {job.id} vanished"
-        raise RuntimeError(msg)
-    return updated
+    return _job(result.mappings().one())
 
 
 def _job(row: Any) -> CallbackJob:
