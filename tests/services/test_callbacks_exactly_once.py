@@ -158,7 +158,12 @@ async def add_due_jobs(store: Store, count: int, now: datetime) -> list[int]:
 
 @pytest.fixture
 async def pg_store() -> AsyncIterator[Store]:
-    from tests.store.databases import create_pg_database, drop_pg_database, pg_url
+    # Imported here: this file also runs as a worker script, where ``tests`` is not a package.
+    from tests.store.databases import (  # noqa: PLC0415
+        create_pg_database,
+        drop_pg_database,
+        pg_url,
+    )
 
     name = await create_pg_database()
     store = Store.open(pg_url(name))
