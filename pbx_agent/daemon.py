@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,10 @@ from typing import Any
 import structlog
 
 from pbx_agent.clock import Clock, LoopClock
+from pydantic import SecretStr
+
 from pbx_agent.config import Config, ConfigError, load_config
+from pbx_agent.config.settings import AsteriskSettings
 from pbx_agent.engine import Engine
 from pbx_agent.model.calls import CallModel, PartiesConnected, RoleRules
 from pbx_agent.model.hooks import HookRegistry, HookSpec
@@ -31,6 +35,14 @@ from pbx_agent.prompts import sound_name
 from pbx_agent.store import Store
 
 log = structlog.get_logger("pbx_agent.daemon")
+
+
+def _simulator() -> Any:
+    # Imported late: the simulator pulls in the fake switch and the lab scenarios.
+    from pbx_agent.lab import simulator  # noqa: PLC0415
+
+    return simulator
+
 
 # Variables the adapter passes on to the call model and policies (beyond the role variables).
 EXTRA_WATCHED_VARIABLES = frozenset({"PBXAGENT_QUEUE"})
@@ -115,8 +127,9 @@ class Daemon:
     async def _start_asterisk(self, rules: RoleRules) -> None:
         config = self.config
         settings = config.asterisk
+        simulator = None
         if config.pbx.kind == "simulated":
-            settings = await self._start_simulator()
+            simulator, settings = await self._start_simulator()
         assert settings is not None
         contexts = settings.contexts
         agi_host, agi_port = await self._start_fastagi(settings.fastagi_bind)
@@ -166,6 +179,9 @@ class Daemon:
         self.engine.on_call_event(talk_detection)
         await adapter.start()
         self._closers.append(adapter.close)
+        if simulator is not None and self.fastagi is not None:
+            simulator.start_traffic(self, self.fastagi.port)
+            self._closers.append(simulator.close)
 
     async def _start_store(self) -> None:
         store = Store.open(self.config.store.url)
@@ -186,9 +202,27 @@ class Daemon:
         self._closers.append(server.close)
         return host, server.port
 
-    async def _start_simulator(self) -> Any:
-        msg = "the built-in simulated PBX is not available yet"
-        raise ConfigError(msg)
+    async def _start_simulator(self) -> tuple[Any, AsteriskSettings]:
+        """No switch configured: a fake Asterisk in this process, with generated traffic."""
+        sim = _simulator()
+        simulator = sim.Simulator()
+        host, port = await simulator.start()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            agi_port = sock.getsockname()[1]
+        settings = AsteriskSettings(
+            ami_host=host,
+            ami_port=port,
+            username=sim.SIM_USERNAME,
+            secret=SecretStr(sim.SIM_SECRET),
+            fastagi_bind=f"127.0.0.1:{agi_port}",
+        )
+        log.info(
+            "simulated_pbx_started",
+            ami=f"{host}:{port}",
+            note="no [asterisk] or [freeswitch] section: attached to the built-in simulator",
+        )
+        return simulator, settings
 
     async def stop(self) -> None:
         """Stop taking calls, let queued commands and service writes finish, close the store."""

@@ -24,6 +24,7 @@ logged (``command_failed``) and never stops the call's queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -139,6 +140,10 @@ class Engine:
 
     def on_decision(self, listener: DecisionListener) -> None:
         self._decision_listeners.append(listener)
+
+    def remove_decision_listener(self, listener: DecisionListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._decision_listeners.remove(listener)
 
     def on_call_event(
         self, listener: Callable[[cm.CallEvent, cm.Call | None, float], None]
