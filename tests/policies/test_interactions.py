@@ -1,0 +1,219 @@
+"""Interaction history (R5) and call records (R8): the facts the policies ask to persist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pbx_agent.model import calls as cm
+from pbx_agent.model import commands as cmd
+from pbx_agent.model import events as ev
+from pbx_agent.model.events import CallId, Direction, LegId
+from pbx_agent.policies.base import Policy
+from pbx_agent.policies.interactions import CallFacts, InteractionHistory, end_reason
+from tests.engine.builders import created
+
+T0 = 1_795_339_200.0
+CALLER = LegId("c.1")
+AGENT = LegId("c.2")
+AGENT_B = LegId("c.3")
+
+
+@dataclass
+class Driver:
+    """Steps one policy through the real call model, with no event loop."""
+
+    policy: Policy
+    now: float = T0
+    model: cm.CallModel = field(default_factory=cm.CallModel)
+    states: dict[CallId, Any] = field(default_factory=dict)
+    calls: dict[CallId, cm.Call] = field(default_factory=dict)
+    commands: list[tuple[float, cmd.Command]] = field(default_factory=list)
+
+    def feed(self, *events: ev.PbxEvent, at: float | None = None) -> None:
+        if at is not None:
+            self.now = at
+        for event in events:
+            for call_event in self.model.apply(event, self.now):
+                call = self.model.calls.get(call_event.call) or self.calls[call_event.call]
+                if isinstance(call_event, cm.CallStarted):
+                    self.calls[call.id] = call
+                    self.states[call.id] = self.policy.start(call, self.now)
+                state, issued = self.policy.step(
+                    self.states[call.id], call_event, call, self.now
+                )
+                self.states[call.id] = state
+                self.commands.extend((self.now, c) for c in issued)
+
+    def facts(self, kind: str) -> list[dict[str, Any]]:
+        return [
+            dict(c.fields)
+            for _, c in self.commands
+            if isinstance(c, cmd.RecordFact) and c.kind == kind
+        ]
+
+
+def agent_leg(leg: LegId, call: str = "c.1", endpoint: str = "PJSIP/agent-1001") -> ev.LegCreated:
+    return created(leg, call, endpoint=endpoint, number="100", name="", direction=Direction.OUTBOUND)
+
+
+def connected_call(d: Driver, *, number: str = "89161234567", origin: str | None = None) -> None:
+    """The caller dials in at T0; the queue connects agent-1001 at T0 + 20."""
+    direction = Direction.OUTBOUND if origin else Direction.INBOUND
+    d.feed(created(CALLER, "c.1", number=number, direction=direction, origin=origin), at=T0)
+    d.feed(
+        agent_leg(AGENT),
+        ev.LegAnswered(AGENT),
+        ev.LegJoinedBridge(AGENT, "b1"),
+        ev.LegJoinedBridge(CALLER, "b1"),
+        ev.AgentConnected(CALLER, AGENT, "alice", "support"),
+        at=T0 + 20,
+    )
+
+
+def hang_up(d: Driver, *legs: LegId, at: float) -> None:
+    d.feed(*(ev.LegHungUp(leg, 16, "Normal Clearing") for leg in legs), at=at)
+
+
+# ------------------------------------------------------------------------------ interactions
+
+
+def test_an_agent_handled_call_is_one_interaction_from_connect_to_hang_up() -> None:
+    """The interaction starts when the parties are connected and ends when the caller leaves."""
+    d = Driver(InteractionHistory())
+    connected_call(d)
+    hang_up(d, CALLER, AGENT, at=T0 + 200)
+    assert d.facts("interaction") == [
+        {
+            "number": "89161234567",
+            "call_id": "c.1",
+            "started_at": T0 + 20,
+            "ended_at": T0 + 200,
+            "agent": "alice",
+            "agent_leg": "c.2",
+            "queue": "support",
+            "topic": None,
+        }
+    ]
+
+
+def test_the_interaction_is_recorded_when_the_agent_part_ends_not_at_call_end() -> None:
+    """The agent hanging up ends the interaction even though the caller is still there."""
+    d = Driver(InteractionHistory())
+    connected_call(d)
+    hang_up(d, AGENT, at=T0 + 90)
+    assert [f["ended_at"] for f in d.facts("interaction")] == [T0 + 90]
+
+
+def test_the_topic_variable_is_recorded_with_the_interaction() -> None:
+    """PBXAGENT_TOPIC set on the agent's channel during the call becomes the topic."""
+    d = Driver(InteractionHistory())
+    connected_call(d)
+    d.feed(ev.LegVariable(AGENT, "PBXAGENT_TOPIC", "tariff"), at=T0 + 60)
+    hang_up(d, CALLER, AGENT, at=T0 + 100)
+    assert d.facts("interaction")[0]["topic"] == "tariff"
+
+
+def test_a_transfer_makes_one_interaction_per_agent() -> None:
+    """Agent A leaves, agent B is connected: two interactions with their own agents and times."""
+    d = Driver(InteractionHistory())
+    connected_call(d)
+    d.feed(ev.LegLeftBridge(AGENT, "b1"), ev.LegHungUp(AGENT, 16), at=T0 + 60)
+    d.feed(
+        agent_leg(AGENT_B, endpoint="PJSIP/agent-1002"),
+        ev.LegJoinedBridge(AGENT_B, "b1"),
+        ev.AgentConnected(CALLER, AGENT_B, "bob", "seniors"),
+        at=T0 + 70,
+    )
+    hang_up(d, CALLER, AGENT_B, at=T0 + 130)
+    facts = d.facts("interaction")
+    assert [(f["agent"], f["started_at"], f["ended_at"]) for f in facts] == [
+        ("alice", T0 + 20, T0 + 60),
+        ("bob", T0 + 70, T0 + 130),
+    ]
+    assert facts[1]["queue"] == "seniors"
+
+
+def test_a_call_no_agent_answered_is_no_interaction() -> None:
+    """A caller who hangs up in the queue was not handled by an agent."""
+    d = Driver(InteractionHistory())
+    d.feed(created(CALLER, "c.1"), at=T0)
+    hang_up(d, CALLER, at=T0 + 30)
+    assert d.facts("interaction") == []
+
+
+def test_a_callback_the_daemon_placed_is_no_interaction() -> None:
+    """Our own callback is not the customer asking again: it is not counted."""
+    d = Driver(InteractionHistory())
+    connected_call(d, origin="callback")
+    hang_up(d, CALLER, AGENT, at=T0 + 100)
+    assert d.facts("interaction") == []
+
+
+def test_each_interaction_is_recorded_once() -> None:
+    """Separation, then both hang-ups, then the call's end: still one interaction."""
+    d = Driver(InteractionHistory())
+    connected_call(d)
+    d.feed(ev.LegLeftBridge(CALLER, "b1"), at=T0 + 50)
+    hang_up(d, CALLER, AGENT, at=T0 + 55)
+    assert len(d.facts("interaction")) == 1
+    assert d.facts("interaction")[0]["ended_at"] == T0 + 50
+
+
+# ------------------------------------------------------------------------------ calls
+
+
+def test_each_call_is_recorded_once_when_it_ends() -> None:
+    """One call fact with its times, number, agent, queue and end reason."""
+    d = Driver(CallFacts())
+    connected_call(d)
+    hang_up(d, CALLER, AGENT, at=T0 + 200)
+    assert d.facts("call") == [
+        {
+            "call_id": "c.1",
+            "started_at": T0,
+            "ended_at": T0 + 200,
+            "caller_number": "89161234567",
+            "agent": "alice",
+            "queue": "support",
+            "had_hold": False,
+            "connected_at": T0 + 20,
+            "origin": None,
+            "end_reason": "caller_hangup",
+        }
+    ]
+
+
+def test_a_hold_of_the_customer_marks_the_call() -> None:
+    """had_hold: the agent put the customer on hold at least once."""
+    d = Driver(CallFacts())
+    connected_call(d)
+    d.feed(ev.HoldPressed(AGENT), at=T0 + 40)
+    d.feed(ev.HoldReleased(AGENT), at=T0 + 50)
+    hang_up(d, AGENT, CALLER, at=T0 + 90)
+    [fact] = d.facts("call")
+    assert fact["had_hold"] is True
+    assert fact["end_reason"] == "agent_hangup"
+
+
+def test_a_caller_who_gives_up_in_the_queue_is_an_abandoned_call() -> None:
+    """No agent ever connected and the caller hung up: abandoned."""
+    d = Driver(CallFacts())
+    d.feed(created(CALLER, "c.1"), at=T0)
+    hang_up(d, CALLER, at=T0 + 30)
+    [fact] = d.facts("call")
+    assert fact["end_reason"] == "abandoned"
+    assert fact["agent"] is None
+
+
+def test_a_dead_media_leg_ending_first_is_a_media_timeout() -> None:
+    """The first leg to end had its media time out: the call ended abnormally."""
+    d = Driver(CallFacts())
+    connected_call(d)
+    d.feed(ev.LegHungUp(CALLER, 44, media_timeout=True), ev.LegHungUp(AGENT, 16), at=T0 + 80)
+    assert d.facts("call")[0]["end_reason"] == "media_timeout"
+
+
+def test_end_reason_of_a_call_that_ended_before_anyone_else_joined() -> None:
+    """Not connected and not ended by the caller first: not_connected."""
+    assert end_reason((), connected=False) == "not_connected"
