@@ -432,6 +432,11 @@ class FakeFreeSwitch:
     def channel(self, uuid: str) -> FakeChannel | None:
         return self.model.channels.get(uuid)
 
+    def running_app(self, ch: FakeChannel) -> str | None:
+        """The application still running on ``ch`` (playback, sleep), if any."""
+        running = self._running.get(ch.uuid)
+        return running.app if running is not None else None
+
     def commands_for(self, verb: str) -> list[EslCommand]:
         return [c.command for c in self.commands if c.command.verb == verb]
 
