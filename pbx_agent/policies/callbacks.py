@@ -269,8 +269,10 @@ def classify_drop(
     """
     caller = next((leg for leg in legs if leg.role is Role.CALLER), None)
     if one_way_audio:
-        reason = DropReason.ONE_WAY_AUDIO if rules.one_way_audio else (
-            DropReason.ONE_WAY_AUDIO_NOT_COUNTED
+        reason = (
+            DropReason.ONE_WAY_AUDIO
+            if rules.one_way_audio
+            else (DropReason.ONE_WAY_AUDIO_NOT_COUNTED)
         )
         return DropVerdict(
             abnormal=rules.one_way_audio,
@@ -556,8 +558,10 @@ def next_allowed(at: datetime, rules: CallbackRules) -> datetime:
     tz = rules.timezone
     local = at.astimezone(tz)
     end_today = datetime.combine(local.date(), rules.quiet_hours.end, tzinfo=tz)
-    candidate = end_today if end_today > local else datetime.combine(
-        local.date() + timedelta(days=1), rules.quiet_hours.end, tzinfo=tz
+    candidate = (
+        end_today
+        if end_today > local
+        else datetime.combine(local.date() + timedelta(days=1), rules.quiet_hours.end, tzinfo=tz)
     )
     # A wall time inside a DST gap does not exist; zoneinfo reads it with the offset in
     # force before the gap, which lands after the gap: later, never earlier.
@@ -665,9 +669,7 @@ def expiry(job: CallbackJob, now: datetime) -> JobTransition | None:
     if job.status is not JobStatus.SCHEDULED or now <= job.window_ends_at:
         return None
     if job.kind is JobKind.PROMISED:
-        return JobTransition(
-            JobStatus.OVERDUE, None, job.attempts_made, "promised deadline passed"
-        )
+        return JobTransition(JobStatus.OVERDUE, None, job.attempts_made, "promised deadline passed")
     return JobTransition(
         JobStatus.EXHAUSTED, None, job.attempts_made, "callback window passed before dialling"
     )
@@ -710,8 +712,10 @@ def outcome_for_verdict(verdict: str, rules: CallbackRules) -> AttemptOutcome:
 
 
 def job_kind_for(verdict: DropVerdict) -> JobKind:
-    return JobKind.ONE_WAY_AUDIO if verdict.reason is DropReason.ONE_WAY_AUDIO else (
-        JobKind.ABNORMAL_DROP
+    return (
+        JobKind.ONE_WAY_AUDIO
+        if verdict.reason is DropReason.ONE_WAY_AUDIO
+        else (JobKind.ABNORMAL_DROP)
     )
 
 
@@ -799,4 +803,3 @@ class CallbackDropPolicy:
             reason=verdict.describe(),
             fields={"cause": verdict.cause, "cause_text": verdict.cause_text},
         )
-

@@ -291,7 +291,7 @@ class CallbackService:
             NewJob(
                 number=normalized.e164,
                 kind=JobKind.PROMISED,
-                reason=f"promised callback by {due.isoformat()}",
+                reason=f"promised callback by {due:%Y-%m-%d %H:%M} UTC",
                 created_at=now,
                 anchor_at=anchor,
                 window_ends_at=window_ends_at,
@@ -328,9 +328,7 @@ class CallbackService:
                 call_id=call_id,
                 reason=job.finish_reason,
             )
-            await self._decide(
-                now, "callback_cancelled", job.finish_reason, job, call_id=call_id
-            )
+            await self._decide(now, "callback_cancelled", job.finish_reason, job, call_id=call_id)
         return cancelled
 
     async def cancel(self, job_id: int, reason: str) -> CallbackJob | None:
@@ -466,9 +464,7 @@ class CallbackService:
                 if now - tracked.answered_at > verdict_wait:
                     log.warning("callback.verdict_timeout", request_id=request_id)
                     mapped = outcome_for_verdict("notsure", self._rules)
-                    await self._finish(
-                        request_id, AttemptResult(mapped, now, amd_result="timeout")
-                    )
+                    await self._finish(request_id, AttemptResult(mapped, now, amd_result="timeout"))
             elif now - tracked.placed_at > ring:
                 await self._finish(
                     request_id,
@@ -631,8 +627,10 @@ class CallbackService:
         now: datetime,
         agent: str | None = None,
     ) -> None:
-        event = "callback.promise_registered" if job.kind is JobKind.PROMISED else (
-            "callback.scheduled"
+        event = (
+            "callback.promise_registered"
+            if job.kind is JobKind.PROMISED
+            else ("callback.scheduled")
         )
         log.info(
             event,

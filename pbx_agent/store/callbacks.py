@@ -139,9 +139,7 @@ class CallbackRepository:
         return await self.list_jobs(statuses=sorted(PENDING_STATUSES), number=number)
 
     async def count_by_status(self) -> dict[JobStatus, int]:
-        query = sa.select(callback_jobs.c.status, sa.func.count()).group_by(
-            callback_jobs.c.status
-        )
+        query = sa.select(callback_jobs.c.status, sa.func.count()).group_by(callback_jobs.c.status)
         async with self._db.read("count callback jobs") as conn:
             rows = (await conn.execute(query)).all()
         return {JobStatus(status): int(count) for status, count in rows}
@@ -155,9 +153,7 @@ class CallbackRepository:
             .where(
                 sa.or_(
                     c.status == str(JobStatus.OVERDUE),
-                    sa.and_(
-                        c.status.in_([str(s) for s in PENDING_STATUSES]), c.deadline_at < now
-                    ),
+                    sa.and_(c.status.in_([str(s) for s in PENDING_STATUSES]), c.deadline_at < now),
                 )
             )
             .order_by(c.deadline_at)
@@ -467,9 +463,7 @@ class CallbackRepository:
             for row in rows:
                 job = _job(row)
                 if should_cancel(job):
-                    transition = JobTransition(
-                        JobStatus.CANCELLED, None, job.attempts_made, reason
-                    )
+                    transition = JobTransition(JobStatus.CANCELLED, None, job.attempts_made, reason)
                     cancelled.append(await _apply(conn, job, transition, now))
             return cancelled
 

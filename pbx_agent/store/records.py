@@ -55,9 +55,7 @@ class InteractionRepository:
             )
             return bool(result.rowcount)
 
-    async def count_since(
-        self, number: str, since: datetime, *, topic: str | None = None
-    ) -> int:
+    async def count_since(self, number: str, since: datetime, *, topic: str | None = None) -> int:
         """How many interactions ``number`` had that started at or after ``since``
         (served by the (number, started_at) index)."""
         c = interactions.c
@@ -310,6 +308,4 @@ class DecisionRepository:
 
 
 def _values(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        name: getattr(record, name) for name in record.__slots__ if name not in exclude
-    }
+    return {name: getattr(record, name) for name in record.__slots__ if name not in exclude}

@@ -123,8 +123,14 @@ def test_freeswitch_media_timeout_on_the_dead_leg_is_abnormal() -> None:
     verdict = classify_drop(
         [
             end("b", Role.AGENT, 16, order=0, cause_text="MEDIA_TIMEOUT", media_timeout=True),
-            end("a", Role.CALLER, 16, order=1, cause_text="NORMAL_CLEARING",
-                peer_cause="MEDIA_TIMEOUT"),
+            end(
+                "a",
+                Role.CALLER,
+                16,
+                order=1,
+                cause_text="NORMAL_CLEARING",
+                peer_cause="MEDIA_TIMEOUT",
+            ),
         ],
         RULES,
     )
@@ -137,8 +143,14 @@ def test_freeswitch_survivor_bridge_hangup_cause_blames_its_peer() -> None:
     """If the survivor's hang-up is seen first, its bridge_hangup_cause names the dead peer."""
     verdict = classify_drop(
         [
-            end("a", Role.CALLER, 16, order=0, cause_text="NORMAL_CLEARING",
-                peer_cause="MEDIA_TIMEOUT"),
+            end(
+                "a",
+                Role.CALLER,
+                16,
+                order=0,
+                cause_text="NORMAL_CLEARING",
+                peer_cause="MEDIA_TIMEOUT",
+            ),
             end("b", Role.AGENT, 16, order=1, cause_text="MEDIA_TIMEOUT"),
         ],
         RULES,
@@ -274,8 +286,10 @@ def test_one_way_audio_counts_only_where_configured() -> None:
 def test_verdict_description_names_reason_role_and_cause() -> None:
     """The logged reason carries the cause that drove the decision."""
     verdict = classify_drop(
-        [end("erin", Role.AGENT, 44, order=0, cause_text="Requested channel not available"),
-         end("alice", Role.CALLER, 16, order=1)],
+        [
+            end("erin", Role.AGENT, 44, order=0, cause_text="Requested channel not available"),
+            end("alice", Role.CALLER, 16, order=1),
+        ],
         RULES,
     )
     assert verdict.describe() == (
@@ -311,8 +325,9 @@ def test_policy_cancels_callbacks_when_a_customer_calls_in() -> None:
     assert state is not None
     _, commands = policy.step(state, cm.CallStarted(call.id), call, T0)
     assert commands == [
-        CancelCallbacks(number="8 916 123-45-67", reason="the customer called in",
-                        trigger_call=call.id)
+        CancelCallbacks(
+            number="8 916 123-45-67", reason="the customer called in", trigger_call=call.id
+        )
     ]
 
 

@@ -39,7 +39,9 @@ def local(tz: ZoneInfo, *args: int) -> datetime:
     return datetime(*args, tzinfo=tz).astimezone(UTC)  # type: ignore[misc]
 
 
-def job_after_drop(dropped: datetime, rules: CallbackRules = RULES, **changes: object) -> CallbackJob:
+def job_after_drop(
+    dropped: datetime, rules: CallbackRules = RULES, **changes: object
+) -> CallbackJob:
     anchor, window_ends_at, first = new_drop_job_times(dropped, dropped, rules)
     job = CallbackJob(
         id=1,
@@ -343,7 +345,9 @@ def test_pending_promise_past_its_deadline_counts_as_overdue() -> None:
     """is_overdue: a scheduled promise whose deadline passed, or one marked overdue."""
     deadline = NOON + timedelta(hours=1)
     job = replace(
-        job_after_drop(NOON), kind=JobKind.PROMISED, status=JobStatus.SCHEDULED,
+        job_after_drop(NOON),
+        kind=JobKind.PROMISED,
+        status=JobStatus.SCHEDULED,
         deadline_at=deadline,
     )
     assert not is_overdue(job, deadline)

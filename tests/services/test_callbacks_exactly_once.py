@@ -208,7 +208,9 @@ async def test_four_daemons_place_every_attempt_of_a_thousand_jobs_exactly_once(
         by_worker = dict(
             (
                 await conn.execute(
-                    sa.select(placed_calls.c.worker, sa.func.count()).group_by(placed_calls.c.worker)
+                    sa.select(placed_calls.c.worker, sa.func.count()).group_by(
+                        placed_calls.c.worker
+                    )
                 )
             ).all()
         )
@@ -224,9 +226,7 @@ async def test_four_daemons_place_every_attempt_of_a_thousand_jobs_exactly_once(
                 sa.select(sa.func.count())
                 .select_from(callback_attempts)
                 .where(
-                    ~sa.exists().where(
-                        placed_calls.c.request_id == callback_attempts.c.request_id
-                    )
+                    ~sa.exists().where(placed_calls.c.request_id == callback_attempts.c.request_id)
                 )
             )
         ).scalar()
@@ -275,8 +275,13 @@ async def test_daemon_killed_mid_attempt_is_not_redialled(tmp_path: Path) -> Non
         clock = ManualClock(wall.time() + 31)
         survivor_dialer = TableDialer(store, "survivor", report=False)
         survivor = CallbackService(
-            store, survivor_dialer, fast_rules(), clock=clock, default_region="RU",
-            owner="survivor", settings=SchedulerSettings(lease_s=30),
+            store,
+            survivor_dialer,
+            fast_rules(),
+            clock=clock,
+            default_region="RU",
+            owner="survivor",
+            settings=SchedulerSettings(lease_s=30),
         )
         assert await survivor.run_once() == 1
         async with store.db.read("check") as conn:

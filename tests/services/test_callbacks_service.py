@@ -261,7 +261,11 @@ async def test_missing_machine_verdict_follows_the_notsure_choice(
 ) -> None:
     """Answered but no verdict in time: notsure, which counts as a machine when so configured."""
     service = service_for(
-        store, clock, dialer, rules=CallbackRules(timezone=MOSCOW, notsure_as="machine"), verdict_timeout_s=10
+        store,
+        clock,
+        dialer,
+        rules=CallbackRules(timezone=MOSCOW, notsure_as="machine"),
+        verdict_timeout_s=10,
     )
     job_id = await drop(service)
     clock.advance(30)
@@ -296,7 +300,9 @@ async def test_concurrency_cap_limits_calls_in_flight(
     store: Store, clock: ManualClock, dialer: RecordingDialer
 ) -> None:
     """Cap 2 with 5 customers due: two calls, the next only after one ends."""
-    service = service_for(store, clock, dialer, rules=CallbackRules(timezone=MOSCOW, max_concurrent=2))
+    service = service_for(
+        store, clock, dialer, rules=CallbackRules(timezone=MOSCOW, max_concurrent=2)
+    )
     for i in range(5):
         await drop(service, f"+7916123456{i}")
     clock.advance(30)
@@ -334,9 +340,7 @@ async def test_promise_is_kept_by_the_scheduler_and_reported_overdue_if_not(
         assert await service.run_once() == 1
         with capture_logs() as logs:
             await service.on_originate_outcome(dialer.requests[-1].request_id, "no_answer")
-    assert [e["event"] for e in logs if e["event"].startswith("callback.o")] == [
-        "callback.overdue"
-    ]
+    assert [e["event"] for e in logs if e["event"].startswith("callback.o")] == ["callback.overdue"]
     final = await store.callbacks.get(job.id)
     assert final is not None
     assert final.status is JobStatus.OVERDUE
@@ -472,9 +476,7 @@ async def test_dialer_that_hangs_is_timed_out(
     assert "no answer within" in attempt.cause_text
 
 
-async def test_engine_commands_reach_the_service(
-    service: CallbackService, store: Store
-) -> None:
+async def test_engine_commands_reach_the_service(service: CallbackService, store: Store) -> None:
     """RequestCallback and CancelCallbacks from the engine create and cancel jobs."""
     call = Call(id=CallId("c1"), started_at=T0, queue="support")
     await service.on_request_callback(
@@ -511,9 +513,7 @@ async def test_hold_callback_offer_becomes_a_requested_callback(
     assert job.kind is JobKind.REQUESTED
 
 
-async def test_run_loop_dials_and_stops(
-    store: Store, dialer: RecordingDialer
-) -> None:
+async def test_run_loop_dials_and_stops(store: Store, dialer: RecordingDialer) -> None:
     """run() places due calls on its own and returns promptly after stop()."""
     clock = ManualClock(T0)
     service = service_for(store, clock, dialer, poll_interval_s=0.01)

@@ -17,9 +17,7 @@ import pytest
 
 from pbx_agent.store import Store
 
-PG_ADMIN_DSN = os.environ.get(
-    "PBX_AGENT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_DSN = os.environ.get("PBX_AGENT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_HOST_PART = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
 
 

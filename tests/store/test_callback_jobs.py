@@ -136,7 +136,9 @@ async def test_answer_then_machine_verdict_records_both(store: Store) -> None:
     answered = T0 + timedelta(seconds=5)
     assert await store.callbacks.record_answer(attempt.request_id, answered)
     result = AttemptResult(
-        AttemptOutcome.MACHINE, T0 + timedelta(seconds=8), amd_result="MACHINE",
+        AttemptOutcome.MACHINE,
+        T0 + timedelta(seconds=8),
+        amd_result="MACHINE",
         amd_cause="LONGGREETING-1500-1500",
     )
     finished = await store.callbacks.finish_attempt(attempt.request_id, result, decide(T0))
@@ -220,7 +222,10 @@ async def test_attempt_numbers_are_unique_per_job_in_the_schema(store: Store) ->
         async with store.db.write("duplicate attempt") as conn:
             await conn.execute(
                 sa.insert(callback_attempts).values(
-                    job_id=job.id, attempt_no=1, request_id="another", outcome="dialling",
+                    job_id=job.id,
+                    attempt_no=1,
+                    request_id="another",
+                    outcome="dialling",
                     dialled_at=T0,
                 )
             )

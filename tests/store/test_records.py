@@ -95,7 +95,9 @@ async def test_flag_list_can_hide_expired_flags(store: Store) -> None:
 
 async def test_hold_is_recorded_and_finished(store: Store) -> None:
     """A hold is written at its start and completed with its reminders and limit."""
-    hold_id = await store.holds.add(HoldRecord(call_id="c1", started_at=T0, agent="a1", tier="senior"))
+    hold_id = await store.holds.add(
+        HoldRecord(call_id="c1", started_at=T0, agent="a1", tier="senior")
+    )
     assert await store.holds.finish(
         hold_id,
         ended_at=T0 + timedelta(minutes=4),

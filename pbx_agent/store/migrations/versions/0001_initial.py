@@ -117,9 +117,7 @@ def upgrade() -> None:
         sa.Column("ended_at", UtcDateTime(), nullable=True),
         sa.Column("reminders", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("over_limit", sa.Boolean(), nullable=False, server_default=sa.false()),
-        sa.Column(
-            "callback_offer_taken", sa.Boolean(), nullable=False, server_default=sa.false()
-        ),
+        sa.Column("callback_offer_taken", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id", name="pk_holds"),
     )
     op.create_index("ix_holds_started_at", "holds", ["started_at"])
