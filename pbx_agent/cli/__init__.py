@@ -18,6 +18,9 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "check_config",
     "amd",
+    "db",
+    "callbacks",
+    "flags",
 )
 
 Handler = Callable[[argparse.Namespace], int]
