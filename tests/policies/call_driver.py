@@ -68,6 +68,16 @@ class CallDriver:
     def after(self, seconds: float) -> None:
         self.run_until(self.now + seconds)
 
+    def until_prompt(self, limit_s: float = 60.0) -> float:
+        """Fire timers one by one until the policy issues another prompt; its time."""
+        count = len(self.prompts())
+        end = self.now + limit_s
+        while len(self.prompts()) == count:
+            due = [when for when in self.timers.values() if when <= end]
+            assert due, "no timer left that could issue a prompt"
+            self.run_until(min(due))
+        return self.prompts()[-1][0]
+
     # -- input ------------------------------------------------------------------------------
 
     def handle(self, event: ev.PbxEvent, *, at: float | None = None) -> None:
@@ -140,7 +150,9 @@ class CallDriver:
         last = issued[-1]
         assert isinstance(last.command, cmd.PlayPrompt)
         assert last.command.prompt == prompt, f"the last prompt is {last.command.prompt}"
-        self.handle(ev.PromptFinished(last.command.leg, prompt, ok), at=last.at + after_s)
+        at = last.at + after_s
+        assert at >= self.now, f"the prompt would end {self.now - at:.3f} s in the past"
+        self.handle(ev.PromptFinished(last.command.leg, prompt, ok), at=at)
 
     # -- what came out ------------------------------------------------------------------------
 

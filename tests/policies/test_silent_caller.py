@@ -45,29 +45,31 @@ def test_prompts_are_heard_by_both_parties() -> None:
 def test_silent_caller_hears_the_closing_phrase_and_both_legs_are_hung_up() -> None:
     """ru: prompt, 2.5 s more silence after it ends, closing phrase, then the call is dropped."""
     d = greeted()
-    d.after(5)
+    d.until_prompt()
     d.prompt_finished("silent.prompt", after_s=2.0)
     done_first = GREETING_END + 2.5 + 2.0
-    d.run_until(done_first + 10)
+    d.until_prompt()
     assert d.prompts() == [
-        (pytest.approx(GREETING_END + 2.5), "silent.prompt"),
-        (pytest.approx(done_first + 2.5), "silent.closing"),
+        (pytest.approx(GREETING_END + 2.5, abs=1e-6), "silent.prompt"),
+        (pytest.approx(done_first + 2.5, abs=1e-6), "silent.closing"),
     ]
     d.prompt_finished("silent.closing", after_s=2.2)
     hangups = d.of_type(cmd.HangupCall)
-    assert [(at, c.call) for at, c in hangups] == [(pytest.approx(done_first + 2.5 + 2.2), CALL)]
+    assert [(at, c.call) for at, c in hangups] == [
+        (pytest.approx(done_first + 2.5 + 2.2, abs=1e-6), CALL)
+    ]
 
 
 def test_drop_is_logged_with_every_silence_measured() -> None:
     """The drop's log entry carries the silence before each prompt and after the closing one."""
     d = greeted()
-    d.after(5)
+    d.until_prompt()
     d.prompt_finished("silent.prompt", after_s=2.0)
-    d.after(5)
+    d.until_prompt()
     d.prompt_finished("silent.closing", after_s=2.2)
     (note,) = d.notes("silent_caller_drop")
     assert note.fields["silences_s"] == [2.5, 2.5, 0.0]
-    assert note.fields["greeting_ended_at"] == pytest.approx(GREETING_END)
+    assert note.fields["greeting_ended_at"] == pytest.approx(GREETING_END, abs=1e-6)
 
 
 def test_each_step_is_logged_with_its_silence() -> None:
@@ -91,7 +93,7 @@ def test_caller_speech_before_the_first_prompt_cancels_the_procedure() -> None:
 def test_caller_speech_after_the_first_prompt_cancels_the_procedure() -> None:
     """The caller speaks after "Говорите, пожалуйста": no closing phrase, no drop."""
     d = greeted()
-    d.after(5)
+    d.until_prompt()
     d.prompt_finished("silent.prompt", after_s=2.0)
     d.speech(CALLER, d.now + 1.0, d.now + 1.6)
     d.after(30)
@@ -137,7 +139,7 @@ def test_noise_burst_shorter_than_min_speech_neither_cancels_nor_moves_the_promp
     d.speech(CALLER, GREETING_END + 0.8, GREETING_END + 0.9)
     d.after(10)
     (at, prompt), *_ = d.prompts()
-    assert (at, prompt) == (pytest.approx(GREETING_END + 2.5), "silent.prompt")
+    assert (at, prompt) == (pytest.approx(GREETING_END + 2.5, abs=1e-6), "silent.prompt")
     (noise,) = d.notes("silent_caller_noise")
     assert noise.fields["duration_ms"] == 100
 
@@ -149,9 +151,9 @@ def test_noise_burst_still_being_judged_at_the_due_instant_delays_the_prompt_unt
     d.speech(CALLER, due - 0.1, due, report_delay_s=0.3)
     d.after(10)
     (at, _), *_ = d.prompts()
-    assert at == pytest.approx(due + 0.3)
+    assert at == pytest.approx(due + 0.3, abs=1e-6)
     (step,) = d.notes("silent_caller_step")
-    assert step.fields["late_s"] == pytest.approx(0.3)
+    assert step.fields["late_s"] == pytest.approx(0.3, abs=1e-6)
 
 
 def test_burst_length_comes_from_the_real_end_when_the_detector_gives_none() -> None:
@@ -170,7 +172,7 @@ def test_greeting_is_presumed_over_after_greeting_max_s_when_the_agent_never_spe
     d.connect(at=T0)
     d.after(20)
     (at, _), *_ = d.prompts()
-    assert at == pytest.approx(T0 + 8 + 2.5)
+    assert at == pytest.approx(T0 + 8 + 2.5, abs=1e-6)
     assert d.notes("silent_caller_greeting_presumed")
 
 
@@ -182,7 +184,7 @@ def test_agent_speech_between_steps_restarts_the_silence_from_its_end() -> None:
     agent_end = d.now + 2.0
     d.speech(AGENT, d.now + 1.0, agent_end)
     d.after(10)
-    assert d.prompts()[1] == (pytest.approx(agent_end + 2.5), "silent.closing")
+    assert d.prompts()[1] == (pytest.approx(agent_end + 2.5, abs=1e-6), "silent.closing")
 
 
 def test_long_greeting_with_pauses_counts_from_its_last_part() -> None:
@@ -192,7 +194,7 @@ def test_long_greeting_with_pauses_counts_from_its_last_part() -> None:
     d.speech(AGENT, T0 + 0.5, T0 + 1.5)
     d.speech(AGENT, T0 + 2.2, T0 + 3.4)
     d.after(10)
-    assert d.prompts()[0][0] == pytest.approx(T0 + 3.4 + 2.5)
+    assert d.prompts()[0][0] == pytest.approx(T0 + 3.4 + 2.5, abs=1e-6)
 
 
 def test_zh_plays_three_steps_4_s_apart_and_hangs_up_3_s_after_the_last() -> None:
@@ -205,8 +207,10 @@ def test_zh_plays_three_steps_4_s_apart_and_hangs_up_3_s_after_the_last() -> Non
         done_at.append(d.now)
     d.after(10)
     starts = [GREETING_END + 4.0, done_at[0] + 4.0, done_at[1] + 4.0]
-    assert [at for at, _ in d.prompts()] == [pytest.approx(s) for s in starts]
-    assert [at for at, _ in d.of_type(cmd.HangupCall)] == [pytest.approx(done_at[2] + 3.0)]
+    assert [at for at, _ in d.prompts()] == [pytest.approx(s, abs=1e-6) for s in starts]
+    assert [at for at, _ in d.of_type(cmd.HangupCall)] == [
+        pytest.approx(done_at[2] + 3.0, abs=1e-6)
+    ]
 
 
 def test_zh_one_way_audio_says_the_callback_phrase_and_requests_a_callback() -> None:
@@ -259,7 +263,7 @@ def test_one_way_audio_from_a_withheld_number_notes_that_no_callback_is_possible
         ]
     )
     for prompt in ("silent.prompt1", "silent.prompt2", "silent.one_way"):
-        d.after(12.0)
+        d.until_prompt()
         d.prompt_finished(prompt, after_s=2.0)
     d.after(10)
     assert d.of_type(cmd.RequestCallback) == []
@@ -270,7 +274,7 @@ def test_one_way_audio_from_a_withheld_number_notes_that_no_callback_is_possible
 def test_prompt_that_fails_to_play_abandons_the_procedure_without_a_drop() -> None:
     """A caller is never dropped without hearing the phrase: a failed prompt ends the procedure."""
     d = greeted()
-    d.after(5)
+    d.until_prompt()
     d.prompt_finished("silent.prompt", after_s=1.0, ok=False)
     d.after(30)
     assert [p for _, p in d.prompts()] == ["silent.prompt"]
@@ -339,7 +343,7 @@ def test_separation_before_the_end_waits_for_the_next_agent() -> None:
     )
     reconnected = d.now
     d.after(30)
-    assert d.prompts()[0][0] == pytest.approx(reconnected + 8 + 2.5)
+    assert d.prompts()[0][0] == pytest.approx(reconnected + 8 + 2.5, abs=1e-6)
 
 
 def test_caller_hanging_up_ends_the_procedure() -> None:
@@ -396,4 +400,4 @@ def test_asterisk_default_threshold_still_prompts_at_the_configured_instant() ->
     d.connect(at=T0)
     d.speech(AGENT, T0 + 0.5, T0 + 2.0, report_delay_s=2.5)
     d.after(10)
-    assert d.prompts()[0][0] == pytest.approx(T0 + 2.0 + 2.5)
+    assert d.prompts()[0][0] == pytest.approx(T0 + 2.0 + 2.5, abs=1e-6)
