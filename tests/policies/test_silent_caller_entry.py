@@ -26,6 +26,7 @@ from pbx_agent.model.hooks import HookSession, PlayResult
 from tests.policies.call_driver import standards
 
 LEG = LegId("e.1")
+CALL = CallId("e.1")
 
 
 def fast_standards(**silent: Any) -> Standards:
@@ -52,7 +53,7 @@ class FakeSession:
     hook: str = "entry"
     params: Mapping[str, str] = field(default_factory=dict)
     leg: LegId = LEG
-    call: CallId = CallId("e.1")
+    call: CallId = CALL
     channel: str = "PJSIP/trunk-00000001"
     caller_number: str = "79161234567"
     caller_name: str = ""
