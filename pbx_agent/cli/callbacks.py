@@ -219,7 +219,7 @@ def handle_promise(args: argparse.Namespace) -> int:
         within = args.within or parse_duration(
             f"{config.standards_for().callbacks.promised_default_deadline_h}h"
         )
-        deadline = LoopClock().now() + within.total_seconds()
+        deadline = service.now_epoch() + within.total_seconds()
         try:
             job = await service.register_promise(args.number, deadline, args.note)
         except NumberUnusableError as exc:

@@ -20,7 +20,10 @@ Job states (``JobStatus``) and who moves them::
 
 ``after_attempt`` is the whole transition table for outcomes; ``plan_attempt`` is where an
 attempt may start. The scheduler (``pbx_agent.services.callbacks``) does the I/O and asks
-these functions every question that has a rule in it.
+these functions every question that has a rule in it. ``CallbackDropPolicy`` is the per-call
+part in the engine's policy shape: an inbound call cancels the customer's pending callbacks,
+and the end of a call is classified (``classify_drop``) into a ``RequestCallback`` or a
+``no_callback`` note carrying the cause that drove the decision.
 
 Scheduling rules (``CallbackRules``):
 - attempt *k* (0-based) is due ``attempt_offsets[k]`` after the job's anchor (the drop, or

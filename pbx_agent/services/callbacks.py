@@ -46,6 +46,7 @@ from pbx_agent.clock import Clock, to_datetime
 from pbx_agent.errors import PbxAgentError, StoreUnavailable
 from pbx_agent.model.calls import Call
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback
+from pbx_agent.model.hooks import HookSession, HookSpec
 from pbx_agent.numbers import NormalizedNumber, Unusable, normalize
 from pbx_agent.policies.callbacks import (
     TERMINAL_STATUSES,
@@ -78,7 +79,7 @@ RULE = "R7"
 class CallbackDial:
     """One callback attempt to place."""
 
-    request_id: str  # unique per attempt; the adapter uses it as the Originate channel id
+    request_id: str  # a UUID, unique per attempt; the adapter's Originate channel id
     job_id: int
     attempt_no: int
     number: str  # E.164
@@ -226,6 +227,13 @@ class CallbackService:
         trigger_at = now if dropped_at is None else to_datetime(dropped_at)
         if not self._rules.enabled:
             log.info("callback.disabled", call_id=call_id, reason=reason)
+            return None
+        if kind is JobKind.ONE_WAY_AUDIO and not self._rules.drop.one_way_audio:
+            log.info(
+                "callback.not_needed",
+                call_id=call_id,
+                reason=f"{reason}: one-way audio does not call for a callback here",
+            )
             return None
         customer = await self._usable(number, call_id=call_id, reason=reason, now=now)
         if customer is None:
@@ -591,6 +599,10 @@ class CallbackService:
     def _now(self) -> datetime:
         return to_datetime(self._clock.now())
 
+    def now_epoch(self) -> float:
+        """The service's clock (epoch seconds)."""
+        return self._clock.now()
+
     async def _usable(
         self, number: str, *, call_id: str | None, reason: str, now: datetime
     ) -> NormalizedNumber | None:
@@ -706,8 +718,11 @@ class CallbackService:
 
 
 def _request_id(job_id: int, attempt_no: int) -> str:
-    # Readable in PBX logs, unique even if a site recreates its database (job ids restart).
-    return f"cb-{job_id}-{attempt_no}-{uuid.uuid4().hex[:12]}"
+    """A fresh UUID per attempt: unique even if a site recreates its database (job ids
+    restart), and usable as is where the PBX wants a UUID (Asterisk ``ChannelId`` and
+    ``AudioSocket()``, FreeSWITCH ``origination_uuid``)."""
+    del job_id, attempt_no  # the attempt is found by this id; it need not encode them
+    return str(uuid.uuid4())
 
 
 def _kind_for_reason(reason: str) -> JobKind:
@@ -724,3 +739,53 @@ def _kind_for_reason(reason: str) -> JobKind:
 
 def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
+
+
+# ---------------------------------------------------------------------- dialplan hook
+
+PROMISE_HOOK = "callback_promise"
+PROMISE_RESULT_VARIABLE = "PBXAGENT_PROMISE"
+
+
+def promise_hook(
+    service: CallbackService, *, default_within_h: float, deadline_s: float = 2.0
+) -> HookSpec:
+    """The ``callback_promise`` dialplan hook: registers a promised callback for the
+    calling customer (or ``number=``), due ``within_h=`` hours from now (default: the
+    configured ``promised_default_deadline_h``), with ``note=``::
+
+        same => n,AGI(agi://127.0.0.1:4573/callback_promise?within_h=72&note=tariff)
+
+    Sets ``PBXAGENT_PROMISE`` to the job id, ``refused`` (the number cannot be called back)
+    or ``unavailable`` (the daemon could not register it in time: the dialplan goes on)."""
+
+    async def handle(session: HookSession) -> None:
+        number = session.params.get("number") or session.caller_number
+        try:
+            within_h = float(session.params.get("within_h", default_within_h))
+        except ValueError:
+            within_h = default_within_h
+        if not 0 < within_h <= _MAX_PROMISE_H:
+            within_h = default_within_h
+        deadline = service.now_epoch() + within_h * 3600
+        try:
+            job = await service.register_promise(
+                number,
+                deadline,
+                session.params.get("note", ""),
+                call_id=str(session.call),
+            )
+        except NumberUnusableError:
+            await session.set_variable(PROMISE_RESULT_VARIABLE, "refused")
+            return
+        await session.set_variable(PROMISE_RESULT_VARIABLE, str(job.id))
+
+    async def unavailable(session: HookSession) -> None:
+        await session.set_variable(PROMISE_RESULT_VARIABLE, "unavailable")
+
+    return HookSpec(
+        name=PROMISE_HOOK, handler=handle, deadline_s=deadline_s, on_timeout=unavailable
+    )
+
+
+_MAX_PROMISE_H = 30 * 24

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,13 +16,21 @@ from pbx_agent.errors import PbxConnectionLost
 from pbx_agent.model.calls import Call
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback
 from pbx_agent.model.events import CallId
-from pbx_agent.policies.callbacks import AttemptOutcome, CallbackRules, JobKind, JobStatus
+from pbx_agent.policies.callbacks import (
+    AttemptOutcome,
+    CallbackRules,
+    DropRules,
+    JobKind,
+    JobStatus,
+)
 from pbx_agent.services.callbacks import (
+    PROMISE_HOOK,
     CallbackDial,
     CallbackNotPlacedError,
     CallbackService,
     NumberUnusableError,
     SchedulerSettings,
+    promise_hook,
 )
 from pbx_agent.store import Store
 from tests.store.databases import db_url, store
@@ -136,7 +145,7 @@ async def test_attempt_is_committed_as_dialling_before_the_dialer_is_called(
     assert request.number == E164
     assert request.ring_time_s == 40
     assert request.detect_machine is True
-    assert request.request_id.startswith(f"cb-{job_id}-1-")
+    assert str(uuid.UUID(request.request_id)) == request.request_id
 
 
 async def test_anonymous_caller_gets_no_callback_and_the_log_says_why(
@@ -529,3 +538,63 @@ async def test_run_loop_dials_and_stops(store: Store, dialer: RecordingDialer) -
     finally:
         service.stop()
         await asyncio.wait_for(runner, 5)
+
+
+async def test_one_way_audio_request_is_ignored_where_it_does_not_count(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """The ru-style setting (one_way_audio false): the R2 drop asks for no callback."""
+    rules = CallbackRules(timezone=MOSCOW, drop=DropRules(one_way_audio=False))
+    service = service_for(store, clock, dialer, rules=rules)
+    await service.on_request_callback(
+        RequestCallback(number=NUMBER, reason="one_way_audio", trigger_call=CallId("c4")), None
+    )
+    assert await store.callbacks.list_jobs() == []
+
+
+class FakeHookSession:
+    """A leaf stand-in for one dialplan visit to a hook (no PBX behind it)."""
+
+    def __init__(self, params: dict[str, str], caller_number: str = NUMBER) -> None:
+        self.hook = PROMISE_HOOK
+        self.params = params
+        self.call = CallId("1795339509.30")
+        self.caller_number = caller_number
+        self.variables: dict[str, str] = {}
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self.variables[name] = value
+
+
+async def test_promise_hook_registers_a_promise_for_the_caller(
+    service: CallbackService, store: Store
+) -> None:
+    """AGI(.../callback_promise?within_h=24&note=...) stores the promise, returns its id."""
+    spec = promise_hook(service, default_within_h=72)
+    session = FakeHookSession({"within_h": "24", "note": "tariff"})
+    await spec.handler(session)  # type: ignore[arg-type]
+    [job] = await store.callbacks.list_jobs()
+    assert session.variables == {"PBXAGENT_PROMISE": str(job.id)}
+    assert job.kind is JobKind.PROMISED
+    assert job.number == E164
+    assert job.deadline_at == datetime.fromtimestamp(T0 + 24 * 3600, UTC)
+    assert job.trigger_call_id == "1795339509.30"
+
+
+async def test_promise_hook_refuses_an_anonymous_caller(service: CallbackService) -> None:
+    """A withheld caller cannot be promised a callback; the dialplan learns it."""
+    spec = promise_hook(service, default_within_h=72)
+    session = FakeHookSession({}, caller_number="anonymous")
+    await spec.handler(session)  # type: ignore[arg-type]
+    assert session.variables == {"PBXAGENT_PROMISE": "refused"}
+
+
+async def test_promise_hook_safe_default_lets_the_dialplan_go_on(
+    service: CallbackService,
+) -> None:
+    """If the daemon is too slow, the hook's default says the promise is unavailable."""
+    spec = promise_hook(service, default_within_h=72)
+    session = FakeHookSession({})
+    assert spec.on_timeout is not None
+    await spec.on_timeout(session)  # type: ignore[arg-type]
+    assert session.variables == {"PBXAGENT_PROMISE": "unavailable"}
