@@ -224,6 +224,7 @@ class Channel:
     media_dead: bool = False  # the far end vanished without a BYE (trace 08c)
     amd: AmdVerdict | None = None
     bridge_call_id: str = ""  # BRIDGEPVTCALLID: the SIP Call-ID
+    qos_reported: bool = False  # the RTPAUDIOQOS* VarSets were sent (once per channel)
 
     @property
     def is_up(self) -> bool:

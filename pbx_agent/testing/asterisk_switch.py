@@ -104,7 +104,7 @@ class OriginateRequest:
 
 @dataclass(slots=True)
 class OriginatedCall:
-    """One Originate the switch ran, and how it ended (for tests)."""
+    """One Originate the switch ran and its outcome (``done`` once OriginateResponse is out)."""
 
     request: OriginateRequest
     outcome: DialOutcome | None = None
@@ -342,9 +342,10 @@ class Switch:
 
     def qos(self, ch: Channel, *, start: int = 0) -> None:
         """The RTP statistics VarSets an answered PJSIP channel gets as it hangs up (02b)."""
-        if ch.tech is Tech.PJSIP and ch.answered_at is not None:
+        if ch.tech is Tech.PJSIP and ch.answered_at is not None and not ch.qos_reported:
             for name, value in tpl.RTP_QOS_VARIABLES[start:]:
                 self.varset(ch, name, value)
+            ch.qos_reported = True
 
     def bridge_snapshot(self, bridge: Bridge) -> BridgeSnapshot:
         return BridgeSnapshot(
@@ -850,8 +851,10 @@ class Switch:
         if ch.tech is Tech.LOCAL:
             self._local_hangup(ch)
             return
-        # 05b: a BYE on a channel that is not bridged carries no cause, and the channel
-        # ends with cause 0 once its application (the AGI) has returned.
+        # 05b: a BYE on a channel that is not bridged: the RTP statistics, HangupRequest
+        # without a cause, and the channel ends with cause 0 once its application (the
+        # AGI) has returned.
+        self.qos(ch)
         self.hangup_request(ch)
         self._end_unbridged(ch, soft_cause=tpl.SOFTHANGUP_APPUNLOAD, cause=0)
 
@@ -1350,10 +1353,15 @@ class Switch:
             return DialScript(DialOutcome.NO_SUCH_ENDPOINT)
         return self.default_dial_script
 
-    async def originate(self, req: OriginateRequest) -> OriginatedCall:
-        """Run one Originate to its outcome (07a-07f, 04a); the caller answers the action."""
+    def start_originate(self, req: OriginateRequest) -> OriginatedCall:
+        """Run one Originate in the background (07a-07f, 04a); ``done`` is set when its
+        OriginateResponse has been sent."""
         record = OriginatedCall(request=req)
         self.originated.append(record)
+        self.spawn(self._originate(req, record), name=f"originate {req.dial_string}")
+        return record
+
+    async def _originate(self, req: OriginateRequest, record: OriginatedCall) -> None:
         try:
             if req.dial_string.lower().startswith("local/"):
                 await self._originate_local(req, record)
@@ -1362,11 +1370,19 @@ class Switch:
         finally:
             record.done.set()
             self.changed()
-        return record
 
     def _originate_response(
-        self, req: OriginateRequest, *, success: bool, channel: str, uniqueid: str, reason: int
+        self,
+        record: OriginatedCall,
+        *,
+        success: bool,
+        channel: str,
+        uniqueid: str,
+        reason: int,
     ) -> None:
+        """OriginateResponse: the outcome is known (``record.done`` is set now, the call
+        itself may go on for long)."""
+        req = record.request
         values = {
             "Response": "Success" if success else "Failure",
             "Channel": channel,
@@ -1386,6 +1402,8 @@ class Switch:
             values["Context"] = req.context or ""
             values["Exten"] = req.exten or ""
         self.emit(render(layout, values=values))
+        record.done.set()
+        self.changed()
 
     def _outgoing(self, ch: Channel, req: OriginateRequest, app: str = "AppDial2") -> None:
         """The first events of a channel the switch places (07a, 04a)."""
@@ -1409,7 +1427,7 @@ class Switch:
         if script.outcome is DialOutcome.NO_SUCH_ENDPOINT or not resource:
             record.outcome = DialOutcome.NO_SUCH_ENDPOINT
             self._originate_response(
-                req, success=False, channel=req.dial_string, uniqueid=unknown, reason=0
+                record, success=False, channel=req.dial_string, uniqueid=unknown, reason=0
             )
             return
         # PJSIP/<number>@<endpoint> names the channel after the endpoint, like the real one.
@@ -1438,7 +1456,7 @@ class Switch:
             await self.sleep(timeout_s)
             record.outcome = DialOutcome.NO_ANSWER
             self._originate_response(
-                req, success=False, channel=req.dial_string, uniqueid=unknown, reason=3
+                record, success=False, channel=req.dial_string, uniqueid=unknown, reason=3
             )
             self._finish(ch, 19, 480)
             return
@@ -1451,16 +1469,26 @@ class Switch:
             # DialEnd before OriginateResponse as in 07c and 07f (07b had them swapped).
             self._dest_event("DialEnd", ch, DialStatus="BUSY" if busy else "NOANSWER")
             self._originate_response(
-                req, success=False, channel=req.dial_string, uniqueid=unknown, reason=0
+                record, success=False, channel=req.dial_string, uniqueid=unknown, reason=0
             )
             self.hangup_event(ch, cause, tech_cause)
             self._gone(ch)
             if rings:
                 self.device_state(ch, "NOT_INUSE")
             return
+        # "OriginateResponse (Success, Reason 4) and Newstate Up arrive in the same ms, in
+        # either order": after DialEnd into a context (07a), before Newstate for an
+        # Application (07f).
+        if req.application is not None:
+            self._originate_response(
+                record, success=True, channel=ch.name, uniqueid=ch.uniqueid, reason=4
+            )
         self.newstate(ch, STATE_UP)
         self._dest_event("DialEnd", ch, DialStatus="ANSWER")
-        self._originate_response(req, success=True, channel=ch.name, uniqueid=ch.uniqueid, reason=4)
+        if req.application is None:
+            self._originate_response(
+                record, success=True, channel=ch.name, uniqueid=ch.uniqueid, reason=4
+            )
         self.device_state(ch, "INUSE")
         await self._after_answer(ch, req)
 
@@ -1500,7 +1528,7 @@ class Switch:
         self.device_state(one, "INUSE")
         record.outcome = DialOutcome.ANSWER
         self._originate_response(
-            req, success=True, channel=one.name, uniqueid=one.uniqueid, reason=4
+            record, success=True, channel=one.name, uniqueid=one.uniqueid, reason=4
         )
         self.newstate(two, STATE_UP)
         self.device_state(two, "INUSE")

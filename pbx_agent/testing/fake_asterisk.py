@@ -311,7 +311,8 @@ class FakeAsterisk:
         self.write_timeout_s = write_timeout_s
         self.frozen = False
         self.chunking: int | Sequence[int] | None = None
-        self.chunk_pause_s = 0.002
+        # With TCP_NODELAY each chunk leaves as its own segment; a pause can widen the gap.
+        self.chunk_pause_s = 0.0
         self.ignore_actions: set[str] = set()
         self.received: list[ReceivedAction] = []
         self.events: list[AmiMessage] = []
@@ -664,7 +665,7 @@ class FakeAsterisk:
                     writer.write(chunk)
                     await asyncio.wait_for(writer.drain(), self.write_timeout_s)
                     if self.chunking is not None:
-                        await asyncio.sleep(self.chunk_pause_s)
+                        await asyncio.sleep(self.chunk_pause_s)  # 0: yield, let it go out
         except (ConnectionError, TimeoutError):
             client.closing = True
             writer.close()
@@ -1049,9 +1050,11 @@ class FakeAsterisk:
         is_async = (message.get("Async") or "").strip().lower() in ("true", "yes", "1", "on")
         if is_async:
             self._reply(client, message, "Success", [("Message", tpl.MSG_ORIGINATE_QUEUED)])
-            self.switch.spawn(self.switch.originate(request), name=f"originate {dial_string}")
+            self.switch.start_originate(request)
             return
-        record = await self.switch.originate(request)
+        # Without Async the session waits for the outcome, as Asterisk's does.
+        record = self.switch.start_originate(request)
+        await record.done.wait()
         if record.outcome is DialOutcome.ANSWER:
             self._reply(client, message, "Success", [("Message", tpl.MSG_ORIGINATE_QUEUED)])
         else:

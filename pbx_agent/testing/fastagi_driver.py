@@ -431,38 +431,38 @@ class FastAgiSession:
     async def _play(self, length_s: float, escape: str) -> tuple[str | None, float]:
         """Play ``length_s`` of sound (scaled); a digit in ``escape`` or a hang-up cuts it.
         Returns (digit or "hangup" or None, seconds played before scaling)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        scaled = self.switch.scaled(length_s)
-        deadline = started + scaled
+        clock = self.switch.clock
+        started = clock.now()
+        deadline = started + self.switch.scaled(length_s)
         queue = self.switch.digit_queue(self.channel)
         while True:
-            remaining = deadline - loop.time()
+            remaining = deadline - clock.now()
             if remaining <= 0:
                 return None, length_s
             outcome = await self._next_digit_or_hangup(queue, remaining)
             if outcome == "hangup":
-                return "hangup", _unscale(loop.time() - started, self.switch)
+                return "hangup", _unscale(clock.now() - started, self.switch)
             if outcome is not None and outcome in escape:
-                return outcome, _unscale(loop.time() - started, self.switch)
+                return outcome, _unscale(clock.now() - started, self.switch)
 
     async def _next_digit_or_hangup(
         self, queue: asyncio.Queue[str], timeout_s: float
     ) -> str | None:
-        """A digit, ``"hangup"``, or None after ``timeout_s`` (real seconds)."""
+        """A digit, ``"hangup"``, or None after ``timeout_s`` on the switch's clock."""
         if self.hung_up.is_set():
             return "hangup"
         if not queue.empty():
             return queue.get_nowait()
         getter = asyncio.ensure_future(queue.get())
         hangup = asyncio.ensure_future(self.hung_up.wait())
+        timer = asyncio.ensure_future(self.switch.sleep(timeout_s))
         try:
             done, _ = await asyncio.wait(
-                {getter, hangup}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+                {getter, hangup, timer}, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            getter.cancel()
-            hangup.cancel()
+            for waiter in (getter, hangup, timer):
+                waiter.cancel()
         if getter in done and not getter.cancelled():
             return getter.result()
         if hangup in done:
