@@ -1,0 +1,438 @@
+"""The facts sink: what the policies ask to persist (``RecordFact``, ``FlagNumber``) and every
+decision the engine logs, written to the store without ever holding the engine up.
+
+Theory of operation
+-------------------
+The composition root registers this service with the engine (``register``): the handlers
+for ``RecordFact`` and ``FlagNumber`` and a decision listener. None of them does I/O: each
+puts one item on a bounded queue and returns. One writer task, owned by the service,
+takes the items in order and writes them:
+
+- ``interaction`` facts become ``interactions`` rows (what night routing counts), ``call``
+  facts ``calls`` rows, ``hold`` facts ``holds`` rows (holds of the customer only: the
+  share of calls with hold is about the customer; every hold is in ``decisions`` anyway).
+  Other kinds (``dead_air``, ``talk_over``, ...) have no table of their own: the decision
+  the engine logged for them, with every field, is their record.
+- ``FlagNumber`` flags the number, with the default expiry of the call's standards
+  (``flags.default_expiry_days``; none: no expiry), counted from when the flag was asked.
+- decisions go to ``decisions``, consecutive ones in one transaction (up to ``batch_size``).
+
+Numbers are normalised here (``pbx_agent.numbers``, the site's ``default_region``), so
+``8 916 ...`` and ``+7 916 ...`` are one customer. A fact about a caller without a usable
+number (anonymous, withheld, unparsable) is not an interaction anyone can count: it is
+logged (``fact_not_recorded``) and counted, not written; the call record keeps no number.
+
+A store outage (``StoreUnavailable``) is logged (``facts_store_unavailable``), counted and
+retried with a growing pause (``retry_initial_s`` doubling up to ``retry_max_s``), the
+failed item first, so nothing is lost or reordered while the queue has room. It is never
+raised into the engine. When the queue is full (``queue_size`` items waiting: a long outage)
+the *newest* item is dropped, whatever its kind: facts, flags and decisions alike; the
+first drop is logged (``facts_queue_full``) and the count when the queue accepts again
+(``facts_queue_recovered``). Values are clipped to their column widths and decision
+details made JSON-safe before writing, so a row is never refused for its content.
+
+Invariants: the engine-facing methods never await I/O and never raise; one writer task,
+started by ``start`` and ended by ``close`` (which first lets the queue drain for up to
+``close_timeout_s``); times in the store are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import structlog
+
+from pbx_agent.clock import Clock, to_datetime
+from pbx_agent.errors import StoreUnavailable
+from pbx_agent.model.commands import FlagNumber, RecordFact
+from pbx_agent.numbers import NormalizedNumber, Unusable, normalize
+from pbx_agent.store import CallerFlag, CallRecord, HoldRecord, Interaction, Store
+from pbx_agent.store.schema import decisions as decisions_table
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from pbx_agent.engine import Decision, Engine
+    from pbx_agent.model.calls import Call
+
+log = structlog.get_logger("pbx_agent.facts")
+
+# Column widths (``pbx_agent.store.schema``): longer values are clipped, never refused.
+_ID_WIDTH = 128
+_RULE_WIDTH = 16
+_ACTION_WIDTH = 64
+_NUMBER_WIDTH = 64
+_TIER_WIDTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class FactsSettings:
+    queue_size: int = 10_000
+    batch_size: int = 200
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    close_timeout_s: float = 5.0
+
+
+@dataclass(slots=True)
+class FactsStats:
+    """What the sink did, for metrics and tests."""
+
+    written: Counter[str] = field(default_factory=Counter)  # by kind ("decision", "flag", ...)
+    not_recorded: Counter[str] = field(default_factory=Counter)  # by reason
+    dropped_queue_full: int = 0
+    store_failures: int = 0
+    lost_at_close: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Fact:
+    command: RecordFact
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    command: FlagNumber
+    set_at: datetime
+    expiry_days: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    decision: Decision
+
+
+_Item = _Fact | _Flag | _Decision
+
+
+class FactsService:
+    """Writes facts, flags and decisions to the store (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock,
+        default_region: str,
+        default_flag_expiry_days: int | None = None,
+        settings: FactsSettings | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._region = default_region
+        self._default_expiry_days = default_flag_expiry_days
+        self.settings = settings or FactsSettings()
+        self.stats = FactsStats()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(self.settings.queue_size)
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._dropping = 0  # items dropped since the queue last accepted one
+        self._unwritten = 0  # items of the batch in hand not written yet
+
+    # ------------------------------------------------------------------ wiring
+
+    def register(self, engine: Engine) -> None:
+        """Make this service the engine's sink for facts, flags and decisions."""
+        engine.register_service(RecordFact, self.record_fact)
+        engine.register_service(FlagNumber, self.flag_number)
+        engine.on_decision(self.on_decision)
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run(), name="facts-writer")
+
+    async def close(self) -> None:
+        """Let the queue drain (up to ``close_timeout_s``), then stop the writer."""
+        if self._writer is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.close_timeout_s):
+                await self._queue.join()
+        self._closing.set()
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        self._writer = None
+        left = self._queue.qsize() + self._unwritten
+        self._unwritten = 0
+        if left:
+            self.stats.lost_at_close += left
+            log.error("facts_lost_at_close", items=left, reason="the store did not take them")
+
+    async def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait until every item queued so far is written (tests, shutdown)."""
+        async with asyncio.timeout(timeout_s):
+            await self._queue.join()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    # ------------------------------------------------------------------ engine side (no I/O)
+
+    async def record_fact(self, command: RecordFact, call: Call | None) -> None:  # noqa: ARG002
+        """The engine's service handler for ``RecordFact``."""
+        self._offer(_Fact(command))
+
+    async def flag_number(self, command: FlagNumber, call: Call | None) -> None:
+        """The engine's service handler for ``FlagNumber``."""
+        standards = call.standards if call is not None else None
+        days = (
+            standards.flags.default_expiry_days
+            if standards is not None
+            else self._default_expiry_days
+        )
+        self._offer(_Flag(command, to_datetime(self._clock.now()), days))
+
+    def on_decision(self, decision: Decision) -> None:
+        """The engine's decision listener."""
+        self._offer(_Decision(decision))
+
+    def _offer(self, item: _Item) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.stats.dropped_queue_full += 1
+            if not self._dropping:
+                log.warning(
+                    "facts_queue_full",
+                    queue_size=self.settings.queue_size,
+                    dropped="the newest item (facts, flags and decisions alike)",
+                    item=_kind(item),
+                )
+            self._dropping += 1
+            return
+        if self._dropping:
+            log.warning("facts_queue_recovered", dropped=self._dropping)
+            self._dropping = 0
+
+    # ------------------------------------------------------------------ the writer
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.settings.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write_batch(self, batch: list[_Item]) -> None:
+        """Write in order; consecutive decisions go in one transaction."""
+        start = 0
+        while start < len(batch):
+            self._unwritten = len(batch) - start
+            item = batch[start]
+            if isinstance(item, _Decision):
+                end = start
+                while end < len(batch) and isinstance(batch[end], _Decision):
+                    end += 1
+                group = [i.decision for i in batch[start:end] if isinstance(i, _Decision)]
+                await self._with_retry("decision", len(group), partial(self._decisions, group))
+                start = end
+                continue
+            await self._with_retry(_kind(item), 1, partial(self._one, item))
+            start += 1
+        self._unwritten = 0
+
+    async def _with_retry(
+        self, kind: str, count: int, write: Callable[[], Awaitable[bool]]
+    ) -> None:
+        pause = self.settings.retry_initial_s
+        while True:
+            try:
+                written = await write()
+            except StoreUnavailable as exc:
+                self.stats.store_failures += 1
+                log.warning(
+                    "facts_store_unavailable",
+                    kind=kind,
+                    items=count,
+                    retry_in_s=pause,
+                    pending=self._queue.qsize(),
+                    error=str(exc),
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await self._closing.wait()
+                pause = min(pause * 2, self.settings.retry_max_s)
+                continue
+            except Exception as exc:  # a bug must not stop the writer: this item is lost
+                log.exception("fact_write_failed", kind=kind, error=repr(exc))
+                self.stats.not_recorded["write_failed"] += count
+                return
+            if written:
+                self.stats.written[kind] += count
+            return
+
+    async def _one(self, item: _Fact | _Flag) -> bool:
+        if isinstance(item, _Flag):
+            return await self._flag(item)
+        command = item.command
+        match command.kind:
+            case "interaction":
+                return await self._interaction(command.fields)
+            case "call":
+                return await self._call(command.fields)
+            case "hold":
+                return await self._hold(command.fields)
+        log.debug("fact_not_stored", kind=command.kind, reason="kept in decisions only")
+        return False
+
+    # ------------------------------------------------------------------ conversions
+
+    async def _interaction(self, fields: Mapping[str, Any]) -> bool:
+        number = self._customer(fields.get("number"), "interaction", fields)
+        if number is None:
+            return False
+        await self._store.interactions.add(
+            Interaction(
+                number=number.e164,
+                started_at=_time(fields["started_at"]),
+                ended_at=_optional_time(fields.get("ended_at")),
+                agent=_clip(fields.get("agent"), _ID_WIDTH),
+                queue=_clip(fields.get("queue"), _ID_WIDTH),
+                topic=_clip(fields.get("topic"), _ID_WIDTH),
+                call_id=_clip(fields.get("call_id"), _ID_WIDTH),
+            )
+        )
+        return True
+
+    async def _call(self, fields: Mapping[str, Any]) -> bool:
+        number = normalize(str(fields.get("caller_number") or ""), self._region)
+        await self._store.calls.save(
+            CallRecord(
+                call_id=_clip(str(fields["call_id"]), _ID_WIDTH) or "",
+                started_at=_time(fields["started_at"]),
+                ended_at=_optional_time(fields.get("ended_at")),
+                caller_number=number.e164 if isinstance(number, NormalizedNumber) else None,
+                agent=_clip(fields.get("agent"), _ID_WIDTH),
+                queue=_clip(fields.get("queue"), _ID_WIDTH),
+                had_hold=bool(fields.get("had_hold", False)),
+                end_reason=_clip(str(fields.get("end_reason") or ""), _ACTION_WIDTH) or "",
+            )
+        )
+        return True
+
+    async def _hold(self, fields: Mapping[str, Any]) -> bool:
+        held_role = fields.get("held_role")
+        if held_role not in (None, "caller"):
+            log.debug("fact_not_stored", kind="hold", reason=f"held party is {held_role}")
+            return False
+        await self._store.holds.add(
+            HoldRecord(
+                call_id=_clip(str(fields["call_id"]), _ID_WIDTH) or "",
+                started_at=_time(fields["started_at"]),
+                agent=_clip(fields.get("agent"), _ID_WIDTH),
+                tier=_clip(fields.get("tier"), _TIER_WIDTH),
+                ended_at=_optional_time(fields.get("ended_at")),
+                reminders=int(fields.get("reminders") or 0),
+                over_limit=bool(fields.get("over_limit", False)),
+                callback_offer_taken=bool(fields.get("callback_offer_taken", False)),
+            )
+        )
+        return True
+
+    async def _flag(self, item: _Flag) -> bool:
+        command = item.command
+        fields = {"set_by": command.set_by, "call_id": command.trigger_call}
+        number = self._customer(command.number, "flag", fields)
+        if number is None:
+            return False
+        expires = (
+            item.set_at + timedelta(days=item.expiry_days) if item.expiry_days is not None else None
+        )
+        await self._store.flags.set(
+            CallerFlag(
+                number=number.e164,
+                reason=command.reason,
+                set_by=_clip(command.set_by, _ID_WIDTH) or "",
+                set_at=item.set_at,
+                expires_at=expires,
+            )
+        )
+        log.info(
+            "number_flagged",
+            number=number.e164,
+            set_by=command.set_by,
+            reason=command.reason,
+            expires_at=expires.isoformat() if expires is not None else None,
+            call_id=command.trigger_call,
+        )
+        return True
+
+    async def _decisions(self, group: list[Decision]) -> bool:
+        rows = [self._decision_row(d) for d in group]
+        async with self._store.db.write("record decisions") as conn:
+            await conn.execute(sa.insert(decisions_table), rows)
+        return True
+
+    def _decision_row(self, decision: Decision) -> dict[str, Any]:
+        number = normalize(decision.number, self._region) if decision.number else None
+        return {
+            "at": to_datetime(decision.at),
+            "rule": _clip(decision.rule, _RULE_WIDTH) or "",
+            "action": _clip(decision.action, _ACTION_WIDTH) or "",
+            "reason": decision.reason,
+            "call_id": _clip(decision.call_id, _ID_WIDTH),
+            "number": number.e164 if isinstance(number, NormalizedNumber) else None,
+            "agent": _clip(decision.agent, _ID_WIDTH),
+            "details": _json_safe({"policy": decision.policy, **decision.fields}),
+        }
+
+    def _customer(
+        self, raw: object, kind: str, fields: Mapping[str, Any]
+    ) -> NormalizedNumber | None:
+        number = normalize(str(raw or ""), self._region)
+        if isinstance(number, Unusable):
+            self.stats.not_recorded[f"number_{number.reason}"] += 1
+            log.info(
+                "fact_not_recorded",
+                kind=kind,
+                reason=f"number_{number.reason}",
+                number=number.raw,
+                call_id=fields.get("call_id"),
+            )
+            return None
+        return number
+
+
+def _kind(item: _Item) -> str:
+    if isinstance(item, _Fact):
+        return item.command.kind
+    if isinstance(item, _Flag):
+        return "flag"
+    return "decision"
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return to_datetime(float(value))
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)
+
+
+def _clip(value: Any, width: int) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= width else text[:width]
+
+
+def _json_safe(details: Mapping[str, Any]) -> dict[str, Any]:
+    """``details`` as plain JSON values (tuples become lists, anything else its string)."""
+    safe: dict[str, Any] = json.loads(json.dumps(details, default=str, ensure_ascii=False))
+    return safe

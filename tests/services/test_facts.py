@@ -1,0 +1,416 @@
+"""The facts sink: facts, flags and decisions reach the store, on both databases, without ever
+holding the engine up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import sqlalchemy as sa
+from structlog.testing import capture_logs
+
+from pbx_agent.clock import ManualClock, to_datetime
+from pbx_agent.config.settings import resolve_standards
+from pbx_agent.engine import Decision, Engine
+from pbx_agent.model import calls as cm
+from pbx_agent.model import events as ev
+from pbx_agent.model.commands import FlagNumber, RecordFact
+from pbx_agent.model.events import CallId, LegId
+from pbx_agent.policies.interactions import CallFacts, InteractionHistory
+from pbx_agent.services.facts import FactsService, FactsSettings
+from pbx_agent.store import Store
+from pbx_agent.store.schema import decisions as decisions_table
+from tests.engine.builders import bridged_call_events
+from tests.store.databases import (
+    create_pg_database,
+    drop_pg_database,
+    pg_url,
+    sqlite_url,
+)
+
+T = TypeVar("T")
+T0 = datetime(2026, 6, 10, 20, 0, tzinfo=UTC).timestamp()
+E164 = "+79161234567"
+FAST = FactsSettings(retry_initial_s=0.01, retry_max_s=0.02, close_timeout_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """One migrated PostgreSQL database for the module (tests empty its tables first).
+
+    Set up on a thread of its own: it may be first asked for inside a running test loop.
+    """
+    name = _in_thread(create_pg_database)
+    url = pg_url(name)
+
+    async def migrate() -> None:
+        opened = Store.open(url)
+        try:
+            await opened.upgrade()
+        finally:
+            await opened.close()
+
+    try:
+        _in_thread(migrate)
+        yield url
+    finally:
+        _in_thread(lambda: drop_pg_database(name))
+
+
+def _in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated, empty store on each kind of database."""
+    if request.param == "sqlite":
+        opened = Store.open(sqlite_url(tmp_path))
+        await opened.upgrade()
+    else:
+        opened = Store.open(request.getfixturevalue("pg_database"))
+        async with opened.db.write("empty the tables") as conn:
+            await conn.exec_driver_sql(
+                "TRUNCATE interactions, caller_flags, holds, calls, decisions RESTART IDENTITY"
+            )
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def facts(store: Store) -> AsyncIterator[FactsService]:
+    service = FactsService(store, clock=ManualClock(T0), default_region="RU", settings=FAST)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+def interaction(number: str = "8 916 123-45-67", **extra: Any) -> RecordFact:
+    fields: dict[str, Any] = {
+        "number": number,
+        "call_id": "c.1",
+        "started_at": T0,
+        "ended_at": T0 + 120,
+        "agent": "alice",
+        "queue": "support",
+        "topic": "tariff",
+    }
+    fields.update(extra)
+    return RecordFact("interaction", fields)
+
+
+def decision(n: int, **extra: Any) -> Decision:
+    values: dict[str, Any] = {
+        "at": T0 + n,
+        "call_id": "c.1",
+        "rule": "R1",
+        "policy": "hold",
+        "action": "play_prompt",
+        "reason": f"step {n}",
+        "fields": {"leg": "c.1", "announcements": ({"at_s": 0.0},)},
+        "number": "89161234567",
+        "agent": "alice",
+    }
+    values.update(extra)
+    return Decision(**values)
+
+
+def call_with_standards(**overrides: Any) -> cm.Call:
+    call = cm.Call(id=CallId("c.1"), started_at=T0)
+    call.standards = resolve_standards("ru", "", overrides)
+    return call
+
+
+# ------------------------------------------------------------------------------ facts
+
+
+async def test_an_interaction_is_stored_under_the_normalised_number(
+    store: Store, facts: FactsService
+) -> None:
+    """'8 916 ...' is stored as +7916...: the key night routing counts by."""
+    await facts.record_fact(interaction(), None)
+    await facts.flush()
+    [row] = await store.interactions.for_number(E164, to_datetime(T0 - 1))
+    assert (row.agent, row.queue, row.topic, row.call_id) == ("alice", "support", "tariff", "c.1")
+    assert row.started_at == to_datetime(T0)
+    assert row.ended_at == to_datetime(T0 + 120)
+    assert facts.stats.written["interaction"] == 1
+
+
+async def test_an_anonymous_callers_interaction_is_not_stored_and_says_why(
+    store: Store, facts: FactsService
+) -> None:
+    """No usable number: nothing to count, logged and counted instead."""
+    with capture_logs() as logs:
+        await facts.record_fact(interaction("anonymous"), None)
+        await facts.flush()
+    assert await store.interactions.count_since(E164, to_datetime(0)) == 0
+    assert facts.stats.not_recorded["number_anonymous"] == 1
+    assert any(
+        e["event"] == "fact_not_recorded" and e["reason"] == "number_anonymous" for e in logs
+    )
+
+
+async def test_a_call_fact_becomes_a_call_record(store: Store, facts: FactsService) -> None:
+    """The call record carries the E.164 number, the agent, the hold mark and the end reason."""
+    fields = {
+        "call_id": "c.9",
+        "started_at": T0,
+        "ended_at": T0 + 300,
+        "caller_number": "+7 (916) 123-45-67",
+        "agent": "alice",
+        "queue": "support",
+        "had_hold": True,
+        "end_reason": "caller_hangup",
+    }
+    await facts.record_fact(RecordFact("call", fields), None)
+    await facts.flush()
+    record = await store.calls.get("c.9")
+    assert record is not None
+    assert (record.caller_number, record.had_hold, record.end_reason) == (
+        E164,
+        True,
+        "caller_hangup",
+    )
+
+
+async def test_a_hold_of_the_customer_is_stored(store: Store, facts: FactsService) -> None:
+    """The hold policy's fact becomes a holds row with its reminders and limit mark."""
+    fields = {
+        "call_id": "c.1",
+        "agent": "alice",
+        "tier": "specialist",
+        "held_leg": "c.1",
+        "held_role": "caller",
+        "started_at": T0,
+        "ended_at": T0 + 150,
+        "reminders": 2,
+        "over_limit": True,
+        "callback_offer_taken": False,
+    }
+    await facts.record_fact(RecordFact("hold", fields), None)
+    await facts.record_fact(RecordFact("hold", {**fields, "held_role": "agent"}), None)
+    await facts.flush()
+    [hold] = await store.holds.between(to_datetime(T0 - 1), to_datetime(T0 + 1))
+    assert (hold.reminders, hold.over_limit, hold.tier) == (2, True, "specialist")
+
+
+async def test_kinds_without_a_table_are_left_to_the_decisions(
+    store: Store, facts: FactsService
+) -> None:
+    """dead_air and friends are not written anywhere but the decisions table."""
+    await facts.record_fact(RecordFact("dead_air", {"call_id": "c.1"}), None)
+    await facts.flush()
+    assert sum(facts.stats.written.values()) == 0
+
+
+# ------------------------------------------------------------------------------ flags
+
+
+async def test_a_flag_gets_the_default_expiry_of_the_calls_standards(
+    store: Store, facts: FactsService
+) -> None:
+    """flags.default_expiry_days = 30: the flag expires 30 days after it was set."""
+    call = call_with_standards(flags={"default_expiry_days": 30})
+    await facts.flag_number(FlagNumber("89161234567", "abuse", "abuse_script", call.id), call)
+    await facts.flush()
+    [flag] = await store.flags.list_flags()
+    assert flag.number == E164
+    assert (flag.reason, flag.set_by) == ("abuse", "abuse_script")
+    assert flag.set_at == to_datetime(T0)
+    assert flag.expires_at == to_datetime(T0) + timedelta(days=30)
+
+
+async def test_a_flag_without_a_default_expiry_never_expires(
+    store: Store, facts: FactsService
+) -> None:
+    """The profiles' default: no expiry."""
+    call = call_with_standards()
+    await facts.flag_number(FlagNumber("+79161234567", "abuse", "abuse_script"), call)
+    await facts.flush()
+    [flag] = await store.flags.list_flags()
+    assert flag.expires_at is None
+
+
+async def test_an_unusable_number_is_not_flagged(store: Store, facts: FactsService) -> None:
+    """A withheld number cannot be recognised on its next call: nothing is stored."""
+    await facts.flag_number(FlagNumber("Restricted", "abuse", "abuse_script"), None)
+    await facts.flush()
+    assert await store.flags.list_flags() == []
+    assert facts.stats.not_recorded["number_withheld"] == 1
+
+
+# ------------------------------------------------------------------------------ decisions
+
+
+async def test_decisions_are_written_in_order_with_their_fields(
+    store: Store, facts: FactsService
+) -> None:
+    """Every decision becomes a row with its rule, action, reason, number and details."""
+    for n in range(5):
+        facts.on_decision(decision(n))
+    await facts.flush()
+    rows = await store.decisions.between(to_datetime(T0 - 1), to_datetime(T0 + 10))
+    assert [r.reason for r in rows] == [f"step {n}" for n in range(5)]
+    assert rows[0].number == E164
+    assert rows[0].details == {
+        "policy": "hold",
+        "leg": "c.1",
+        "announcements": [{"at_s": 0.0}],
+    }
+    assert facts.stats.written["decision"] == 5
+
+
+async def test_consecutive_decisions_share_one_transaction(store: Store) -> None:
+    """Decisions queued together are written by one multi-row insert, batch by batch."""
+    service = FactsService(
+        store,
+        clock=ManualClock(T0),
+        default_region="RU",
+        settings=FactsSettings(batch_size=50),
+    )
+    statements: list[int] = []
+
+    def count_inserts(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO DECISIONS"):
+            statements.append(1)
+
+    sa.event.listen(store.db.engine.sync_engine, "before_cursor_execute", count_inserts)
+    for n in range(120):
+        service.on_decision(decision(n))
+    await service.start()
+    try:
+        await service.flush()
+    finally:
+        await service.close()
+        sa.event.remove(store.db.engine.sync_engine, "before_cursor_execute", count_inserts)
+    async with store.db.read("count") as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(decisions_table))).scalar()
+    assert count == 120
+    assert len(statements) == 3  # 50 + 50 + 20
+
+
+async def test_a_decision_with_long_values_is_clipped_not_refused(
+    store: Store, facts: FactsService
+) -> None:
+    """A 300-character agent id still gets its decision written."""
+    facts.on_decision(decision(0, agent="a" * 300, action="x" * 100))
+    await facts.flush()
+    [row] = await store.decisions.between(to_datetime(T0 - 1), to_datetime(T0 + 1))
+    assert row.agent == "a" * 128
+    assert row.action == "x" * 64
+
+
+# ------------------------------------------------------------------------------ failures
+
+
+@pytest.fixture
+async def unmigrated(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store whose tables do not exist yet: every write fails until upgrade()."""
+    opened = Store.open(sqlite_url(tmp_path))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_a_store_outage_is_logged_counted_and_retried_until_it_ends(
+    unmigrated: Store,
+) -> None:
+    """Writes fail while the tables are missing; once they exist the same items are written."""
+    service = FactsService(unmigrated, clock=ManualClock(T0), default_region="RU", settings=FAST)
+    await service.start()
+    try:
+        with capture_logs() as logs:
+            service.on_decision(decision(0))
+            await service.record_fact(interaction(), None)
+            await _until(lambda: service.stats.store_failures >= 2)
+            await unmigrated.upgrade()
+            await service.flush()
+    finally:
+        await service.close()
+    assert any(e["event"] == "facts_store_unavailable" for e in logs)
+    assert service.stats.written == {"decision": 1, "interaction": 1}
+    assert await unmigrated.interactions.count_since(E164, to_datetime(0)) == 1
+
+
+async def test_decisions_do_not_raise_into_the_engine_while_the_store_is_down(
+    unmigrated: Store,
+) -> None:
+    """The listener only queues: the engine's call returns at once whatever the store does."""
+    settings = FactsSettings(retry_initial_s=0.01, retry_max_s=0.02, close_timeout_s=0.1)
+    service = FactsService(unmigrated, clock=ManualClock(T0), default_region="RU", settings=settings)
+    await service.start()
+    try:
+        for n in range(3):
+            service.on_decision(decision(n))
+        await _until(lambda: service.stats.store_failures >= 1)
+    finally:
+        await service.close()
+    assert service.stats.lost_at_close == 3
+
+
+async def test_a_full_queue_drops_the_newest_item_and_says_so(store: Store) -> None:
+    """queue_size = 2: the third item is dropped, counted and logged once."""
+    service = FactsService(
+        store, clock=ManualClock(T0), default_region="RU", settings=FactsSettings(queue_size=2)
+    )
+    with capture_logs() as logs:
+        for n in range(4):
+            service.on_decision(decision(n))
+        await service.start()
+        await service.flush()
+        service.on_decision(decision(9))
+        await service.flush()
+        await service.close()
+    assert service.stats.dropped_queue_full == 2
+    rows = await store.decisions.between(to_datetime(T0 - 1), to_datetime(T0 + 10))
+    assert [r.reason for r in rows] == ["step 0", "step 1", "step 9"]
+    events = [e["event"] for e in logs]
+    assert events.count("facts_queue_full") == 1
+    assert any(e["event"] == "facts_queue_recovered" and e["dropped"] == 2 for e in logs)
+
+
+# ------------------------------------------------------------------------------ with the engine
+
+
+async def test_an_engine_call_leaves_its_interaction_call_and_decisions_in_the_store(
+    store: Store,
+) -> None:
+    """Wired as the composition root does: a handled call is counted for night routing."""
+    clock = ManualClock(T0)
+    engine = Engine(clock=clock, policies=[InteractionHistory(), CallFacts()])
+    service = FactsService(store, clock=clock, default_region="RU", settings=FAST)
+    service.register(engine)
+    await service.start()
+    try:
+        for event in bridged_call_events():
+            engine.handle(event)
+        clock.advance(95)
+        engine.handle(ev.LegHungUp(LegId("c.1"), 16))
+        engine.handle(ev.LegHungUp(LegId("c.2"), 16))
+        await engine.drain()
+        await service.flush()
+    finally:
+        await service.close()
+    [row] = await store.interactions.for_number(E164, to_datetime(T0 - 1))
+    assert row.ended_at == to_datetime(T0 + 95)
+    assert (await store.calls.get("c.1")) is not None
+    recorded = await store.decisions.between(to_datetime(T0 - 1), to_datetime(T0 + 100))
+    assert {r.action for r in recorded} == {"record_fact"}
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.005)
