@@ -109,6 +109,12 @@ class Leg:
     def __repr__(self) -> str:
         return f"Leg({self.channel.name!r}, uniqueid={self.channel.uniqueid!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Leg) and other.channel is self.channel
+
+    def __hash__(self) -> int:
+        return id(self.channel)
+
     @property
     def name(self) -> str:
         return self.channel.name
@@ -304,7 +310,7 @@ class FakeAsterisk:
         self.host = host
         self._port = port
         self._clock = clock
-        self.time_scale = time_scale
+        self._time_scale = time_scale
         # Real Asterisk waits ~1 s before refusing a bad login (01a); short for tests.
         self.auth_failure_delay_s = auth_failure_delay_s
         self.auth_timeout_s = auth_timeout_s
@@ -338,7 +344,7 @@ class FakeAsterisk:
     def switch(self) -> Switch:
         if self._switch is None:
             self._switch = Switch(
-                clock=self.clock, emit=self._broadcast, time_scale=self.time_scale
+                clock=self.clock, emit=self._broadcast, time_scale=self._time_scale
             )
             self._switch.agi_launcher = self._launch_agi
             self._switch.sound_lengths["custom/announcement"] = 7.2  # 04a/04b
@@ -375,6 +381,17 @@ class FakeAsterisk:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    @property
+    def time_scale(self) -> float:
+        """Factor on the switch's own durations (sounds, Originate Timeout, AGI waits...)."""
+        return self.switch.time_scale if self._switch is not None else self._time_scale
+
+    @time_scale.setter
+    def time_scale(self, value: float) -> None:
+        self._time_scale = value
+        if self._switch is not None:
+            self._switch.time_scale = value
 
     @property
     def ami_address(self) -> tuple[str, int]:
