@@ -104,6 +104,36 @@ _VERSION_TEXT = (
 )
 
 
+# What ``myevents`` subscribes to (mod_event_socket.c): no CALLSTATE, no PLAYBACK_*.
+MYEVENTS = frozenset(
+    {
+        "CHANNEL_ANSWER",
+        "CHANNEL_APPLICATION",
+        "CHANNEL_BRIDGE",
+        "CHANNEL_CREATE",
+        "CHANNEL_DATA",
+        "CHANNEL_DESTROY",
+        "CHANNEL_EXECUTE",
+        "CHANNEL_EXECUTE_COMPLETE",
+        "CHANNEL_HANGUP",
+        "CHANNEL_HANGUP_COMPLETE",
+        "CHANNEL_ORIGINATE",
+        "CHANNEL_UUID",
+        "CHANNEL_OUTGOING",
+        "CHANNEL_PARK",
+        "CHANNEL_PROGRESS",
+        "CHANNEL_PROGRESS_MEDIA",
+        "CHANNEL_STATE",
+        "CHANNEL_UNBRIDGE",
+        "CHANNEL_UNPARK",
+        "DETECTED_SPEECH",
+        "DTMF",
+        "NOTALK",
+        "TALK",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedCommand:
     """One command a client sent, in arrival order; ``socket`` is inbound-N or outbound-N."""
@@ -242,6 +272,9 @@ class _Socket:
         self.subscription = _Subscription()
         self.authed = False
         self.closed = False
+        # Sync outbound sockets: events wait while an application blocks the socket and
+        # follow its reply (trace 05b).
+        self.held: list[bytes] | None = None
 
     def send(self, data: bytes) -> None:
         if self.closed or self.writer.is_closing():
@@ -250,7 +283,18 @@ class _Socket:
 
     def deliver(self, event: EslEvent) -> None:
         if self.subscription.wants(event):
-            self.send(encode_event(event, self.subscription.event_format or "plain"))
+            data = encode_event(event, self.subscription.event_format or "plain")
+            if self.held is not None:
+                self.held.append(data)
+            else:
+                self.send(data)
+
+    def release(self, first: bytes) -> None:
+        """Send ``first`` (the blocked reply), then the events held meanwhile."""
+        held, self.held = self.held or [], None
+        self.send(first)
+        for data in held:
+            self.send(data)
 
     def close(self) -> None:
         self.closed = True
@@ -582,7 +626,7 @@ class FakeFreeSwitch:
         sub = sock.subscription
         sub.event_format = words[-1] if words and words[-1] in formats else "plain"
         sub.only_uuid = words[0] if words and words[0] not in formats else None
-        sub.everything = True
+        sub.names |= MYEVENTS
         sock.send(encode_command_reply("+OK Events Enabled"))
 
     @staticmethod
@@ -855,6 +899,8 @@ class FakeFreeSwitch:
             return None
         cause = _FAILURE_CAUSE[outcome]
         status, phrase, disposition = SIP_FAILURE[cause]
+        if outcome is not OriginateOutcome.UNREACHABLE:
+            ch.network_addr = "127.0.0.1"  # the far end answered with a SIP error
         extra = {"sip_invite_failure_status": status, "sip_invite_failure_phrase": phrase}
         if disposition == "recv_refuse":
             extra |= {
@@ -914,13 +960,14 @@ class FakeFreeSwitch:
         self.model.unpark(a)
         app_uuid = new_uuid()
         self.model.execute(a, "bridge", dial, app_uuid)
+        self.model.set_call_state(a, "RING_WAIT")
         variables, endpoint = parse_dial_string(dial)
-        number = variables.get("origination_caller_id_number", caller_number or a.caller_number)
+        number = variables.get("origination_caller_id_number", caller_number or "")
         b = self.model.outbound(
             endpoint,
             uuid=variables.get("origination_uuid"),
             caller_number=number,
-            caller_name=variables.get("origination_caller_id_name", a.caller_name),
+            caller_name="",
             variables=variables,
             originator=a,
         )
@@ -1284,7 +1331,7 @@ class OutboundCall:
             sub = sock.subscription
             sub.event_format = args if args in ("plain", "json") else "plain"
             sub.only_uuid = ch.uuid
-            sub.everything = True
+            sub.names |= MYEVENTS
             sock.send(encode_command_reply("+OK Events Enabled"))
             if ch.alive:
                 model.park(ch)
@@ -1317,9 +1364,10 @@ class OutboundCall:
             sock.send(encode_command_reply("+OK"))
             self.switch._sendmsg(ch, command)  # noqa: SLF001
         else:
-            # Sync mode: the reply waits for the application (trace 05b).
+            # Sync mode: the reply waits for the application, its events after it (05b).
             reply = encode_command_reply("+OK")
-            self.switch._sendmsg(ch, command, done=lambda: sock.send(reply))  # noqa: SLF001
+            sock.held = []
+            self.switch._sendmsg(ch, command, done=lambda: sock.release(reply))  # noqa: SLF001
         if self.hang_up_during_next_execute and is_execute:
             self.hang_up_during_next_execute = False
             self.switch.later(0.001, self.hangup)
@@ -1345,6 +1393,8 @@ class OutboundCall:
                 session_uuid=ch.uuid, linger=True, channel_name=ch.name, linger_time=self.linger
             )
         )
+        # Nothing more of the channel reaches the socket after the linger notice (05a).
+        self.sock.subscription.event_format = None
         if self.linger >= 0:
             self.switch.later(self.linger, self._final_notice)
 

@@ -168,6 +168,7 @@ class FakeChannel:
     source: str = "mod_sofia"
     username: str = ""
     dialplan: str = "XML"
+    network_addr: str = "127.0.0.1"  # an outbound leg learns it when the far end answers
     callee_name: str = ""
     callee_number: str = ""
     orig_caller_name: str = ""
@@ -189,8 +190,9 @@ class FakeChannel:
     hold_accum_us: int = 0
     variables: dict[str, str] = field(default_factory=dict)
     peer: FakeChannel | None = None  # bridged with
-    other: FakeChannel | None = None  # Other-Leg-* profile (originator / originatee)
-    other_type: str = ""
+    other_type: str = ""  # originator / originatee, with other_profile
+    other_profile: list[tuple[str, str]] = field(default_factory=list)  # Other-Leg-* snapshot
+    originated: bool = False  # placed by an originate API (its caller id flips at answer)
     application: str = ""
     application_data: str = ""
     held: bool = False
@@ -289,7 +291,9 @@ class ChannelModel:
         return headers
 
     @staticmethod
-    def profile(ch: FakeChannel, prefix: str, *, index: bool = True) -> list[tuple[str, str]]:
+    def profile(
+        ch: FakeChannel, prefix: str, *, index: bool = True, zero_times: bool = False
+    ) -> list[tuple[str, str]]:
         """The caller profile block; FreeSWITCH leaves out empty fields."""
         logical = (
             "inbound" if prefix == "Other-Leg" and ch.direction == "outbound" else ch.direction
@@ -301,31 +305,49 @@ class ChannelModel:
             ("Dialplan", ch.dialplan if ch.direction == "inbound" else ""),
             ("Caller-ID-Name", ch.caller_name),
             ("Caller-ID-Number", ch.caller_number),
-            ("Orig-Caller-ID-Name", ch.orig_caller_name or ch.caller_name),
-            ("Orig-Caller-ID-Number", ch.orig_caller_number or ch.caller_number),
+            ("Orig-Caller-ID-Name", ch.orig_caller_name),
+            ("Orig-Caller-ID-Number", ch.orig_caller_number),
             ("Callee-ID-Name", ch.callee_name),
             ("Callee-ID-Number", ch.callee_number),
-            ("Network-Addr", "127.0.0.1"),
-            ("ANI", ch.orig_caller_number or ch.caller_number),
+            ("Network-Addr", ch.network_addr),
+            ("ANI", ch.orig_caller_number),
             ("Destination-Number", ch.destination),
             ("Unique-ID", ch.uuid),
             ("Source", ch.source),
             ("Context", ch.context),
             ("Channel-Name", ch.name),
         ]
-        times = [
-            ("Profile-Index", "1" if index else ""),
-            ("Profile-Created-Time", str(ch.created_us)),
-            ("Channel-Created-Time", str(ch.created_us)),
-            ("Channel-Answered-Time", str(ch.answered_us)),
-            ("Channel-Progress-Time", str(ch.progress_us)),
-            ("Channel-Progress-Media-Time", str(ch.progress_media_us)),
-            ("Channel-Hangup-Time", str(ch.hangup_us)),
-            ("Channel-Transfer-Time", "0"),
-            ("Channel-Resurrect-Time", "0"),
-            ("Channel-Bridged-Time", str(ch.bridged_us)),
-            ("Channel-Last-Hold", str(ch.last_hold_us)),
-            ("Channel-Hold-Accum", str(ch.hold_accum_us)),
+        stamps = [
+            ch.created_us,
+            ch.created_us,
+            ch.answered_us,
+            ch.progress_us,
+            ch.progress_media_us,
+            ch.hangup_us,
+            0,
+            0,
+            ch.bridged_us,
+            ch.last_hold_us,
+            ch.hold_accum_us,
+        ]
+        if zero_times:
+            stamps = [0] * len(stamps)
+        names = [
+            "Profile-Created-Time",
+            "Channel-Created-Time",
+            "Channel-Answered-Time",
+            "Channel-Progress-Time",
+            "Channel-Progress-Media-Time",
+            "Channel-Hangup-Time",
+            "Channel-Transfer-Time",
+            "Channel-Resurrect-Time",
+            "Channel-Bridged-Time",
+            "Channel-Last-Hold",
+            "Channel-Hold-Accum",
+        ]
+        times = [("Profile-Index", "1" if index else "")]
+        times += [(name, str(stamp)) for name, stamp in zip(names, stamps, strict=True)]
+        times += [
             ("Screen-Bit", "true"),
             ("Privacy-Hide-Name", "false"),
             ("Privacy-Hide-Number", "false"),
@@ -347,9 +369,9 @@ class ChannelModel:
         headers += prefix or []
         headers += self.basic(ch)
         headers += self.profile(ch, "Caller")
-        if ch.other is not None and ch.other_type:
+        if ch.other_type:
             headers.append(("Other-Type", ch.other_type))
-            headers += self.profile(ch.other, "Other-Leg", index=False)
+            headers += ch.other_profile
         if variables:
             headers += [(f"variable_{key}", value) for key, value in ch.variables.items()]
         headers += suffix or []
@@ -452,6 +474,7 @@ class ChannelModel:
             destination=destination,
         )
         ch.username = caller_number
+        ch.orig_caller_name, ch.orig_caller_number = caller_name, caller_number
         ch.call_state = "RINGING"
         ch.state, ch.state_number = "CS_INIT", 2
         ch.variables.update(
@@ -495,24 +518,36 @@ class ChannelModel:
     ) -> FakeChannel:
         """A leg FreeSWITCH places (originate, bridge): OUTGOING, CREATE, ORIGINATE."""
         user = endpoint.rsplit("/", maxsplit=1)[-1].split("@", maxsplit=1)[0]
+        if originator is None:
+            # An originate: the caller id is origination_caller_id_*; no network yet.
+            name, number = caller_name, caller_number
+            orig_name, orig_number = caller_name, caller_number
+        else:
+            # A bridge's B-leg shows the A-leg's current caller id (after its flip).
+            name = originator.caller_name
+            number = caller_number or originator.caller_number
+            orig_name, orig_number = originator.orig_caller_name, originator.orig_caller_number
         ch = self._new_channel(
             uuid=uuid,
             name=endpoint,
             direction="outbound",
-            caller_number=caller_number,
-            caller_name=caller_name or "Outbound Call",
+            caller_number=number,
+            caller_name=name,
             destination=user,
         )
         ch.source = "src/switch_ivr_originate.c"
         ch.callee_name = "Outbound Call"
         ch.callee_number = user
-        ch.orig_caller_name = caller_name
-        ch.orig_caller_number = caller_number
+        ch.orig_caller_name = orig_name
+        ch.orig_caller_number = orig_number
         ch.state, ch.state_number = "CS_NONE", 1
-        if originator is not None:
+        if originator is None:
+            ch.originated = True
+            ch.network_addr = ""
+        else:
             ch.call_uuid = originator.call_uuid
-            ch.other = originator
             ch.other_type = "originator"
+            ch.other_profile = self.profile(originator, "Other-Leg", index=False, zero_times=True)
         self.fire("CHANNEL_OUTGOING", ch, variables=False)
         ch.state = "CS_INIT"
         self.fire("CHANNEL_STATE", ch, variables=False)
@@ -550,22 +585,35 @@ class ChannelModel:
         return ch
 
     def progress(self, ch: FakeChannel, *, early_media: bool = False) -> None:
+        """180 Ringing (CHANNEL_PROGRESS) or 183 with media (CHANNEL_PROGRESS_MEDIA), 07a."""
+        ch.network_addr = "127.0.0.1"
         if early_media:
             ch.progress_media_us = self._micros()
             ch.answer_state = "early"
-            ch.call_state = "EARLY"
             self.fire("CHANNEL_PROGRESS_MEDIA", ch)
+            self.set_call_state(ch, "EARLY")
         else:
             ch.progress_us = self._micros()
-            ch.call_state = "RINGING"
             self.fire("CHANNEL_PROGRESS", ch)
+            self.set_call_state(ch, "RINGING")
 
     def answer(self, ch: FakeChannel) -> None:
+        ch.network_addr = "127.0.0.1"
         if not ch.media:
             ch.media = True
-            self.fire("CODEC", ch, variables=False)
-            write = ("switch_core_codec.c", "switch_core_session_set_write_codec", "450")
-            self.fire("CODEC", ch, variables=False, calling=write)
+            read = [
+                ("channel-read-codec-name", "PCMU"),
+                ("channel-read-codec-rate", "8000"),
+                ("channel-read-codec-bit-rate", "64000"),
+            ]
+            self.fire("CODEC", ch, variables=False, suffix=read)
+            write = [
+                ("Channel-Write-Codec-Name", "PCMU"),
+                ("Channel-Write-Codec-Rate", "8000"),
+                ("Channel-Write-codec-bit-rate", "64000"),
+            ]
+            calling = ("switch_core_codec.c", "switch_core_session_set_write_codec", "450")
+            self.fire("CODEC", ch, variables=False, suffix=write, calling=calling)
         ch.answered_us = self._micros()
         ch.answer_state = "answered"
         ch.variables.update(
@@ -581,16 +629,19 @@ class ChannelModel:
         self.fire("CHANNEL_ANSWER", ch)
         self.set_call_state(ch, "ACTIVE")
         ch.variables["endpoint_disposition"] = "ANSWER"
-        if ch.direction == "outbound":
+        if ch.originated:
+            # The originated leg now shows whom it reached (trace 02c CALL_UPDATE).
             ch.variables.update(
                 {
-                    "pre_transfer_caller_id_name": ch.orig_caller_name,
-                    "pre_transfer_caller_id_number": ch.orig_caller_number,
+                    "pre_transfer_caller_id_name": ch.caller_name,
+                    "pre_transfer_caller_id_number": ch.caller_number,
                     "channel_cid_flipped": "yes",
                 }
             )
-            if not ch.orig_caller_name:
+            if not ch.caller_name:
                 del ch.variables["pre_transfer_caller_id_name"]
+            ch.caller_name, ch.callee_name = ch.callee_name, ch.caller_name
+            ch.caller_number, ch.callee_number = ch.callee_number, ch.caller_number
             self.fire("CALL_UPDATE", ch, prefix=[("Direction", "RECV")])
 
     def execute(self, ch: FakeChannel, app: str, data: str, app_uuid: str) -> None:
@@ -639,7 +690,7 @@ class ChannelModel:
             self.execute_complete(ch, "park", "", "_none_", app_uuid)
 
     def playback_start(self, ch: FakeChannel, path: str) -> None:
-        self.fire("PLAYBACK_START", ch, suffix=[("Playback-File-Path", _sound_path(path))])
+        self.fire("PLAYBACK_START", ch, suffix=_playback_file(path))
 
     def playback_stop(
         self, ch: FakeChannel, path: str, *, samples: int, status: str = "done"
@@ -652,21 +703,21 @@ class ChannelModel:
                 "playback_samples": str(samples),
             }
         )
-        self.fire(
-            "PLAYBACK_STOP",
-            ch,
-            suffix=[("Playback-File-Path", _sound_path(path)), ("Playback-Status", status)],
-        )
+        self.fire("PLAYBACK_STOP", ch, suffix=[*_playback_file(path), ("Playback-Status", status)])
 
     def bridge(self, a: FakeChannel, b: FakeChannel) -> None:
         """A and B are answered; A's bridge application joins them (trace 02c)."""
-        self.set_call_state(a, "RING_WAIT")
-        self.set_call_state(a, "ACTIVE")
+        if a.call_state != "ACTIVE":
+            self.set_call_state(a, "ACTIVE")
         now = self._micros()
         a.bridged_us = now
         a.peer, b.peer = b, a
-        a.other, a.other_type = b, "originatee"
-        b.other, b.other_type = a, "originator"
+        a.callee_name, a.callee_number = b.callee_name, b.callee_number
+        a.other_type = "originatee"
+        a.other_profile = self.profile(b, "Other-Leg", index=False)
+        if not b.other_type:
+            b.other_type = "originator"
+            b.other_profile = self.profile(a, "Other-Leg", index=False, zero_times=True)
         a.variables.update(
             {
                 "originated_legs": f"{b.uuid};Outbound Call",
@@ -681,6 +732,7 @@ class ChannelModel:
             a,
             prefix=[("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)],
         )
+        self.set_state(b, "CS_EXCHANGE_MEDIA")
         for leg, other in ((b, a), (a, b)):
             leg.variables.update(
                 {
@@ -730,7 +782,7 @@ class ChannelModel:
             moh_uuid = new_uuid()
             peer.variables["hold_music_uuid"] = moh_uuid
             self.execute(peer, "playback", "local_stream://moh", moh_uuid)
-            self.fire("PLAYBACK_START", peer, suffix=[("Playback-File-Path", "local_stream://moh")])
+            self.playback_start(peer, "local_stream://moh")
         self.reinvite(ch)
 
     def unhold(self, ch: FakeChannel) -> None:
@@ -879,7 +931,10 @@ class ChannelModel:
         self.destroy(survivor)
 
 
-def _sound_path(path: str) -> str:
-    if "://" in path or path.startswith("/"):
-        return path
-    return f"/usr/share/freeswitch/sounds/{path}"
+def _playback_file(path: str) -> list[tuple[str, str]]:
+    """Playback-File-Type (for streams such as local_stream://) and Playback-File-Path."""
+    if "://" in path:
+        return [("Playback-File-Type", path.split("://", 1)[0]), ("Playback-File-Path", path)]
+    if not path.startswith("/"):
+        path = f"/usr/share/freeswitch/sounds/{path}"
+    return [("Playback-File-Path", path)]
