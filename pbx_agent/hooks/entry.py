@@ -362,7 +362,8 @@ def entry_hook_factory(daemon: Daemon) -> HookSpec | None:
     assert clock is not None
     feed = TalkFeed()
     engine.subscribe((ev.TalkingStarted, ev.TalkingStopped), feed.on_event)
-    pbx = config.pbx.kind
+    # The simulated PBX is the fake Asterisk: it names sounds as Asterisk does.
+    pbx = "asterisk" if config.pbx.kind == "simulated" else config.pbx.kind
     asterisk = config.asterisk
 
     async def talk_detection(session: HookSession) -> None:
@@ -380,7 +381,7 @@ def entry_hook_factory(daemon: Daemon) -> HookSpec | None:
         feed=feed,
         clock=clock,
         sounds=lambda key: sound_name(config, key, pbx),
-        talk_detection=talk_detection if pbx in ("asterisk", "simulated") else None,
+        talk_detection=talk_detection if pbx == "asterisk" else None,
         decide=decide,
     )
     return hook.spec(entry_deadline_s(config.standards_for().silent_caller))

@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pbx_agent.config.standards import FAREWELL, Standards
 from pbx_agent.model import calls as cm
@@ -72,6 +73,9 @@ from pbx_agent.policies.silent_caller import (
     awaits_prompt,
     begin,
 )
+
+if TYPE_CHECKING:
+    from pbx_agent.config import Config
 
 LINGER_TARGET = "linger"
 REQUEUE_TARGET = "requeue"
@@ -322,3 +326,9 @@ class LingeringPolicy:
                 {"after_farewell_s": round(now - state.farewell_at, 3)},
             ),
         ]
+
+
+def lingering_policy_factory(_config: Config) -> LingeringPolicy:
+    """For ``pbx_agent.daemon.POLICY_FACTORIES``. Always on: ``lingering.enabled`` is read per
+    call when the farewell code is pressed."""
+    return LingeringPolicy()

@@ -39,11 +39,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from pbx_agent.config.standards import ScriptRule, Standards
 from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
 from pbx_agent.model.events import LegId, Role
+
+if TYPE_CHECKING:
+    from pbx_agent.config import Config
 
 GUARD_TIMER = "step_guard"
 
@@ -286,3 +290,8 @@ class ScriptsPolicy:
 def _awaited(state: ScriptsState, event: cm.PromptDone, call: cm.Call) -> bool:
     playing = state.playing
     return playing is not None and event.leg == call.caller and event.prompt == playing.prompt
+
+
+def scripts_policy_factory(_config: Config) -> ScriptsPolicy:
+    """For ``pbx_agent.daemon.POLICY_FACTORIES``: every script of the call's standards."""
+    return ScriptsPolicy()

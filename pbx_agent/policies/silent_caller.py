@@ -77,6 +77,7 @@ from pbx_agent.model import commands as cmd
 from pbx_agent.model.events import LegId, Role
 
 if TYPE_CHECKING:
+    from pbx_agent.config import Config
     from pbx_agent.config.standards import SilentCallerRule, Standards
 
 # A timer may fire a hair early (the event loop's clock resolution); far inside ±50 ms.
@@ -627,6 +628,12 @@ class SilentCallerPolicy:
         commands = _cancel_timers(state)
         commands.append(cmd.Note("silent_caller_stopped", why))
         return replace(state, phase=Phase.FINISHED, greeting_pending=False), commands
+
+
+def silent_caller_policy_factory(_config: Config) -> SilentCallerPolicy:
+    """For ``pbx_agent.daemon.POLICY_FACTORIES``. Always on: ``silent_caller.enabled`` is read
+    per call (a queue may differ)."""
+    return SilentCallerPolicy()
 
 
 def _one_way(standards: Standards) -> bool:

@@ -10,7 +10,7 @@ import importlib
 
 from pbx_agent.lab.scenario import Scenario
 
-MODULES: tuple[str, ...] = ("foundation",)
+MODULES: tuple[str, ...] = ("foundation", "silent_caller", "lingering", "scripts")
 
 
 def all_scenarios() -> list[Scenario]:
