@@ -385,6 +385,7 @@ class EslClient:
                 PbxConnectionLost,
                 ProtocolError,
                 PbxActionFailed,
+                PbxActionTimeout,
                 TimeoutError,
             ) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
