@@ -62,7 +62,7 @@ from pbx_agent.policies.night_routing import (
     needs_history,
 )
 from pbx_agent.prompts import sound_name
-from pbx_agent.store.schema import interactions
+from pbx_agent.store.schema import caller_flags, interactions
 
 if TYPE_CHECKING:
     from pbx_agent.config import Config
@@ -85,39 +85,57 @@ MAX_HISTORY_ROWS = 1000
 
 
 class RouteLookup(Protocol):
-    """What the decision reads from the store."""
+    """What the decision reads from the store: the number's flag (when ``with_flag``) and its
+    interactions since ``since`` (when given), newest first, in one go."""
 
-    async def flag(self, number: str, now: datetime) -> FlagInfo | None: ...
-
-    async def history(self, number: str, since: datetime) -> list[PastInteraction]: ...
+    async def read(
+        self, number: str, now: datetime, *, with_flag: bool, since: datetime | None
+    ) -> tuple[FlagInfo | None, list[PastInteraction]]: ...
 
 
 class StoreRouteLookup:
-    """``RouteLookup`` on the daemon's store. Both reads use an index: the flags' primary
-    key, and ``interactions (number, started_at)``."""
+    """``RouteLookup`` on the daemon's store: both reads in one read transaction (one
+    connection checkout), each on an index: the flags' primary key and ``interactions
+    (number, started_at)``."""
 
     def __init__(self, store: Store, *, max_rows: int = MAX_HISTORY_ROWS) -> None:
         self._store = store
         self._max_rows = max_rows
 
-    async def flag(self, number: str, now: datetime) -> FlagInfo | None:
-        flag = await self._store.flags.get(number, now)
-        if flag is None:
-            return None
-        return FlagInfo(flag.reason, flag.set_by, flag.set_at, flag.expires_at)
-
-    async def history(self, number: str, since: datetime) -> list[PastInteraction]:
-        c = interactions.c
-        query = (
-            sa.select(c.started_at, c.topic)
-            .where(c.number == number)
-            .where(c.started_at >= since)
-            .order_by(c.started_at.desc())
-            .limit(self._max_rows)
-        )
-        async with self._store.db.read("read interaction history") as conn:
-            rows = (await conn.execute(query)).all()
-        return [PastInteraction(started_at, topic) for started_at, topic in rows]
+    async def read(
+        self, number: str, now: datetime, *, with_flag: bool, since: datetime | None
+    ) -> tuple[FlagInfo | None, list[PastInteraction]]:
+        flag: FlagInfo | None = None
+        history: list[PastInteraction] = []
+        if not with_flag and since is None:
+            return flag, history
+        async with self._store.db.read("read caller flag and history") as conn:
+            if with_flag:
+                row = (
+                    await conn.execute(
+                        sa.select(
+                            caller_flags.c.reason,
+                            caller_flags.c.set_by,
+                            caller_flags.c.set_at,
+                            caller_flags.c.expires_at,
+                        ).where(caller_flags.c.number == number)
+                    )
+                ).first()
+                if row is not None:
+                    found = FlagInfo(row.reason, row.set_by, row.set_at, row.expires_at)
+                    flag = found if found.active(now) else None
+            if since is not None:
+                c = interactions.c
+                query = (
+                    sa.select(c.started_at, c.topic)
+                    .where(c.number == number)
+                    .where(c.started_at >= since)
+                    .order_by(c.started_at.desc())
+                    .limit(self._max_rows)
+                )
+                rows = (await conn.execute(query)).all()
+                history = [PastInteraction(started_at, topic) for started_at, topic in rows]
+        return flag, history
 
 
 def default_ivr_target(config: Config, pbx: str) -> str:
@@ -158,15 +176,15 @@ class RouteDecider:
         number = normalize(caller_number, self._region)
         if isinstance(number, Unusable):
             return decide_route(RouteInputs(number), now, rules)
-        flag: FlagInfo | None = None
-        past: list[PastInteraction] = []
         read_history = needs_history(now, rules)
         try:
             async with asyncio.timeout(budget_s):
-                if needs_flag(rules):
-                    flag = await self._lookup.flag(number.e164, now)
-                if read_history:
-                    past = await self._lookup.history(number.e164, history_since(now, rules))
+                flag, past = await self._lookup.read(
+                    number.e164,
+                    now,
+                    with_flag=needs_flag(rules),
+                    since=history_since(now, rules) if read_history else None,
+                )
         except TimeoutError:
             return fallback(
                 "lookup_deadline", number=number.e164, budget_ms=round(budget_s * 1000, 1)

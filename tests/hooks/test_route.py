@@ -197,13 +197,11 @@ class SlowLookup:
         self.inner = inner
         self.delay_s = delay_s
 
-    async def flag(self, number: str, now: datetime) -> FlagInfo | None:
+    async def read(
+        self, number: str, now: datetime, *, with_flag: bool, since: datetime | None
+    ) -> tuple[FlagInfo | None, list[PastInteraction]]:
         await asyncio.sleep(self.delay_s)
-        return await self.inner.flag(number, now)
-
-    async def history(self, number: str, since: datetime) -> list[PastInteraction]:
-        await asyncio.sleep(self.delay_s)
-        return await self.inner.history(number, since)
+        return await self.inner.read(number, now, with_flag=with_flag, since=since)
 
 
 async def test_a_lookup_past_its_budget_sends_the_call_to_an_agent_within_the_deadline(
@@ -254,6 +252,25 @@ async def test_the_default_deadline_is_the_profiles_50_ms(store: Store) -> None:
 # ------------------------------------------------------------------------------ the query
 
 
+async def test_an_expired_flag_is_not_read_as_in_force(store: Store) -> None:
+    """A flag past its expiry comes back as no flag."""
+    now = NIGHT.astimezone(UTC)
+    await store.flags.set(
+        CallerFlag(E164, "abuse", "ops", set_at=now - timedelta(days=2), expires_at=now)
+    )
+    flag, history = await StoreRouteLookup(store).read(E164, now, with_flag=True, since=None)
+    assert (flag, history) == (None, [])
+
+
+async def test_a_flag_in_force_is_read_with_who_set_it(store: Store) -> None:
+    """The flag's reason, author and times come back for the decision's log."""
+    now = NIGHT.astimezone(UTC)
+    set_at = now - timedelta(days=2)
+    await store.flags.set(CallerFlag(E164, "abuse", "ops", set_at=set_at))
+    flag, _ = await StoreRouteLookup(store).read(E164, now, with_flag=True, since=None)
+    assert flag == FlagInfo("abuse", "ops", set_at, None)
+
+
 async def test_the_history_is_read_newest_first_from_the_trailing_window(store: Store) -> None:
     """Rows before the window's start are not read; the topic comes back with each row."""
     now = NIGHT.astimezone(UTC)
@@ -262,7 +279,10 @@ async def test_the_history_is_read_newest_first_from_the_trailing_window(store: 
         Interaction(number=E164, started_at=now - timedelta(hours=1), topic="tariff")
     )
     await store.interactions.add(Interaction(number=E164, started_at=now - timedelta(hours=2)))
-    got = await StoreRouteLookup(store).history(E164, now - timedelta(hours=24))
+    flag, got = await StoreRouteLookup(store).read(
+        E164, now, with_flag=True, since=now - timedelta(hours=24)
+    )
+    assert flag is None
     assert got == [
         PastInteraction(now - timedelta(hours=1), "tariff"),
         PastInteraction(now - timedelta(hours=2), None),
@@ -273,6 +293,8 @@ async def test_the_history_read_is_bounded(store: Store) -> None:
     """A number with more rows than max_rows gets only the newest max_rows."""
     now = NIGHT.astimezone(UTC)
     await add_interactions(store, now, *(h / 10 for h in range(1, 8)))
-    got = await StoreRouteLookup(store, max_rows=5).history(E164, now - timedelta(hours=24))
+    _, got = await StoreRouteLookup(store, max_rows=5).read(
+        E164, now, with_flag=False, since=now - timedelta(hours=24)
+    )
     assert len(got) == 5
     assert got[0].started_at == now - timedelta(hours=0.1)
