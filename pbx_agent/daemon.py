@@ -64,20 +64,33 @@ def role_rules(config: Config) -> RoleRules:
 def build_policies(config: Config) -> list[Policy]:
     """Every standard the daemon enforces, in the order they see each event."""
     policies: list[Policy] = []
-    for factory in POLICY_FACTORIES:
+    for factory in _policy_factories():
         policy = factory(config)
         if policy is not None:
             policies.append(policy)
     return policies
 
 
-# Each standard's module contributes a factory ``(config) -> Policy | None``.
-POLICY_FACTORIES: list[Callable[[Config], Policy | None]] = []
+def _policy_factories() -> list[Callable[[Config], Policy | None]]:
+    """Each standard's module contributes a factory ``(config) -> Policy | None``."""
+    from pbx_agent.policies.lingering import lingering_policy_factory  # noqa: PLC0415
+    from pbx_agent.policies.scripts import scripts_policy_factory  # noqa: PLC0415
+    from pbx_agent.policies.silent_caller import silent_caller_policy_factory  # noqa: PLC0415
 
-# Each dialplan hook contributes a factory ``(daemon) -> HookSpec | None``. Hooks are built
-# before the adapter starts and may reach the adapter, store and services through the daemon
-# at call time.
-HOOK_FACTORIES: list[Callable[[Daemon], HookSpec | None]] = []
+    return [
+        silent_caller_policy_factory,
+        lingering_policy_factory,
+        scripts_policy_factory,
+    ]
+
+
+def _hook_factories() -> list[Callable[[Daemon], HookSpec | None]]:
+    """Each dialplan hook contributes a factory ``(daemon) -> HookSpec | None``. Hooks are
+    built before the adapter starts and reach the adapter, store and services through the
+    daemon at call time."""
+    from pbx_agent.hooks.entry import entry_hook_factory  # noqa: PLC0415
+
+    return [entry_hook_factory]
 
 
 @dataclass
@@ -106,7 +119,7 @@ class Daemon:
             shadow=config.shadow,
         )
         await self._start_store()
-        for hook_factory in HOOK_FACTORIES:
+        for hook_factory in _hook_factories():
             spec = hook_factory(self)
             if spec is not None:
                 self.hooks.register(spec)

@@ -169,7 +169,9 @@ class AsteriskAdapter:
             self._handle(ev.PromptFinished(whisper.leg, whisper.prompt, ok=True))
         program = self.hold_programs.get(leg)
         if program is not None:
+            # Gone although nobody stopped it: tell the policy, the held party may hear silence.
             self._forget_program(program)
+            self._handle(ev.PromptFinished(program.leg, cmd.HOLD_PROGRAM_PROMPT, ok=False))
 
     def _helper_originated(self, outcome: ev.OriginateOutcome) -> None:
         if outcome.outcome == "answered":
@@ -193,6 +195,7 @@ class AsteriskAdapter:
                 reason=outcome.cause_text or outcome.outcome,
             )
             self._forget_program(program)
+            self._handle(ev.PromptFinished(program.leg, cmd.HOLD_PROGRAM_PROMPT, ok=False))
 
     async def _resync(self) -> None:
         """After (re)login: tell the engine exactly which legs are alive now."""
@@ -282,6 +285,17 @@ class AsteriskAdapter:
                 return await self._record(call)
         msg = f"the Asterisk adapter cannot execute {type(command).__name__}"
         raise PbxAgentError(msg)
+
+    async def _hangup(self, channel: str, cause: int, call_id: str) -> str:
+        """Hang a channel up. One already gone (a bridged peer Asterisk hung up a moment
+        earlier, a caller who just left) is what was wanted: not a failure."""
+        try:
+            await self._act("Hangup", [("Channel", channel), ("Cause", str(cause))], call_id=call_id)
+        except PbxActionFailed as exc:
+            if "no such channel" not in exc.message.lower():
+                raise
+            return f"{channel} already gone"
+        return f"hung up {channel} with cause {cause}"
 
     def _channel(self, call: Call, leg: LegId) -> str:
         found = call.legs.get(leg)
