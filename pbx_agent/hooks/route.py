@@ -27,8 +27,10 @@ the FastAGI server runs the safe default, which sets ``PBXAGENT_ROUTE=agent``.
 
 Invariants: the hook never holds a call past its deadline nor sends anyone to the IVR on a
 guess; exactly one ``route_decision`` log event per call, with the decision's inputs
-(number, flag, count, window, local time) and how long it took; every value set comes from
-the configuration or the decision, never from the caller.
+(number, flag, count, window, local time) and how long it took, also recorded as one of the
+daemon's decisions (``night_routing``: ``night_ivr`` R5, ``flagged_queue`` R9,
+``route_agent``) so the figures count night IVR routings; every value set comes from the
+configuration or the decision, never from the caller.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import structlog
 from pbx_agent.clock import Clock, to_datetime
 from pbx_agent.config.settings import AsteriskContexts
 from pbx_agent.errors import StoreUnavailable
+from pbx_agent.model import commands as cmd
 from pbx_agent.model.hooks import HookSession, HookSpec
 from pbx_agent.numbers import Unusable, normalize
 from pbx_agent.policies.night_routing import (
@@ -195,6 +198,17 @@ class RouteDecider:
         return decide_route(inputs, now, rules)
 
 
+# How each route is recorded among the daemon's decisions: (rule, action).
+DECISION_ACTIONS: dict[Route, tuple[str, str]] = {
+    Route.AGENT: ("R5", "route_agent"),
+    Route.IVR: ("R5", "night_ivr"),
+    Route.FLAGGED: ("R9", "flagged_queue"),
+}
+POLICY = "night_routing"
+
+Decide = Callable[[str, cmd.Note, HookSession], None]
+
+
 class RouteHook:
     """The ``route`` hook's handler and safe default. See the module docstring."""
 
@@ -205,9 +219,11 @@ class RouteHook:
         sounds: Callable[[str], str],
         deadline_s: float,
         lookup_share: float = LOOKUP_SHARE,
+        decide: Decide | None = None,
     ) -> None:
         self._decider = decider
         self._sounds = sounds
+        self._decide = decide
         self.deadline_s = deadline_s
         self.lookup_budget_s = deadline_s * lookup_share
         # Sessions whose decision has been logged: the safe default does not log another.
@@ -262,7 +278,7 @@ class RouteHook:
         fields.setdefault("number", session.caller_number)
         if apply_error is not None:
             fields["apply_error"] = apply_error
-        elapsed_ms = None if started is None else (time.perf_counter() - started) * 1000
+        elapsed_ms = None if started is None else round((time.perf_counter() - started) * 1000, 2)
         log.info(
             "route_decision",
             call_id=session.call,
@@ -272,18 +288,41 @@ class RouteHook:
             reason=decision.reason,
             notice=decision.notice,
             applied=applied,
-            elapsed_ms=None if elapsed_ms is None else round(elapsed_ms, 2),
+            elapsed_ms=elapsed_ms,
             **fields,
         )
+        if self._decide is not None:
+            rule, action = DECISION_ACTIONS[decision.route]
+            note = cmd.Note(
+                action,
+                decision.reason,
+                {
+                    "route": str(decision.route),
+                    "target": decision.target,
+                    "notice": decision.notice,
+                    "applied": applied,
+                    "elapsed_ms": elapsed_ms,
+                    **fields,
+                },
+            )
+            self._decide(rule, note, session)
 
 
-def route_hook(config: Config, lookup: RouteLookup, clock: Clock, *, pbx: str) -> RouteHook:
+def route_hook(
+    config: Config,
+    lookup: RouteLookup,
+    clock: Clock,
+    *,
+    pbx: str,
+    decide: Decide | None = None,
+) -> RouteHook:
     """The hook for this configuration (deadline: the site's ``night_routing.deadline_ms``)."""
     deadline_s = config.standards_for().night_routing.deadline_ms / 1000.0
     return RouteHook(
         RouteDecider(config, lookup, clock, pbx=pbx),
         sounds=lambda key: sound_name(config, key, pbx),
         deadline_s=deadline_s,
+        decide=decide,
     )
 
 
@@ -293,4 +332,11 @@ def route_hook_factory(daemon: Daemon) -> HookSpec | None:
         log.warning("route_hook_disabled", reason="the daemon has no store or clock")
         return None
     pbx = "asterisk" if daemon.config.pbx.kind == "simulated" else daemon.config.pbx.kind
-    return route_hook(daemon.config, StoreRouteLookup(daemon.store), daemon.clock, pbx=pbx).spec()
+    engine = daemon.engine
+
+    def decide(rule: str, note: cmd.Note, session: HookSession) -> None:
+        call = engine.model.calls.get(session.call) or engine.model.call_of(session.leg)
+        engine.record_decision(note, call=call, rule=rule, policy=POLICY)
+
+    lookup = StoreRouteLookup(daemon.store)
+    return route_hook(daemon.config, lookup, daemon.clock, pbx=pbx, decide=decide).spec()

@@ -26,6 +26,7 @@ from pbx_agent.hooks.route import (
     StoreRouteLookup,
     route_hook,
 )
+from pbx_agent.model.commands import Note
 from pbx_agent.model.hooks import HookRegistry
 from pbx_agent.pbx.fastagi import FastAgiServer
 from pbx_agent.policies.night_routing import FlagInfo, PastInteraction
@@ -106,8 +107,10 @@ def decisions(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------ routes
 
 
-async def test_a_third_night_call_goes_to_the_ivr_after_the_notice(store: Store) -> None:
-    """Two earlier interactions + this one's history of three: ivr, target and notice set."""
+async def test_a_night_call_after_three_handled_ones_goes_to_the_ivr_after_the_notice(
+    store: Store,
+) -> None:
+    """Three handled interactions in the last 24 h (more than 2): ivr, target and notice set."""
     await add_interactions(store, NIGHT, 1, 6, 20)
     with capture_logs() as logs:
         _, result = await run(hook_at(store, NIGHT), "89161234567")
@@ -172,6 +175,24 @@ async def test_a_caller_without_caller_id_goes_to_an_agent(store: Store) -> None
     _, result = await run(hook_at(store, NIGHT), "")
     assert variables(result)[ROUTE_VARIABLE] == "agent"
     assert variables(result)[REASON_VARIABLE] == "number_empty"
+
+
+async def test_each_route_is_recorded_among_the_daemons_decisions(store: Store) -> None:
+    """night_ivr (R5) with the decision's inputs, for the figures and the evidence."""
+    await add_interactions(store, NIGHT, 1, 2, 3)
+    recorded: list[tuple[str, Note]] = []
+    hook = route_hook(
+        config(),
+        StoreRouteLookup(store),
+        ManualClock(NIGHT.timestamp()),
+        pbx="asterisk",
+        decide=lambda rule, note, _session: recorded.append((rule, note)),
+    )
+    await run(hook, "89161234567")
+    [(rule, note)] = recorded
+    assert (rule, note.action, note.reason) == ("R5", "night_ivr", "night_repeat_caller")
+    assert note.fields["count"] == 3
+    assert note.fields["applied"] is True
 
 
 # ------------------------------------------------------------------------------ failures
