@@ -52,6 +52,9 @@ class StartHoldProgram:
 
     The program runs until ``StopHoldProgram`` (or the leg ends). ``announcements`` are in
     time order; after the last one, ``repeat`` (if set) is announced every ``repeat_every_s``.
+    A program that ends before it is stopped (its helper failed, the switch dropped it) is
+    reported as ``PromptFinished(leg, HOLD_PROGRAM_PROMPT, ok=False)``: the held party may be
+    hearing silence.
     """
 
     leg: LegId
@@ -61,6 +64,10 @@ class StartHoldProgram:
     repeat_every_s: float | None = None
     music_class: str = ""
     reason: str = ""
+
+
+HOLD_PROGRAM_PROMPT = "hold_program"
+"""The prompt name under which a hold program's unexpected end is reported."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
 
 if TYPE_CHECKING:
+    from pbx_agent.config import Config
     from pbx_agent.config.standards import DeadAirRule, Standards
 
 LOG_TIMER = "log"
@@ -188,6 +189,13 @@ class DeadAirPolicy:
         return replace(state, overlap_since=None)
 
 
+def dead_air_policy_factory(_config: Config) -> DeadAirPolicy:
+    """For ``pbx_agent.daemon.POLICY_FACTORIES``. Always on: ``dead_air.enabled`` is read per
+    call. Needs talk detection on both parties (the Asterisk adapter sets TALK_DETECT when
+    the parties connect)."""
+    return DeadAirPolicy()
+
+
 # ------------------------------------------------------------------------------ helpers
 
 
@@ -269,4 +277,4 @@ def _end_silence(
     ]
 
 
-__all__ = ["DeadAirPolicy", "DeadAirState", "Phase"]
+__all__ = ["DeadAirPolicy", "DeadAirState", "Phase", "dead_air_policy_factory"]

@@ -64,6 +64,7 @@ hold that started ends in exactly one ``RecordFact("hold", ...)``, whatever ende
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -75,8 +76,12 @@ from pbx_agent.model.events import LegId, Role
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from pbx_agent.config import Config
     from pbx_agent.config.standards import HoldRule, Standards
 
+
+# A program that keeps ending by itself is restarted this many times per hold, then given up.
+MAX_PROGRAM_RESTARTS = 2
 
 # ------------------------------------------------------------------------------ the plan
 
@@ -133,6 +138,19 @@ def hold_plan(rule: HoldRule, *, limit_s: float | None, offer: bool) -> HoldPlan
     return HoldPlan(tuple(entries), rule.reminder_prompt, every)
 
 
+def resumed_program(program: cmd.StartHoldProgram, now: float) -> cmd.StartHoldProgram:
+    """``program`` started again at ``now`` on its own timeline: announcements already due are
+    left out, and when none is left the next repetition becomes the one fixed announcement,
+    so the repetition keeps its grid."""
+    elapsed = now - program.started_at
+    left = tuple(a for a in program.announcements if a.at_s > elapsed)
+    if not left and program.repeat is not None and program.repeat_every_s:
+        last = program.announcements[-1].at_s if program.announcements else 0.0
+        steps = math.floor((elapsed - last) / program.repeat_every_s) + 1
+        left = (HoldAnnouncement(last + steps * program.repeat_every_s, program.repeat),)
+    return replace(program, announcements=left)
+
+
 def tier_limit(rule: HoldRule, tier: str | None) -> tuple[float, bool]:
     """The hold limit of ``tier`` and whether the tier was known; an unknown tier gets the
     strictest limit (the standard's limits are maxima)."""
@@ -168,6 +186,8 @@ class ActiveHold:
     callback_offer_taken: bool = False
     # Seconds into the hold at which the planned program was replaced (the offer was taken).
     plan_replaced_s: float | None = None
+    program: cmd.StartHoldProgram | None = None  # the program running now
+    restarts: int = 0  # programs restarted after ending by themselves
 
     @property
     def limit_key(self) -> str:
@@ -213,7 +233,28 @@ class HoldPolicy:
                 return self._timer(state, event.key, call, now)
             case cm.DigitReceived():
                 return self._digit(state, event, call, now)
+            case cm.PromptDone(prompt=cmd.HOLD_PROGRAM_PROMPT, ok=False):
+                return self._program_lost(state, event.leg, now)
         return state, []
+
+    # -- a program that ended by itself -----------------------------------------------------
+
+    def _program_lost(self, state: HoldPolicyState, leg: LegId, now: float) -> Step:
+        hold = state.find(leg)
+        if hold is None or not hold.announced or hold.program is None:
+            return state, []
+        fields = {"held_leg": leg, "restarts": hold.restarts}
+        if hold.restarts >= MAX_PROGRAM_RESTARTS:
+            note = cmd.Note(
+                "hold_program_lost",
+                f"the hold program ended by itself {hold.restarts + 1} times; the held party "
+                "hears the switch's own hold handling until the hold ends",
+                fields,
+            )
+            return state.put(replace(hold, program=None)), [note]
+        program = resumed_program(hold.program, now)
+        state = state.put(replace(hold, program=program, restarts=hold.restarts + 1))
+        return state, [replace(program, reason="the hold program ended by itself: restart it")]
 
     # -- hold begins ------------------------------------------------------------------------
 
@@ -255,19 +296,21 @@ class HoldPolicy:
         offer_from = _offer_from(plan, rule, event.started_at) if offer else None
         hold = replace(hold, announced=True, plan=plan, limit_s=limit_s, offer_from=offer_from)
         tier_text = hold.tier if tier_known else f"{hold.tier or 'unknown'} (strictest limit)"
-        commands: list[cmd.Command] = [
-            cmd.StartHoldProgram(
-                leg=event.held,
-                started_at=event.started_at,
-                announcements=plan.announcements,
-                repeat=plan.repeat,
-                repeat_every_s=plan.repeat_every_s,
-                reason=(
-                    f"the customer was put on hold: announce at once, remind after "
-                    f"{rule.reminder_first_after_s:g} s and every {rule.reminder_interval_s:g} s"
-                    f"; tier {tier_text} limit {limit_s:g} s"
-                ),
+        program = cmd.StartHoldProgram(
+            leg=event.held,
+            started_at=event.started_at,
+            announcements=plan.announcements,
+            repeat=plan.repeat,
+            repeat_every_s=plan.repeat_every_s,
+            reason=(
+                f"the customer was put on hold: announce at once, remind after "
+                f"{rule.reminder_first_after_s:g} s and every {rule.reminder_interval_s:g} s"
+                f"; tier {tier_text} limit {limit_s:g} s"
             ),
+        )
+        hold = replace(hold, program=program)
+        commands: list[cmd.Command] = [
+            program,
             cmd.StartTimer(hold.limit_key, event.started_at + limit_s),
         ]
         return state.put(hold), commands
@@ -321,8 +364,19 @@ class HoldPolicy:
             or event.digit != rule.callback_offer.digit
         ):
             return state, []
+        registered = cmd.StartHoldProgram(
+            leg=event.leg,
+            started_at=now,
+            announcements=(HoldAnnouncement(0.0, rule.callback_offer.registered_prompt),),
+            reason="confirm the registered callback, then music until the hold ends",
+        )
         state = state.put(
-            replace(hold, callback_offer_taken=True, plan_replaced_s=now - hold.started_at)
+            replace(
+                hold,
+                callback_offer_taken=True,
+                plan_replaced_s=now - hold.started_at,
+                program=registered,
+            )
         )
         deadline_s = 72 * 3600.0
         if call.standards is not None:
@@ -336,12 +390,7 @@ class HoldPolicy:
                 promised_deadline=now + deadline_s,
             ),
             cmd.StopHoldProgram(event.leg, reason="the customer took the callback offer"),
-            cmd.StartHoldProgram(
-                leg=event.leg,
-                started_at=now,
-                announcements=(HoldAnnouncement(0.0, rule.callback_offer.registered_prompt),),
-                reason="confirm the registered callback, then music until the hold ends",
-            ),
+            registered,
         ]
         agent_leg = hold.agent_leg if hold.agent_leg is not None else call.agent
         if agent_leg is not None and call.leg_alive(agent_leg):
@@ -396,6 +445,13 @@ class HoldPolicy:
             + f" the {rule.long_wait_threshold_s:g} s long-wait threshold"
         )
         return [cmd.PlayPrompt(hold.held, prompt, Audience.BOTH, reason=reason)]
+
+
+def hold_policy_factory(_config: Config) -> HoldPolicy:
+    """For ``pbx_agent.daemon.POLICY_FACTORIES``. Always on: whether a call's holds are
+    announced is the call's standards' ``hold.enabled`` (a queue may differ), and every hold
+    is recorded for the figures either way."""
+    return HoldPolicy()
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -476,11 +532,14 @@ def _fact(
 
 
 __all__ = [
+    "MAX_PROGRAM_RESTARTS",
     "ActiveHold",
     "HoldPlan",
     "HoldPolicy",
     "HoldPolicyState",
     "callable_number",
     "hold_plan",
+    "hold_policy_factory",
+    "resumed_program",
     "tier_limit",
 ]

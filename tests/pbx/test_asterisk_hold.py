@@ -137,9 +137,11 @@ class Rig:
 
 @pytest.fixture
 async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    """The zh profile, or the zh profile with the override layer given as the parameter."""
+    """The zh profile; the parameter may give ``standards`` (an override layer) and
+    ``hook`` (False: the hold_program hook is not served)."""
     clock = ScaledClock(SCALE)
-    override = getattr(request, "param", None)
+    param = getattr(request, "param", {})
+    override = param.get("standards")
     standards = resolve_standards("zh", "", *([override] if override else []))
     async with FakeAsterisk(time_scale=SCALE) as pbx:
         for (context, exten), steps in shipped_dialplan().items():
@@ -177,7 +179,8 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
                 ev.PromptFinished(leg, prompt, ok)
             ),
         )
-        registry.register(hook.spec())
+        if param.get("hook", True):
+            registry.register(hook.spec())
         await adapter.start()
         await pbx.wait_for_login()
         try:
@@ -323,7 +326,7 @@ async def test_two_holds_run_two_programs_one_after_the_other(rig: Rig) -> None:
     assert holds[0].get("ChannelId") != holds[1].get("ChannelId")
 
 
-SHORT_LIMIT = {"hold": {"tier_limits_s": {"specialist": 20, "senior": 30}}}
+SHORT_LIMIT = {"standards": {"hold": {"tier_limits_s": {"specialist": 20, "senior": 30}}}}
 
 
 @pytest.mark.parametrize("rig", [SHORT_LIMIT], indirect=True)
@@ -363,3 +366,20 @@ async def test_over_limit_hold_alerts_the_agent_and_the_offer_taken_registers_a_
     await rig.wait_agi(lambda c: any("hold-callback_registered" in x for x in c))
     # The first program's session is over; the second one still runs.
     assert len(rig.hold_results()) == 1
+
+
+@pytest.mark.parametrize("rig", [{"hook": False}], indirect=True)
+async def test_a_program_that_cannot_run_is_restarted_twice_then_given_up(rig: Rig) -> None:
+    """The FastAGI hook is not served, so each program channel ends at once: the adapter
+    reports it, the policy starts a new program twice, then gives up; the hold goes on."""
+    caller, agent = await rig.call()
+    decisions: list[str] = []
+    rig.engine.on_decision(lambda d: decisions.append(d.action))
+    await caller.hold(by=agent)
+    await rig.pbx.switch.wait_until(lambda: "hold_program_lost" in decisions, 5)
+    holds = originates_to(rig.pbx.actions, "pbxagent-hold")
+    assert len(holds) == 3
+    assert decisions.count("start_hold_program") == 3
+    await caller.unhold(by=agent)
+    await rig.pbx.switch.wait_until(lambda: "play_prompt" in decisions, 5)
+    assert len(originates_to(rig.pbx.actions, "pbxagent-hold")) == 3

@@ -428,3 +428,66 @@ def test_every_hold_ends_in_exactly_one_record_when_the_call_ends_on_hold() -> N
     r.at(12, ev.LegHungUp(AGENT, 16))
     assert len(hold_facts(r)) == 1
     assert len([c for _, c in r.issued if isinstance(c, cmd.StopHoldProgram)]) == 1
+
+
+# ------------------------------------------------------------------ a program that ends by itself
+
+
+def lost(r: R1Runner, t: float) -> list[cmd.Command]:
+    """The adapter reports that the customer's hold program ended without being stopped."""
+    return r.at(t, ev.PromptFinished(CALLER, cmd.HOLD_PROGRAM_PROMPT, ok=False))
+
+
+def test_a_program_that_dies_is_restarted_on_its_own_timeline() -> None:
+    """The program's channel died at 15 s: a new one starts with the announcements still due."""
+    r = runner("zh")
+    first = program(r.agent_holds(0))
+    restarted = program(lost(r, 15))
+    assert restarted.started_at == first.started_at
+    assert restarted.announcements[0].at_s == 20.0
+    assert [a.at_s for a in restarted.announcements] == [
+        a.at_s for a in first.announcements if a.at_s > 15
+    ]
+    assert (restarted.repeat, restarted.repeat_every_s) == (first.repeat, first.repeat_every_s)
+
+
+def test_restart_after_the_fixed_announcements_keeps_the_repetition_grid() -> None:
+    """Past the last fixed reminder, the restart's one fixed announcement is the next repetition."""
+    r = runner("ru")
+    r.agent_holds(0)
+    r.advance(200)
+    restarted = program(lost(r, 200))
+    assert restarted.announcements == (HoldAnnouncement(240.0, "hold.reminder"),)
+    assert restarted.repeat_every_s == 60
+
+
+def test_a_program_that_keeps_dying_is_given_up_after_two_restarts() -> None:
+    """Two restarts, then a note: the switch's own hold handling is all that is left."""
+    r = runner("zh")
+    r.agent_holds(0)
+    assert len(of(lost(r, 1), cmd.StartHoldProgram)) == 1
+    assert len(of(lost(r, 2), cmd.StartHoldProgram)) == 1
+    third = lost(r, 3)
+    assert of(third, cmd.StartHoldProgram) == []
+    assert [n.action for n in of(third, cmd.Note)] == ["hold_program_lost"]
+    assert lost(r, 4) == []
+
+
+def test_a_lost_program_after_the_hold_ended_is_ignored() -> None:
+    """The report of a program that died after the hold ended starts nothing."""
+    r = runner("zh")
+    r.agent_holds(0)
+    r.agent_resumes(10)
+    assert lost(r, 11) == []
+
+
+def test_the_registered_callback_program_is_the_one_restarted() -> None:
+    """After the offer was taken, a restart continues the current program, not the original plan."""
+    r = runner("zh")
+    r.agent_holds(0)
+    r.advance(121)
+    r.at(121, ev.DigitPressed(CALLER, "1"))
+    (restarted,) = of(lost(r, 121.5), cmd.StartHoldProgram)
+    # Music only: the confirmation was due at once and is past; no reminders come back.
+    assert (restarted.announcements, restarted.repeat) == ((), None)
+    assert restarted.started_at == T0 + 121
