@@ -58,6 +58,8 @@ from pbx_agent.model.hooks import HookSession, HookSpec
 
 if TYPE_CHECKING:
     from pbx_agent.clock import Clock
+    from pbx_agent.config import Config
+    from pbx_agent.daemon import Daemon
     from pbx_agent.model.commands import StartHoldProgram
     from pbx_agent.model.events import LegId
     from pbx_agent.pbx.asterisk import HoldProgram
@@ -72,6 +74,11 @@ DEFAULT_MAX_HOLD_S = 4 * 3600.0
 # Asterisk's format_wav plays 8 kHz 16-bit mono PCM (.wav); wav16 is 16 kHz (.wav16).
 ASTERISK_WAV_RATES = (8000, 16000)
 _HEADER_READ_BYTES = 1 << 16
+# The music file: <sounds_dir>/hold-music.wav on the daemon's side, <asterisk prefix>hold-music
+# on Asterisk's (the same file, copied into Asterisk's sounds directory).
+MUSIC_STEM = "hold-music"
+# Assumed when the daemon cannot read the music file's header (the lab, a missing copy).
+DEFAULT_MUSIC_LENGTH_S = 30.0
 
 
 # ------------------------------------------------------------------------------ WAV headers
@@ -401,6 +408,65 @@ class _Runner:
         return not self.over
 
 
+# ------------------------------------------------------------------------------ wiring
+
+
+class _DaemonPrograms:
+    """The daemon's adapter, looked up at call time (hooks are built before it starts)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def program(self, program_id: str) -> HoldProgram | None:
+        adapter = self._daemon.adapter
+        return adapter.program(program_id) if adapter is not None else None
+
+
+def hold_music_for(config: Config) -> HoldMusic:
+    """The site's hold music: its Asterisk name and the length read from the local copy."""
+    sound = f"{config.prompts.pbx_prefix.asterisk}{MUSIC_STEM}"
+    path = config.prompts.sounds_dir / f"{MUSIC_STEM}.wav"
+    try:
+        return HoldMusic.from_wav(sound, path)
+    except ConfigError as exc:
+        log.warning(
+            "hold_music_unmeasured",
+            sound=sound,
+            path=str(path),
+            error=str(exc),
+            assumed_length_s=DEFAULT_MUSIC_LENGTH_S,
+            advice="put the hold music (8 kHz 16-bit mono .wav, the same file Asterisk plays) "
+            "at this path, or announcements will be off by the difference in length",
+        )
+        return HoldMusic(sound, DEFAULT_MUSIC_LENGTH_S)
+
+
+def hold_program_hook_factory(daemon: Daemon) -> HookSpec | None:
+    """For ``pbx_agent.daemon.HOOK_FACTORIES``: the ``hold_program`` hook, on Asterisk."""
+    from pbx_agent.model.events import PromptFinished  # noqa: PLC0415 - only for wiring
+    from pbx_agent.prompts import sound_name  # noqa: PLC0415 - the composition root's helper
+
+    config = daemon.config
+    if config.pbx.kind not in ("asterisk", "simulated"):
+        return None
+    clock = daemon.clock
+    if clock is None:
+        msg = "the hold_program hook needs the daemon's clock; build hooks after start()"
+        raise ConfigError(msg)
+
+    def prompt_done(leg: LegId, prompt: str, ok: bool) -> None:
+        daemon.engine.handle(PromptFinished(leg, prompt, ok))
+
+    hook = HoldProgramHook(
+        _DaemonPrograms(daemon),
+        music=hold_music_for(config),
+        sounds=lambda key: sound_name(config, key, "asterisk"),
+        clock=clock,
+        on_prompt_done=prompt_done,
+    )
+    return hook.spec()
+
+
 __all__ = [
     "HOOK_NAME",
     "MIN_SEGMENT_S",
@@ -411,6 +477,8 @@ __all__ = [
     "MusicSegment",
     "ProgramSource",
     "WavInfo",
+    "hold_music_for",
+    "hold_program_hook_factory",
     "music_segment",
     "parse_wav_header",
     "read_wav_info",
