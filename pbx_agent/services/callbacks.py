@@ -6,7 +6,8 @@ Theory of operation
 Each cycle (``run_once``; ``run`` loops it every ``poll_interval_s`` or sooner when a job is
 added):
 
-1. finish scheduled jobs whose window (or promise deadline) passed undialled;
+1. (every ``sweep_interval_s``) finish scheduled jobs whose window (or promise deadline)
+   passed undialled, and
 2. recover jobs left ``dialling`` by a daemon whose lease expired (crashed, ``kill -9``):
    their open attempt becomes ``unknown`` and is **never redialled**; the job moves on to its
    next attempt by the rules (the unknown attempt counts: it may have rung the customer);
@@ -124,6 +125,8 @@ class SchedulerSettings:
     outcome_grace_s: float = 60.0  # after the ring time, wait this long for an outcome
     verdict_timeout_s: float = 30.0  # after an answer, wait this long for the AMD verdict
     store_retry_s: float = 5.0  # pause after the store failed
+    # How often to look for expired windows and leases (both are minutes-scale events).
+    sweep_interval_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -165,6 +168,7 @@ class CallbackService:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_renewal: datetime | None = None
+        self._last_sweep: datetime | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -200,8 +204,11 @@ class CallbackService:
     async def run_once(self) -> int:
         """One scheduling cycle (see the module docstring); returns how many calls it placed."""
         now = self._now()
-        await self._expire(now)
-        await self._recover(now)
+        sweep_every = timedelta(seconds=self._settings.sweep_interval_s)
+        if self._last_sweep is None or now - self._last_sweep >= sweep_every:
+            self._last_sweep = now
+            await self._expire(now)
+            await self._recover(now)
         await self._give_up_stale(now)
         await self._renew(now)
         return await self._claim_and_dial(now)

@@ -207,6 +207,18 @@ class CallbackRepository:
         """Claim due jobs and record their next attempt as dialling, in one transaction.
         The caller places the calls after this returns (the commit happened)."""
         c = callback_jobs.c
+        due_now = (
+            sa.select(c.id)
+            .where(c.status == str(JobStatus.SCHEDULED))
+            .where(c.next_attempt_at <= now)
+            .where(c.window_ends_at >= now)
+            .limit(1)
+        )
+        # A cheap look first, so an idle scheduler never takes the write lock (SQLite) or
+        # the claim lock (PostgreSQL) just to find nothing.
+        async with self._db.read("look for due callbacks") as conn:
+            if (await conn.execute(due_now)).first() is None:
+                return []
         async with self._db.write("claim due callbacks") as conn:
             await conn.execute(
                 sa.select(claim_locks.c.name)
