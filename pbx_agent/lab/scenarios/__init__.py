@@ -10,7 +10,13 @@ import importlib
 
 from pbx_agent.lab.scenario import Scenario
 
-MODULES: tuple[str, ...] = ("foundation", "silent_caller", "lingering", "scripts")
+MODULES: tuple[str, ...] = (
+    "foundation",
+    "silent_caller",
+    "lingering",
+    "scripts",
+    "night_routing",
+)
 
 
 def all_scenarios() -> list[Scenario]:
