@@ -788,6 +788,9 @@ class FakeFreeSwitch:
             for target in targets:
                 self.play(target, argv[1], new_uuid())
             return "+OK Message sent\n"
+        if name == "uuid_break":
+            self._finish_app(ch.uuid, "FILE PLAYED", None)
+            return "+OK\n"
         if name == "uuid_displace":
             return "+OK\n" if len(argv) >= 3 else "-USAGE: uuid_displace <uuid> [start|stop]\n"
         if name == "uuid_hold":

@@ -273,8 +273,9 @@ async def test_bridge_and_callee_hangup_produce_trace_02c(fs: FakeFreeSwitch) ->
     client = await connect(fs)
     await client.send(sent_commands("02c-originate-bridge-callee-hangs-up-plain")[2], settle=0.05)
     bob = next(ch for ch in fs.model.channels.values() if "bob" in ch.name)
-    assert bob.peer is not None
-    fs.hangup(bob.peer)
+    carol = bob.peer
+    assert carol is not None
+    fs.hangup(carol)
     await client.read_for(0.05)
     fake = [e for e in client.events() if e.name not in NOISE]
     trace = [
@@ -286,7 +287,7 @@ async def test_bridge_and_callee_hangup_produce_trace_02c(fs: FakeFreeSwitch) ->
         ], leg
     assert_same_shapes(fake, trace)
     bridge = next(e for e in fake if e.name == "CHANNEL_BRIDGE")
-    assert bridge["Bridge-B-Unique-ID"] == bob.peer.uuid if bob.peer else True
+    assert bridge["Bridge-B-Unique-ID"] == carol.uuid
     assert bridge["Caller-Caller-ID-Number"] == "bob"  # the originated leg's caller id flipped
 
 
@@ -419,6 +420,70 @@ async def test_show_channels_as_json_lists_live_channels(fs: FakeFreeSwitch) -> 
     document = json.loads(client.messages[-1].body_text)
     assert document["row_count"] == 1
     assert document["rows"][0]["uuid"] == ch.uuid
+
+
+async def test_uuid_broadcast_plays_on_the_named_leg(fs: FakeFreeSwitch) -> None:
+    """uuid_broadcast ... aleg: +OK Message sent, then the playback's events on that leg."""
+    client = await connect(fs)
+    ch = fs.inbound_call("100")
+    await client.send(encode_command(f"api uuid_broadcast {ch.uuid} lab/bcast1400.wav aleg"))
+    await client.read_for(0.05)
+    response = next(m for m in client.messages if m.content_type == "api/response")
+    assert response.body_text == "+OK Message sent\n"
+    names = [e.name for e in client.events() if e.unique_id == ch.uuid]
+    tail = names[names.index("CHANNEL_EXECUTE", names.index("CHANNEL_PARK")) :]
+    assert tail[:4] == [
+        "CHANNEL_EXECUTE",
+        "PLAYBACK_START",
+        "PLAYBACK_STOP",
+        "CHANNEL_EXECUTE_COMPLETE",
+    ]
+
+
+async def test_uuid_break_stops_a_running_playback(fs: FakeFreeSwitch) -> None:
+    """uuid_break ends the playback at once (PLAYBACK_STOP, EXECUTE_COMPLETE)."""
+    fs.playback_s = 1000.0
+    client = await connect(fs)
+    ch = fs.inbound_call("100")
+    await client.send(encode_command(f"api uuid_broadcast {ch.uuid} lab/long.wav aleg"))
+    assert fs.running_app(ch) == "playback"
+    await client.send(encode_command(f"api uuid_break {ch.uuid} all"))
+    assert fs.running_app(ch) is None
+    assert [e.name for e in client.events()][-2:] == ["PLAYBACK_STOP", "CHANNEL_EXECUTE_COMPLETE"]
+
+
+async def test_uuid_hold_and_off_toggle_hold(fs: FakeFreeSwitch) -> None:
+    """uuid_hold puts a leg on hold (CHANNEL_HOLD), uuid_hold off releases it."""
+    client = await connect(fs)
+    a = fs.inbound_call("100")
+    await fs.bridge(a, "sofia/internal/agent@127.0.0.1")
+    await client.send(encode_command(f"api uuid_hold {a.uuid}"))
+    assert a.held
+    await client.send(encode_command(f"api uuid_hold off {a.uuid}"))
+    assert not a.held
+    names = [e.name for e in client.events() if e.unique_id == a.uuid]
+    assert names.index("CHANNEL_HOLD") < names.index("CHANNEL_UNHOLD")
+
+
+async def test_uuid_transfer_takes_a_leg_out_of_its_bridge(fs: FakeFreeSwitch) -> None:
+    """uuid_transfer: the leg leaves its bridge (the peer hangs up) and parks at the target."""
+    client = await connect(fs)
+    a = fs.inbound_call("100")
+    b = await fs.bridge(a, "sofia/internal/agent@127.0.0.1")
+    assert b is not None
+    await client.send(encode_command(f"api uuid_transfer {a.uuid} ivr XML default"))
+    assert a.alive and not b.alive
+    assert a.destination == "ivr"
+    assert any(e.name == "CHANNEL_UNBRIDGE" for e in client.events())
+
+
+async def test_uuid_commands_on_a_missing_channel_fail_like_freeswitch(fs: FakeFreeSwitch) -> None:
+    """Unknown uuids answer -ERR No such channel!; unknown commands name themselves."""
+    client = await connect(fs, subscribe=None)
+    await client.send(encode_command("api uuid_displace 00000000 start x.wav 0 mux"))
+    await client.send(encode_command("api bogus_command arg1"))
+    bodies = [m.body_text for m in client.messages if m.content_type == "api/response"]
+    assert bodies == ["-ERR No such channel!\n", "-ERR bogus_command Command not found!\n"]
 
 
 # -- faults ------------------------------------------------------------------------------------
