@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pbx_agent.clock import Clock
+from pbx_agent.clock import Clock, TimerHandle
 from pbx_agent.testing import ami_templates as tpl
 from pbx_agent.testing.ami_templates import (
     STATE_DOWN,
@@ -173,6 +173,10 @@ class Switch:
         self._pulse = asyncio.Event()
         self._device_channels: dict[str, dict[Channel, str]] = {}
         self._device_last: dict[str, str] = {}
+        # Talk detection: when the current burst's ChannelTalkingStart was sent, and the
+        # timer that sends its ChannelTalkingStop unless more speech comes first.
+        self._talk_started: dict[Channel, float] = {}
+        self._talk_stops: dict[Channel, TimerHandle] = {}
 
     # ------------------------------------------------------------------ infrastructure
 
@@ -223,6 +227,9 @@ class Switch:
             self.task_errors.append(task.exception())  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
+        for stop in self._talk_stops.values():
+            stop.cancel()
+        self._talk_stops.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -742,24 +749,47 @@ class Switch:
             self.device_state(held, "INUSE")
 
     async def talk(self, ch: Channel, duration_s: float, silence_threshold_ms: int | None) -> None:
-        """Speech from ``ch``'s far end for ``duration_s`` (03a/03b): ChannelTalkingStart ~20 ms
-        after onset, ChannelTalkingStop one silence threshold after the end, its Duration
-        the speech without that threshold. No events unless TALK_DETECT is set."""
+        """Speech from ``ch``'s far end for ``duration_s``; returns when the speech ends.
+
+        With TALK_DETECT set (03a/03b): ChannelTalkingStart ~20 ms after onset, and
+        ChannelTalkingStop one silence threshold after the end unless more speech starts
+        first (a shorter gap does not split a burst, 03a); Stop's Duration runs from Start to
+        the end of the last speech, without the threshold. No events without TALK_DETECT.
+        """
         detect = ch.talk_detect
         if detect is None or ch.media_dead:
             await self.sleep(duration_s)
             return
         threshold_ms = detect.silence_ms if silence_threshold_ms is None else silence_threshold_ms
-        onset_s = TALK_ONSET_MS / 1000
-        await self.sleep(min(onset_s, duration_s))
+        # Times are computed from the start, not read after each wait: with an injected
+        # clock a wait may end after the clock has been moved past its deadline.
+        speech_end = self.clock.now() + duration_s
+        remaining = duration_s
+        pending = self._talk_stops.pop(ch, None)
+        if pending is not None:
+            pending.cancel()  # still inside the burst: no new Start, the Stop moves on
+        else:
+            onset_s = min(TALK_ONSET_MS / 1000, duration_s)
+            started_at = self.clock.now() + onset_s
+            await self.sleep(onset_s)
+            remaining -= onset_s
+            if not ch.alive or ch.talk_detect is None:
+                return
+            self._talk_started[ch] = started_at
+            self.ev("ChannelTalkingStart", ch)
+        await self.sleep(remaining)
         if not ch.alive or ch.talk_detect is None:
             return
-        self.ev("ChannelTalkingStart", ch)
-        await self.sleep(max(0.0, duration_s - onset_s) + threshold_ms / 1000)
-        if not ch.alive or ch.talk_detect is None:
-            return
-        duration_ms = max(0, round(duration_s * 1000) - TALK_ONSET_MS)
-        self.ev("ChannelTalkingStop", ch, Duration=str(duration_ms))
+        started = self._talk_started.get(ch, speech_end)
+
+        def stop() -> None:
+            self._talk_stops.pop(ch, None)
+            self._talk_started.pop(ch, None)
+            if ch.alive and ch.talk_detect is not None:
+                duration_ms = max(0, round((speech_end - started) * 1000))
+                self.ev("ChannelTalkingStop", ch, Duration=str(duration_ms))
+
+        self._talk_stops[ch] = self.clock.call_at(speech_end + threshold_ms / 1000, stop)
 
     def digit_queue(self, ch: Channel) -> asyncio.Queue[str]:
         queue = self._digit_queues.get(ch)
@@ -792,6 +822,10 @@ class Switch:
             waiter.set()
         self._digit_queues.pop(ch, None)
         self._after_agi.pop(ch, None)
+        stop = self._talk_stops.pop(ch, None)
+        if stop is not None:
+            stop.cancel()
+        self._talk_started.pop(ch, None)
 
     def hangup_waiter(self, ch: Channel) -> asyncio.Event:
         event = self._hangup_waiters.get(ch)

@@ -207,7 +207,9 @@ class Leg:
         return None
 
     async def talk(self, duration_s: float, *, silence_threshold_ms: int | None = None) -> None:
-        """The far end speaks for ``duration_s``; returns after ChannelTalkingStop (03a/03b).
+        """The far end speaks for ``duration_s``; returns when the speech ends. With
+        TALK_DETECT set, ChannelTalkingStart comes 20 ms in and ChannelTalkingStop one
+        silence threshold after the end, unless the next ``talk`` starts sooner (03a/03b).
         ``silence_threshold_ms`` overrides the threshold TALK_DETECT was set with."""
         await self._pbx.switch.talk(self.channel, duration_s, silence_threshold_ms)
 

@@ -211,13 +211,47 @@ async def test_talk_without_talk_detect_sends_nothing(pbx: FakeAsterisk) -> None
     assert [e for e in pbx.events if e.name.startswith("ChannelTalking")] == []
 
 
-async def test_talk_silence_threshold_can_be_overridden(pbx: FakeAsterisk) -> None:
+async def test_talk_silence_threshold_can_be_overridden() -> None:
     """A test may shorten the silence threshold; Duration still excludes it."""
-    call = await pbx.inbound_call("carol")
-    pbx.switch.set_variable(call.channel, "TALK_DETECT(set)", "1200")
-    await call.talk(0.05, silence_threshold_ms=10)
-    (stop,) = pbx.events_named("ChannelTalkingStop")
-    assert stop["Duration"] == "30"
+    clock = ManualClock()
+    async with FakeAsterisk(clock=clock) as pbx:
+        call = await pbx.inbound_call("carol")
+        pbx.switch.set_variable(call.channel, "TALK_DETECT(set)", "1200")
+        talking = asyncio.create_task(call.talk(0.05, silence_threshold_ms=10))
+        await _advance(clock, 0.02, 0.03)
+        await talking
+        await _advance(clock, 0.009)
+        assert pbx.events_named("ChannelTalkingStop") == []
+        await _advance(clock, 0.001)
+        (stop,) = pbx.events_named("ChannelTalkingStop")
+        assert stop["Duration"] == "30"
+
+
+async def test_a_gap_shorter_than_the_threshold_does_not_split_a_burst() -> None:
+    """03a: 1.02-2.46 s and 2.94-5.08 s of speech are one burst, Duration 4040 ms."""
+    clock = ManualClock()
+    async with FakeAsterisk(clock=clock) as pbx:
+        call = await pbx.inbound_call("carol")
+        pbx.switch.set_variable(call.channel, "TALK_DETECT(set)", "")
+        first = asyncio.create_task(call.talk(1.44))
+        await _advance(clock, 0.02, 1.42)
+        await first
+        await _advance(clock, 0.48)
+        second = asyncio.create_task(call.talk(2.14))
+        await _advance(clock, 2.14)
+        await second
+        await _advance(clock, 2.5)
+        assert len(pbx.events_named("ChannelTalkingStart")) == 1
+        (stop,) = pbx.events_named("ChannelTalkingStop")
+        assert stop["Duration"] == "4040"
+
+
+async def _advance(clock: ManualClock, *steps: float) -> None:
+    """Move the injected clock step by step, letting the fake's tasks run in between."""
+    await _settle()
+    for step in steps:
+        clock.advance(step)
+        await _settle()
 
 
 async def test_dtmf_matches_05b(pbx: FakeAsterisk) -> None:
