@@ -444,6 +444,12 @@ class FakeAsterisk:
     # ------------------------------------------------------------------ recorded actions
 
     @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised inside the fake (action handlers, background tasks): a test can
+        assert there are none."""
+        return self.switch.task_errors
+
+    @property
     def actions(self) -> list[AmiMessage]:
         return [received.message for received in self.received]
 
@@ -746,7 +752,11 @@ class FakeAsterisk:
         if handler is None:
             self._unknown_action(client, message)
             return
-        await handler(client, message)
+        try:
+            await handler(client, message)
+        except Exception as exc:  # noqa: BLE001 - a bug in the fake must not look like a hang
+            self.switch.task_errors.append(exc)
+            self._reply(client, message, "Error", [("Message", f"Fake Asterisk failed: {exc!r}")])
 
     def _action_handlers(self) -> dict[str, _ActionHandler]:
         return {

@@ -210,3 +210,23 @@ async def test_garbage_block_gets_an_error_and_the_session_goes_on(pbx: FakeAste
     client.send("Ping", action_id="p")
     assert (await client.response("p"))["Ping"] == "Pong"
     await client.close()
+
+
+async def test_a_failing_action_handler_answers_an_error_and_is_recorded(
+    pbx: FakeAsterisk,
+) -> None:
+    """A bug in the fake shows up as an Error reply and in ``errors``, not as a hang."""
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    pbx.switch.get_variable = broken  # type: ignore[method-assign]
+    client = await AmiTestClient.connect(pbx.ami_address)
+    await client.login()
+    client.send("Getvar", [("Variable", "X")], action_id="s")
+    response = await client.response("s")
+    assert response.name == "Error"
+    assert [type(e) for e in pbx.errors] == [RuntimeError]
+    client.send("Ping", action_id="p")
+    assert (await client.response("p"))["Ping"] == "Pong"
+    await client.close()
