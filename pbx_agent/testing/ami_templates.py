@@ -151,6 +151,7 @@ PRIVILEGE: dict[str, str] = {
     "DeviceStateChange": "call,all",
     "AGIExecStart": "agi,all",
     "AGIExecEnd": "agi,all",
+    "RTCPReceived": "reporting,all",
     "Status": "Call",  # capitalised, as captured in 01c
     "UserEvent": "user,all",
     "AgentCalled": "agent,all",
@@ -159,6 +160,17 @@ PRIVILEGE: dict[str, str] = {
     "MixMonitorStart": "call,all",
     "MixMonitorStop": "call,all",
 }
+
+_REPORT_BLOCK = (
+    "Report0SourceSSRC",
+    "Report0FractionLost",
+    "Report0CumulativeLost",
+    "Report0HighestSequence",
+    "Report0SequenceNumberCycles",
+    "Report0IAJitter",
+    "Report0LSR",
+    "Report0DLSR",
+)
 
 # Event layouts (after the "Event:" header). Each was compared with the transcripts by
 # tests/testing/test_fake_asterisk_templates.py; the queue and MixMonitor ones are marked.
@@ -253,6 +265,36 @@ EVENT_LAYOUTS: dict[str, tuple[str, ...]] = {
     "DeviceStateChange": ("Privilege", "Device", "State"),
     "AGIExecStart": ("Privilege", "{Chan}", "CommandId", "Command"),
     "AGIExecEnd": ("Privilege", "{Chan}", "CommandId", "Command", "ResultCode", "Result"),
+    # Periodic RTP reports (noise, ~every 5 s per channel). "RR" as Asterisk receives from a
+    # phone that only receives, "sr" with the sender fields (both captured, e.g. 02b).
+    "RTCPReceived": (
+        "Privilege",
+        "{Chan}",
+        "To",
+        "From",
+        "RTT",
+        "MES",
+        "SSRC",
+        "PT",
+        "ReportCount",
+        *_REPORT_BLOCK,
+    ),
+    "RTCPReceived/sr": (
+        "Privilege",
+        "{Chan}",
+        "To",
+        "From",
+        "RTT",
+        "MES",
+        "SSRC",
+        "PT",
+        "ReportCount",
+        "SentNTP",
+        "SentRTP",
+        "SentPackets",
+        "SentOctets",
+        *_REPORT_BLOCK,
+    ),
     # List items. CoreShowChannel has no Privilege; in Status the ActionID comes last (01c).
     "CoreShowChannel": (
         "ActionID?",
@@ -610,6 +652,24 @@ DIAL_RESET_VARIABLES: tuple[str, ...] = (
     "RINGTIME_MS",
     "PROGRESSTIME",
     "PROGRESSTIME_MS",
+)
+
+# An RTCP receiver report as captured in 01c (values of a lab run; the fake does not model
+# RTP): To/From are filled with the channel's media addresses.
+RTCP_RR_VALUES: tuple[Field, ...] = (
+    ("RTT", "0.0000"),
+    ("MES", "88.1"),
+    ("SSRC", "0x00000000"),
+    ("PT", "201(RR)"),
+    ("ReportCount", "1"),
+    ("Report0SourceSSRC", "0x00000000"),
+    ("Report0FractionLost", "0"),
+    ("Report0CumulativeLost", "0"),
+    ("Report0HighestSequence", "0"),
+    ("Report0SequenceNumberCycles", "0"),
+    ("Report0IAJitter", "0"),
+    ("Report0LSR", "0"),
+    ("Report0DLSR", "0.0000"),
 )
 
 CALLING_PRES_ALLOWED = "0 (Presentation Allowed, Not Screened)"

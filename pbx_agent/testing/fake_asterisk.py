@@ -322,6 +322,9 @@ class FakeAsterisk:
         # With TCP_NODELAY each chunk leaves as its own segment; a pause can widen the gap.
         self.chunk_pause_s = 0.0
         self.ignore_actions: set[str] = set()
+        # RTCPReceived noise for every answered PJSIP channel at this interval (switch clock
+        # seconds; real Asterisk: ~5 s); None (the default) sends none.
+        self.rtcp_interval_s: float | None = None
         self.received: list[ReceivedAction] = []
         self.events: list[AmiMessage] = []
         self._switch: Switch | None = None
@@ -357,6 +360,25 @@ class FakeAsterisk:
         _ = self.switch
         self._server = await asyncio.start_server(self._on_connect, self.host, self._port)
         self._port = self._server.sockets[0].getsockname()[1]
+        self.switch.spawn(self._rtcp_noise(), name="rtcp noise")
+
+    async def _rtcp_noise(self) -> None:
+        """RTCPReceived for each answered PJSIP channel every ``rtcp_interval_s`` (02b)."""
+        while True:
+            interval = self.rtcp_interval_s
+            await self.switch.sleep(interval or 1.0)
+            if not interval:
+                continue
+            for index, ch in enumerate(list(self.switch.channels.values())):
+                if ch.tech.value == "PJSIP" and ch.is_up and not ch.media_dead:
+                    values = {
+                        "To": "127.0.0.1:10169",
+                        "From": f"127.0.0.1:{4100 + 2 * index}",
+                        **dict(tpl.RTCP_RR_VALUES),
+                    }
+                    self.switch.emit(
+                        render("RTCPReceived", channels={"{Chan}": ch.snapshot()}, values=values)
+                    )
 
     async def stop(self) -> None:
         await self._close_server()

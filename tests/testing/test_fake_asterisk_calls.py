@@ -325,3 +325,17 @@ async def test_uniqueids_are_epoch_style_and_linked_to_the_caller(pbx: FakeAster
     assert re.fullmatch(r"\d{10}\.\d+", call.uniqueid)
     assert agent.linkedid == call.uniqueid
     assert re.fullmatch(r"PJSIP/bob-[0-9a-f]{8}", agent.name)
+
+
+async def test_rtcp_noise_is_sent_only_when_asked_for() -> None:
+    """RTCPReceived for an answered channel every rtcp_interval_s; none by default."""
+    clock = ManualClock()
+    async with FakeAsterisk(clock=clock) as pbx:
+        call = await pbx.inbound_call("alice", endpoint="alice")
+        await call.answer()
+        await _advance(clock, 5.0)
+        assert pbx.events_named("RTCPReceived") == []
+        pbx.rtcp_interval_s = 5.0
+        await _advance(clock, 1.0, 5.0)
+        (report,) = pbx.events_named("RTCPReceived")
+        assert (report["Channel"], report["PT"]) == (call.name, "201(RR)")
