@@ -43,6 +43,10 @@ Transitions, per hold (keyed by the held leg)::
       held_left, hung_up)                                     RecordFact(hold); no thanks:
                                                               the parties are not together
     HoldEnded                  anyone else held               RecordFact(hold)
+    PromptDone(hold_program,   customer held, fewer than      StartHoldProgram (the same
+      ok=False)                MAX_PROGRAM_RESTARTS restarts  program, on its own timeline)
+    PromptDone(hold_program,   restarts used up               Note(hold_program_lost)
+      ok=False)
 
 The thanks is ``resume_long_prompt`` when the hold lasted ``long_wait_threshold_s`` or more,
 else ``resume_prompt``, played to both parties so the agent does not talk over it.
@@ -57,6 +61,10 @@ Taking it registers a promised callback and replaces the program by one that pla
 registered phrase at once and then music without reminders (a phrase injected into a running
 program would wait for the current music segment to end). A caller without a callable
 number is never offered a callback.
+
+A program that ends by itself (the adapter reports ``PromptFinished(leg, "hold_program",
+ok=False)``: its helper failed) would leave the customer in silence, so it is started again,
+without the announcements already due (``resumed_program``).
 
 Invariants: pure (no I/O, no clock, no logging); at most one program per held leg; every
 hold that started ends in exactly one ``RecordFact("hold", ...)``, whatever ended it.
