@@ -24,13 +24,22 @@ from pydantic import SecretStr
 
 from pbx_agent.config import Config, ConfigError, load_config
 from pbx_agent.config.settings import AsteriskSettings
+from pbx_agent.config.types import split_host_port
 from pbx_agent.engine import Engine
+from pbx_agent.metrics import Metrics, MetricsServer, MetricsServerSettings
 from pbx_agent.model.calls import CallModel, PartiesConnected, RoleRules
 from pbx_agent.model.hooks import HookRegistry, HookSpec
 from pbx_agent.pbx.ami_client import AmiSettings
 from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
 from pbx_agent.pbx.fastagi import FastAgiServer
+from pbx_agent.hooks.entry import entry_hook_factory
+from pbx_agent.pbx.asterisk_hold import hold_program_hook_factory
 from pbx_agent.policies.base import Policy
+from pbx_agent.policies.dead_air import dead_air_policy_factory
+from pbx_agent.policies.hold import hold_policy_factory
+from pbx_agent.policies.lingering import lingering_policy_factory
+from pbx_agent.policies.scripts import scripts_policy_factory
+from pbx_agent.policies.silent_caller import silent_caller_policy_factory
 from pbx_agent.prompts import sound_name
 from pbx_agent.store import Store
 
@@ -64,33 +73,28 @@ def role_rules(config: Config) -> RoleRules:
 def build_policies(config: Config) -> list[Policy]:
     """Every standard the daemon enforces, in the order they see each event."""
     policies: list[Policy] = []
-    for factory in _policy_factories():
+    for factory in POLICY_FACTORIES:
         policy = factory(config)
         if policy is not None:
             policies.append(policy)
     return policies
 
 
-def _policy_factories() -> list[Callable[[Config], Policy | None]]:
-    """Each standard's module contributes a factory ``(config) -> Policy | None``."""
-    from pbx_agent.policies.lingering import lingering_policy_factory  # noqa: PLC0415
-    from pbx_agent.policies.scripts import scripts_policy_factory  # noqa: PLC0415
-    from pbx_agent.policies.silent_caller import silent_caller_policy_factory  # noqa: PLC0415
+# Every standard's policy, in the order they see each event: ``(config) -> Policy | None``.
+POLICY_FACTORIES: list[Callable[[Config], Policy | None]] = [
+    hold_policy_factory,
+    dead_air_policy_factory,
+    silent_caller_policy_factory,
+    lingering_policy_factory,
+    scripts_policy_factory,
+]
 
-    return [
-        silent_caller_policy_factory,
-        lingering_policy_factory,
-        scripts_policy_factory,
-    ]
-
-
-def _hook_factories() -> list[Callable[[Daemon], HookSpec | None]]:
-    """Each dialplan hook contributes a factory ``(daemon) -> HookSpec | None``. Hooks are
-    built before the adapter starts and reach the adapter, store and services through the
-    daemon at call time."""
-    from pbx_agent.hooks.entry import entry_hook_factory  # noqa: PLC0415
-
-    return [entry_hook_factory]
+# Every dialplan hook: ``(daemon) -> HookSpec | None``. Hooks are built before the adapter
+# starts and reach the adapter, store and services through the daemon at call time.
+HOOK_FACTORIES: list[Callable[[Daemon], HookSpec | None]] = [
+    entry_hook_factory,
+    hold_program_hook_factory,
+]
 
 
 @dataclass
@@ -103,6 +107,8 @@ class Daemon:
     store: Store | None = field(init=False, default=None)
     fastagi: FastAgiServer | None = field(init=False, default=None)
     hooks: HookRegistry = field(init=False, default_factory=HookRegistry)
+    metrics: Metrics = field(init=False, default_factory=Metrics)
+    metrics_server: MetricsServer | None = field(init=False, default=None)
     _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -118,8 +124,9 @@ class Daemon:
             standards=config.standards_for,
             shadow=config.shadow,
         )
+        self.metrics.attach(self.engine)
         await self._start_store()
-        for hook_factory in _hook_factories():
+        for hook_factory in HOOK_FACTORIES:
             spec = hook_factory(self)
             if spec is not None:
                 self.hooks.register(spec)
@@ -129,6 +136,7 @@ class Daemon:
         else:
             msg = f"pbx.kind = {kind!r} is not available in this build"
             raise ConfigError(msg)
+        await self._start_metrics()
         log.info(
             "daemon_started",
             pbx=kind,
@@ -178,6 +186,8 @@ class Daemon:
         )
         self.adapter = adapter
         self.engine.executor = adapter
+        self.metrics.instrument_ami(adapter.client, adapter.name)
+        self.metrics.watch_pbx(adapter.name, lambda: adapter.client.connected)
 
         def talk_detection(event: Any, call: Any, _now: float) -> None:
             if isinstance(event, PartiesConnected) and call is not None:
@@ -201,6 +211,25 @@ class Daemon:
         revision = await store.upgrade()
         log.info("store_ready", dialect=store.dialect, revision=revision)
         self.store = store
+
+    async def _start_metrics(self) -> None:
+        """``/metrics`` and ``/healthz`` (``[metrics]``). A port that cannot be bound is logged
+        and the daemon goes on: enforcing the standards matters more than being watched."""
+        self.metrics.describe_daemon(profile=self.config.site.profile, pbx=self.config.pbx.kind)
+        if not self.config.metrics.enabled:
+            return
+        host, port = split_host_port(self.config.metrics.bind)
+        server = MetricsServer(
+            self.metrics, MetricsServerSettings(host=host, port=port), store=self.store
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("metrics_unavailable", bind=self.config.metrics.bind, error=str(exc))
+            await server.close()
+            return
+        self.metrics_server = server
+        self._closers.append(server.close)
 
     async def _start_fastagi(self, bind: str) -> tuple[str, int]:
         host, port = bind.rsplit(":", 1)

@@ -360,6 +360,10 @@ class FastAgiServer:
             self._sessions.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # close() cancels sessions on purpose. Ending the callback task normally keeps
+            # asyncio's stream machinery from reporting the cancellation as an error.
+            pass
         except Exception as exc:  # a session must never take the server down
             log.exception("fastagi_session_crashed", error=repr(exc))
         finally:

@@ -12,6 +12,7 @@ from pbx_agent.lab.scenario import Scenario
 
 MODULES: tuple[str, ...] = (
     "foundation",
+    "hold",
     "silent_caller",
     "lingering",
     "scripts",

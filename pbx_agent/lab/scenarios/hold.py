@@ -187,11 +187,14 @@ async def hangup_on_hold(ctx: LabContext) -> None:
 
 
 async def dead_air(ctx: LabContext) -> None:
-    """zh: after the agent's first words nobody speaks. Logged past 3 s, the agent is reminded
-    past 10 s; the silence is recorded when the customer speaks."""
+    """zh: the agent greets, the customer asks, then nobody speaks (the agent looks something up
+    without putting the call on hold). Logged past 3 s, the agent is reminded past 10 s; the
+    silence is recorded when the customer speaks again. (A customer who never speaks after the
+    greeting is the silent-caller rule's case, not dead air.)"""
     caller, agent = await _connected_call(ctx)
     await ctx.sleep(1)  # talk detection is set on both legs when they connect
     await agent.talk(1.5)
+    await caller.talk(2.0)
     await ctx.until_decided("dead_air", "dead_air", timeout=20)
     await ctx.until_decided("dead_air", "alert_agent", timeout=20)
     await caller.talk(1.0)
@@ -267,6 +270,7 @@ SCENARIOS = [
         rule="R1",
         run=dead_air,
         expect=(("dead_air", "dead_air"), ("dead_air", "alert_agent"), ("dead_air", "record_fact")),
+        forbid=(("silent_caller", "hangup_call"),),
         config=ZH,
     ),
 ]
