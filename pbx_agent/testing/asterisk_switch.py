@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ from pbx_agent.testing.asterisk_model import (
 )
 
 Emit = Callable[[list[Field]], None]
+# Dialplan applications whose Newexten the switch emits as part of their own sequence.
+SELF_ANNOUNCING = frozenset({"dial", "queue"})
 _Application = Callable[["Channel", str, list[str]], Awaitable[bool]]
 
 # Applications that return by themselves: a channel originated straight into one of them
@@ -81,6 +84,9 @@ class AgiLink(Protocol):
 
 # An AGI launcher runs one FastAGI session for a channel and returns AGISTATUS.
 AgiLauncher = Callable[[Channel, str, tuple[str, ...]], Awaitable[str]]
+# An AudioSocket launcher streams a channel's audio to ``host:port`` under a UUID and returns
+# what AudioSocket() returns (0: the service let go, -1: refused or the channel hung up).
+AudioSocketLauncher = Callable[[Channel, str, str], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +164,7 @@ class Switch:
         self.spy_attach_s = 0.1  # 04a: ChanSpyStart 104 ms after the Local channel is up
         self.rtp_timeout_s = 11.0  # 08b: rtp_timeout=10 fires ~11 s after the far end died
         self.agi_launcher: AgiLauncher | None = None
+        self.audiosocket_launcher: AudioSocketLauncher | None = None
         self.originated: list[OriginatedCall] = []
         self.task_errors: list[BaseException] = []
         self.processed_calls = 0
@@ -1195,7 +1202,8 @@ class Switch:
             if not ch.alive or ch.hangup_requested or ch.dialplan_generation != generation:
                 return
             data = substitute(step.data, None, ch)
-            self.newexten(ch, step.application, data)
+            if step.application.lower() not in SELF_ANNOUNCING:
+                self.newexten(ch, step.application, data)
             carry_on = await self.run_application(ch, step.application, data)
             if not carry_on:
                 return
@@ -1228,6 +1236,9 @@ class Switch:
             "agi": self._app_agi,
             "dial": self._app_dial,
             "queue": self._app_queue,
+            "audiosocket": self._app_audiosocket,
+            "tryexec": self._app_tryexec,
+            "execif": self._app_execif,
         }
 
     async def _app_answer(self, ch: Channel, _data: str, _args: list[str]) -> bool:
@@ -1257,6 +1268,46 @@ class Switch:
         self.set_variable(ch, name, value)
         return True
 
+    async def audiosocket(self, ch: Channel, args: list[str]) -> int:
+        """AudioSocket(<uuid>,<host:port>) (app_audiosocket.c): -1 unless the channel is up
+        and the service answers; 0 once the service sends its hang-up frame or closes."""
+        if self.audiosocket_launcher is None or not ch.is_up or len(args) < 2:
+            return -1
+        return await self.audiosocket_launcher(ch, args[0], args[1])
+
+    async def _app_audiosocket(self, ch: Channel, _data: str, args: list[str]) -> bool:
+        if await self.audiosocket(ch, args) != 0:
+            self.dialplan_hangup(ch)  # an application returning -1 ends the channel
+            return False
+        return True
+
+    async def _app_tryexec(self, ch: Channel, data: str, _args: list[str]) -> bool:
+        """TryExec(<app>(<args>)) (app_exec.c): runs the application, sets TRYSTATUS
+        (SUCCESS, FAILED, NOAPP) and always carries on, whatever the application returned."""
+        application, inner = _nested_application(data)
+        if application.lower() == "audiosocket":
+            ok = await self.audiosocket(ch, separate_args(inner)) == 0
+            status = "SUCCESS" if ok else "FAILED"
+        elif application.lower() in self._applications():
+            await self.run_application(ch, application, inner)
+            status = "SUCCESS"
+        else:
+            status = "NOAPP"
+        if ch.alive:
+            self.varset(ch, "TRYSTATUS", status)
+        return ch.alive and not ch.hangup_requested
+
+    async def _app_execif(self, ch: Channel, data: str, _args: list[str]) -> bool:
+        """ExecIf($[<expr>]?<app>(<args>)[:<app>(<args>)]) (app_exec.c), with the one kind of
+        expression the shipped dialplans use: two quoted strings compared with = or !=."""
+        expression, _, branches = data.partition("?")
+        when_true, when_false = _split_outside_parentheses(branches, ":")
+        chosen = when_true if _condition(expression) else when_false
+        if not chosen:
+            return True
+        application, inner = _nested_application(chosen)
+        return await self.run_application(ch, application, inner)
+
     async def _app_user_event(self, ch: Channel, _data: str, args: list[str]) -> bool:
         fields = {}
         for item in args[1:]:
@@ -1281,14 +1332,11 @@ class Switch:
 
     async def _dial_application(self, ch: Channel, app: str, args: list[str]) -> bool:
         """Dial(PJSIP/x[,timeout[,options]]) or Queue(name) from the dialplan."""
-        # run via dial(); the Newexten just emitted is replaced by dial()'s own
-        ch.priority -= 1
-        ch.dialplan_steps -= 1
+        # dial() announces the step itself (its Newexten), so the dialplan runner does not.
         if app == "queue":
             members = self.queues.get(args[0] if args else "", [])
             if not members:
-                ch.priority += 1
-                ch.dialplan_steps += 1
+                self.newexten(ch, "Queue", ",".join(args))
                 self.varset(ch, "QUEUESTATUS", "JOINEMPTY")
                 return True
             member = members[0]
@@ -1665,8 +1713,42 @@ class Switch:
             if not two.alive or two.hangup_requested:
                 return
             data = substitute(step.data, None, two)
-            self.newexten(two, step.application, data)
+            if step.application.lower() not in SELF_ANNOUNCING:
+                self.newexten(two, step.application, data)
             if not await self.run_application(two, step.application, data):
                 return
         if two.alive:
             self._local_hangup(two)
+
+
+_CONDITION = re.compile(r'^\$\[\s*"([^"]*)"\s*(!=|=)\s*"([^"]*)"\s*\]$')
+
+
+def _condition(expression: str) -> bool:
+    """``$["a" = "b"]`` / ``$["a" != "b"]`` after substitution; nothing else is modelled."""
+    match = _CONDITION.match(expression.strip())
+    if match is None:
+        msg = f'the fake evaluates only $["a" = "b"] and !=, not {expression!r}'
+        raise ValueError(msg)
+    left, operator, right = match.groups()
+    return (left == right) is (operator == "=")
+
+
+def _split_outside_parentheses(text: str, delimiter: str) -> tuple[str, str]:
+    """Split at the first ``delimiter`` outside parentheses (``host:port`` inside stays)."""
+    depth = 0
+    for index, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif char == delimiter and depth == 0:
+            return text[:index], text[index + 1 :]
+    return text, ""
+
+
+def _nested_application(text: str) -> tuple[str, str]:
+    """``App(a,b)`` -> ("App", "a,b"), as ExecIf and TryExec take their application apart."""
+    name, _, rest = text.partition("(")
+    end = rest.rfind(")")
+    return name.strip(), rest[:end] if end >= 0 else rest

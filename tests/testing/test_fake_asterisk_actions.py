@@ -99,6 +99,8 @@ async def test_queue_application_connects_the_first_member(pbx: FakeAsterisk) ->
     peer = call.peer()
     assert peer is not None
     assert peer.endpoint == "agent-1001"
+    steps = [(e["Application"], e["Priority"]) for e in pbx.events_named("Newexten")]
+    assert [s for s in steps if s[0] in ("Answer", "Queue")] == [("Answer", "1"), ("Queue", "2")]
 
 
 async def test_status_of_a_missing_channel_is_refused(client: AmiTestClient) -> None:
