@@ -33,7 +33,8 @@ details made JSON-safe before writing, so a row is never refused for its content
 
 Invariants: the engine-facing methods never await I/O and never raise; one writer task,
 started by ``start`` and ended by ``close`` (which first lets the queue drain for up to
-``close_timeout_s``); times in the store are timezone-aware UTC.
+``close_timeout_s``; close it after the engine has drained, and items offered afterwards
+are counted as lost); times in the store are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class FactsService:
         self._closing = asyncio.Event()
         self._dropping = 0  # items dropped since the queue last accepted one
         self._unwritten = 0  # items of the batch in hand not written yet
+        self._after_close = 0  # items offered after close
 
     # ------------------------------------------------------------------ wiring
 
@@ -197,6 +199,13 @@ class FactsService:
         self._offer(_Decision(decision))
 
     def _offer(self, item: _Item) -> None:
+        if self._closing.is_set():
+            # The engine's last commands can come after the sink closed: say so, once.
+            if not self._after_close:
+                log.error("facts_after_close", item=_kind(item), reason="the sink is closed")
+            self._after_close += 1
+            self.stats.lost_at_close += 1
+            return
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:

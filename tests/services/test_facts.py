@@ -381,6 +381,18 @@ async def test_a_full_queue_drops_the_newest_item_and_says_so(store: Store) -> N
     assert any(e["event"] == "facts_queue_recovered" and e["dropped"] == 2 for e in logs)
 
 
+async def test_an_item_offered_after_close_is_counted_as_lost(store: Store) -> None:
+    """Close the sink after the engine: anything later is not silently swallowed."""
+    service = FactsService(store, clock=ManualClock(T0), default_region="RU", settings=FAST)
+    await service.start()
+    await service.close()
+    with capture_logs() as logs:
+        service.on_decision(decision(0))
+        service.on_decision(decision(1))
+    assert service.stats.lost_at_close == 2
+    assert [e["event"] for e in logs] == ["facts_after_close"]
+
+
 # ------------------------------------------------------------------------------ with the engine
 
 
