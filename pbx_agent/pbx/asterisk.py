@@ -41,6 +41,7 @@ from pbx_agent.model import events as ev
 from pbx_agent.model.calls import Call
 from pbx_agent.model.events import LegId
 from pbx_agent.pbx.ami_client import AmiClient, AmiSettings
+from pbx_agent.pbx.ami_permissions import is_permission_denied, missing_class_advice
 from pbx_agent.pbx.asterisk_events import AsteriskTranslator
 from pbx_agent.wire.ami import AmiMessage
 from pbx_agent.wire.escaping import dialplan_arg, printable
@@ -237,7 +238,12 @@ class AsteriskAdapter:
             return None
         response = await self.client.send_action(action, fields)
         if response.name.lower() != "success":
-            raise PbxActionFailed(action, response.get("Message") or response.name)
+            message = response.get("Message") or response.name
+            if is_permission_denied(message):
+                # Say which manager.conf class is missing, not only that Asterisk refused.
+                message = missing_class_advice(action, self.client.settings.username)
+                log.error("ami_permission_denied", pbx=self.name, ami_action=action, error=message)
+            raise PbxActionFailed(action, message)
         return response
 
     # -- commands -------------------------------------------------------------------------------
