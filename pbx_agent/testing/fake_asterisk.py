@@ -66,6 +66,12 @@ from pbx_agent.testing.asterisk_model import (
     separate_args,
 )
 from pbx_agent.testing.asterisk_switch import OriginatedCall, OriginateRequest, Switch
+from pbx_agent.testing.audiosocket_client import (
+    AudioSocketRun,
+    CalleeVoice,
+    callee_audio,
+    stream_call,
+)
 from pbx_agent.testing.fastagi_driver import (
     AgiResult,
     FastAgiSession,
@@ -336,6 +342,13 @@ class FakeAsterisk:
         self._started_at = 0.0
         self._agi_database: dict[tuple[str, str], str] = {}
         self.agi_results: list[AgiResult] = []
+        # AudioSocket(): who speaks when a number the switch dialled answers (by the number
+        # dialled), how fast the audio is sent (0: as fast as the socket takes it), and
+        # every run, in the order they ended.
+        self.callee_voices: dict[str, CalleeVoice] = {}
+        self.default_callee_voice = CalleeVoice.SILENCE
+        self.audiosocket_pace = 1.0
+        self.audiosocket_runs: list[AudioSocketRun] = []
 
     # ------------------------------------------------------------------ life cycle
 
@@ -352,6 +365,7 @@ class FakeAsterisk:
                 clock=self.clock, emit=self._broadcast, time_scale=self._time_scale
             )
             self._switch.agi_launcher = self._launch_agi
+            self._switch.audiosocket_launcher = self._launch_audiosocket
             self._switch.sound_lengths["custom/announcement"] = 7.2  # 04a/04b
         return self._switch
 
@@ -582,6 +596,25 @@ class FakeAsterisk:
 
         await self.switch.wait_until(lambda: len(finished()) >= count, timeout_s)
         return finished()[count - 1]
+
+    def script_callee_voice(self, target: str, voice: CalleeVoice) -> None:
+        """Who speaks when ``target`` (the number dialled, as in ``script_dial``) answers and
+        the dialplan runs ``AudioSocket()`` on the leg."""
+        self.callee_voices[target] = voice
+
+    async def _launch_audiosocket(self, ch: Channel, stream: str, service: str) -> int:
+        voice = self.callee_voices.get(ch.dnid, self.default_callee_voice)
+        run = await stream_call(
+            service,
+            stream,
+            callee_audio(voice),
+            stall=voice is CalleeVoice.STALL,
+            alive=lambda: ch.alive,
+            pace=self.audiosocket_pace,
+        )
+        self.audiosocket_runs.append(run)
+        self.switch.changed()
+        return run.result
 
     # ------------------------------------------------------------------ FastAGI
 
