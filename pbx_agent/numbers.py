@@ -17,6 +17,8 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
+
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -70,9 +72,13 @@ class Unusable:
     raw: str  # printable rendering of what was received, for the log (never the raw bytes)
 
 
+@functools.lru_cache(maxsize=65_536)
 def normalize(raw: str, default_region: str) -> NormalizedNumber | Unusable:
     """Return the E.164 form of ``raw`` (read in ``default_region`` when it has no
-    country code), or why it cannot be used."""
+    country code), or why it cannot be used.
+
+    Pure, and cached: parsing costs a quarter of a millisecond and the same callers call
+    again (the route hook normalises every inbound caller inside a 50 ms deadline)."""
     shown = _printable(raw)
     text = raw.strip()
     refused = _refuse_before_parsing(text)

@@ -97,9 +97,9 @@ class RouteLookup(Protocol):
 
 
 class StoreRouteLookup:
-    """``RouteLookup`` on the daemon's store: both reads in one read transaction (one
-    connection checkout), each on an index: the flags' primary key and ``interactions
-    (number, started_at)``."""
+    """``RouteLookup`` on the daemon's store: both reads in one go on the store's low-latency
+    path (``pbx_agent.store.hot``), each on an index: the flags' primary key and
+    ``interactions (number, started_at)``."""
 
     def __init__(self, store: Store, *, max_rows: int = MAX_HISTORY_ROWS) -> None:
         self._store = store
@@ -108,37 +108,20 @@ class StoreRouteLookup:
     async def read(
         self, number: str, now: datetime, *, with_flag: bool, since: datetime | None
     ) -> tuple[FlagInfo | None, list[PastInteraction]]:
-        flag: FlagInfo | None = None
-        history: list[PastInteraction] = []
         if not with_flag and since is None:
-            return flag, history
-        async with self._store.db.read("read caller flag and history") as conn:
-            if with_flag:
-                row = (
-                    await conn.execute(
-                        sa.select(
-                            caller_flags.c.reason,
-                            caller_flags.c.set_by,
-                            caller_flags.c.set_at,
-                            caller_flags.c.expires_at,
-                        ).where(caller_flags.c.number == number)
-                    )
-                ).first()
-                if row is not None:
-                    found = FlagInfo(row.reason, row.set_by, row.set_at, row.expires_at)
-                    flag = found if found.active(now) else None
-            if since is not None:
-                c = interactions.c
-                query = (
-                    sa.select(c.started_at, c.topic)
-                    .where(c.number == number)
-                    .where(c.started_at >= since)
-                    .order_by(c.started_at.desc())
-                    .limit(self._max_rows)
-                )
-                rows = (await conn.execute(query)).all()
-                history = [PastInteraction(started_at, topic) for started_at, topic in rows]
-        return flag, history
+            return None, []
+        hot = self._store.hot
+        if hot is None:
+            msg = "the store has no low-latency read path (it was not opened with Store.open)"
+            raise StoreUnavailable(msg)
+        row, rows = await hot.flag_and_history(
+            number, with_flag=with_flag, since=since, max_rows=self._max_rows
+        )
+        flag: FlagInfo | None = None
+        if row is not None:
+            found = FlagInfo(row.reason, row.set_by, row.set_at, row.expires_at)
+            flag = found if found.active(now) else None
+        return flag, [PastInteraction(started_at, topic) for started_at, topic in rows]
 
 
 def default_ivr_target(config: Config, pbx: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pbx_agent.store.callbacks import AttemptResult, CallbackRepository, Finished, NewJob
 from pbx_agent.store.engine import DEFAULT_URL, Database, create_engine, parse_url
+from pbx_agent.store.hot import HotReads
 from pbx_agent.store.migrate import current, head_revision, upgrade
 from pbx_agent.store.records import (
     CallerFlag,
@@ -50,8 +51,10 @@ __all__ = [
 class Store:
     """The database, its migrations and one repository per table group."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, hot: HotReads | None = None) -> None:
         self.db = db
+        # Reads that sit in a call's path (the route hook), on the shortest path per database.
+        self.hot = hot
         self.callbacks = CallbackRepository(db)
         self.interactions = InteractionRepository(db)
         self.flags = FlagRepository(db)
@@ -76,7 +79,7 @@ class Store:
             statement_timeout_s=statement_timeout_s,
             busy_timeout_s=busy_timeout_s,
         )
-        return cls(Database(engine))
+        return cls(Database(engine), HotReads(url, statement_timeout_s=statement_timeout_s))
 
     @property
     def dialect(self) -> str:
@@ -94,4 +97,6 @@ class Store:
         return head_revision()
 
     async def close(self) -> None:
+        if self.hot is not None:
+            await self.hot.close()
         await self.db.dispose()
