@@ -18,7 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import functools
-
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum

@@ -42,7 +42,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-import sqlalchemy as sa
 import structlog
 
 from pbx_agent.clock import Clock, to_datetime
@@ -65,7 +64,6 @@ from pbx_agent.policies.night_routing import (
     needs_history,
 )
 from pbx_agent.prompts import sound_name
-from pbx_agent.store.schema import caller_flags, interactions
 
 if TYPE_CHECKING:
     from pbx_agent.config import Config

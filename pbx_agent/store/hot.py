@@ -199,7 +199,10 @@ class HotReads:
         except (SQLAlchemyError, OSError) as exc:
             where = self._url.render_as_string(hide_password=True)
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            msg = f"database {where}: read caller flag and history failed: {type(exc).__name__}: {detail}"
+            msg = (
+                f"database {where}: read caller flag and history failed: "
+                f"{type(exc).__name__}: {detail}"
+            )
             raise StoreUnavailable(msg) from exc
 
     async def close(self) -> None:
