@@ -21,6 +21,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "db",
     "callbacks",
     "flags",
+    "prompts",
+    "report",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -3,15 +3,25 @@
 Prints every problem as ``key: message (got: value; accepted: ...)`` and exits 1, or prints a
 one-line summary and exits 0. Environment overrides (``PBX_AGENT_...``) are applied as
 ``pbx-agent run`` would apply them. Secrets are never printed.
+
+Beyond the file itself: a phrase that a queue or dialled number words differently under the
+same key (the switch plays one file per key); when the profile's folder under
+``prompts.sounds_dir`` is on this host, every phrase's sound file and the hold music
+(``pbx_agent.sounds``); with ``--dialplan DIR``, the dialplan the configuration will meet
+(``pbx_agent.dialplan_check``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from pbx_agent.config import Config, ConfigError, load_config
+from pbx_agent.config import Config, ConfigError, ConfigProblem, load_config
+from pbx_agent.dialplan_check import check_dialplan
+from pbx_agent.sounds import conflict_problems, phrases_to_render, prompt_file_problems
 
 
 def register(subparsers: Any) -> None:
@@ -24,6 +34,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("file", metavar="FILE", help="the TOML configuration file")
+    parser.add_argument(
+        "--dialplan",
+        metavar="DIR",
+        help="also check FILE against the dialplan files in DIR (contexts, hooks, features)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -31,14 +46,31 @@ def handle(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
     except ConfigError as exc:
-        out = sys.stdout
-        count = len(exc.problems)
-        out.write(f"{args.file}: {count} problem{'s' if count != 1 else ''}\n")
-        for problem in exc.problems:
-            out.write(f"{problem}\n")
-        return 1
-    sys.stdout.write(f"{args.file}: OK; {summary(config)}\n")
+        return _report(args.file, exc.problems)
+    # What the switch will play and run: the prompt files (when the profile's sounds folder
+    # is on this host), one file per phrase key, and the dialplan named by --dialplan.
+    prompt_files = prompt_file_problems(config)
+    deployment = [
+        *conflict_problems(phrases_to_render(config)[1]),
+        *(prompt_files or []),
+        *(check_dialplan(config, Path(args.dialplan)) if args.dialplan else []),
+    ]
+    if deployment:
+        return _report(args.file, deployment)
+    checked = ["prompt files" if prompt_files is not None else "", args.dialplan and "dialplan"]
+    extra = " and ".join(c for c in checked if c)
+    sys.stdout.write(
+        f"{args.file}: OK; {summary(config)}" + (f"; {extra} checked" if extra else "") + "\n"
+    )
     return 0
+
+
+def _report(file: str, problems: Sequence[ConfigProblem]) -> int:
+    count = len(problems)
+    sys.stdout.write(f"{file}: {count} problem{'s' if count != 1 else ''}\n")
+    for problem in problems:
+        sys.stdout.write(f"{problem}\n")
+    return 1
 
 
 def summary(config: Config) -> str:

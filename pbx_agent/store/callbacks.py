@@ -162,6 +162,36 @@ class CallbackRepository:
             rows = (await conn.execute(query)).mappings().all()
         return [_job(row) for row in rows]
 
+    async def attempts_between(self, since: datetime, until: datetime) -> list[CallbackAttempt]:
+        """Attempts dialled in [since, until), in dialling order (the manager's report)."""
+        c = callback_attempts.c
+        query = (
+            sa.select(callback_attempts)
+            .where(c.dialled_at >= since)
+            .where(c.dialled_at < until)
+            .order_by(c.dialled_at, c.id)
+        )
+        async with self._db.read("list callback attempts") as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_attempt(row) for row in rows]
+
+    async def jobs_between(self, since: datetime, until: datetime) -> list[CallbackJob]:
+        """Jobs created or finished in [since, until) (the manager's report)."""
+        c = callback_jobs.c
+        query = (
+            sa.select(callback_jobs)
+            .where(
+                sa.or_(
+                    sa.and_(c.created_at >= since, c.created_at < until),
+                    sa.and_(c.finished_at >= since, c.finished_at < until),
+                )
+            )
+            .order_by(c.id)
+        )
+        async with self._db.read("list callback jobs in a period") as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_job(row) for row in rows]
+
     # ------------------------------------------------------------------ creating
 
     async def create(self, new: NewJob) -> CallbackJob:

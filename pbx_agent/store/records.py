@@ -296,15 +296,35 @@ class DecisionRepository:
             return int(result.scalar_one())
 
     async def between(
-        self, since: datetime, until: datetime, *, rule: str | None = None
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        rule: str | None = None,
+        action: str | None = None,
     ) -> list[Decision]:
         c = decisions.c
         query = sa.select(decisions).where(c.at >= since).where(c.at < until).order_by(c.at, c.id)
         if rule is not None:
             query = query.where(c.rule == rule)
+        if action is not None:
+            query = query.where(c.action == action)
         async with self._db.read("list decisions") as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [Decision(**dict(row)) for row in rows]
+
+    async def count_by_action(self, since: datetime, until: datetime) -> dict[tuple[str, str], int]:
+        """How many decisions of each (rule, action) were taken in [since, until)."""
+        c = decisions.c
+        query = (
+            sa.select(c.rule, c.action, sa.func.count())
+            .where(c.at >= since)
+            .where(c.at < until)
+            .group_by(c.rule, c.action)
+        )
+        async with self._db.read("count decisions") as conn:
+            rows = (await conn.execute(query)).all()
+        return {(rule, action): int(count) for rule, action, count in rows}
 
 
 def _values(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
