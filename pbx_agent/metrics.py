@@ -64,6 +64,7 @@ from prometheus_client import (
 from pbx_agent import __version__
 from pbx_agent.errors import StoreUnavailable
 from pbx_agent.model import events as ev
+from pbx_agent.policies.callbacks import JobStatus
 
 if TYPE_CHECKING:
     from pbx_agent.engine import Decision, Engine
@@ -347,8 +348,9 @@ class Metrics:
                 log.warning("metrics_store_probe_failed", error=error)
             self._set_store(up=False, error=error)
             return False
-        for status, count in counts.items():
-            self.callback_jobs.labels(status=_label(status)).set(count)
+        # Every status, zero included, so a status that emptied does not keep its last value.
+        for status in JobStatus:
+            self.callback_jobs.labels(status=str(status)).set(counts.get(status, 0))
         if self._store_up is False:
             log.info("metrics_store_probe_recovered")
         self._set_store(up=True, error="")

@@ -1,0 +1,165 @@
+"""``pbx-agent report``: the figures computed from a seeded store, and their renderings."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pbx_agent import cli
+from pbx_agent.errors import ConfigError
+from pbx_agent.reporting import (
+    Report,
+    build_report,
+    parse_moment,
+    render_csv,
+    render_json,
+    render_table,
+)
+from pbx_agent.store import Store
+from tests.report.seed import SINCE, UNTIL, seed
+
+
+@pytest.fixture
+async def report(store: Store) -> Report:
+    await seed(store)
+    return await build_report(store, SINCE, UNTIL, hold_target=0.05, timezone="UTC")
+
+
+async def test_share_of_calls_with_hold_is_measured_against_the_target(report: Report) -> None:
+    """3 of 20 calls had a hold (holds rows or had_hold): 15 %, over the 5 % target."""
+    assert report.calls.calls == 20
+    assert report.calls.with_hold == 3
+    assert report.calls.hold_share == pytest.approx(0.15)
+    assert report.calls.target_met is False
+
+
+async def test_holds_over_the_tier_limit_are_counted_by_agent(report: Report) -> None:
+    """Agent 1001 first (2 over its limit), then 1002; durations from start to end."""
+    holds = report.holds
+    assert holds.holds == 4
+    assert holds.over_limit == 2
+    assert [(a.agent, a.tier, a.holds, a.over_limit, a.longest_s) for a in holds.by_agent] == [
+        ("1001", "specialist", 3, 2, 200.0),
+        ("1002", "senior", 1, 0, 40.0),
+    ]
+    assert holds.median_s == 40.0
+    assert holds.longest_s == 200.0
+    assert holds.callback_offers_taken == 1
+
+
+async def test_drops_and_routings_come_from_the_decisions_of_the_period(report: Report) -> None:
+    """Silent (one before the queue), lingering and script drops; night IVR and flagged."""
+    drops = report.drops
+    assert drops.silent_caller == 2
+    assert drops.silent_caller_before_queue == 1
+    assert drops.lingering == 1
+    assert drops.scripts == {"abuse": 1, "prank": 1}
+    assert report.routing.night_ivr == 3
+    assert report.routing.flagged_queue == 1
+
+
+async def test_callbacks_made_answered_exhausted_and_overdue(report: Report) -> None:
+    """Attempts that reached the switch, a person reached, jobs finished, promises late."""
+    cb = report.callbacks
+    assert cb.made == 5
+    assert cb.answered == 1
+    assert cb.machine == 1
+    assert cb.attempts["no_answer"] == 2
+    assert cb.attempts["not_placed"] == 1
+    assert (cb.done, cb.exhausted, cb.cancelled, cb.overdue) == (1, 1, 1, 1)
+    assert cb.overdue_open == 1
+    assert cb.jobs_created == {
+        "abnormal_drop": 2,
+        "one_way_audio": 0,
+        "requested": 1,
+        "promised": 2,
+    }
+
+
+async def test_an_empty_period_has_no_share_rather_than_zero(store: Store) -> None:
+    """No calls: the share is unknown, not 0 % (which would read as the target met)."""
+    figures = await build_report(store, SINCE, UNTIL)
+    assert figures.calls.hold_share is None
+    assert figures.calls.target_met is None
+    assert "no calls" in render_table(figures)
+
+
+async def test_the_table_reads_as_a_manager_would_ask(report: Report) -> None:
+    """The terminal table states the share against the target and lists agents."""
+    text = render_table(report, ZoneInfo("UTC"))
+    assert "15.0% (3 of 20; target <= 5%: NOT MET)" in text
+    assert re.search(r"^Holds over the tier limit +2$", text, re.MULTILINE)
+    assert re.search(r"^Callback attempts made +5$", text, re.MULTILINE)
+    assert re.search(r"^1001 +specialist +3 +2 +3:20$", text, re.MULTILINE)
+
+
+async def test_json_and_csv_carry_the_same_figures(report: Report) -> None:
+    """JSON nests the figures; CSV has one figure per row with section and key."""
+    data = json.loads(render_json(report))
+    assert data["calls"]["hold_share"] == pytest.approx(0.15)
+    assert data["holds"]["by_agent"][0]["agent"] == "1001"
+    assert data["since"] == SINCE.isoformat()
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    by = {(r["section"], r["figure"], r["key"]): r["value"] for r in rows}
+    assert by["calls", "hold_share", ""] == "0.15"
+    assert by["holds", "agent_over_limit", "1001"] == "2"
+    assert by["callbacks", "exhausted", ""] == "1"
+    assert by["callbacks", "attempts", "machine"] == "1"
+
+
+def test_period_starts_are_lengths_back_or_iso_times() -> None:
+    """24h, 7d, an ISO date in the site's zone, an explicit offset; anything else refused."""
+    now = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+    zone = ZoneInfo("Europe/Moscow")
+    assert parse_moment("24h", now=now, zone=zone) == datetime(2026, 6, 9, 12, 0, tzinfo=UTC)
+    assert parse_moment("7d", now=now, zone=zone) == datetime(2026, 6, 3, 12, 0, tzinfo=UTC)
+    assert parse_moment("2026-06-10", now=now, zone=zone) == datetime(2026, 6, 9, 21, 0, tzinfo=UTC)
+    assert parse_moment("2026-06-10T08:00+00:00", now=now, zone=zone).hour == 8
+    with pytest.raises(ConfigError, match="24h"):
+        parse_moment("yesterday", now=now, zone=zone)
+
+
+async def test_the_command_prints_json_for_a_period(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pbx-agent report --since ... --until ... --format json` against a seeded SQLite file."""
+    for name in [n for n in os.environ if n.upper().startswith("PBX_AGENT_")]:
+        monkeypatch.delenv(name)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
+    seeded = Store.open(url)
+    await seeded.upgrade()
+    await seed(seeded)
+    await seeded.close()
+    config = tmp_path / "site.toml"
+    config.write_text(f'[site]\ntimezone = "UTC"\n[store]\nurl = "{url}"\n', encoding="utf-8")
+    args = [
+        "report",
+        "--config",
+        str(config),
+        "--since",
+        SINCE.isoformat(),
+        "--until",
+        UNTIL.isoformat(),
+        "--format",
+        "json",
+    ]
+    status = await _run_cli(args)
+    out = capsys.readouterr().out
+    assert status == 0, out
+    data = json.loads(out)
+    assert data["calls"]["with_hold"] == 3
+    assert data["routing"]["night_ivr"] == 3
+
+
+async def _run_cli(args: list[str]) -> int:
+    # The command runs its own event loop: keep it off this test's loop.
+    return await asyncio.to_thread(cli.main, args)
