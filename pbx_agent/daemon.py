@@ -28,19 +28,30 @@ from pbx_agent.config.types import split_host_port
 from pbx_agent.engine import Engine
 from pbx_agent.metrics import Metrics, MetricsServer, MetricsServerSettings
 from pbx_agent.model.calls import CallModel, PartiesConnected, RoleRules
+from pbx_agent.model.commands import CancelCallbacks, RequestCallback, action_name
+from pbx_agent.model.events import MachineDetected, OriginateOutcome
 from pbx_agent.model.hooks import HookRegistry, HookSpec
 from pbx_agent.pbx.ami_client import AmiSettings
 from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
+from pbx_agent.pbx.asterisk_dialer import (
+    AsteriskDialer,
+    MachineDetection,
+    audiosocket_address,
+    detector_params,
+)
+from pbx_agent.pbx.audiosocket_server import AudioSocketServer
 from pbx_agent.pbx.fastagi import FastAgiServer
 from pbx_agent.hooks.entry import entry_hook_factory
 from pbx_agent.pbx.asterisk_hold import hold_program_hook_factory
 from pbx_agent.policies.base import Policy
+from pbx_agent.policies.callbacks import CallbackRules, callbacks_policy_factory
 from pbx_agent.policies.dead_air import dead_air_policy_factory
 from pbx_agent.policies.hold import hold_policy_factory
 from pbx_agent.policies.lingering import lingering_policy_factory
 from pbx_agent.policies.scripts import scripts_policy_factory
 from pbx_agent.policies.silent_caller import silent_caller_policy_factory
 from pbx_agent.prompts import sound_name
+from pbx_agent.services.callbacks import CallbackService, SchedulerSettings, promise_hook
 from pbx_agent.store import Store
 
 log = structlog.get_logger("pbx_agent.daemon")
@@ -87,13 +98,24 @@ POLICY_FACTORIES: list[Callable[[Config], Policy | None]] = [
     silent_caller_policy_factory,
     lingering_policy_factory,
     scripts_policy_factory,
+    callbacks_policy_factory,
 ]
+
+
+def promise_hook_factory(daemon: Daemon) -> HookSpec | None:
+    """The ``callback_promise`` hook (R7 promises), served by the daemon's callback service."""
+    if daemon.callbacks is None:
+        return None
+    callbacks = daemon.config.standards_for().callbacks
+    return promise_hook(daemon.callbacks, default_within_h=callbacks.promised_default_deadline_h)
+
 
 # Every dialplan hook: ``(daemon) -> HookSpec | None``. Hooks are built before the adapter
 # starts and reach the adapter, store and services through the daemon at call time.
 HOOK_FACTORIES: list[Callable[[Daemon], HookSpec | None]] = [
     entry_hook_factory,
     hold_program_hook_factory,
+    promise_hook_factory,
 ]
 
 
@@ -106,6 +128,9 @@ class Daemon:
     adapter: AsteriskAdapter | None = field(init=False, default=None)
     store: Store | None = field(init=False, default=None)
     fastagi: FastAgiServer | None = field(init=False, default=None)
+    callbacks: CallbackService | None = field(init=False, default=None)
+    dialer: AsteriskDialer | None = field(init=False, default=None)
+    audiosocket: AudioSocketServer | None = field(init=False, default=None)
     hooks: HookRegistry = field(init=False, default_factory=HookRegistry)
     metrics: Metrics = field(init=False, default_factory=Metrics)
     metrics_server: MetricsServer | None = field(init=False, default=None)
@@ -126,6 +151,7 @@ class Daemon:
         )
         self.metrics.attach(self.engine)
         await self._start_store()
+        self._build_callbacks()
         for hook_factory in HOOK_FACTORIES:
             spec = hook_factory(self)
             if spec is not None:
@@ -136,6 +162,7 @@ class Daemon:
         else:
             msg = f"pbx.kind = {kind!r} is not available in this build"
             raise ConfigError(msg)
+        self._run_callbacks()
         await self._start_metrics()
         log.info(
             "daemon_started",
@@ -181,6 +208,9 @@ class Daemon:
             reconnect_initial_s=settings.reconnect_initial_s,
             reconnect_max_s=settings.reconnect_max_s,
         )
+        if self.dialer is not None:
+            await self.dialer.start()
+            self._closers.append(self.dialer.close)
         adapter = AsteriskAdapter(
             ami, options, handle_event=self.engine.handle, shadow=self.config.shadow
         )
@@ -202,9 +232,82 @@ class Daemon:
         self.engine.on_call_event(talk_detection)
         await adapter.start()
         self._closers.append(adapter.close)
+        if self.dialer is not None:
+            self.dialer.attach(adapter, audiosocket=await self._start_audiosocket(settings))
         if simulator is not None and self.fastagi is not None:
             simulator.start_traffic(self, self.fastagi.port)
             self._closers.append(simulator.close)
+
+    def _build_callbacks(self) -> None:
+        """R7 and R6: the callback service and its dialer (the adapter is attached when it
+        exists). Shadow mode decides and logs callbacks but writes no job and dials nothing:
+        a site switching shadow mode off is never called back for drops seen before."""
+        assert self.store is not None
+        assert self.clock is not None
+        config = self.config
+        site = config.standards_for()
+        dialer = AsteriskDialer(MachineDetection.from_rule(site.amd))
+        service = CallbackService(
+            self.store,
+            dialer,
+            CallbackRules.from_standards(site, config.site.zone),
+            clock=self.clock,
+            default_region=config.site.default_region,
+            settings=SchedulerSettings(
+                poll_interval_s=config.scheduler.poll_interval_s, lease_s=config.scheduler.lease_s
+            ),
+        )
+        dialer.report_to(service)
+        self.engine.subscribe((OriginateOutcome, MachineDetected), dialer.on_event)
+        if config.shadow:
+            self.engine.register_service(RequestCallback, _callback_in_shadow)
+            self.engine.register_service(CancelCallbacks, _callback_in_shadow)
+        else:
+            self.engine.register_service(RequestCallback, service.on_request_callback)
+            self.engine.register_service(CancelCallbacks, service.on_cancel_callbacks)
+        self.callbacks, self.dialer = service, dialer
+
+    async def _start_audiosocket(self, settings: AsteriskSettings) -> str | None:
+        """The AudioSocket server callback legs stream to for the daemon's machine detection;
+        returns the address the dialplan connects to. Not started when ``standards.amd``
+        chooses ``AMD()`` or no detection. A port that cannot be bound is logged and
+        callbacks go on without detection (the customer is connected, never hung up on)."""
+        amd = self.config.standards_for().amd
+        if self.dialer is None or not amd.enabled or amd.engine != "daemon":
+            return None
+        host, port = split_host_port(settings.audiosocket_bind)
+        server = AudioSocketServer(
+            self.dialer.on_audiosocket_verdict, params=detector_params(amd), host=host, port=port
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("audiosocket_unavailable", bind=settings.audiosocket_bind, error=str(exc))
+            await server.close()
+            return None
+        self.audiosocket = server
+        self._closers.append(server.close)
+        return audiosocket_address(host, server.port)
+
+    def _run_callbacks(self) -> None:
+        """Run the callback scheduler (not in shadow mode); stopped first at shutdown."""
+        service = self.callbacks
+        if service is None:
+            return
+        if self.config.shadow:
+            log.info("callback_scheduler_off", reason="shadow mode: callbacks are not dialled")
+            return
+        task = asyncio.create_task(service.run(), name="callback-scheduler")
+        task.add_done_callback(_scheduler_ended)
+
+        async def stop_scheduler() -> None:
+            service.stop()
+            done, _ = await asyncio.wait([task], timeout=_SCHEDULER_STOP_S)
+            if not done:
+                task.cancel()
+                await asyncio.wait([task], timeout=_SCHEDULER_STOP_S)
+
+        self._closers.append(stop_scheduler)
 
     async def _start_store(self) -> None:
         store = Store.open(self.config.store.url)
@@ -252,12 +355,16 @@ class Daemon:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             agi_port = sock.getsockname()[1]
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            audiosocket_port = sock.getsockname()[1]
         settings = AsteriskSettings(
             ami_host=host,
             ami_port=port,
             username=sim.SIM_USERNAME,
             secret=SecretStr(sim.SIM_SECRET),
             fastagi_bind=f"127.0.0.1:{agi_port}",
+            audiosocket_bind=f"127.0.0.1:{audiosocket_port}",
         )
         log.info(
             "simulated_pbx_started",
@@ -308,3 +415,22 @@ class Daemon:
         self.config = fresh
         self.engine.set_standards(fresh.standards_for)
         log.info("config_reloaded", path=str(self.config_path), profile=fresh.site.profile)
+
+
+_SCHEDULER_STOP_S = 10.0
+
+
+async def _callback_in_shadow(command: Any, call: Any) -> None:
+    """Shadow mode's handler for ``RequestCallback`` / ``CancelCallbacks``: say, write nothing."""
+    log.info(
+        "callback_shadow",
+        action=action_name(command),
+        call_id=getattr(call, "id", None),
+        number=getattr(command, "number", ""),
+        reason="shadow mode: no callback job is written or cancelled",
+    )
+
+
+def _scheduler_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("callback_scheduler_failed", error=repr(task.exception()))

@@ -176,6 +176,9 @@ class AsteriskSettings(_Connection):
     username: Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\s]+$")] = "pbx-agent"
     secret: SecretStr = SecretStr("")
     fastagi_bind: HostPort = "127.0.0.1:4573"
+    # The daemon's AudioSocket server: callback legs stream their audio here for machine
+    # detection (standards.amd.engine = "daemon"). Asterisk connects to this address.
+    audiosocket_bind: HostPort = "127.0.0.1:9092"
     contexts: AsteriskContexts = AsteriskContexts()
     # TALK_DETECT(set)=<silence ms>,<energy threshold>: how fast "stopped talking" is seen.
     talk_detect_silence_ms: Annotated[int, Field(ge=50, le=10000)] = 300
@@ -231,6 +234,16 @@ class StoreSettings(_Section):
                 "a URL starting with " + " or ".join(f"{s}://" for s in _STORE_SCHEMES),
             )
         return value
+
+
+class SchedulerSettings(_Section):
+    """How the callback scheduler runs (the callback rules are standards.callbacks)."""
+
+    # How often due callbacks are looked for (sooner when one is scheduled).
+    poll_interval_s: Annotated[float, Field(ge=0.05, le=60)] = 1.0
+    # An attempt in flight is leased to its daemon for this long, renewed every third of it;
+    # a daemon that dies leaves its attempt to be settled by another one after the lease.
+    lease_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
 
 
 class LoggingSettings(_Section):
@@ -330,6 +343,7 @@ class Config(_Section):
     freeswitch: FreeswitchSettings | None = None
     agents: AgentsSettings = AgentsSettings()
     store: StoreSettings = StoreSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     hooks: HooksSettings = HooksSettings()

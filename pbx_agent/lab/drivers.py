@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from pbx_agent.testing.audiosocket_client import CalleeVoice
 from pbx_agent.testing.fake_asterisk import AmdVerdict, DialOutcome, DialScript, FakeAsterisk, Leg
 
 
@@ -58,10 +59,18 @@ class LabPbx(Protocol):
     ) -> LabLeg: ...
 
     def script_callee(
-        self, number: str, outcome: str, *, machine: bool | None = None, ring_s: float = 0.0
+        self,
+        number: str,
+        outcome: str,
+        *,
+        machine: bool | None = None,
+        ring_s: float = 0.0,
+        voice: str | None = None,
     ) -> None:
         """How ``number`` answers when the daemon calls it: ``answer``, ``busy``, ``decline``,
-        ``no_answer``; ``machine`` decides the machine-detection verdict of an answer."""
+        ``no_answer``; ``machine`` decides the machine-detection verdict of an answer;
+        ``voice`` who is heard (``human``, ``noisy_human``, ``machine``, ``silence``;
+        default: from ``machine``), by whichever detector the daemon uses."""
         ...
 
     def originated_numbers(self) -> list[str]:
@@ -146,13 +155,24 @@ class AsteriskLabPbx:
         return AsteriskLeg(self, leg)
 
     def script_callee(
-        self, number: str, outcome: str, *, machine: bool | None = None, ring_s: float = 0.0
+        self,
+        number: str,
+        outcome: str,
+        *,
+        machine: bool | None = None,
+        ring_s: float = 0.0,
+        voice: str | None = None,
     ) -> None:
+        if voice is None and machine is not None:
+            voice = CalleeVoice.MACHINE if machine else CalleeVoice.HUMAN
         amd = None
-        if machine is True:
-            amd = AmdVerdict.machine_long_greeting()
-        elif machine is False:
-            amd = AmdVerdict.human()
+        if voice is not None:
+            # The same callee as AMD() would judge it (traces 06a-06c).
+            amd = {
+                CalleeVoice.MACHINE: AmdVerdict.machine_long_greeting(),
+                CalleeVoice.SILENCE: AmdVerdict.initial_silence(),
+            }.get(CalleeVoice(voice), AmdVerdict.human())
+            self.fake.script_callee_voice(number, CalleeVoice(voice))
         self.fake.script_dial(number, DialScript(DialOutcome(outcome), ring_s=ring_s, amd=amd))
 
     def originated_numbers(self) -> list[str]:

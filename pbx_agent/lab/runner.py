@@ -66,6 +66,7 @@ def _lab_config(
             "username": "lab",
             "secret": "not-a-real-secret",
             "fastagi_bind": f"127.0.0.1:{_free_port()}",
+            "audiosocket_bind": f"127.0.0.1:{_free_port()}",
             "ping_interval_s": 20,
         },
         "store": {"url": f"sqlite+aiosqlite:///{folder / 'lab.sqlite3'}"},

@@ -521,6 +521,15 @@ class AsteriskAdapter:
         fields.extend(("Variable", f"{name}={dialplan_arg(value)}") for name, value in variables)
         await self._act("Originate", fields, call_id=request_id)
 
+    async def set_variable(self, channel: str, name: str, value: str) -> None:
+        """AMI ``Setvar`` on ``channel`` (its name, or its Uniqueid: a callback attempt's
+        request id), outside any call the engine tracks: the callback dialer's verdicts."""
+        await self._act(
+            "Setvar",
+            [("Channel", channel), ("Variable", name), ("Value", _safe_value(value))],
+            call_id=channel,
+        )
+
 
 def _safe_value(value: str) -> str:
     """A variable value with any CR/LF/NUL made visible instead of breaking the action."""

@@ -69,7 +69,7 @@ from pbx_agent.model.commands import CancelCallbacks, Command, Note, RequestCall
 from pbx_agent.model.events import Direction, LegId, Role
 
 if TYPE_CHECKING:
-    from pbx_agent.config import Standards
+    from pbx_agent.config import Config, Standards
 
 # ------------------------------------------------------------------------------ causes
 
@@ -806,3 +806,12 @@ class CallbackDropPolicy:
             reason=verdict.describe(),
             fields={"cause": verdict.cause, "cause_text": verdict.cause_text},
         )
+
+
+def callbacks_policy_factory(config: Config) -> CallbackDropPolicy:
+    """For ``pbx_agent.daemon.POLICY_FACTORIES``. Always on: ``callbacks.enabled`` and the
+    drop rules are read per call from ``call.standards``; the site's are the fallback."""
+    site = config.standards_for()
+    return CallbackDropPolicy(
+        DropRules.from_standards(site), cancel_on_inbound=site.callbacks.cancel_on_inbound
+    )

@@ -17,6 +17,7 @@ MODULES: tuple[str, ...] = (
     "lingering",
     "scripts",
     "night_routing",
+    "callbacks",
 )
 
 
