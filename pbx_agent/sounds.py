@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,9 +115,10 @@ def _run(argv: Sequence[str], stdin: bytes | None) -> None:
         raise SoundRenderError(msg) from exc
 
 
-def find_tools(which: Callable[[str], str | None] = shutil.which) -> dict[str, str]:
+def find_tools(which: Callable[[str], str | None] | None = None) -> dict[str, str]:
     """The paths of espeak-ng and sox; ``SoundToolMissingError`` names the packages to install."""
-    found = {tool: which(tool) for tool in PACKAGES}
+    lookup = which or shutil.which
+    found = {tool: lookup(tool) for tool in PACKAGES}
     missing = [tool for tool, path in found.items() if path is None]
     if missing:
         packages = " ".join(PACKAGES[t] for t in missing)
@@ -176,8 +179,10 @@ def render_prompts(
     force: bool = False,
     tools: Mapping[str, str] | None = None,
     run: Runner = _run,
+    workers: int | None = None,
 ) -> RenderResult:
-    """Render every phrase of ``config``'s profile into ``out/<profile>/``."""
+    """Render every phrase of ``config``'s profile into ``out/<profile>/`` (phrases in
+    parallel, one espeak-ng and one SoX per format each)."""
     chosen = [FORMATS[name] for name in formats]
     found = dict(tools) if tools is not None else find_tools()
     profile = config.site.profile
@@ -185,30 +190,11 @@ def render_prompts(
     directory.mkdir(parents=True, exist_ok=True)
     texts, conflicts = phrases_to_render(config)
     result = RenderResult(directory=directory, conflicts=conflicts)
-    manifest = _read_manifest(directory)
-    entries: dict[str, Any] = manifest.get("prompts", {})
-    for key, text in texts.items():
-        if key in config.prompts.files:
-            result.skipped.append(key)
-            continue
-        entry = entries.get(key, {})
-        hashes: dict[str, str] = dict(entry.get("files", {}))
-        targets = [directory / f"{file_stem(key)}{fmt.suffix}" for fmt in chosen]
-        recorded = [] if force else _recorded_by_hand(targets, hashes)
-        if recorded:
-            result.kept.extend(recorded)
-            # A synthesised sibling would be played instead of the recording (Asterisk
-            # prefers the format that needs no transcoding), so it goes.
-            for sibling in targets:
-                if sibling not in recorded and sibling.exists():
-                    sibling.unlink()
-                    result.removed.append(sibling)
-                    hashes.pop(sibling.name, None)
-            entries[key] = {"text": text, "files": hashes}
-            continue
-        if not force and entry.get("text") == text and _all_match(targets, hashes):
-            result.unchanged.extend(targets)
-            continue
+    entries: dict[str, Any] = _read_manifest(directory).get("prompts", {})
+    to_render = _plan(config, texts, entries, directory, chosen, force, result)
+
+    def render_one(job: _Job) -> None:
+        key, text, targets, hashes = job
         with tempfile.TemporaryDirectory(prefix="pbx-agent-tts-") as tmp:
             speech = Path(tmp) / "speech.wav"
             run(
@@ -228,13 +214,56 @@ def render_prompts(
                     msg = f"sox wrote no {target.name} for {key!r}"
                     raise SoundRenderError(msg)
                 hashes[target.name] = _sha256(target)
-                result.written.append(target)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        # list() re-raises the first failure here.
+        list(pool.map(render_one, to_render))
+    for key, text, targets, hashes in to_render:
         entries[key] = {"text": text, "files": hashes}
+        result.written.extend(targets)
     manifest = {"profile": profile, "voice": VOICES[profile], "prompts": entries}
     (directory / MANIFEST).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return result
+
+
+_Job = tuple[str, str, list[Path], dict[str, str]]  # key, text, files, their hashes
+
+
+def _plan(
+    config: Config,
+    texts: Mapping[str, str],
+    entries: dict[str, Any],
+    directory: Path,
+    chosen: Sequence[SoundFormat],
+    force: bool,
+    result: RenderResult,
+) -> list[_Job]:
+    """Which phrases to render; records in ``result`` those skipped, kept or unchanged."""
+    to_render: list[_Job] = []
+    for key, text in texts.items():
+        if key in config.prompts.files:
+            result.skipped.append(key)
+            continue
+        hashes: dict[str, str] = dict(entries.get(key, {}).get("files", {}))
+        targets = [directory / f"{file_stem(key)}{fmt.suffix}" for fmt in chosen]
+        recorded = [] if force else _recorded_by_hand(targets, hashes)
+        if recorded:
+            result.kept.extend(recorded)
+            # A synthesised sibling would be played instead of the recording (Asterisk
+            # prefers the format that needs no transcoding), so it goes.
+            for sibling in targets:
+                if sibling not in recorded and sibling.exists():
+                    sibling.unlink()
+                    result.removed.append(sibling)
+                    hashes.pop(sibling.name, None)
+            entries[key] = {"text": text, "files": hashes}
+        elif not force and entries.get(key, {}).get("text") == text and _all_match(targets, hashes):
+            result.unchanged.extend(targets)
+        else:
+            to_render.append((key, text, targets, hashes))
+    return to_render
 
 
 def render_music(
