@@ -1405,8 +1405,14 @@ class Switch:
     # ------------------------------------------------------------------ Local channels
 
     def _local_hangup(self, ch: Channel, *, soft: bool = False) -> None:
-        """One half of a Local pair ends; the other half follows (04a)."""
+        """One half of a Local pair ends; the other half follows (04a). A FastAGI session
+        running on either half is told at once (its current command returns -1, then the
+        ``HANGUP`` line), as Asterisk interrupts an AGI command on a hung-up channel."""
         partner = ch.local_partner
+        for half in (ch, partner):
+            link = self._agi_links.get(half) if half is not None else None
+            if link is not None:
+                link.channel_hung_up()
         if soft:
             self.soft_hangup_request(ch, tpl.SOFTHANGUP_APPUNLOAD)
         if partner is not None and partner.alive:

@@ -416,12 +416,17 @@ class FastAgiSession:
         return _ok(0)
 
     async def _stream_file(self, args: tuple[str, ...]) -> _Reply:
+        """STREAM FILE <file> <escape digits> [sample offset]: playback starts ``offset``
+        samples into the file; ``endpos`` is the position in the file where it stopped."""
         name, escape = args[0], args[1]
+        offset = int(args[2]) if len(args) > 2 and args[2].lstrip("-").isdigit() else 0
+        offset = max(offset, 0)
         length = self.switch.sound_length(name)
         if length is None:
             return _Reply(encode_reply(result=-1, endpos=0).decode())
-        digit, played = await self._play(length, escape)
-        endpos = int(played * SAMPLES_PER_SECOND)
+        remaining = max(0.0, length - offset / SAMPLES_PER_SECOND)
+        digit, played = await self._play(remaining, escape)
+        endpos = min(offset, int(length * SAMPLES_PER_SECOND)) + int(played * SAMPLES_PER_SECOND)
         if digit == "hangup":
             return _Reply(encode_reply(result=-1, endpos=endpos).decode())
         self.switch.varset(self.channel, "PLAYBACKSTATUS", "SUCCESS")

@@ -302,3 +302,42 @@ async def test_raw_mode_sends_half_an_environment_and_disconnects(pbx: FakeAster
     server.close()
     await server.wait_closed()
     assert bytes(received) == half
+
+
+async def test_stream_file_with_a_sample_offset_plays_the_rest_of_the_file(pbx: FakeAsterisk) -> None:
+    """STREAM FILE's sample offset starts playback inside the file; endpos is the file position."""
+    pbx.switch.sound_lengths["music"] = 0.05  # 400 samples
+    carol = await _carol(pbx)
+    async with ScriptedAgiServer(['STREAM FILE music "" 300', 'STREAM FILE music "" 1000']) as server:
+        await pbx.agi(carol, server.url, idle_timeout_s=0.5)
+    assert server.reply_lines == ["200 result=0 endpos=400", "200 result=0 endpos=400"]
+
+
+async def test_hanging_up_a_local_channel_interrupts_its_agi_command(pbx: FakeAsterisk) -> None:
+    """AMI Hangup of a Local half running AGI ends the running STREAM FILE at once (-1, HANGUP)."""
+    pbx.switch.sound_lengths["long"] = 60.0
+    async with ScriptedAgiServer(['STREAM FILE long ""']) as server:
+        client = await AmiTestClient.connect(pbx.ami_address)
+        await client.login()
+        client.send(
+            "Originate",
+            [("Channel", "Local/602@from-ua/n"), ("Application", "AGI"), ("Data", server.url),
+             ("Async", "true"), ("ChannelId", "loc-1"), ("OtherChannelId", "loc-2")],
+            "o1",
+        )
+        await client.response("o1")
+
+        async def streaming() -> None:
+            while True:
+                ch = pbx.switch.find("loc-1")
+                if ch is not None and pbx.switch.agi_link(ch) is not None and server.env_lines:
+                    return
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(streaming(), 3)
+        await asyncio.sleep(0.05)  # STREAM FILE is now playing its 60 s
+        client.send("Hangup", [("Channel", "loc-1")], "h1")
+        await client.response("h1")
+        await asyncio.wait_for(server.done.wait(), 3)
+        await client.close()
+    assert server.reply_lines[0].startswith("200 result=-1")
