@@ -361,6 +361,12 @@ class FakeFreeSwitch:
         self._labels = 0
         self._running: dict[str, _RunningApp] = {}
         self._outbound: dict[str, OutboundCall] = {}
+        # uuid_displace commands as received: (uuid, start|stop, path, rest of the line).
+        self.displacements: list[tuple[str, str, str, str]] = []
+        self.recordings: list[tuple[str, str, str]] = []
+        # What the dialplan does at an extension a leg is transferred or originated to
+        # (``uuid_transfer``, ``originate ... <exten>``): a scripted stand-in, by extension.
+        self.extensions: dict[str, Callable[[FakeChannel], Coroutine[Any, Any, None]]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -786,13 +792,22 @@ class FakeFreeSwitch:
             if legs in ("bleg", "both") and ch.peer is not None:
                 targets.append(ch.peer)
             for target in targets:
+                if target.moh:
+                    # Trace 03b: the file replaces the music for its length, then the music
+                    # resumes and unhold never stops it again.
+                    target.moh_broken = True
                 self.play(target, argv[1], new_uuid())
             return "+OK Message sent\n"
         if name == "uuid_break":
             self._finish_app(ch.uuid, "FILE PLAYED", None)
             return "+OK\n"
         if name == "uuid_displace":
-            return "+OK\n" if len(argv) >= 3 else "-USAGE: uuid_displace <uuid> [start|stop]\n"
+            return self._displace(ch, argv)
+        if name == "uuid_record":
+            if len(argv) < 3 or argv[1] not in ("start", "stop"):
+                return "-USAGE: <uuid> [start|stop] <path> [<limit>]\n"
+            self.recordings.append((ch.uuid, argv[1], argv[2]))
+            return "+OK Success\n"
         if name == "uuid_hold":
             if argv[0] == "off":
                 if ch.held:
@@ -809,6 +824,29 @@ class FakeFreeSwitch:
             self._transfer(ch, rest[0])
             return "+OK\n"
         return f"-ERR {name} Command not found!\n"
+
+    def _displace(self, ch: FakeChannel, argv: list[str]) -> str:
+        """uuid_displace <uuid> start|stop <path> [limit] [mux] (mod_commands.c): a media bug
+        keyed by the path; one of the same file per channel; it ends with the file."""
+        if len(argv) < 3 or argv[1] not in ("start", "stop"):
+            return "-USAGE: <uuid> [start|stop] <path> [<limit>] [mux]\n"
+        action, path = argv[1], argv[2]
+        self.displacements.append((ch.uuid, action, path, " ".join(argv[3:])))
+        if action == "stop":
+            if ch.displacing.pop(path, None) is None:
+                return "-ERR Cannot stop displace session!\n"
+            return "+OK Success\n"
+        if path in ch.displacing or path in self.missing_sounds or not ch.answered:
+            return "-ERR Cannot displace session!\n"
+        token = f"{argv[4] if len(argv) > 4 else ''}#{new_uuid()}"
+        ch.displacing[path] = token
+
+        def ended() -> None:
+            if ch.displacing.get(path) == token:
+                del ch.displacing[path]
+
+        self.later(self.playback_s, ended)
+        return "+OK Success\n"
 
     def _channels_json(self) -> str:
         rows = []
@@ -921,6 +959,7 @@ class FakeFreeSwitch:
             ch.destination = target
             self.model.set_state(ch, "CS_EXECUTE")
             self.model.park(ch, new_uuid())
+            self._run_extension(ch, target)
             return
         app, _, arg = target[1:].partition("(")
         arg = arg.removesuffix(")")
@@ -1063,6 +1102,36 @@ class FakeFreeSwitch:
         self.model.unpark(ch)
         ch.destination = destination
         self.model.park(ch, new_uuid())
+        self._run_extension(ch, destination)
+
+    def _run_extension(self, ch: FakeChannel, extension: str) -> None:
+        script = self.extensions.get(extension)
+        if script is not None:
+            self.spawn(script(ch), f"fake-fs-extension-{extension}-{ch.uuid}")
+
+    def application_event(self, ch: FakeChannel, headers: list[tuple[str, str]]) -> None:
+        """The ``event`` application on ``ch`` (``bind_meta_app ... event::k=v``): a
+        CHANNEL_APPLICATION with the channel's data and the given headers."""
+        self.model.fire("CHANNEL_APPLICATION", ch, suffix=headers)
+
+    def callcenter_bridge_start(
+        self, member: FakeChannel, agent: FakeChannel, *, queue: str, agent_name: str
+    ) -> None:
+        """mod_callcenter's CUSTOM callcenter::info ``bridge-agent-start`` on the agent leg."""
+        core = [("Event-Subclass", "callcenter::info"), *self.model.core("CUSTOM")]
+        self.model.fire(
+            "CUSTOM",
+            agent,
+            core=core,
+            suffix=[
+                ("CC-Queue", queue),
+                ("CC-Action", "bridge-agent-start"),
+                ("CC-Agent", agent_name),
+                ("CC-Agent-UUID", agent.uuid),
+                ("CC-Member-Session-UUID", member.uuid),
+                ("CC-Member-CID-Number", member.caller_number),
+            ],
+        )
 
     def _channel_hung_up(self, ch: FakeChannel) -> None:
         """Right after CHANNEL_HANGUP: running applications end, parks return."""
@@ -1212,10 +1281,24 @@ class FakeFreeSwitch:
         connect_timeout_s: float = 5.0,
     ) -> OutboundCall:
         """A call reaches ``socket host:port [async] full``: connect to the daemon (05a/05b)."""
-        data = f"{host}:{port} {'async ' if mode == 'async' else ''}full"
         ch = self.model.inbound(
             caller_number, caller_name, destination, uuid=uuid, variables=dict(variables or {})
         )
+        return await self.connect_socket(
+            ch, host, port, mode=mode, connect_timeout_s=connect_timeout_s
+        )
+
+    async def connect_socket(
+        self,
+        ch: FakeChannel,
+        host: str,
+        port: int,
+        *,
+        mode: str = "async",
+        connect_timeout_s: float = 5.0,
+    ) -> OutboundCall:
+        """``ch``'s dialplan reaches ``socket host:port [async] full`` (05a/05b)."""
+        data = f"{host}:{port} {'async ' if mode == 'async' else ''}full"
         ch.variables.update(
             {"current_application_data": data, "current_application": "socket", "socket_host": host}
         )

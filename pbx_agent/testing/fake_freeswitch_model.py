@@ -197,6 +197,11 @@ class FakeChannel:
     application_data: str = ""
     held: bool = False
     moh: bool = False  # this leg hears hold music because its peer holds
+    # A uuid_broadcast reached this leg while it heard hold music (trace 03b): the switch
+    # loses track of the music, and unhold no longer stops it.
+    moh_broken: bool = False
+    # Files displaced on this leg now (uuid_displace), by the path FreeSWITCH keys them on.
+    displacing: dict[str, str] = field(default_factory=dict)  # path -> flags#token
     alive: bool = True
     destroyed: bool = False
     dead_media: bool = False  # the far end died (no RTP any more)
@@ -787,7 +792,7 @@ class ChannelModel:
 
     def unhold(self, ch: FakeChannel) -> None:
         peer = ch.peer
-        if peer is not None and peer.moh:
+        if peer is not None and peer.moh and not peer.moh_broken:
             peer.moh = False
             moh_uuid = peer.variables.pop("hold_music_uuid", new_uuid())
             self.playback_stop(peer, "local_stream://moh", samples=0)

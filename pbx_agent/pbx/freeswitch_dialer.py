@@ -1,0 +1,274 @@
+"""Callbacks on FreeSWITCH: the callback service's ``Dialer``, the way back for what became
+of each attempt (R7), and machine detection on the answered leg (R6).
+
+Wiring (the composition root builds it)::
+
+    CallbackService --place_callback--> FreeswitchDialer --bgapi originate--> FreeSWITCH
+        origination_uuid = Job-UUID = the attempt's request id, originate_timeout = the ring
+        time (at least 31 s), into the extension pbxagent_callback (detection) or
+        pbxagent_callback_connect (none), with pbx_agent_callback_target = the queue.
+    FreeSWITCH --BACKGROUND_JOB / CHANNEL_HANGUP--> translator --OriginateOutcome--> engine
+        --subscribe--> FreeswitchDialer.on_event --> CallbackService.on_originate_outcome
+    pbxagent_callback: avmd_start, then a bridge to the listener (the callee's speech reaches
+        the switch's talk detection); the translator runs AMD()'s rules over the debounced
+        talk events and avmd::beep --MachineDetected--> engine --subscribe-->
+        FreeswitchDialer.on_event --> CallbackService.on_machine_verdict, and the verdict is
+        applied: a person (or NOTSURE counted as one) is transferred to
+        pbxagent_callback_connect, a machine is hung up.
+
+Core FreeSWITCH has no human/machine classifier (``mod_avmd`` only hears beeps, trace 06),
+so the verdict is the daemon's, with ``AMD()``'s parameters (``standards.amd``) and its
+causes. The dialplan's ``sched_transfer`` to ``pbxagent_callback_connect`` after the
+verdict deadline is the safe side when the daemon is gone: a person is never left on the
+listener, nor hung up on.
+
+Reports to the service go through one queue, applied in arrival order by one owned task,
+so an attempt's answer is recorded before its verdict and a slow store never holds a call.
+
+Invariants: ``on_event`` never blocks; every network await is bounded (the ESL client's
+command timeout); a request id that is not a UUID is not an attempt of ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from pbx_agent.amd.params import ClassicParams, VerdictKind
+from pbx_agent.errors import PbxAgentError
+from pbx_agent.model import events as ev
+from pbx_agent.services.callbacks import CallbackDial, CallbackNotPlacedError
+
+if TYPE_CHECKING:
+    from pbx_agent.config.standards import AmdRule
+    from pbx_agent.pbx.freeswitch import FreeswitchAdapter
+
+log = structlog.get_logger("pbx_agent.callbacks")
+
+TARGET_VARIABLE = "pbx_agent_callback_target"
+
+
+class OutcomeSink(Protocol):
+    """Where attempt outcomes go (``CallbackService``)."""
+
+    async def on_originate_outcome(
+        self,
+        request_id: str,
+        outcome: str,
+        *,
+        cause: int | None = None,
+        cause_text: str = "",
+        tech_cause: str = "",
+    ) -> object: ...
+
+    async def on_machine_verdict(
+        self, request_id: str, verdict: str, *, cause: str = ""
+    ) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FreeswitchDetection:
+    """How an answered callback leg is checked for a machine (``standards.amd``)."""
+
+    enabled: bool = True
+    notsure_as: VerdictKind = VerdictKind.HUMAN
+    params: ClassicParams = field(default_factory=ClassicParams)
+    deadline_ms: int = 6000
+
+    @classmethod
+    def from_rule(cls, amd: AmdRule) -> FreeswitchDetection:
+        """``standards.amd``: ``AMD()``'s parameters, the NOTSURE choice and the deadline.
+        Both engines mean the daemon's detector on FreeSWITCH (there is no ``AMD()``)."""
+        return cls(
+            enabled=amd.enabled,
+            notsure_as=VerdictKind(amd.notsure_action.upper()),
+            params=ClassicParams(
+                initial_silence=amd.initial_silence_ms,
+                greeting=amd.greeting_ms,
+                after_greeting_silence=amd.after_greeting_silence_ms,
+                total_analysis_time=amd.total_analysis_time_ms,
+                min_word_length=amd.min_word_length_ms,
+                between_words_silence=amd.between_words_silence_ms,
+                maximum_number_of_words=amd.maximum_number_of_words,
+                silence_threshold=amd.silence_threshold,
+                maximum_word_length=amd.maximum_word_length_ms,
+            ),
+            deadline_ms=amd.deadline_ms,
+        )
+
+
+def is_attempt_id(value: str) -> bool:
+    """Callback request ids are UUIDs."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _OutcomeReport:
+    event: ev.OriginateOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class _VerdictReport:
+    event: ev.MachineDetected
+
+
+_Report = _OutcomeReport | _VerdictReport
+
+
+class FreeswitchDialer:
+    """Places callback attempts on FreeSWITCH and reports their outcomes to the service.
+
+    ``attach(adapter)`` once the adapter exists, ``report_to(service)``, subscribe
+    ``on_event`` to the engine for ``OriginateOutcome`` and ``MachineDetected``;
+    ``start()`` / ``close()``.
+    """
+
+    def __init__(self, detection: FreeswitchDetection, *, close_timeout_s: float = 2.0) -> None:
+        self.detection = detection
+        self._close_timeout_s = close_timeout_s
+        self._adapter: FreeswitchAdapter | None = None
+        self._sink: OutcomeSink | None = None
+        self._reports: asyncio.Queue[_Report] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def attach(self, adapter: FreeswitchAdapter) -> None:
+        self._adapter = adapter
+
+    def report_to(self, sink: OutcomeSink) -> None:
+        self._sink = sink
+
+    async def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._deliver_reports(), name="callback-reports")
+
+    async def close(self) -> None:
+        """Deliver the reports already queued (bounded by ``close_timeout_s``), then stop."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._close_timeout_s):
+                await self._reports.join()
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+    # -- placing ---------------------------------------------------------------------------
+
+    async def place_callback(self, request: CallbackDial) -> None:
+        """Originate one attempt. ``CallbackNotPlacedError`` when nothing can have reached
+        the switch (no ESL connection); any other failure may have reached it and counts."""
+        adapter = self._adapter
+        if adapter is None or not adapter.client.connected:
+            msg = f"callback {request.request_id} not placed: not connected to FreeSWITCH's ESL"
+            raise CallbackNotPlacedError(msg)
+        detect = request.detect_machine and self.detection.enabled
+        variables = [(TARGET_VARIABLE, request.target)] if request.target else []
+        await adapter.originate_callback(
+            request_id=request.request_id,
+            number=request.number,
+            ring_time_s=request.ring_time_s,
+            variables=variables,
+            machine=self.detection.params if detect else None,
+            amd_deadline_ms=self.detection.deadline_ms,
+        )
+        log.info(
+            "callback.originated",
+            request_id=request.request_id,
+            job_id=request.job_id,
+            attempt_no=request.attempt_no,
+            number=request.number,
+            ring_time_s=request.ring_time_s,
+            target=request.target,
+            amd_engine="daemon" if detect else "none",
+            shadow=adapter.shadow,
+        )
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def on_event(self, event: ev.PbxEvent, _now: float) -> None:
+        """Engine listener for ``OriginateOutcome`` and ``MachineDetected`` (never blocks)."""
+        if isinstance(event, ev.OriginateOutcome):
+            if is_attempt_id(event.request):
+                self._reports.put_nowait(_OutcomeReport(event))
+        elif isinstance(event, ev.MachineDetected) and is_attempt_id(event.leg):
+            self._reports.put_nowait(_VerdictReport(event))
+
+    async def _deliver_reports(self) -> None:
+        while True:
+            report = await self._reports.get()
+            try:
+                await self._deliver(report)
+            # A report that cannot be recorded is logged; the scheduler's own timeouts then
+            # settle the attempt (unknown, or the NOTSURE choice), so nothing waits for ever.
+            except Exception:
+                log.exception("callback.report_failed", report=repr(report))
+            finally:
+                self._reports.task_done()
+
+    async def _deliver(self, report: _Report) -> None:
+        if isinstance(report, _VerdictReport):
+            await self._apply(report.event)
+        sink = self._sink
+        if sink is None:
+            log.warning("callback.report_dropped", report=repr(report), reason="no service")
+            return
+        if isinstance(report, _OutcomeReport):
+            event = report.event
+            await sink.on_originate_outcome(
+                event.request,
+                event.outcome,
+                cause=event.cause,
+                cause_text=event.cause_text,
+                tech_cause=event.tech_cause,
+            )
+            return
+        verdict = report.event
+        await sink.on_machine_verdict(verdict.leg, verdict.verdict.lower(), cause=verdict.cause)
+
+    async def _apply(self, verdict: ev.MachineDetected) -> None:
+        """A machine is hung up; a person (or NOTSURE counted as one) goes to the queue."""
+        adapter = self._adapter
+        kind = VerdictKind(verdict.verdict.upper())
+        applied = self.detection.notsure_as if kind is VerdictKind.NOTSURE else kind
+        fields = {
+            "request_id": verdict.leg,
+            "verdict": kind.value,
+            "applied": applied.value,
+            "reason": verdict.cause,
+        }
+        if adapter is None:
+            log.warning("callback.verdict_not_applied", error="no FreeSWITCH adapter", **fields)
+            return
+        try:
+            if applied is VerdictKind.MACHINE:
+                await adapter.kill(verdict.leg, 16, call_id=verdict.leg)
+            else:
+                await adapter.transfer(
+                    verdict.leg, adapter.options.callback_connect, call_id=verdict.leg
+                )
+        except PbxAgentError as exc:
+            # The dialplan's sched_transfer connects the callee at the deadline.
+            log.warning("callback.verdict_not_applied", error=str(exc), **fields)
+            return
+        log.info("callback.verdict_applied", **fields)
+
+
+__all__ = [
+    "TARGET_VARIABLE",
+    "FreeswitchDetection",
+    "FreeswitchDialer",
+    "OutcomeSink",
+    "is_attempt_id",
+]

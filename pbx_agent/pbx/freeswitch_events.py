@@ -1,0 +1,780 @@
+"""ESL events → PBX-neutral events. No I/O: the adapter feeds it events with the time they
+arrived, it returns neutral events; ``poll(now)`` returns what became due since (a
+debounced end of speech, a machine-detection verdict) and ``next_deadline()`` says when to
+poll next.
+
+What the FreeSWITCH 1.10.12 transcripts taught (``tests/traces/freeswitch/README.md``) and
+how it is read here:
+
+- A leg is a ``Unique-ID``; the customer's call is ``Channel-Call-UUID`` (a bridge's B-leg
+  carries its A-leg's uuid there, 02c). ``CHANNEL_BRIDGE`` comes on the A-leg with
+  ``Bridge-A-Unique-ID``/``Bridge-B-Unique-ID``; the pair gets one neutral bridge id.
+- Legs the daemon created are known by the id it chose (``origination_uuid``) or by the
+  ``pbx_agent_helper`` channel variable (``sip_h_X-PbxAgent-Helper`` on the far side of a
+  SIP loop): the *listener* a lone caller is bridged to so that the switch's talk detection
+  can hear them (see below). A bridge with a helper is kept here, never reported: for the
+  call model the caller is alone.
+- Hold (03a): ``CHANNEL_HOLD``/``CHANNEL_UNHOLD`` on the leg whose phone pressed hold;
+  ~160 ms later the *other* leg runs ``playback local_stream://moh`` (its partner's
+  ``hold_music``): that playback is the held party's music (``MusicOnHoldStarted``) until its
+  ``CHANNEL_EXECUTE_COMPLETE``. A playback is hold music when the leg's bridged peer holds,
+  or when it plays one of ``hold_music_prefixes`` — unless the daemon asked for it.
+- Talk detection (04): ``TALK``/``NOTALK`` fire on the leg the audio is *sent to*: speech on
+  leg X is the speech of X's bridged peer, so the event is moved to the peer. A leg with no
+  peer, or one the switch is playing something to (a prompt, hold music, a displaced file),
+  carries the switch's own audio, never a party's: those events are dropped. During
+  continuous speech a ``NOTALK`` comes every ~0.8 s and ``TALK`` 20–120 ms after it, so a
+  ``NOTALK`` only ends the speech when no ``TALK`` follows within ``talk_debounce_ms``; the
+  final ``NOTALK`` comes 0–0.8 s after the speech really ended (0.38–0.42 s in 04), so the
+  end is put ``notalk_lag_ms`` before it. A ``NOTALK`` with no ``TALK`` before it (each leg
+  starts "talking" and says ``NOTALK`` ~0.8 s after media starts) is ignored.
+- Hang-ups: ``CHANNEL_HANGUP`` (the first report; in 03b ``CHANNEL_HANGUP_COMPLETE`` never
+  came) with the cause name turned into one number (``cause_number``: Q.850 for the
+  standard names, FreeSWITCH's own codes above 127 for ``MEDIA_TIMEOUT``,
+  ``ALLOTTED_TIMEOUT``...), ``media_timeout`` for ``MEDIA_TIMEOUT`` (07b), ``peer_cause`` from
+  ``variable_bridge_hangup_cause`` (the survivor of 07b is ``NORMAL_CLEARING`` with
+  ``MEDIA_TIMEOUT`` there), ``tech_cause`` the SIP status when the far end refused.
+- Originations (07a): ``bgapi originate`` with our own ``Job-UUID``; its BACKGROUND_JOB is
+  ``+OK <uuid>`` once answered or ``-ERR <CAUSE>`` (``USER_BUSY``, ``CALL_REJECTED``,
+  ``NO_ANSWER``, ``NORMAL_TEMPORARY_FAILURE``...), before or after the leg's hang-up.
+- Machine detection (06): core FreeSWITCH only reports beeps (``avmd::beep``, each event
+  twice with one ``Event-Sequence``). For a callback leg registered with ``ClassicParams``
+  the translator runs ``AMD()``'s rules over the callee's speech segments (its debounced
+  talk events, in ms after the answer) and the first beep (``classic_on_segments``), and
+  reports ``MachineDetected``. The verdict needs the callee to be heard: while the leg has
+  never been bridged to a listener the verdict is ``notsure`` (``no-talk-detection``), so a
+  missing listener can never make a silent-looking person a machine.
+- Feature codes: the agent's ``bind_meta_app`` runs ``event pbx_agent_feature=<name>`` on the
+  agent's channel: a ``CHANNEL_APPLICATION`` with that header. ``mod_callcenter``'s
+  ``callcenter::info`` ``bridge-agent-start`` names the agent and the queue.
+- Watched variables: from the variables events carry (``variable_<name>``) and from
+  ``CHANNEL_EXECUTE`` of ``set``/``export`` (``NAME=value``); reported when they change.
+
+Invariants: every neutral event for a leg follows its ``LegCreated``; ``TalkingStarted`` and
+``TalkingStopped`` alternate per speaker; a helper leg produces no party event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pbx_agent.amd.detector import SpeechSegment
+from pbx_agent.amd.params import ClassicParams, VerdictKind
+from pbx_agent.amd.segments import ReportedBeep, classic_on_segments
+from pbx_agent.model import events as ev
+from pbx_agent.model.events import CallId, Direction, LegId
+from pbx_agent.policies.callbacks import cause_number
+from pbx_agent.wire.esl import EslEvent
+
+HELPER_VARIABLE = "pbx_agent_helper"
+HELPER_SIP_HEADER_VARIABLE = "sip_h_X-PbxAgent-Helper"
+FEATURE_HEADER = "pbx_agent_feature"
+DEFAULT_HOLD_MUSIC_PREFIXES = ("local_stream://",)
+PLAYBACK_APPS = frozenset({"playback", "endless_playback", "play_and_get_digits", "speak"})
+_SET_APPS = frozenset({"set", "export", "set_profile_var"})
+# How often an undecided machine detection is looked at again (one AMD() frame is 20 ms).
+AMD_TICK_S = 0.1
+# Originate failures, by the cause in ``-ERR <CAUSE>`` (07a, 07c).
+_FAILED_ORIGINATE = {
+    "USER_BUSY": "busy",
+    "CALL_REJECTED": "rejected",
+    "DECLINE": "rejected",
+    "BUSY_EVERYWHERE": "busy",
+    "NO_ANSWER": "no_answer",
+    "NO_USER_RESPONSE": "no_answer",
+    "ORIGINATOR_CANCEL": "no_answer",
+    "ALLOTTED_TIMEOUT": "no_answer",
+    "PROGRESS_TIMEOUT": "no_answer",
+}
+
+
+def endpoint_of(channel: str) -> str:
+    """``sofia/internal/agent-1001@127.0.0.1:5181`` → ``sofia/internal/agent-1001``."""
+    return channel.split("@", 1)[0]
+
+
+def sounds_like_moh(data: str, prefixes: Iterable[str]) -> bool:
+    return any(data.startswith(prefix) for prefix in prefixes)
+
+
+@dataclass(slots=True)
+class _Leg:
+    uuid: str
+    channel: str
+    helper: bool
+    answered: bool = False
+    answered_at: float | None = None
+    peer: str | None = None  # the leg bridged with this one (a helper too)
+    bridge: str | None = None  # the neutral bridge id (party bridges only)
+    holding: bool = False  # this leg's phone pressed hold
+    moh_app: str | None = None  # Application-UUID of the hold music playing to this leg
+    playbacks: set[str] = field(default_factory=set)  # other playbacks running on it
+    switch_audio_until: float = 0.0  # a displaced file the daemon plays (adapter-reported)
+    variables: dict[str, str] = field(default_factory=dict)  # watched ones, last seen
+    hung_up: bool = False
+    listened: bool = False  # it has been bridged to a listener (its speech can be heard)
+
+    def switch_audio(self, now: float) -> bool:
+        """The switch itself is sending audio to this leg: its talk events are not a party."""
+        return self.moh_app is not None or bool(self.playbacks) or now < self.switch_audio_until
+
+
+@dataclass(slots=True)
+class _Talk:
+    """Speech heard on one leg (``vad_leg``), said by ``speaker`` (its peer)."""
+
+    speaker: str
+    since: float
+    notalk_at: float | None = None  # a NOTALK waiting for the debounce
+
+
+@dataclass(slots=True)
+class _Origination:
+    request: str
+    leg: str
+    origin: str
+    created: bool = False
+    cause: str = ""
+    tech_cause: str = ""
+
+
+@dataclass(slots=True)
+class _Amd:
+    """Machine detection on one answered callback leg."""
+
+    params: ClassicParams
+    deadline_ms: int
+    answered_at: float | None = None
+    segments: list[SpeechSegment] = field(default_factory=list)
+    beeps: list[ReportedBeep] = field(default_factory=list)
+    beep_sequences: set[int] = field(default_factory=set)
+    next_check: float | None = None
+    done: bool = False
+
+
+@dataclass(slots=True)
+class FreeswitchTranslator:
+    """Stateful translation of one ESL event stream. See the module docstring."""
+
+    watched_variables: frozenset[str] = frozenset()
+    pbx: str = "freeswitch"
+    talk_debounce_ms: int = 200
+    notalk_lag_ms: int = 400
+    hold_music_prefixes: tuple[str, ...] = DEFAULT_HOLD_MUSIC_PREFIXES
+    legs: dict[str, _Leg] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # leg uuid → origin we gave it
+    originations: dict[str, _Origination] = field(default_factory=dict)  # by Job-UUID
+    _by_leg: dict[str, _Origination] = field(default_factory=dict)
+    _prompts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    _talks: dict[str, _Talk] = field(default_factory=dict)  # by the leg the VAD runs on
+    _amd: dict[str, _Amd] = field(default_factory=dict)
+
+    # -- what the adapter tells the translator ------------------------------------------
+
+    def expect_origination(self, request: str, leg: str, origin: str, *, job: str) -> None:
+        """A leg the daemon is about to originate: ``leg`` is its ``origination_uuid``,
+        ``job`` the ``Job-UUID`` of the ``bgapi originate``."""
+        origination = _Origination(request, leg, origin)
+        self.origins[leg] = origin
+        self.originations[job] = origination
+        self._by_leg[leg] = origination
+
+    def expect_helper(self, *uuids: str) -> None:
+        for uuid in uuids:
+            self.origins[uuid] = "helper"
+
+    def detect_machine(self, leg: str, params: ClassicParams, *, deadline_ms: int) -> None:
+        """Run ``AMD()``'s rules on ``leg`` once it answers (a callback attempt)."""
+        self._amd[leg] = _Amd(params, deadline_ms)
+
+    def expect_prompt(self, leg: str, path: str, prompt: str) -> None:
+        """A playback of ``path`` the daemon asked for on ``leg`` (``uuid_broadcast``): its end
+        is ``PromptFinished(prompt)``, and it is never taken for hold music."""
+        self._prompts.setdefault((leg, path), []).append(prompt)
+
+    def forget_prompt(self, leg: str, path: str, prompt: str) -> None:
+        """The broadcast was refused: no playback will come."""
+        waiting = self._prompts.get((leg, path))
+        if waiting and prompt in waiting:
+            waiting.remove(prompt)
+            if not waiting:
+                del self._prompts[(leg, path)]
+
+    def switch_audio(self, leg: str, until: float) -> None:
+        """The daemon displaces a file on ``leg`` until ``until``: its talk events are not a
+        party's meanwhile."""
+        state = self.legs.get(leg)
+        if state is not None:
+            state.switch_audio_until = max(state.switch_audio_until, until)
+
+    # -- what the adapter asks ----------------------------------------------------------
+
+    def peer_of(self, leg: str) -> str | None:
+        state = self.legs.get(leg)
+        return state.peer if state is not None else None
+
+    def bridged_to_party(self, leg: str) -> bool:
+        """``leg`` is bridged with another party (not with a listener)."""
+        state = self.legs.get(leg)
+        if state is None or state.peer is None:
+            return False
+        peer = self.legs.get(state.peer)
+        return peer is not None and not peer.helper
+
+    def hears_hold_music(self, leg: str) -> bool:
+        state = self.legs.get(leg)
+        return state is not None and state.moh_app is not None
+
+    def known(self, leg: str) -> bool:
+        state = self.legs.get(leg)
+        return state is not None and not state.hung_up
+
+    # -- events in ------------------------------------------------------------------------
+
+    def feed(self, event: EslEvent, now: float) -> list[ev.PbxEvent]:  # noqa: C901, PLR0912
+        """The neutral events ``event`` implies, then whatever became due by ``now``."""
+        name = event.name
+        uid = event.unique_id or ""
+        out: list[ev.PbxEvent]
+        match name:
+            case "CHANNEL_CREATE":
+                out = self._created(event, now)
+            case "CHANNEL_ANSWER":
+                out = self._answered(uid, now)
+            case "CHANNEL_BRIDGE":
+                out = self._bridged(event, now)
+            case "CHANNEL_UNBRIDGE":
+                out = self._unbridged(event, now)
+            case "CHANNEL_HOLD":
+                out = self._hold(uid, pressed=True)
+            case "CHANNEL_UNHOLD":
+                out = self._hold(uid, pressed=False)
+            case "CHANNEL_EXECUTE":
+                out = self._execute(uid, event, now)
+            case "CHANNEL_EXECUTE_COMPLETE":
+                out = self._execute_complete(uid, event)
+            case "TALK":
+                out = self._talk(uid, now)
+            case "NOTALK":
+                out = self._notalk(uid, now)
+            case "DTMF":
+                digit = event.get("DTMF-Digit") or ""
+                out = [ev.DigitPressed(LegId(uid), digit)] if self._party(uid) and digit else []
+            case "CHANNEL_APPLICATION":
+                feature = event.get(FEATURE_HEADER)
+                out = (
+                    [ev.FeatureRequested(LegId(uid), feature)]
+                    if feature and self._party(uid)
+                    else []
+                )
+            case "CUSTOM":
+                out = self._custom(event, now)
+            case "CHANNEL_HANGUP":
+                out = self._hangup(uid, event, now)
+            case "CHANNEL_DESTROY":
+                self._destroyed(uid)
+                out = []
+            case "BACKGROUND_JOB":
+                out = self._background_job(event)
+            case _:
+                out = []
+        if name in ("CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_CREATE"):
+            out.extend(self._variables(uid, event))
+        out.extend(self.poll(now))
+        return out
+
+    def poll(self, now: float) -> list[ev.PbxEvent]:
+        """Speech ends confirmed by the debounce, and machine verdicts, due by ``now``."""
+        out: list[ev.PbxEvent] = []
+        debounce = self.talk_debounce_ms / 1000.0
+        for vad_leg, talk in list(self._talks.items()):
+            if talk.notalk_at is not None and talk.notalk_at + debounce <= now:
+                out.extend(self._talk_ended(vad_leg, talk, now))
+        for leg in list(self._amd):
+            out.extend(self._amd_check(leg, now))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When ``poll`` may have something to say, or None."""
+        debounce = self.talk_debounce_ms / 1000.0
+        times = [
+            talk.notalk_at + debounce for talk in self._talks.values() if talk.notalk_at is not None
+        ]
+        # An undecided detection is looked at every tick: silence decides too.
+        times.extend(
+            amd.next_check
+            for amd in self._amd.values()
+            if amd.next_check is not None and not amd.done
+        )
+        return min(times) if times else None
+
+    # -- legs -----------------------------------------------------------------------------
+
+    def _party(self, uid: str) -> bool:
+        state = self.legs.get(uid)
+        return state is not None and not state.helper and not state.hung_up
+
+    def _created(self, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        uid = event.unique_id or ""
+        if not uid or uid in self.legs:
+            return []
+        created = self.leg_created(event)
+        self.legs[uid] = _Leg(
+            uid,
+            created.channel,
+            helper=created.origin == "helper",
+            answered=created.answered,
+            answered_at=now if created.answered else None,
+        )
+        origination = self._by_leg.get(uid)
+        if origination is not None:
+            origination.created = True
+        return [created]
+
+    def leg_created(self, event: EslEvent) -> ev.LegCreated:
+        """The ``LegCreated`` of a channel event (CHANNEL_CREATE, or a resync row made one)."""
+        uid = event.unique_id or ""
+        variables = event.variables
+        channel = event.get("Channel-Name") or ""
+        origin = self.origins.get(uid)
+        if origin is None and (
+            HELPER_VARIABLE in variables or HELPER_SIP_HEADER_VARIABLE in variables
+        ):
+            origin = "helper"
+        direction = (
+            Direction.INBOUND
+            if (event.get("Call-Direction") or "").lower() == "inbound" and origin is None
+            else Direction.OUTBOUND
+        )
+        call = event.get("Channel-Call-UUID") or variables.get("call_uuid") or uid
+        return ev.LegCreated(
+            leg=LegId(uid),
+            call=CallId(call),
+            channel=channel,
+            endpoint=endpoint_of(channel),
+            caller_number=event.get("Caller-Caller-ID-Number") or "",
+            caller_name=event.get("Caller-Caller-ID-Name") or "",
+            dialed=event.get("Caller-Destination-Number") or "",
+            direction=direction,
+            answered=(event.get("Answer-State") or "") == "answered",
+            origin=origin,
+        )
+
+    def _answered(self, uid: str, now: float) -> list[ev.PbxEvent]:
+        state = self.legs.get(uid)
+        if state is None or state.answered:
+            return []
+        state.answered = True
+        state.answered_at = now
+        amd = self._amd.get(uid)
+        if amd is not None:
+            amd.answered_at = now
+            amd.next_check = now + AMD_TICK_S
+        return [] if state.helper else [ev.LegAnswered(LegId(uid))]
+
+    def _variables(self, uid: str, event: EslEvent) -> list[ev.PbxEvent]:
+        state = self.legs.get(uid)
+        if state is None or state.helper or not self.watched_variables:
+            return []
+        out: list[ev.PbxEvent] = []
+        for name in sorted(self.watched_variables):
+            value = event.variable(name)
+            if value is not None:
+                out.extend(self._variable(state, name, value))
+        return out
+
+    def _variable(self, state: _Leg, name: str, value: str) -> list[ev.PbxEvent]:
+        if state.variables.get(name) == value:
+            return []
+        state.variables[name] = value
+        return [ev.LegVariable(LegId(state.uuid), name, value)]
+
+    # -- bridges --------------------------------------------------------------------------
+
+    def _bridged(self, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        a_uid = event.get("Bridge-A-Unique-ID") or event.unique_id or ""
+        b_uid = event.get("Bridge-B-Unique-ID") or event.get("Other-Leg-Unique-ID") or ""
+        a, b = self.legs.get(a_uid), self.legs.get(b_uid)
+        if a is None or b is None:
+            return []
+        out: list[ev.PbxEvent] = []
+        for leg in (a, b):
+            if leg.peer is not None and leg.peer not in (a.uuid, b.uuid):
+                out.extend(self._separate(leg, now))
+        a.peer, b.peer = b.uuid, a.uuid
+        if a.helper or b.helper:
+            party = b if a.helper else a
+            party.listened = True
+            return out
+        bridge = f"{a.uuid}+{b.uuid}"
+        a.bridge = b.bridge = bridge
+        out.append(ev.LegJoinedBridge(LegId(a.uuid), bridge))
+        out.append(ev.LegJoinedBridge(LegId(b.uuid), bridge))
+        return out
+
+    def _unbridged(self, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        a = self.legs.get(event.get("Bridge-A-Unique-ID") or event.unique_id or "")
+        if a is None:
+            return []
+        return self._separate(a, now)
+
+    def _separate(self, leg: _Leg, now: float) -> list[ev.PbxEvent]:
+        """``leg`` and its peer are no longer bridged: end the talk heard across the bridge."""
+        peer = self.legs.get(leg.peer) if leg.peer is not None else None
+        out: list[ev.PbxEvent] = []
+        for one in (leg, peer):
+            if one is None:
+                continue
+            out.extend(self._cut_talk(one.uuid, now))
+        bridge = leg.bridge
+        for one in (leg, peer):
+            if one is None:
+                continue
+            one.peer = None
+            one.bridge = None
+            if bridge is not None:
+                out.append(ev.LegLeftBridge(LegId(one.uuid), bridge))
+        return out
+
+    # -- hold and playbacks ---------------------------------------------------------------
+
+    def _hold(self, uid: str, *, pressed: bool) -> list[ev.PbxEvent]:
+        state = self.legs.get(uid)
+        if state is None or state.helper:
+            return []
+        state.holding = pressed
+        return [ev.HoldPressed(LegId(uid)) if pressed else ev.HoldReleased(LegId(uid))]
+
+    def _execute(self, uid: str, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        state = self.legs.get(uid)
+        if state is None:
+            return []
+        app = event.get("Application") or ""
+        data = event.get("Application-Data") or ""
+        app_uuid = event.get("Application-UUID") or ""
+        if app in _SET_APPS and "=" in data and not state.helper:
+            name, _, value = data.partition("=")
+            if name in self.watched_variables:
+                return self._variable(state, name, value)
+            return []
+        if app not in PLAYBACK_APPS:
+            return []
+        out = self._cut_talk(uid, now)
+        ours = (uid, data) in self._prompts
+        peer = self.legs.get(state.peer) if state.peer is not None else None
+        is_moh = not ours and (
+            sounds_like_moh(data, self.hold_music_prefixes) or (peer is not None and peer.holding)
+        )
+        if is_moh and state.moh_app is None:
+            state.moh_app = app_uuid
+            if not state.helper:
+                music_class = data.split("://", 1)[-1]
+                out.append(ev.MusicOnHoldStarted(LegId(uid), music_class))
+        else:
+            state.playbacks.add(app_uuid)
+        return out
+
+    def _execute_complete(self, uid: str, event: EslEvent) -> list[ev.PbxEvent]:
+        state = self.legs.get(uid)
+        if state is None:
+            return []
+        app = event.get("Application") or ""
+        if app not in PLAYBACK_APPS:
+            return []
+        app_uuid = event.get("Application-UUID") or ""
+        data = event.get("Application-Data") or ""
+        if state.moh_app is not None and app_uuid == state.moh_app:
+            state.moh_app = None
+            return [] if state.helper else [ev.MusicOnHoldStopped(LegId(uid))]
+        state.playbacks.discard(app_uuid)
+        waiting = self._prompts.get((uid, data))
+        if not waiting:
+            return []
+        prompt = waiting.pop(0)
+        if not waiting:
+            del self._prompts[(uid, data)]
+        ok = (event.get("Application-Response") or "") == "FILE PLAYED"
+        return [ev.PromptFinished(LegId(uid), prompt, ok=ok)]
+
+    # -- talk -------------------------------------------------------------------------------
+
+    def _talk(self, vad_leg: str, now: float) -> list[ev.PbxEvent]:
+        state = self.legs.get(vad_leg)
+        if state is None or state.hung_up or state.switch_audio(now) or state.peer is None:
+            return []
+        speaker = self.legs.get(state.peer)
+        if speaker is None or speaker.helper or speaker.hung_up:
+            return []
+        talk = self._talks.get(vad_leg)
+        if talk is not None and talk.speaker == speaker.uuid:
+            talk.notalk_at = None  # the NOTALK was one of the ~0.8 s blips: speech goes on
+            return []
+        out: list[ev.PbxEvent] = []
+        if talk is not None:
+            out.extend(self._talk_ended(vad_leg, talk, now))
+        self._talks[vad_leg] = _Talk(speaker.uuid, now)
+        amd = self._amd.get(speaker.uuid)
+        if amd is not None and amd.answered_at is not None and not amd.done:
+            amd.segments.append(SpeechSegment(_ms(now - amd.answered_at)))
+        out.append(ev.TalkingStarted(LegId(speaker.uuid)))
+        return out
+
+    def _notalk(self, vad_leg: str, now: float) -> list[ev.PbxEvent]:
+        talk = self._talks.get(vad_leg)
+        if talk is not None and talk.notalk_at is None:
+            talk.notalk_at = now
+        return []
+
+    def _talk_ended(self, vad_leg: str, talk: _Talk, now: float) -> list[ev.PbxEvent]:
+        """The speech ``talk`` describes is over: it ended ``notalk_lag_ms`` before its
+        NOTALK (or now, when the bridge or the leg went away)."""
+        self._talks.pop(vad_leg, None)
+        if talk.notalk_at is not None:
+            ended = max(talk.since, talk.notalk_at - self.notalk_lag_ms / 1000.0)
+        else:
+            ended = now
+        amd = self._amd.get(talk.speaker)
+        if amd is not None and amd.answered_at is not None and amd.segments and not amd.done:
+            last = amd.segments[-1]
+            if last.end_ms is None:
+                amd.segments[-1] = SpeechSegment(last.start_ms, _ms(ended - amd.answered_at))
+        return [
+            ev.TalkingStopped(
+                LegId(talk.speaker),
+                silence_ms=max(0, _ms(now - ended)),
+                speech_ms=max(0, _ms(ended - talk.since)),
+            )
+        ]
+
+    def _cut_talk(self, leg: str, now: float) -> list[ev.PbxEvent]:
+        """Talk heard on ``leg`` or said by ``leg`` ends now (its bridge or media changed)."""
+        out: list[ev.PbxEvent] = []
+        for vad_leg, talk in list(self._talks.items()):
+            if leg in (vad_leg, talk.speaker):
+                out.extend(self._talk_ended(vad_leg, talk, now))
+        return out
+
+    # -- custom events ----------------------------------------------------------------------
+
+    def _custom(self, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        subclass = event.subclass or ""
+        if subclass == "avmd::beep":
+            return self._beep(event, now)
+        if subclass == "callcenter::info" and event.get("CC-Action") == "bridge-agent-start":
+            caller = event.get("CC-Member-Session-UUID") or ""
+            agent = event.get("CC-Agent-UUID") or ""
+            if caller and agent:
+                return [
+                    ev.AgentConnected(
+                        LegId(caller),
+                        LegId(agent),
+                        event.get("CC-Agent") or "",
+                        event.get("CC-Queue") or "",
+                    )
+                ]
+        return []
+
+    def _beep(self, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        uid = event.unique_id or ""
+        amd = self._amd.get(uid)
+        sequence = event.sequence
+        if amd is None or amd.answered_at is None or amd.done:
+            return []
+        if sequence is not None:
+            # Every avmd event comes twice with one Event-Sequence (trace 06).
+            if sequence in amd.beep_sequences:
+                return []
+            amd.beep_sequences.add(sequence)
+        try:
+            frequency = float(event.get("Frequency") or "0")
+        except ValueError:
+            frequency = 0.0
+        amd.beeps.append(ReportedBeep(_ms(now - amd.answered_at), frequency))
+        return []
+
+    # -- machine detection ------------------------------------------------------------------
+
+    def _amd_check(self, uid: str, now: float) -> list[ev.PbxEvent]:
+        amd = self._amd.get(uid)
+        if amd is None or amd.done or amd.answered_at is None:
+            return []
+        amd.next_check = now + AMD_TICK_S
+        # While a NOTALK waits for its debounce the speech is taken to go on no further than
+        # the NOTALK: a late poll must not lengthen it (a greeting too long is a machine).
+        pending = [
+            talk.notalk_at
+            for talk in self._talks.values()
+            if talk.speaker == uid and talk.notalk_at is not None
+        ]
+        at_ms = _ms(min([now, *pending]) - amd.answered_at)
+        verdict = classic_on_segments(amd.segments, at_ms, beeps=amd.beeps, params=amd.params)
+        if verdict is None and at_ms < amd.deadline_ms:
+            return []
+        amd.done = True
+        state = self.legs.get(uid)
+        if verdict is None:
+            kind, cause, decided = "notsure", f"DEADLINE-{amd.deadline_ms}", at_ms
+        else:
+            kind, cause, decided = (
+                verdict.kind.value.lower(),
+                verdict.reason,
+                verdict.decided_at_ms,
+            )
+        if state is not None and not state.listened and not amd.beeps:
+            # Nothing could hear the callee: silence here proves nothing.
+            kind, cause = VerdictKind.NOTSURE.value.lower(), f"no-talk-detection ({cause})"
+        return [ev.MachineDetected(LegId(uid), kind, cause, decided)]
+
+    # -- the end of a leg -------------------------------------------------------------------
+
+    def _hangup(self, uid: str, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        state = self.legs.get(uid)
+        if state is None or state.hung_up:
+            return []
+        out = self._cut_talk(uid, now)
+        state.hung_up = True
+        name = event.get("Hangup-Cause") or ""
+        variables = event.variables
+        peer_cause = (
+            variables.get("bridge_hangup_cause") or variables.get("last_bridge_hangup_cause") or ""
+        )
+        tech = variables.get("sip_term_status") or variables.get("proto_specific_hangup_cause")
+        origination = self._by_leg.get(uid)
+        if origination is not None:
+            origination.cause = name
+            origination.tech_cause = tech or ""
+        amd = self._amd.get(uid)
+        if amd is not None:
+            amd.done = True
+        if state.helper:
+            return out
+        out.append(
+            ev.LegHungUp(
+                LegId(uid),
+                cause_number(None, name),
+                name,
+                tech or "",
+                media_timeout=name == "MEDIA_TIMEOUT",
+                peer_cause=peer_cause,
+            )
+        )
+        return out
+
+    def _destroyed(self, uid: str) -> None:
+        state = self.legs.pop(uid, None)
+        if state is not None and state.peer is not None:
+            peer = self.legs.get(state.peer)
+            if peer is not None and peer.peer == uid:
+                peer.peer = None
+        self._amd.pop(uid, None)
+        if uid not in self._by_leg:
+            self.origins.pop(uid, None)
+        for key in [k for k in self._prompts if k[0] == uid]:
+            del self._prompts[key]
+
+    def _background_job(self, event: EslEvent) -> list[ev.PbxEvent]:
+        origination = self.originations.pop(event.job_uuid or "", None)
+        if origination is None:
+            return []
+        self._by_leg.pop(origination.leg, None)
+        body = (event.body or "").strip()
+        leg = LegId(origination.leg)
+        if body.startswith("+OK"):
+            return [ev.OriginateOutcome(origination.request, "answered", leg)]
+        name = body.removeprefix("-ERR").strip().split(" ", 1)[0] if body else ""
+        name = name or origination.cause
+        state = self.legs.get(origination.leg)
+        if state is None or state.hung_up:
+            self.origins.pop(origination.leg, None)
+        return [
+            ev.OriginateOutcome(
+                origination.request,
+                _FAILED_ORIGINATE.get(name, "failed"),
+                leg if origination.created else None,
+                cause=cause_number(None, name),
+                cause_text=name or body or "no result",
+                tech_cause=origination.tech_cause,
+            )
+        ]
+
+    # -- resync -----------------------------------------------------------------------------
+
+    def live_legs(self, rows: Iterable[Mapping[str, str]]) -> tuple[ev.LiveLeg, ...]:
+        """``show channels as json`` rows as resync entries.
+
+        The rows name no bridge peer; legs of one call (``call_uuid``) that are both answered
+        and ``ACTIVE``/``HELD``, the A-leg running ``bridge``, are taken as bridged.
+        """
+        rows = [row for row in rows if row.get("uuid")]
+        created = {row["uuid"]: self._row_created(row) for row in rows}
+        by_call: dict[str, list[Mapping[str, str]]] = {}
+        for row in rows:
+            by_call.setdefault(row.get("call_uuid") or row["uuid"], []).append(row)
+        bridges: dict[str, str] = {}
+        for call, members in by_call.items():
+            talking = [
+                m
+                for m in members
+                if m.get("callstate") in ("ACTIVE", "HELD")
+                and created[m["uuid"]].origin != "helper"
+            ]
+            a_leg = next((m for m in talking if m["uuid"] == call), None)
+            if len(talking) == 2 and a_leg is not None and a_leg.get("application") == "bridge":
+                bridge = f"{talking[0]['uuid']}+{talking[1]['uuid']}"
+                for member in talking:
+                    bridges[member["uuid"]] = bridge
+        out = []
+        for row in rows:
+            uid = row["uuid"]
+            answered = row.get("callstate") in ("ACTIVE", "HELD", "UNHELD")
+            out.append(ev.LiveLeg(created[uid], answered, bridges.get(uid)))
+            self._adopt(created[uid], answered, bridges, rows)
+        return tuple(out)
+
+    def _row_created(self, row: Mapping[str, str]) -> ev.LegCreated:
+        headers = (
+            ("Unique-ID", row.get("uuid", "")),
+            ("Channel-Name", row.get("name", "")),
+            ("Call-Direction", row.get("direction", "")),
+            ("Channel-Call-UUID", row.get("call_uuid") or row.get("uuid", "")),
+            ("Caller-Caller-ID-Number", row.get("cid_num", "")),
+            ("Caller-Caller-ID-Name", row.get("cid_name", "")),
+            ("Caller-Destination-Number", row.get("dest", "")),
+            ("Answer-State", "answered" if row.get("callstate") == "ACTIVE" else ""),
+        )
+        return self.leg_created(EslEvent(headers))
+
+    def _adopt(
+        self,
+        created: ev.LegCreated,
+        answered: bool,
+        bridges: Mapping[str, str],
+        rows: Iterable[Mapping[str, str]],
+    ) -> None:
+        """Track a leg first seen in a resync (its later events must find it)."""
+        uid = str(created.leg)
+        state = self.legs.get(uid)
+        if state is None:
+            state = _Leg(uid, created.channel, helper=created.origin == "helper")
+            self.legs[uid] = state
+        state.answered = state.answered or answered
+        bridge = bridges.get(uid)
+        if bridge is not None and state.peer is None:
+            state.bridge = bridge
+            state.peer = next(
+                (r["uuid"] for r in rows if bridges.get(r["uuid"]) == bridge and r["uuid"] != uid),
+                None,
+            )
+
+    def forget_missing(self, alive: Iterable[str]) -> None:
+        """After a resync: legs the switch no longer has are gone."""
+        keep = set(alive)
+        for uid in [u for u in self.legs if u not in keep]:
+            self._destroyed(uid)
+        for vad_leg in [v for v in self._talks if v not in keep]:
+            del self._talks[vad_leg]
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)

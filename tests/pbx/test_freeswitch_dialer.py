@@ -1,0 +1,167 @@
+"""Callbacks on FreeSWITCH: the dialer, the daemon's machine detection over talk events and
+avmd, and the verdict applied on the switch (fake FreeSWITCH over loopback TCP, with the
+shipped dialplan's callback extensions imitated by the lab driver)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from pbx_agent.amd.params import ClassicParams, VerdictKind
+from pbx_agent.clock import LoopClock
+from pbx_agent.engine import Engine
+from pbx_agent.lab.freeswitch_driver import FreeswitchLabPbx
+from pbx_agent.model import events as ev
+from pbx_agent.pbx.esl_client import EslSettings
+from pbx_agent.pbx.freeswitch import FreeswitchAdapter, FreeswitchOptions
+from pbx_agent.pbx.freeswitch_dialer import FreeswitchDetection, FreeswitchDialer
+from pbx_agent.services.callbacks import CallbackDial, CallbackNotPlacedError
+from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
+
+NUMBER = "79161234567"
+
+
+@dataclass
+class Sink:
+    """Records what the callback service would be told."""
+
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
+    verdicts: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def on_originate_outcome(
+        self,
+        request_id: str,
+        outcome: str,
+        *,
+        cause: int | None = None,
+        cause_text: str = "",
+        tech_cause: str = "",
+    ) -> object:
+        self.outcomes.append((request_id, outcome))
+        return None
+
+    async def on_machine_verdict(self, request_id: str, verdict: str, *, cause: str = "") -> object:
+        self.verdicts.append((request_id, verdict, cause))
+        return None
+
+
+@dataclass
+class Rig:
+    fs: FakeFreeSwitch
+    lab: FreeswitchLabPbx
+    adapter: FreeswitchAdapter
+    dialer: FreeswitchDialer
+    sink: Sink
+
+    async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            pytest.fail(f"timed out waiting for {what}")
+
+    def api(self) -> list[str]:
+        return [c.args for c in self.fs.commands_for("api")]
+
+
+def dial(request_id: str, *, detect: bool = True) -> CallbackDial:
+    return CallbackDial(
+        request_id=request_id,
+        job_id=1,
+        attempt_no=1,
+        number=f"+{NUMBER}",
+        ring_time_s=40,
+        target="support",
+        detect_machine=detect,
+    )
+
+
+@contextlib.asynccontextmanager
+async def rig(*, connect: bool = True) -> AsyncIterator[Rig]:
+    async with FakeFreeSwitch(playback_s=1.0) as fs:
+        clock = LoopClock()
+        engine = Engine(clock=clock, policies=[])
+        adapter = FreeswitchAdapter(
+            EslSettings(port=fs.port, password="ClueCon", reconnect_initial_s=0.05),
+            FreeswitchOptions(sounds=lambda key: f"{key}.wav"),
+            handle_event=engine.handle,
+            clock=clock,
+        )
+        engine.executor = adapter
+        detection = FreeswitchDetection(params=ClassicParams(), deadline_ms=6000)
+        dialer = FreeswitchDialer(detection)
+        sink = Sink()
+        dialer.report_to(sink)
+        engine.subscribe((ev.OriginateOutcome, ev.MachineDetected), dialer.on_event)
+        await dialer.start()
+        if connect:
+            await adapter.start()
+            dialer.attach(adapter)
+        lab = FreeswitchLabPbx(fs, "127.0.0.1", 1)
+        try:
+            yield Rig(fs, lab, adapter, dialer, sink)
+        finally:
+            await dialer.close()
+            await engine.close()
+            await adapter.close()
+
+
+async def test_a_person_answering_is_human_and_goes_to_the_queue() -> None:
+    """ "Алло?" then silence: HUMAN (AMD()'s after-greeting silence), transferred to connect."""
+    request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a01"
+    async with rig() as r:
+        r.lab.script_callee(NUMBER, "answer", voice="human")
+        await r.dialer.place_callback(dial(request))
+        await r.until(lambda: bool(r.sink.verdicts), "the verdict")
+        assert r.sink.outcomes == [(request, "answered")]
+        assert r.sink.verdicts[0][:2] == (request, "human")
+        assert r.sink.verdicts[0][2].startswith("HUMAN-")
+        await r.until(lambda: any("uuid_transfer" in line for line in r.api()), "the transfer")
+        assert f"uuid_transfer {request} pbxagent_callback_connect XML default" in r.api()
+
+
+async def test_a_long_greeting_is_a_machine_and_is_hung_up() -> None:
+    """A 4.5 s greeting: MACHINE (LONGGREETING), the leg killed from our side (R6)."""
+    request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a02"
+    async with rig() as r:
+        r.lab.script_callee(NUMBER, "answer", voice="machine")
+        await r.dialer.place_callback(dial(request))
+        await r.until(lambda: bool(r.sink.verdicts), "the verdict")
+        assert r.sink.verdicts[0][1:] == ("machine", "LONGGREETING-1500-1500")
+        await r.until(lambda: r.fs.channel(request) is None, "the hang-up")
+        assert f"uuid_kill {request} NORMAL_CLEARING" in r.api()
+
+
+async def test_without_detection_the_callee_goes_straight_to_the_queue() -> None:
+    """detect_machine off: originated into the connect extension, no verdict awaited."""
+    request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a03"
+    async with rig() as r:
+        await r.dialer.place_callback(dial(request, detect=False))
+        await r.until(lambda: bool(r.sink.outcomes), "the outcome")
+        assert "pbxagent_callback_connect" in r.fs.commands_for("bgapi")[-1].args
+        await asyncio.sleep(0.2)
+        assert r.sink.verdicts == []
+
+
+async def test_a_callback_is_not_placed_without_the_event_socket() -> None:
+    """Not connected: CallbackNotPlacedError, so the attempt does not count."""
+    async with rig(connect=False) as r:
+        with pytest.raises(CallbackNotPlacedError):
+            await r.dialer.place_callback(dial("5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a04"))
+
+
+def test_detection_takes_amd_parameters_from_the_standards() -> None:
+    """standards.amd becomes AMD()'s parameters, the NOTSURE choice and the deadline."""
+    from pbx_agent.config import load_config  # noqa: PLC0415
+
+    amd = load_config(None).standards_for().amd
+    detection = FreeswitchDetection.from_rule(amd)
+    assert detection.params.initial_silence == amd.initial_silence_ms
+    assert detection.params.maximum_word_length == amd.maximum_word_length_ms
+    assert detection.notsure_as is VerdictKind(amd.notsure_action.upper())
+    assert detection.deadline_ms == amd.deadline_ms
