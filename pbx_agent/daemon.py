@@ -186,6 +186,8 @@ class Daemon:
             whisper_context=contexts.whisper,
             hold_context=contexts.hold_program,
             callback_context=contexts.callback,
+            callback_channel=settings.callback_channel,
+            callback_caller_id=settings.callback_caller_id,
             agi_url=f"agi://{agi_host}:{agi_port}",
             targets={
                 "linger": DialplanTarget(contexts.linger),

@@ -179,6 +179,14 @@ class AsteriskSettings(_Connection):
     # The daemon's AudioSocket server: callback legs stream their audio here for machine
     # detection (standards.amd.engine = "daemon"). Asterisk connects to this address.
     audiosocket_bind: HostPort = "127.0.0.1:9092"
+    # How a callback is dialled: {number} is the number without '+', {e164} with it.
+    callback_channel: Annotated[str, StringConstraints(pattern=r"^[^\s{}]+\{(number|e164)\}")] = (
+        "PJSIP/{number}@trunk"
+    )
+    # The caller id callbacks present to the customer.
+    callback_caller_id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,80}$")] = (
+        '"Call centre" <0>'
+    )
     contexts: AsteriskContexts = AsteriskContexts()
     # TALK_DETECT(set)=<silence ms>,<energy threshold>: how fast "stopped talking" is seen.
     talk_detect_silence_ms: Annotated[int, Field(ge=50, le=10000)] = 300

@@ -139,13 +139,23 @@ async def test_a_busy_audiosocket_port_is_logged_and_detection_is_off(tmp_path: 
     ]
 
 
-async def test_the_scheduler_dials_a_due_job(tmp_path: Path) -> None:
-    """Outside shadow mode a due job is claimed and Originated at once."""
+async def test_the_scheduler_dials_a_due_job_through_the_configured_trunk(tmp_path: Path) -> None:
+    """Outside shadow mode a due job is Originated at once, on asterisk.callback_channel
+    with asterisk.callback_caller_id."""
     async with FakeAsterisk() as pbx:
-        config = config_for(pbx, tmp_path)
+        config = config_for(
+            pbx,
+            tmp_path,
+            asterisk={
+                "callback_channel": "PJSIP/{number}@carrier",
+                "callback_caller_id": '"Support" <74950000000>',
+            },
+        )
         await add_due_job(config.store.url)
         async with running(config):
-            await pbx.wait_for_action("Originate", timeout_s=5.0)
+            originate = await pbx.wait_for_action("Originate", timeout_s=5.0)
+    assert originate["Channel"] == f"PJSIP/{NUMBER}@carrier"
+    assert originate["CallerID"] == '"Support" <74950000000>'
 
 
 async def test_shadow_mode_dials_nothing(tmp_path: Path) -> None:
