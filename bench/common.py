@@ -1,0 +1,107 @@
+"""Helpers shared by the benchmark scripts: figures, the machine, results on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+
+
+def quantiles_ms(samples_s: Sequence[float]) -> dict[str, float]:
+    """p50 / p90 / p99 / max of durations in seconds, in milliseconds."""
+    if not samples_s:
+        return {"n": 0}
+    ordered = sorted(samples_s)
+    if len(ordered) == 1:
+        only = round(ordered[0] * 1000, 3)
+        return {"n": 1, "p50_ms": only, "p90_ms": only, "p99_ms": only, "max_ms": only}
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "n": len(ordered),
+        "p50_ms": round(q[49] * 1000, 3),
+        "p90_ms": round(q[89] * 1000, 3),
+        "p99_ms": round(q[98] * 1000, 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+    }
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (not the peak)."""
+    with Path("/proc/self/statm").open() as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures ran on, for the results file and BENCHMARKS.md."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        )
+    except (OSError, StopIteration):
+        mem_kb = 0
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def pin_to_one_core() -> int | None:
+    """Run this process on one CPU (the least loaded is not knowable: the last one)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[-1]})
+    except (AttributeError, OSError):
+        return None
+    return cpus[-1]
+
+
+def null_stream() -> TextIO:
+    """Where the daemon's log lines go: rendered exactly as in production, then dropped."""
+    return Path(os.devnull).open("w")
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
