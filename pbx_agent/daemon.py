@@ -41,6 +41,15 @@ from pbx_agent.pbx.asterisk_dialer import (
 )
 from pbx_agent.pbx.audiosocket_server import AudioSocketServer
 from pbx_agent.pbx.fastagi import FastAgiServer
+from pbx_agent.pbx.esl_client import EslSettings
+from pbx_agent.pbx.esl_outbound import EslOutboundServer
+from pbx_agent.pbx.freeswitch import (
+    FreeswitchAdapter,
+    FreeswitchOptions,
+    FreeswitchTarget,
+    prompt_lengths_for,
+)
+from pbx_agent.pbx.freeswitch_dialer import FreeswitchDetection, FreeswitchDialer
 from pbx_agent.hooks.entry import entry_hook_factory
 from pbx_agent.pbx.asterisk_hold import hold_program_hook_factory
 from pbx_agent.policies.base import Policy
@@ -66,6 +75,27 @@ def _simulator() -> Any:
 
 # Variables the adapter passes on to the call model and policies (beyond the role variables).
 EXTRA_WATCHED_VARIABLES = frozenset({"PBXAGENT_QUEUE"})
+# What the daemon subscribes to on FreeSWITCH's Event Socket (CUSTOM last: every word after
+# it is a subclass).
+FREESWITCH_EVENTS = (
+    "CHANNEL_CREATE",
+    "CHANNEL_ANSWER",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_UNBRIDGE",
+    "CHANNEL_HOLD",
+    "CHANNEL_UNHOLD",
+    "CHANNEL_EXECUTE",
+    "CHANNEL_EXECUTE_COMPLETE",
+    "CHANNEL_APPLICATION",
+    "CHANNEL_HANGUP",
+    "CHANNEL_DESTROY",
+    "TALK",
+    "NOTALK",
+    "DTMF",
+    "CUSTOM",
+    "avmd::beep",
+    "callcenter::info",
+)
 
 
 def role_rules(config: Config) -> RoleRules:
@@ -125,11 +155,12 @@ class Daemon:
     clock: Clock | None = None
     config_path: Path | None = None
     engine: Engine = field(init=False)
-    adapter: AsteriskAdapter | None = field(init=False, default=None)
+    adapter: AsteriskAdapter | FreeswitchAdapter | None = field(init=False, default=None)
     store: Store | None = field(init=False, default=None)
     fastagi: FastAgiServer | None = field(init=False, default=None)
+    esl_outbound: EslOutboundServer | None = field(init=False, default=None)
     callbacks: CallbackService | None = field(init=False, default=None)
-    dialer: AsteriskDialer | None = field(init=False, default=None)
+    dialer: AsteriskDialer | FreeswitchDialer | None = field(init=False, default=None)
     audiosocket: AudioSocketServer | None = field(init=False, default=None)
     hooks: HookRegistry = field(init=False, default_factory=HookRegistry)
     metrics: Metrics = field(init=False, default_factory=Metrics)
@@ -159,6 +190,8 @@ class Daemon:
         kind = config.pbx.kind
         if kind in ("asterisk", "simulated"):
             await self._start_asterisk(rules)
+        elif kind == "freeswitch":
+            await self._start_freeswitch(rules)
         else:
             msg = f"pbx.kind = {kind!r} is not available in this build"
             raise ConfigError(msg)
@@ -234,11 +267,85 @@ class Daemon:
         self.engine.on_call_event(talk_detection)
         await adapter.start()
         self._closers.append(adapter.close)
-        if self.dialer is not None:
+        if isinstance(self.dialer, AsteriskDialer):
             self.dialer.attach(adapter, audiosocket=await self._start_audiosocket(settings))
         if simulator is not None and self.fastagi is not None:
             simulator.start_traffic(self, self.fastagi.port)
             self._closers.append(simulator.close)
+
+    async def _start_freeswitch(self, rules: RoleRules) -> None:
+        """FreeSWITCH: the inbound Event Socket (events in, ``uuid_*`` commands out) and the
+        outbound-socket server, serving the same hooks as FastAGI does on Asterisk."""
+        config = self.config
+        settings = config.freeswitch
+        assert settings is not None
+        assert self.clock is not None
+        host, port = split_host_port(settings.outbound_bind)
+        outbound = EslOutboundServer(
+            self.hooks,
+            host=host,
+            port=port,
+            command_timeout_s=settings.action_timeout_s,
+            default_deadline_s=config.hooks.default_deadline_ms / 1000.0,
+            hook_variable=settings.hook_variable,
+        )
+        await outbound.start()
+        self.esl_outbound = outbound
+        self._closers.append(outbound.close)
+        context = settings.dialplan_context
+        options = FreeswitchOptions(
+            sounds=lambda key: sound_name(config, key, "freeswitch"),
+            prompt_seconds=prompt_lengths_for(config),
+            sounds_dir=settings.sounds_dir,
+            targets={
+                "linger": FreeswitchTarget(settings.linger_extension, context),
+                "requeue": FreeswitchTarget(settings.requeue_extension, context),
+                "ivr": FreeswitchTarget(settings.ivr_extension, settings.ivr_context),
+            },
+            callback_dial_string=settings.callback_dial_string,
+            callback_caller_id_number=settings.callback_caller_id_number,
+            callback_caller_id_name=settings.callback_caller_id_name,
+            callback_target=FreeswitchTarget(settings.callback_extension, context),
+            callback_connect=FreeswitchTarget(settings.callback_connect_extension, context),
+            recording_dir=settings.recording_dir,
+            watched_variables=rules.watched_variables() | EXTRA_WATCHED_VARIABLES,
+            talk_debounce_ms=settings.talk_debounce_ms,
+            notalk_lag_ms=settings.notalk_lag_ms,
+            bgapi_timeout_s=settings.action_timeout_s,
+        )
+        esl = EslSettings(
+            host=settings.esl_host,
+            port=settings.esl_port,
+            password=settings.password.get_secret_value(),
+            events=FREESWITCH_EVENTS,
+            connect_timeout_s=settings.connect_timeout_s,
+            command_timeout_s=settings.action_timeout_s,
+            idle_probe_s=settings.heartbeat_timeout_s / 2,
+            probe_timeout_s=settings.ping_timeout_s,
+            reconnect_initial_s=settings.reconnect_initial_s,
+            reconnect_max_s=settings.reconnect_max_s,
+        )
+        if config.standards_for().silent_caller.pre_queue:
+            log.warning(
+                "freeswitch_pre_queue_unheard",
+                reason="FreeSWITCH's talk detection hears a party only through a bridge: the "
+                "entry hook cannot hear a caller alone, so it must not decide silence there",
+                advice="leave standards.silent_caller.pre_queue off on FreeSWITCH "
+                "(docs/freeswitch.md)",
+            )
+        if self.dialer is not None:
+            await self.dialer.start()
+            self._closers.append(self.dialer.close)
+        adapter = FreeswitchAdapter(
+            esl, options, handle_event=self.engine.handle, clock=self.clock, shadow=config.shadow
+        )
+        self.adapter = adapter
+        self.engine.executor = adapter
+        self.metrics.watch_pbx(adapter.name, lambda: adapter.client.connected)
+        await adapter.start()
+        self._closers.append(adapter.close)
+        if isinstance(self.dialer, FreeswitchDialer):
+            self.dialer.attach(adapter)
 
     def _build_callbacks(self) -> None:
         """R7 and R6: the callback service and its dialer (the adapter is attached when it
@@ -248,7 +355,11 @@ class Daemon:
         assert self.clock is not None
         config = self.config
         site = config.standards_for()
-        dialer = AsteriskDialer(MachineDetection.from_rule(site.amd))
+        dialer: AsteriskDialer | FreeswitchDialer
+        if config.pbx.kind == "freeswitch":
+            dialer = FreeswitchDialer(FreeswitchDetection.from_rule(site.amd))
+        else:
+            dialer = AsteriskDialer(MachineDetection.from_rule(site.amd))
         service = CallbackService(
             self.store,
             dialer,
@@ -275,7 +386,7 @@ class Daemon:
         chooses ``AMD()`` or no detection. A port that cannot be bound is logged and
         callbacks go on without detection (the customer is connected, never hung up on)."""
         amd = self.config.standards_for().amd
-        if self.dialer is None or not amd.enabled or amd.engine != "daemon":
+        if not isinstance(self.dialer, AsteriskDialer) or not amd.enabled or amd.engine != "daemon":
             return None
         host, port = split_host_port(settings.audiosocket_bind)
         server = AudioSocketServer(

@@ -71,5 +71,7 @@ def handle(args: argparse.Namespace) -> int:
         events.append(dict(event))
 
     configure_logging(args.log_format, "info", tap=tap)
-    results = timelapse.run(run_lab(scenarios, base_config=base, events=events), speed=args.speed)
+    results = timelapse.run(
+        run_lab(scenarios, base_config=base, events=events, switch=args.pbx), speed=args.speed
+    )
     return 0 if all(r.passed for r in results) else 1

@@ -206,6 +206,33 @@ class FreeswitchSettings(_Connection):
     hook_variable: DialplanName = "pbx_agent_hook"
     ivr_extension: DialplanName = "pbxagent_ivr"
     ivr_context: DialplanName = "default"
+    # FreeSWITCH's own sounds directory ($${sounds_dir}): prompts are played from
+    # <sounds_dir>/<prompts.pbx_prefix.freeswitch><profile>/<key>.wav, by absolute path
+    # (uuid_displace finds a displacement to stop by its absolute path).
+    sounds_dir: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = (
+        "/usr/share/freeswitch/sounds"
+    )
+    # The extensions of dialplan/freeswitch/pbx-agent-standards.xml the daemon transfers legs
+    # to (uuid_transfer <uuid> <extension> XML <dialplan_context>).
+    dialplan_context: DialplanName = "default"
+    linger_extension: DialplanName = "pbxagent_linger"
+    requeue_extension: DialplanName = "pbxagent_requeue"
+    callback_extension: DialplanName = "pbxagent_callback"
+    callback_connect_extension: DialplanName = "pbxagent_callback_connect"
+    # How a callback is dialled: {number} is the number without '+', {e164} with it.
+    callback_dial_string: Annotated[
+        str, StringConstraints(pattern=r"^[^\s{}]*\{(number|e164)\}")
+    ] = "sofia/gateway/trunk/{number}"
+    callback_caller_id_number: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{1,20}$")] = "0"
+    callback_caller_id_name: Annotated[str, StringConstraints(max_length=64)] = "Call centre"
+    # Talk detection (TALK/NOTALK, trace 04): a NOTALK followed by TALK within this long is
+    # one of the VAD's 0.8 s blips, not the end of speech ...
+    talk_debounce_ms: Annotated[int, Field(ge=0, le=1000)] = 200
+    # ... and the final NOTALK comes this long after the speech really ended (0-800 ms).
+    notalk_lag_ms: Annotated[int, Field(ge=0, le=800)] = 400
+    recording_dir: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = (
+        "/var/lib/freeswitch/recordings/pbx-agent"
+    )
 
 
 class AgentsSettings(_Section):

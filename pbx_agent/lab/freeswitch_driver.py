@@ -215,6 +215,17 @@ class FreeswitchLabPbx:
     def add_queue_member(self, queue: str, endpoint: str, name: str = "") -> None:
         self.queues.setdefault(queue, []).append(_Member(endpoint, name or endpoint))
 
+    def agent_bridged_to(self, endpoint: str, uuid: str) -> bool:
+        """The agent's phone (``endpoint``, e.g. ``agent-1001``) is bridged with leg ``uuid``."""
+        return any(
+            ch.alive and f"/{endpoint}@" in ch.name and ch.peer is not None and ch.peer.uuid == uuid
+            for ch in self.fake.model.channels.values()
+        )
+
+    def leg_gone(self, uuid: str) -> bool:
+        channel = self.fake.channel(uuid)
+        return channel is None or not channel.alive
+
     # -- the shipped dialplan, imitated --------------------------------------------------
 
     async def bridge_to_agent(

@@ -30,8 +30,10 @@ from pbx_agent.config.settings import deep_merge
 from pbx_agent.daemon import Daemon
 from pbx_agent.engine import Decision
 from pbx_agent.lab.drivers import AsteriskLabPbx, LabPbx
+from pbx_agent.lab.freeswitch_driver import FreeswitchLabPbx
 from pbx_agent.lab.scenario import LabContext, Scenario
 from pbx_agent.testing.fake_asterisk import FakeAsterisk
+from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
 
 log = structlog.get_logger("pbx_agent.lab")
 
@@ -76,6 +78,36 @@ def _lab_config(
     return Config.model_validate(merged, context={})
 
 
+def _freeswitch_lab_config(
+    base: Mapping[str, Any], scenario: Scenario, esl: tuple[str, int], folder: Path
+) -> Config:
+    host, port = esl
+    lab: dict[str, Any] = {
+        "pbx": {"kind": "freeswitch"},
+        "freeswitch": {
+            "esl_host": host,
+            "esl_port": port,
+            "password": FREESWITCH_LAB_PASSWORD,
+            "outbound_bind": f"127.0.0.1:{_free_port()}",
+            # The fake's agents are sofia/internal/agent-NNNN.
+        },
+        "agents": {"endpoint_patterns": ["sofia/*/agent-*"]},
+        "store": {"url": f"sqlite+aiosqlite:///{folder / 'lab.sqlite3'}"},
+        "metrics": {"enabled": False},
+    }
+    merged = deep_merge(deep_merge(dict(base), lab), scenario.config)
+    return Config.model_validate(merged, context={})
+
+
+FREESWITCH_LAB_PASSWORD = "not-a-real-password"  # noqa: S105 - the lab's fake switch
+# Scenarios name the Asterisk adapter's log events; these are the FreeSWITCH adapter's.
+FREESWITCH_EVENT_NAMES = {
+    "ami_connected": "esl_connected",
+    "ami_disconnected": "esl_disconnected",
+    "ami_protocol_error": "esl_protocol_error",
+}
+
+
 def _start_epoch(config: Config, at_local_time: str | None) -> float | None:
     if at_local_time is None:
         return None
@@ -89,7 +121,11 @@ def _start_epoch(config: Config, at_local_time: str | None) -> float | None:
 
 
 async def run_scenario(
-    scenario: Scenario, *, base_config: Mapping[str, Any], events: list[dict[str, Any]]
+    scenario: Scenario,
+    *,
+    base_config: Mapping[str, Any],
+    events: list[dict[str, Any]],
+    switch: str = "asterisk",
 ) -> ScenarioResult:
     loop = asyncio.get_running_loop()
     real0, virtual0 = time.monotonic(), loop.time()
@@ -101,27 +137,32 @@ async def run_scenario(
         "lab_scenario_started", scenario=scenario.name, rule=scenario.rule, title=scenario.title
     )
     with tempfile.TemporaryDirectory(prefix="pbx-agent-lab-") as tmp:
-        async with FakeAsterisk() as fake:
-            config = _lab_config(base_config, scenario, fake.ami_address, Path(tmp))
-            clock = LoopClock(start_epoch=_start_epoch(config, scenario.at_local_time))
-            daemon = Daemon(config, clock=clock)
-            try:
-                await daemon.start()
-                daemon.engine.on_decision(decisions.append)
-                assert daemon.fastagi is not None
-                pbx: LabPbx = AsteriskLabPbx(fake, "127.0.0.1", daemon.fastagi.port)
-                ctx = LabContext(pbx=pbx, daemon=daemon, decisions=decisions, log_events=events)
-                await scenario.run(ctx)
-                await asyncio.sleep(0.5)  # let the last commands and outcomes be logged
-                await daemon.engine.drain()
-                notes = ctx.notes
-            except AssertionError as exc:
-                problems.append(str(exc))
-            except Exception as exc:  # noqa: BLE001 - a broken scenario is reported, the lab goes on
-                problems.append(f"{type(exc).__name__}: {exc}")
-            finally:
-                await daemon.stop()
-    problems.extend(_check(scenario, decisions, events[first_event:]))
+        if switch == "freeswitch":
+            problems, notes = await _run_on_freeswitch(
+                scenario, base_config, Path(tmp), decisions, events
+            )
+        else:
+            async with FakeAsterisk() as fake:
+                config = _lab_config(base_config, scenario, fake.ami_address, Path(tmp))
+                clock = LoopClock(start_epoch=_start_epoch(config, scenario.at_local_time))
+                daemon = Daemon(config, clock=clock)
+                try:
+                    await daemon.start()
+                    daemon.engine.on_decision(decisions.append)
+                    assert daemon.fastagi is not None
+                    pbx: LabPbx = AsteriskLabPbx(fake, "127.0.0.1", daemon.fastagi.port)
+                    ctx = LabContext(pbx=pbx, daemon=daemon, decisions=decisions, log_events=events)
+                    await scenario.run(ctx)
+                    await asyncio.sleep(0.5)  # let the last commands and outcomes be logged
+                    await daemon.engine.drain()
+                    notes = ctx.notes
+                except AssertionError as exc:
+                    problems.append(str(exc))
+                except Exception as exc:  # noqa: BLE001 - a broken scenario is reported, the lab goes on
+                    problems.append(f"{type(exc).__name__}: {exc}")
+                finally:
+                    await daemon.stop()
+    problems.extend(_check(scenario, decisions, events[first_event:], switch))
     result = ScenarioResult(
         scenario=scenario,
         passed=not problems,
@@ -141,8 +182,44 @@ async def run_scenario(
     return result
 
 
+async def _run_on_freeswitch(
+    scenario: Scenario,
+    base_config: Mapping[str, Any],
+    folder: Path,
+    decisions: list[Decision],
+    events: list[dict[str, Any]],
+) -> tuple[list[str], list[str]]:
+    """One scenario against the fake FreeSWITCH; the problems and the notes."""
+    problems: list[str] = []
+    notes: list[str] = []
+    async with FakeFreeSwitch(FREESWITCH_LAB_PASSWORD, playback_s=1.0) as fake:
+        config = _freeswitch_lab_config(base_config, scenario, ("127.0.0.1", fake.port), folder)
+        clock = LoopClock(start_epoch=_start_epoch(config, scenario.at_local_time))
+        daemon = Daemon(config, clock=clock)
+        try:
+            await daemon.start()
+            daemon.engine.on_decision(decisions.append)
+            assert daemon.esl_outbound is not None
+            pbx: LabPbx = FreeswitchLabPbx(fake, "127.0.0.1", daemon.esl_outbound.port)
+            ctx = LabContext(pbx=pbx, daemon=daemon, decisions=decisions, log_events=events)
+            await scenario.run(ctx)
+            await asyncio.sleep(0.5)  # let the last commands and outcomes be logged
+            await daemon.engine.drain()
+            notes = ctx.notes
+        except AssertionError as exc:
+            problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a broken scenario is reported, the lab goes on
+            problems.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            await daemon.stop()
+    return problems, notes
+
+
 def _check(
-    scenario: Scenario, decisions: Sequence[Decision], events: Sequence[Mapping[str, Any]]
+    scenario: Scenario,
+    decisions: Sequence[Decision],
+    events: Sequence[Mapping[str, Any]],
+    switch: str = "asterisk",
 ) -> list[str]:
     problems: list[str] = []
     pairs = [(d.policy, d.action) for d in decisions]
@@ -162,8 +239,11 @@ def _check(
         if forbidden in pairs
     )
     names = {event.get("event") for event in events}
+    renamed = FREESWITCH_EVENT_NAMES if switch == "freeswitch" else {}
     problems.extend(
-        f"expected log event {name!r}" for name in scenario.expect_events if name not in names
+        f"expected log event {renamed.get(name, name)!r}"
+        for name in scenario.expect_events
+        if renamed.get(name, name) not in names
     )
     return problems
 
@@ -200,7 +280,11 @@ async def run_lab(
     base_config: Mapping[str, Any],
     events: list[dict[str, Any]],
     out: TextIO = sys.stdout,
+    switch: str = "asterisk",
 ) -> list[ScenarioResult]:
-    results = [await run_scenario(s, base_config=base_config, events=events) for s in scenarios]
+    results = [
+        await run_scenario(s, base_config=base_config, events=events, switch=switch)
+        for s in scenarios
+    ]
     print_summary(results, out)
     return results

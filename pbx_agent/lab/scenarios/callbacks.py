@@ -6,7 +6,10 @@ scheduler places it 30 s later through AMI Originate, and the fake runs the ship
 ``pbxagent-callback`` context (``CALLBACK_CONTEXT``, the same steps as
 ``dialplan/asterisk/pbx-agent-callback.conf``): the answered leg streams its audio to the
 daemon's AudioSocket server, the daemon puts its verdict in ``PBXAGENT_AMD``, and the
-dialplan hangs up on a machine or connects the customer to the queue.
+dialplan hangs up on a machine or connects the customer to the queue. On the fake
+FreeSWITCH the attempt is a ``bgapi originate`` into ``pbxagent_callback``, where the callee is
+bridged to a listener; the daemon judges the talk events with AMD()'s rules and transfers or
+hangs up the leg itself (``pbx_agent.lab.freeswitch_driver``).
 
 Two scenarios change the configuration to fit the lab's time-lapse, and say so: "no answer
 three times" uses attempt offsets of 30, 120 and 210 s (the profile's are 30 s, 4 h and
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from pbx_agent.lab.drivers import AsteriskLabPbx
+from pbx_agent.lab.freeswitch_driver import FreeswitchLabPbx
 from pbx_agent.lab.scenario import LabContext, Scenario
 from pbx_agent.policies.callbacks import AttemptOutcome, CallbackAttempt, CallbackJob, JobStatus
 
@@ -133,6 +137,8 @@ async def drop_then_human(ctx: LabContext) -> None:
 
 
 def _agent_bridged_to(ctx: LabContext, request_id: str) -> bool:
+    if isinstance(ctx.pbx, FreeswitchLabPbx):
+        return ctx.pbx.agent_bridged_to(AGENT, request_id)
     if not isinstance(ctx.pbx, AsteriskLabPbx):
         return True
     for leg in ctx.pbx.fake.legs:
@@ -170,6 +176,8 @@ async def machine_answers(ctx: LabContext) -> None:
 
 
 def _leg_gone(ctx: LabContext, request_id: str) -> bool:
+    if isinstance(ctx.pbx, FreeswitchLabPbx):
+        return ctx.pbx.leg_gone(request_id)
     if not isinstance(ctx.pbx, AsteriskLabPbx):
         return True
     return not any(leg.uniqueid == request_id for leg in ctx.pbx.fake.legs)
@@ -239,7 +247,6 @@ SCENARIOS = [
         expect=(("callbacks", "request_callback"),),
         expect_events=("callback.scheduled", "callback.originated", "callback.verdict_applied"),
         at_local_time=MIDDAY,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         "callback_no_answer_exhausted",
@@ -250,7 +257,6 @@ SCENARIOS = [
         expect_events=("callback.exhausted",),
         config=_FAST_ATTEMPTS,
         at_local_time=MIDDAY,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         "callback_machine",
@@ -260,7 +266,6 @@ SCENARIOS = [
         expect=(("callbacks", "request_callback"),),
         expect_events=("callback.verdict_applied",),
         at_local_time=MIDDAY,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         "callback_noisy_human",
@@ -269,7 +274,6 @@ SCENARIOS = [
         noisy_human,
         expect=(("callbacks", "request_callback"),),
         at_local_time=MIDDAY,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         "callback_machine_amd_app",
@@ -279,7 +283,6 @@ SCENARIOS = [
         expect=(("callbacks", "request_callback"),),
         config=_AMD_APP,
         at_local_time=MIDDAY,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         "callback_cancelled_by_inbound",
@@ -289,7 +292,6 @@ SCENARIOS = [
         expect=(("callbacks", "request_callback"), ("callbacks", "cancel_callbacks")),
         expect_events=("callback.cancelled",),
         at_local_time=MIDDAY,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         "callback_quiet_hours",
@@ -299,6 +301,5 @@ SCENARIOS = [
         expect=(("callbacks", "request_callback"),),
         config=_QUIET,
         at_local_time="21:00",
-        pbx=frozenset({"asterisk"}),
     ),
 ]

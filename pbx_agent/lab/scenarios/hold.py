@@ -222,7 +222,6 @@ SCENARIOS = [
         ),
         forbid=(("hold", "alert_agent"),),
         expect_events=("hold_program_started", "hold_cue", "hold_program_ended"),
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         name="hold_long",
@@ -236,7 +235,6 @@ SCENARIOS = [
             ("hold", "record_fact"),
         ),
         config=ZH,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         name="hold_over_limit",
@@ -253,7 +251,6 @@ SCENARIOS = [
             ("hold", "record_fact"),
         ),
         config=ZH,
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         name="hold_hangup",
@@ -262,7 +259,6 @@ SCENARIOS = [
         run=hangup_on_hold,
         expect=(("hold", "start_hold_program"), ("hold", "record_fact")),
         forbid=(("hold", "play_prompt"),),
-        pbx=frozenset({"asterisk"}),
     ),
     Scenario(
         name="dead_air",

@@ -4,6 +4,7 @@ freed at once; the caller alone is asked, closed and dropped, or goes back to th
 from __future__ import annotations
 
 from pbx_agent.lab.drivers import AsteriskLabPbx
+from pbx_agent.lab.freeswitch_driver import FreeswitchLabPbx
 from pbx_agent.lab.scenario import LabContext, Scenario
 from pbx_agent.lab.scenarios.silent_caller import connected_call
 
@@ -24,6 +25,8 @@ async def linger_then_question(ctx: LabContext) -> None:
     """The caller answers the question: back to the queue, to the next agent."""
     if isinstance(ctx.pbx, AsteriskLabPbx):
         ctx.pbx.fake.add_queue_member("support", "agent-1002", "Boris")
+    elif isinstance(ctx.pbx, FreeswitchLabPbx):
+        ctx.pbx.add_queue_member("support", "agent-1002", "Boris")
     caller, agent = await connected_call(ctx)
     await agent.feature(FAREWELL)
     await ctx.until_decided(POLICY, "play_prompt", timeout=10)
