@@ -75,6 +75,8 @@ PLAYBACK_APPS = frozenset({"playback", "endless_playback", "play_and_get_digits"
 _SET_APPS = frozenset({"set", "export", "set_profile_var"})
 # How often an undecided machine detection is looked at again (one AMD() frame is 20 ms).
 AMD_TICK_S = 0.1
+# The VAD's period: during continuous speech it repeats NOTALK/TALK about this often (04).
+VAD_PERIOD_S = 0.85
 # Originate failures, by the cause in ``-ERR <CAUSE>`` (07a, 07c).
 _FAILED_ORIGINATE = {
     "USER_BUSY": "busy",
@@ -122,10 +124,13 @@ class _Leg:
 
 @dataclass(slots=True)
 class _Talk:
-    """Speech heard on one leg (``vad_leg``), said by ``speaker`` (its peer)."""
+    """Speech heard on one leg (``vad_leg``), said by ``speaker`` (its peer). The speech
+    ends ``notalk_lag_ms`` before the NOTALK that ended it, and no later than one VAD period
+    after the last TALK (``heard_at``)."""
 
     speaker: str
     since: float
+    heard_at: float  # the last TALK (the VAD says so again every ~0.8 s while speech goes on)
     notalk_at: float | None = None  # a NOTALK waiting for the debounce
 
 
@@ -509,11 +514,12 @@ class FreeswitchTranslator:
         talk = self._talks.get(vad_leg)
         if talk is not None and talk.speaker == speaker.uuid:
             talk.notalk_at = None  # the NOTALK was one of the ~0.8 s blips: speech goes on
+            talk.heard_at = now
             return []
         out: list[ev.PbxEvent] = []
         if talk is not None:
             out.extend(self._talk_ended(vad_leg, talk, now))
-        self._talks[vad_leg] = _Talk(speaker.uuid, now)
+        self._talks[vad_leg] = _Talk(speaker.uuid, now, now)
         amd = self._amd.get(speaker.uuid)
         if amd is not None and amd.answered_at is not None and not amd.done:
             amd.segments.append(SpeechSegment(_ms(now - amd.answered_at)))
@@ -531,9 +537,12 @@ class FreeswitchTranslator:
         NOTALK (or now, when the bridge or the leg went away)."""
         self._talks.pop(vad_leg, None)
         if talk.notalk_at is not None:
-            ended = max(talk.since, talk.notalk_at - self.notalk_lag_ms / 1000.0)
+            # No later than one VAD period after the last TALK either: a NOTALK that reached
+            # the daemon late must not lengthen the speech.
+            estimate = talk.notalk_at - self.notalk_lag_ms / 1000.0
+            ended = max(talk.since, min(estimate, talk.heard_at + VAD_PERIOD_S))
         else:
-            ended = now
+            ended = min(now, talk.heard_at + VAD_PERIOD_S)
         amd = self._amd.get(talk.speaker)
         if amd is not None and amd.answered_at is not None and amd.segments and not amd.done:
             last = amd.segments[-1]
@@ -600,16 +609,18 @@ class FreeswitchTranslator:
         if amd is None or amd.done or amd.answered_at is None:
             return []
         amd.next_check = now + AMD_TICK_S
-        # While a NOTALK waits for its debounce the speech is taken to go on no further than
-        # the NOTALK: a late poll must not lengthen it (a greeting too long is a machine).
-        pending = [
-            talk.notalk_at
-            for talk in self._talks.values()
-            if talk.speaker == uid and talk.notalk_at is not None
-        ]
-        at_ms = _ms(min([now, *pending]) - amd.answered_at)
+        # Speech is taken to go on only as far as the VAD vouches for it: no further than a
+        # NOTALK waiting for its debounce, nor past one VAD period after the last TALK (it
+        # repeats every ~0.8 s while speech goes on). A late event then delays the verdict
+        # instead of lengthening a greeting into a machine's.
+        limits = [now]
+        for talk in self._talks.values():
+            if talk.speaker == uid:
+                limits.append(talk.notalk_at if talk.notalk_at is not None else now)
+                limits.append(talk.heard_at + VAD_PERIOD_S)
+        at_ms = _ms(min(limits) - amd.answered_at)
         verdict = classic_on_segments(amd.segments, at_ms, beeps=amd.beeps, params=amd.params)
-        if verdict is None and at_ms < amd.deadline_ms:
+        if verdict is None and _ms(now - amd.answered_at) < amd.deadline_ms:
             return []
         amd.done = True
         state = self.legs.get(uid)

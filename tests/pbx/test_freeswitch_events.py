@@ -305,6 +305,10 @@ def test_a_notalk_not_followed_by_talk_ends_speech_after_the_debounce() -> None:
     caller, agent = switch.bridged_call()
     switch.model.talk(agent, talking=True)
     switch.take()
+    switch.at(0.8)
+    switch.model.talk(agent, talking=False)  # one of the VAD's blips
+    switch.at(0.84)
+    switch.model.talk(agent, talking=True)
     switch.at(1.5)
     switch.model.talk(agent, talking=False)
     assert switch.at(1.6) == []
@@ -467,3 +471,51 @@ def test_every_trace_translates_without_error() -> None:
     ):
         assert timed_events(name)
         replay(name)
+
+
+def test_a_late_notalk_does_not_lengthen_the_speech() -> None:
+    """A NOTALK that arrives 2 s after the last TALK ends the speech one VAD period after it."""
+    switch = Switch(talk_debounce_ms=200, notalk_lag_ms=400)
+    caller, agent = switch.bridged_call()
+    switch.model.talk(agent, talking=True)
+    switch.take()
+    switch.at(2.0)
+    switch.model.talk(agent, talking=False)
+    stopped = switch.at(2.3)
+    assert stopped == [ev.TalkingStopped(caller.uuid, silence_ms=1450, speech_ms=850)]
+
+
+def test_a_greeting_whose_end_arrives_late_is_not_made_a_machine() -> None:
+    """ "Алло?" (0.6 s) whose NOTALK reaches the daemon 1.5 s late: still HUMAN, not
+    LONGGREETING (the VAD vouches for speech only one period past its last TALK)."""
+    switch = Switch()
+    callee = switch.model.outbound(
+        "sofia/gateway/trunk/79161234567",
+        uuid="cb",
+        caller_number="0",
+        caller_name="",
+        variables={},
+    )
+    switch.translator.detect_machine("cb", ClassicParams(), deadline_ms=6000)
+    switch.model.answer(callee)
+    listener = switch.model.outbound(
+        "sofia/internal/pbxagent_listen@127.0.0.1",
+        uuid=None,
+        caller_number="0",
+        caller_name="",
+        variables={"pbx_agent_helper": "listen"},
+        originator=callee,
+    )
+    switch.model.answer(listener)
+    switch.model.bridge(callee, listener)
+    switch.at(0.3)
+    switch.model.talk(listener, talking=True)  # the callee says "Алло?"
+    early = [
+        e for t in range(4, 30) for e in switch.at(t / 10) if isinstance(e, ev.MachineDetected)
+    ]
+    assert early == []  # undecided while the NOTALK is missing
+    switch.model.talk(listener, talking=False)  # arrives at 2.9 s instead of ~1.3 s
+    late = [
+        e for t in range(30, 50) for e in switch.at(t / 10) if isinstance(e, ev.MachineDetected)
+    ]
+    assert [(v.verdict, v.cause) for v in late] == [("human", "HUMAN-800-800")]
