@@ -329,10 +329,16 @@ class Metrics:
                 label = outcome if outcome in _OUTCOMES else "other"
                 self.callback_attempts.labels(outcome=label).inc()
             case ev.MachineDetected(verdict=verdict):
-                label = verdict if verdict in _VERDICTS else "other"
-                self.amd_results.labels(result=label).inc()
+                self.count_machine_verdict(verdict)
             case ev.PbxConnectionChanged(pbx=pbx, connected=False):
                 self.pbx_disconnects.labels(pbx=_label(pbx)).inc()
+
+    def count_machine_verdict(self, verdict: str) -> None:
+        """One answering-machine verdict (``human``/``machine``/``notsure``). The switch's
+        ``AMD()`` verdicts arrive as ``MachineDetected`` events; a detector that reports
+        elsewhere (the daemon's own, over AudioSocket) calls this."""
+        word = verdict.strip().lower()
+        self.amd_results.labels(result=word if word in _VERDICTS else "other").inc()
 
     # -- the store probe ----------------------------------------------------------------------
 

@@ -56,3 +56,19 @@ def test_a_bad_configuration_stops_the_restart_loop(
     assert cli.main(["run", "--config", str(bad)]) == 2
     assert set(unit()["Service"]["RestartPreventExitStatus"].split()) == {"2", "3"}
     assert unit()["Service"]["Restart"] == "on-failure"
+
+
+def test_the_environment_sample_sets_only_configuration_overrides() -> None:
+    """Every variable the env sample sets (or shows) is a PBX_AGENT_<SECTION>__<KEY> the
+    configuration accepts."""
+    from pbx_agent.config import load_config  # noqa: PLC0415
+
+    sample = UNIT.parent / "pbx-agent.env.sample"
+    names = {}
+    for raw in sample.read_text(encoding="utf-8").splitlines():
+        line = raw.lstrip("# ").strip()
+        if line.startswith("PBX_AGENT_") and "=" in line:
+            name, _, value = line.partition("=")
+            names[name] = value
+    assert "PBX_AGENT_ASTERISK__SECRET" in names
+    load_config(None, env={**names, "PBX_AGENT_PBX__KIND": "asterisk"})

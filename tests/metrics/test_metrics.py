@@ -178,3 +178,12 @@ def test_a_decision_listener_never_raises_on_odd_fields() -> None:
     m.on_decision(hold_fact(duration_s="long", reminders="many", tier=None))
     assert value(m, "pbx_agent_holds_total", tier="unknown") == 2
     assert value(m, "pbx_agent_hold_duration_seconds_count") == 0
+
+
+def test_a_verdict_reported_outside_the_events_counts_the_same() -> None:
+    """count_machine_verdict (the daemon's own detector) folds case and unknown words."""
+    m = metrics()
+    m.count_machine_verdict("HUMAN")
+    m.count_machine_verdict("fax")
+    assert value(m, "pbx_agent_amd_results_total", result="human") == 1
+    assert value(m, "pbx_agent_amd_results_total", result="other") == 1

@@ -8,11 +8,13 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 
 from pbx_agent import cli
 from pbx_agent.errors import ConfigError
@@ -128,6 +130,16 @@ def test_period_starts_are_lengths_back_or_iso_times() -> None:
         parse_moment("yesterday", now=now, zone=zone)
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """The command configures structlog for the process (warnings to stderr): put the test
+    run's configuration back, or later tests would not see info events."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("logging_restored")
 async def test_the_command_prints_json_for_a_period(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
