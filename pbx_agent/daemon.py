@@ -342,6 +342,7 @@ class Daemon:
         self.adapter = adapter
         self.engine.executor = adapter
         self.metrics.watch_pbx(adapter.name, lambda: adapter.client.connected)
+        self.metrics.instrument_esl(adapter.client, adapter.name)
         await adapter.start()
         self._closers.append(adapter.close)
         if isinstance(self.dialer, FreeswitchDialer):

@@ -15,7 +15,10 @@ Asterisk (``*.conf``):
 FreeSWITCH (``*.xml``):
 - a ``pbx_agent_hook`` naming a hook the daemon does not serve, a ``socket`` to a port other
   than ``freeswitch.outbound_bind``'s;
-- no extension ``freeswitch.ivr_extension`` in the context ``freeswitch.ivr_context``.
+- no extension ``freeswitch.ivr_extension`` in the context ``freeswitch.ivr_context``, or
+  none of the extensions the daemon transfers legs to (``linger_extension``,
+  ``requeue_extension``, ``callback_extension``, ``callback_connect_extension``) in
+  ``freeswitch.dialplan_context``.
 
 ``DIR`` is either one switch's folder or the project's ``dialplan/`` with ``asterisk/`` and
 ``freeswitch/`` inside; the configuration's ``pbx.kind`` says which switch is checked (the
@@ -292,14 +295,26 @@ def _check_freeswitch(
         for where, address in found.sockets
         if address.rpartition(":")[2] != str(bind_port)
     ]
-    known = found.extensions.get(settings.ivr_context, set()) | found.extensions.get("", set())
-    if settings.ivr_extension not in known:
-        problems.append(
-            ConfigProblem(
-                "freeswitch.ivr_extension",
-                settings.ivr_extension,
-                f"an extension of the context '{settings.ivr_context}' in {folder}",
-                "night repeat callers are transferred there, but no such extension exists",
+    bare = found.extensions.get("", set())
+    targets = [
+        ("ivr_extension", settings.ivr_extension, settings.ivr_context, "night repeat callers"),
+        ("linger_extension", settings.linger_extension, settings.dialplan_context,
+         "lingering callers"),
+        ("requeue_extension", settings.requeue_extension, settings.dialplan_context,
+         "callers going back to the queue"),
+        ("callback_extension", settings.callback_extension, settings.dialplan_context,
+         "answered callbacks"),
+        ("callback_connect_extension", settings.callback_connect_extension,
+         settings.dialplan_context, "callback customers found to be people"),
+    ]  # fmt: skip
+    for key, extension, context, who in targets:
+        if extension not in found.extensions.get(context, set()) | bare:
+            problems.append(
+                ConfigProblem(
+                    f"freeswitch.{key}",
+                    extension,
+                    f"an extension of the context '{context}' in {folder}",
+                    f"{who} are transferred there, but no such extension exists",
+                )
             )
-        )
     return problems

@@ -19,12 +19,13 @@ it changes:
   calls, and the store, probed every ``store_probe_interval_s`` by a task of this module
   (a read of the schema revision and the callback jobs per status, each under a deadline).
 
-Event lag: ``instrument_ami`` wraps the AMI client's event callback (the adapter, the call
-model and every policy run synchronously inside it). When the callback returns, the event
-has been handled: ``pbx_agent_event_handling_seconds`` is the time spent in it, and, when the
-switch stamps its events (``timestampevents = yes`` in ``manager.conf``, as the sample
-does), ``pbx_agent_event_lag_seconds`` is the time from the switch's ``Timestamp`` to the end
-of the handling: network, the switch's own queue, the daemon's read loop and the handling.
+Event lag: ``instrument_ami`` / ``instrument_esl`` wrap the PBX client's event callback (the
+adapter, the call model and every policy run synchronously inside it). When the callback
+returns, the event has been handled: ``pbx_agent_event_handling_seconds`` is the time spent
+in it, and ``pbx_agent_event_lag_seconds`` the time from the switch's own stamp on the event
+(Asterisk ``Timestamp`` with ``timestampevents = yes`` in ``manager.conf``, as the sample
+has it; FreeSWITCH ``Event-Date-Timestamp``, always there) to the end of the handling:
+network, the switch's own queue, the daemon's read loop and the handling.
 The two hosts' clocks must agree (NTP); a negative difference counts as zero.
 
 The HTTP endpoint (``MetricsServer``) is a small asyncio server: ``GET /metrics`` (the
@@ -46,7 +47,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from prometheus_client import (
@@ -69,10 +70,14 @@ from pbx_agent.policies.callbacks import JobStatus
 if TYPE_CHECKING:
     from pbx_agent.engine import Decision, Engine
     from pbx_agent.pbx.ami_client import AmiClient
+    from pbx_agent.pbx.esl_client import EslClient
     from pbx_agent.store import Store
     from pbx_agent.wire.ami import AmiMessage
+    from pbx_agent.wire.esl import EslEvent
 
 log = structlog.get_logger("pbx_agent.metrics")
+
+_M = TypeVar("_M", "AmiMessage", "EslEvent")
 
 NAMESPACE = "pbx_agent"
 
@@ -265,24 +270,40 @@ class Metrics:
         self.pbx_connected.labels(pbx=name).set_function(lambda: float(connected()))
 
     def instrument_ami(self, client: AmiClient, pbx: str) -> None:
-        """Measure the handling and the lag of every AMI event ``client`` delivers."""
+        """Measure the handling and the lag of every AMI event ``client`` delivers (the
+        switch's ``Timestamp``, epoch seconds, with ``timestampevents = yes``)."""
         handler = client.on_event
-        if handler is None:
-            return
+        if handler is not None:
+            client.on_event = self._timed(
+                handler, pbx, lambda message: _timestamp(message.get("Timestamp"))
+            )
+
+    def instrument_esl(self, client: EslClient, pbx: str) -> None:
+        """The same for the Event Socket: FreeSWITCH stamps every event
+        (``Event-Date-Timestamp``, epoch microseconds)."""
+        handler = client.on_event
+        if handler is not None:
+            client.on_event = self._timed(
+                handler, pbx, lambda event: _timestamp(event.get("Event-Date-Timestamp"), 1e-6)
+            )
+
+    def _timed(
+        self, handler: Callable[[_M], None], pbx: str, stamp_of: Callable[[_M], float | None]
+    ) -> Callable[[_M], None]:
         handling = self.event_handling.labels(pbx=pbx)
         lag = self.event_lag.labels(pbx=pbx)
 
-        def timed(message: AmiMessage) -> None:
+        def timed(message: _M) -> None:
             started = self._monotonic()
             try:
                 handler(message)
             finally:
                 handling.observe(max(0.0, self._monotonic() - started))
-                stamp = _timestamp(message.get("Timestamp"))
+                stamp = stamp_of(message)
                 if stamp is not None:
                     lag.observe(max(0.0, self._wall() - stamp))
 
-        client.on_event = timed
+        return timed
 
     # -- listeners (never raise, never block) -------------------------------------------------
 
@@ -392,11 +413,12 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _timestamp(value: str | None) -> float | None:
+def _timestamp(value: str | None, unit: float = 1.0) -> float | None:
+    """An event's epoch timestamp in seconds (``unit``: seconds per unit of ``value``)."""
     if not value:
         return None
     try:
-        stamp = float(value)
+        stamp = float(value) * unit
     except ValueError:
         return None
     return stamp if stamp > 0 else None

@@ -158,3 +158,29 @@ def test_the_manager_sample_stamps_events_for_the_lag_metric() -> None:
     text = (DIALPLAN / "asterisk" / "manager.conf.sample").read_text(encoding="utf-8")
     assert re.search(r"^timestampevents = yes$", text, re.MULTILINE)
     assert manager_user()["permit"].startswith("127.0.0.1/")
+
+
+def test_an_extension_the_daemon_transfers_freeswitch_legs_to_must_exist(tmp_path: Path) -> None:
+    """A FreeSWITCH dialplan without the lingering extension is reported by its key."""
+    (tmp_path / "freeswitch").mkdir()
+    (tmp_path / "freeswitch" / "only.xml").write_text(
+        "<include>"
+        + "".join(
+            f'<extension name="{name}"><condition/></extension>'
+            for name in (
+                "pbxagent_ivr",
+                "pbxagent_requeue",
+                "pbxagent_callback",
+                "pbxagent_callback_connect",
+            )
+        )
+        + "</include>",
+        encoding="utf-8",
+    )
+    config = load_config(
+        None, env={"PBX_AGENT_PBX__KIND": "freeswitch", "PBX_AGENT_FREESWITCH__PASSWORD": "x"}
+    )
+    problems = check_dialplan(config, tmp_path)
+    assert [(p.key, p.value) for p in problems] == [
+        ("freeswitch.linger_extension", "pbxagent_linger")
+    ]

@@ -111,9 +111,15 @@ async def test_a_running_daemon_serves_its_decisions_links_and_event_handling(
         before = await scrape(port)
         _, agent = await connected_call(fake)
         await fake.feature(agent, "PbxAgentFeature", {"Feature": "pbxagent_abuse"})
-        await until(lambda: daemon.metrics.registry.get_sample_value(
-            "pbx_agent_decisions_total", {"rule": "R4", "action": "play_prompt"}) == 1,
-            "the first abuse step")
+        await until(
+            lambda: (
+                daemon.metrics.registry.get_sample_value(
+                    "pbx_agent_decisions_total", {"rule": "R4", "action": "play_prompt"}
+                )
+                == 1
+            ),
+            "the first abuse step",
+        )
         after = await scrape(port)
         health = await scrape(port, "/healthz")
     assert sample(before, "pbx_agent_pbx_connected", pbx="asterisk") == 1.0
@@ -132,8 +138,9 @@ async def test_a_refused_action_is_logged_with_the_manager_class_it_needs(
     fake = RestrictedAsterisk({"Originate"})
     with capture_logs() as logs:
         async with fake, running(fake, tmp_path) as (daemon, _port):
-            await until(lambda: daemon.adapter is not None and daemon.adapter.client.connected,
-                        "AMI")
+            await until(
+                lambda: daemon.adapter is not None and daemon.adapter.client.connected, "AMI"
+            )
             _, agent = await connected_call(fake)
             await fake.feature(agent, "PbxAgentFeature", {"Feature": "pbxagent_abuse"})
             await until(
@@ -145,5 +152,7 @@ async def test_a_refused_action_is_logged_with_the_manager_class_it_needs(
     assert WRITE_CLASSES["Originate"] == ("originate",)
     assert "'originate'" in denied["error"]
     assert "[lab]" in denied["error"]
-    failed = [e for e in logs if e["event"] == "command_failed" and e.get("action") == "play_prompt"]
+    failed = [
+        e for e in logs if e["event"] == "command_failed" and e.get("action") == "play_prompt"
+    ]
     assert failed and "'originate'" in failed[0]["error"]

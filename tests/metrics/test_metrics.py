@@ -11,7 +11,9 @@ from pbx_agent.metrics import Metrics
 from pbx_agent.model import events as ev
 from pbx_agent.model.events import LegId
 from pbx_agent.pbx.ami_client import AmiClient, AmiSettings
+from pbx_agent.pbx.esl_client import EslClient, EslSettings
 from pbx_agent.wire.ami import AmiMessage
+from pbx_agent.wire.esl import EslEvent
 
 
 def metrics(**kwargs: Any) -> Metrics:
@@ -187,3 +189,18 @@ def test_a_verdict_reported_outside_the_events_counts_the_same() -> None:
     m.count_machine_verdict("fax")
     assert value(m, "pbx_agent_amd_results_total", result="human") == 1
     assert value(m, "pbx_agent_amd_results_total", result="other") == 1
+
+
+def test_esl_events_are_timed_and_their_lag_measured_from_event_date_timestamp() -> None:
+    """FreeSWITCH stamps events in microseconds; the lag is now - that stamp."""
+    m = metrics(wall=lambda: 1_795_339_816.5)
+    client = EslClient(
+        EslSettings(host="127.0.0.1", port=1, password="p"), on_event=lambda _e: None
+    )
+    m.instrument_esl(client, "freeswitch")
+    assert client.on_event is not None
+    client.on_event(
+        EslEvent((("Event-Name", "HEARTBEAT"), ("Event-Date-Timestamp", "1795339816376462")))
+    )
+    assert value(m, "pbx_agent_event_handling_seconds_count", pbx="freeswitch") == 1
+    assert abs(value(m, "pbx_agent_event_lag_seconds_sum", pbx="freeswitch") - 0.123538) < 1e-5
