@@ -39,9 +39,12 @@ from pbx_agent.testing.fake_freeswitch_model import FakeChannel
 VAD_PERIOD_S = 0.8
 VAD_BLIP_S = 0.04
 VAD_FINAL_NOTALK_S = 0.4
+# The bridge of pbxagent_linger and pbxagent_callback in dialplan/freeswitch/
+# pbx-agent-standards.xml, word for word (a test checks they agree).
 LISTENER_DIAL = (
-    "{pbx_agent_helper=listen,sip_h_X-PbxAgent-Helper=listen}"
-    "sofia/internal/pbxagent_listen@127.0.0.1"
+    "{pbx_agent_helper=listen,sip_h_X-PbxAgent-Helper=listen,fire_talk_events=true,"
+    "fire_not_talk_events=true,ignore_early_media=true,originate_timeout=5}"
+    "sofia/pbxagent/pbxagent_listen@127.0.0.1:5097"
 )
 AGENT_DIAL = "{fire_talk_events=true,fire_not_talk_events=true}sofia/internal/%s@127.0.0.1"
 HOOK_TIMEOUT_S = 60.0

@@ -121,6 +121,8 @@ class FreeswitchOptions:
     callback_target: FreeswitchTarget = FreeswitchTarget("pbxagent_callback")
     callback_connect: FreeswitchTarget = FreeswitchTarget("pbxagent_callback_connect")
     recording_dir: str = "/var/lib/freeswitch/recordings/pbx-agent"
+    # A callback leg whose far end sends no RTP for this long ends with MEDIA_TIMEOUT (07b).
+    media_timeout_ms: int = 4000
     watched_variables: frozenset[str] = frozenset()
     talk_debounce_ms: int = 200
     notalk_lag_ms: int = 400
@@ -613,6 +615,10 @@ class FreeswitchAdapter:
                 ("origination_caller_id_name", options.callback_caller_id_name),
                 ("pbx_agent_callback", request_id),
                 ("ignore_early_media", "true"),
+                # Talk events and the media timeout must be set before the media starts.
+                ("fire_talk_events", "true"),
+                ("fire_not_talk_events", "true"),
+                ("media_timeout", str(options.media_timeout_ms)),
                 *variables,
             ]
         )

@@ -451,6 +451,9 @@ async def test_a_callback_is_originated_with_at_least_31_s_of_ringing(fs: FakeFr
             "origination_caller_id_name": "Call centre",
             "pbx_agent_callback": request,
             "ignore_early_media": "true",
+            "fire_talk_events": "true",
+            "fire_not_talk_events": "true",
+            "media_timeout": "4000",
         }
 
 
