@@ -59,6 +59,10 @@ def _install(ctx: LabContext) -> None:
     if isinstance(ctx.pbx, AsteriskLabPbx):
         ctx.pbx.fake.dialplan.add(CALLBACK_CONTEXT_NAME, "s", CALLBACK_CONTEXT)
         ctx.pbx.fake.add_queue_member(QUEUE, AGENT, "Alice")
+        # The callee's audio at twice real time: the verdict depends on the audio alone,
+        # and the detector's wall-clock deadline keeps its margin on a loaded machine,
+        # where the time-lapse would otherwise shrink it with everything else.
+        ctx.pbx.fake.audiosocket_pace = 0.5
 
 
 async def _dropped_conversation(ctx: LabContext) -> None:
