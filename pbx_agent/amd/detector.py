@@ -3,30 +3,37 @@
 Theory of operation. A person who answers says something short ("Алло?", "Hello?",
 "喂，你好？", at most a few phrases) and then waits for the caller. A machine plays: a
 greeting that goes on, an announcement, music, a beep, a fax tone. So the detector
-watches three things from the answer on (t = 0):
+watches four things from the answer on (t = 0):
 
 - speech bursts, from ``vad.VoiceActivity`` (noise floor + webrtcvad, so steady noise is
   not speech), merged across pauses shorter than ``burst_gap_ms`` and ignoring bursts
   shorter than ``min_burst_ms``;
 - tones, from ``beep.BeepTracker`` (voicemail beeps, special information tones, fax and
   modem tones): any tone is a machine;
-- non-stop sound: ``max_sound_ms`` of sound with no pause (music) is a machine.
+- music, from ``music.MusicTracker``: a second of sound whose spectrum mostly holds still
+  (notes), loud enough not to be a radio behind a person;
+- non-stop sound: ``max_sound_ms`` of sound with no pause is a machine.
 
 The rules, checked after every frame, first match wins:
 
-1. a tone → MACHINE ``tone``;
-2. more than ``max_human_speech_ms`` of speech → MACHINE ``long-greeting``;
-3. ``max_sound_ms`` of sound without a pause → MACHINE ``continuous-sound``;
-4. speech was heard and is followed by ``human_silence_ms`` of silence → HUMAN
-   ``answer-then-silence``;
-5. no speech at all by ``no_speech_ms`` → NOTSURE ``silence``;
-6. nothing decided by ``max_analysis_ms`` → NOTSURE ``undecided``.
+1. a tone → MACHINE ``tone-<hz>hz``;
+2. music → MACHINE ``music``;
+3. more than ``max_human_speech_ms`` of speech → MACHINE ``long-greeting``;
+4. ``max_sound_ms`` of sound without a pause → MACHINE ``continuous-sound``;
+5. speech was heard and is followed by enough silence → HUMAN ``answer-then-silence``;
+   "enough" grows with the speech heard so far (``silence_needed_ms``): 600 ms after a
+   short answer (up to 0.5 s of speech), rising to 1 s after 2 s of speech or more;
+6. no speech at all by ``no_speech_ms`` → NOTSURE ``silence``;
+7. nothing decided by ``max_analysis_ms`` → NOTSURE ``undecided``.
 
-Rule 4 is why the detector is quick with people (a "Hello?" ending at 0.9 s is decided at
-1.65 s) and why it does not count words: a person may say as many short phrases as
-they like as long as they stop to listen. Rule 2 is why it does not hang up on chatty
-people either: ``max_human_speech_ms`` is longer than anyone's answer, shorter than almost
-any recorded greeting.
+Rule 5 is why the detector is quick with people ("Алло?" ending at 0.9 s is decided at
+1.5 s) and why it does not count words: a person may say as many short phrases as they
+like as long as they stop to listen. Its sliding scale is why it is slow to call a long
+speaker a person: a greeting's pauses between sentences (up to 0.7 s after a short
+first phrase, up to 1 s after a long one, on the development corpus) are shorter than
+the silence it asks for. Rule 3 is why it does not hang up on chatty people:
+``max_human_speech_ms`` is longer than anyone's answer, shorter than almost any recorded
+greeting. When unsure it says NOTSURE, which the callback flow treats as a person.
 
 The same rules run on speech segments reported by the PBX (``feed_segments``: FreeSWITCH
 TALK/NOTALK events and ``mod_avmd`` beeps), without the noise floor and music checks that
@@ -44,7 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pbx_agent.amd.audio import FRAME_MS, FRAME_SAMPLES, Pcm, pcm_from_bytes
-from pbx_agent.amd.beep import BeepTracker, Tone, ToneAnalyser
+from pbx_agent.amd.beep import BeepTracker, Tone, ToneAnalyser, ToneFrame
+from pbx_agent.amd.music import Music, MusicTracker
 from pbx_agent.amd.params import DetectorParams, VerdictKind
 from pbx_agent.amd.vad import VoiceActivity
 
@@ -64,6 +72,16 @@ class SpeechSegment:
 
     start_ms: int
     end_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _FrameSummary:
+    """What the rules need of one 20 ms frame of audio."""
+
+    level_dbfs: float
+    loud: bool  # speech_margin_db above the noise floor
+    speech: bool
+    tone: ToneFrame
 
 
 @dataclass(slots=True)
@@ -130,11 +148,18 @@ class AmdDetector:
             min_hz=p.beep_min_hz,
             max_hz=p.beep_max_hz,
         )
+        self._music = MusicTracker(
+            window_ms=p.music_window_ms,
+            min_share=p.music_min_share,
+            min_stability=p.music_min_stability,
+            min_dbfs=p.music_min_dbfs,
+        )
         self._bursts = _Bursts(p.burst_gap_ms, p.min_burst_ms)
         self._pending = np.zeros(0, dtype=np.int16)
         self._now_ms = 0  # end of the audio consumed so far
         self._sound_start_ms: int | None = None
         self._tone: Tone | None = None
+        self._music_heard: Music | None = None
         self._verdict: Verdict | None = None
 
     @property
@@ -171,21 +196,32 @@ class AmdDetector:
         return None
 
     def _frame(self, frame: Pcm) -> Verdict | None:
-        start = self._now_ms
-        end = start + FRAME_MS
-        self._now_ms = end
         activity = self._activity.classify(frame)
         tone_frame = self._tones.analyse(frame)
         loud = activity.level_dbfs - activity.floor_dbfs >= self.params.speech_margin_db
-        tone = self._beeps.feed(tone_frame, loud and activity.level_dbfs > -60.0, start)
+        return self._observe(_FrameSummary(activity.level_dbfs, loud, activity.speech, tone_frame))
+
+    def _observe(self, frame: _FrameSummary) -> Verdict | None:
+        # The rules see only the frame's summary, never the samples: the analysis above is
+        # the costly part, and the rules can be replayed over stored summaries.
+        start = self._now_ms
+        end = start + FRAME_MS
+        self._now_ms = end
+        audible = frame.loud and frame.level_dbfs > -60.0
+        tone = self._beeps.feed(frame.tone, audible, start, frame.level_dbfs)
         if tone is not None and self._tone is None:
             self._tone = tone
-        if loud:
+        music = self._music.feed(
+            stability=frame.tone.stability, loud=audible, level_dbfs=frame.level_dbfs, end_ms=end
+        )
+        if music is not None and self._music_heard is None:
+            self._music_heard = music
+        if frame.loud:
             if self._sound_start_ms is None:
                 self._sound_start_ms = start
         else:
             self._sound_start_ms = None
-        if activity.speech:
+        if frame.speech:
             self._bursts.speech(start, end)
         else:
             self._bursts.quiet(end)
@@ -267,20 +303,44 @@ class AmdDetector:
             return self._decided(
                 VerdictKind.MACHINE, f"tone-{round(self._tone.frequency_hz)}hz", now
             )
+        if self._music_heard is not None:
+            return self._decided(VerdictKind.MACHINE, "music", now)
         speech_ms = bursts.speech_ms()
         if speech_ms > p.max_human_speech_ms:
             return self._decided(VerdictKind.MACHINE, "long-greeting", now)
         if self._sound_start_ms is not None and now - self._sound_start_ms >= p.max_sound_ms:
             return self._decided(VerdictKind.MACHINE, "continuous-sound", now)
-        if bursts.first_onset_ms is not None and not bursts.in_speech(now):
-            last_end = bursts.last_speech_end_ms
-            if last_end is not None and now - last_end >= p.human_silence_ms:
-                return self._decided(VerdictKind.HUMAN, "answer-then-silence", now)
-        if bursts.first_onset_ms is None and now >= p.no_speech_ms:
+        onset = bursts.first_onset_ms
+        last_end = bursts.last_speech_end_ms
+        if (
+            onset is not None
+            and last_end is not None
+            and not bursts.in_speech(now)
+            and now - last_end >= self.silence_needed_ms(speech_ms, onset)
+        ):
+            return self._decided(VerdictKind.HUMAN, "answer-then-silence", now)
+        if onset is None and now >= p.no_speech_ms:
             return self._decided(VerdictKind.NOTSURE, "silence", now)
         if now >= p.max_analysis_ms:
             return self._decided(VerdictKind.NOTSURE, "undecided", now)
         return None
+
+    def silence_needed_ms(self, speech_ms: int, onset_ms: int) -> int:
+        """The silence after ``speech_ms`` of speech, first heard at ``onset_ms``, that makes
+        the callee a person waiting for the caller."""
+        p = self.params
+        if speech_ms <= p.short_answer_ms:
+            needed = p.short_answer_silence_ms
+        elif speech_ms >= p.long_answer_ms:
+            needed = p.human_silence_ms
+        else:
+            share = (speech_ms - p.short_answer_ms) / (p.long_answer_ms - p.short_answer_ms)
+            needed = round(
+                p.short_answer_silence_ms + share * (p.human_silence_ms - p.short_answer_silence_ms)
+            )
+        if onset_ms >= p.late_onset_ms:
+            needed -= p.late_onset_credit_ms
+        return max(needed, 0)
 
     def _decided(self, kind: VerdictKind, reason: str, now: int) -> Verdict:
         self._verdict = Verdict(kind, reason, now)

@@ -14,7 +14,8 @@ mean MACHINE). Each clip is fed to every scorer in 20 ms frames, as AudioSocket 
 it, and the stream is finished at the clip's end.
 
 A NOTSURE verdict counts as wrong for accuracy and recall (the call flow has to guess),
-and is reported on its own. Decision times are over all clips, NOTSURE included.
+and is reported on its own. Decision times are over all clips, NOTSURE included, and
+also per label (``decision_ms_by_label`` in the JSON).
 """
 
 from __future__ import annotations
@@ -156,12 +157,14 @@ class Score:
     name: str
     confusion: Counter[tuple[VerdictKind, VerdictKind]] = field(default_factory=Counter)
     times_ms: list[int] = field(default_factory=list)
+    times_by_label: dict[VerdictKind, list[int]] = field(default_factory=dict)
     by_kind: dict[str, Counter[str]] = field(default_factory=dict)
     wrong: list[tuple[Clip, Verdict]] = field(default_factory=list)
 
     def add(self, clip: Clip, verdict: Verdict) -> None:
         self.confusion[(clip.label, verdict.kind)] += 1
         self.times_ms.append(verdict.decided_at_ms)
+        self.times_by_label.setdefault(clip.label, []).append(verdict.decided_at_ms)
         counts = self.by_kind.setdefault(clip.kind, Counter())
         counts["total"] += 1
         if verdict.kind == clip.label:
@@ -192,10 +195,12 @@ class Score:
         n = sum(self.confusion[(VerdictKind.HUMAN, kind)] for kind in VerdictKind)
         return self.confusion[(VerdictKind.HUMAN, VerdictKind.MACHINE)] / n if n else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        if not self.times_ms:
+    def percentile_ms(self, q: float, label: VerdictKind | None = None) -> float:
+        """Decision time percentile over all clips, or over the clips labelled ``label``."""
+        times = self.times_ms if label is None else self.times_by_label.get(label, [])
+        if not times:
             return 0.0
-        ordered = sorted(self.times_ms)
+        ordered = sorted(times)
         if q == 50:
             return float(statistics.median(ordered))
         index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
@@ -210,6 +215,13 @@ class Score:
             "notsure_rate": round(self.notsure_rate, 4),
             "humans_called_machines": round(self.humans_called_machines, 4),
             "decision_ms": {"median": self.percentile_ms(50), "p90": self.percentile_ms(90)},
+            "decision_ms_by_label": {
+                label.value: {
+                    "median": self.percentile_ms(50, label),
+                    "p90": self.percentile_ms(90, label),
+                }
+                for label in _LABELS
+            },
             "confusion": {
                 label.value: {kind.value: self.confusion[(label, kind)] for kind in VerdictKind}
                 for label in _LABELS
@@ -262,7 +274,7 @@ def simulate_talk_events(pcm: Pcm) -> tuple[list[SpeechSegment], list[ReportedBe
         frame = pcm[offset : offset + FRAME_SAMPLES]
         level = level_dbfs(frame)
         voice = level >= _RTP_VAD_THRESHOLD_DBFS
-        tone = tracker.feed(analyser.analyse(frame), voice, t)
+        tone = tracker.feed(analyser.analyse(frame), voice, t, level)
         if tone is not None and not beeps:
             beeps.append(ReportedBeep(tone.start_ms + _AVMD_DELAY_MS, tone.frequency_hz))
         if voice:

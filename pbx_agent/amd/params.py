@@ -51,11 +51,48 @@ class DetectorParams(BaseModel):
     )
 
     # --- the decision --------------------------------------------------------------------
-    human_silence_ms: int = Field(
-        750,
+    # The silence that makes the callee a person grows with how much they said: from
+    # short_answer_silence_ms after at most short_answer_ms of speech ("Алло?", "Да?")
+    # linearly to human_silence_ms after long_answer_ms or more (a recorded greeting's
+    # pauses between sentences are longer after a long first sentence).
+    short_answer_ms: int = Field(
+        500,
+        ge=0,
+        le=5000,
+        description="an answer with at most this much speech is a short one",
+    )
+    short_answer_silence_ms: int = Field(
+        600,
         ge=100,
         le=5000,
         description="silence after a short answer that makes the callee a person",
+    )
+    long_answer_ms: int = Field(
+        2000,
+        ge=0,
+        le=10000,
+        description="from this much speech on, human_silence_ms of silence is needed",
+    )
+    human_silence_ms: int = Field(
+        1000,
+        ge=100,
+        le=5000,
+        description="silence after a long answer that makes the callee a person",
+    )
+    late_onset_ms: int = Field(
+        900,
+        ge=0,
+        le=30000,
+        description="speech first heard this late after the answer earns late_onset_credit_ms",
+    )
+    late_onset_credit_ms: int = Field(
+        0,
+        ge=0,
+        le=5000,
+        description=(
+            "after a late onset this much less silence is needed; 0 (off) by default: "
+            "machines that start late are called people (docs/amd.md)"
+        ),
     )
     max_human_speech_ms: int = Field(
         3000,
@@ -85,6 +122,26 @@ class DetectorParams(BaseModel):
     beep_min_hz: float = Field(300.0, ge=50.0, le=4000.0)
     beep_max_hz: float = Field(3400.0, ge=50.0, le=4000.0)
 
+    # --- music (music.py) -----------------------------------------------------------------
+    music_window_ms: int = Field(
+        1000, ge=100, le=10000, description="how much sound the music check looks at"
+    )
+    music_min_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="share of that window with a loud, stable spectrum that makes it music",
+    )
+    music_min_stability: float = Field(
+        0.9, gt=0.0, le=1.0, description="spectral similarity 40 ms apart of a stable frame"
+    )
+    music_min_dbfs: float = Field(
+        -35.0,
+        ge=-90.0,
+        le=0.0,
+        description="quieter frames never count as music (background music behind a person)",
+    )
+
     # --- the session around the detector (audiosocket_server.py) ------------------------
     deadline_ms: int = Field(
         5500,
@@ -112,6 +169,12 @@ class DetectorParams(BaseModel):
             msg = (
                 f"standards.amd.beep_max_hz={self.beep_max_hz} is not above "
                 f"beep_min_hz={self.beep_min_hz}"
+            )
+            raise ValueError(msg)
+        if self.long_answer_ms < self.short_answer_ms:
+            msg = (
+                f"standards.amd.long_answer_ms={self.long_answer_ms} is below "
+                f"short_answer_ms={self.short_answer_ms}; accepted: at least short_answer_ms"
             )
             raise ValueError(msg)
         if self.max_analysis_ms > self.deadline_ms:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pbx_agent.amd.audio import SAMPLE_RATE, Pcm, Signal, to_pcm
 
-__all__ = ["noise", "render", "silence", "syllables", "tone"]
+__all__ = ["glide", "melody", "noise", "render", "silence", "syllables", "tone"]
 
 
 def _rms_to(signal: Signal, level_dbfs: float) -> Signal:
@@ -27,6 +27,45 @@ def silence(seconds: float) -> Signal:
 def tone(freq_hz: float, seconds: float, level_dbfs: float = -15.0) -> Signal:
     t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     return _rms_to(np.sin(2 * np.pi * freq_hz * t), level_dbfs)
+
+
+def glide(
+    start_hz: float, end_hz: float, seconds: float, level_dbfs: float = -15.0, swing_db: float = 0.0
+) -> Signal:
+    """A sine whose pitch slides from ``start_hz`` to ``end_hz`` and whose level swings by
+    ``swing_db`` (peak to trough, 8 Hz): a sung or drawn-out vowel with a strong fundamental."""
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    freq = np.linspace(start_hz, end_hz, t.size)
+    phase = 2 * np.pi * np.cumsum(freq) / SAMPLE_RATE
+    envelope = 10 ** (swing_db / 2 * np.sin(2 * np.pi * 8 * t) / 20)
+    return _rms_to(np.sin(phase) * envelope, level_dbfs)
+
+
+def melody(
+    notes: int,
+    *,
+    note_s: float = 0.3,
+    root_hz: float = 220.0,
+    harmonics: int = 4,
+    decay_per_s: float = 1.5,
+    level_dbfs: float = -20.0,
+    seed: int = 0,
+) -> Signal:
+    """``notes`` notes of a tune: harmonic tones on a major scale, each dying away at
+    ``decay_per_s`` (1.5: held notes; 5: plucked ones that fade before the next)."""
+    rng = np.random.default_rng(seed)
+    scale = (0, 2, 4, 5, 7, 9, 11, 12)
+    n = round(note_s * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    parts: list[Signal] = []
+    for _ in range(notes):
+        f0 = root_hz * 2 ** (int(rng.choice(scale)) / 12)
+        note = sum(
+            (np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, harmonics + 1) if f0 * h < 3400),
+            np.zeros(n),
+        )
+        parts.append(note * np.exp(-decay_per_s * t) * np.minimum(1.0, t / 0.01))
+    return _rms_to(np.concatenate(parts), level_dbfs)
 
 
 def noise(seconds: float, level_dbfs: float, colour: str = "white", seed: int = 0) -> Signal:

@@ -31,11 +31,63 @@ def test_short_answer_then_silence_is_human():
 
 
 def test_human_is_decided_at_speech_end_plus_the_silence():
-    """The verdict instant is the end of the answer plus human_silence_ms, frame-exact."""
-    params = DetectorParams()
-    verdict = verdict_of(hello(onset_s=0.5), params)
+    """The verdict instant is the end of the answer plus the silence needed, frame-exact."""
+    detector = AmdDetector()
+    verdict = run_scorer(detector, hello(onset_s=0.5))
     speech_end_ms = 500 + 3 * (180 + 40) - 40
-    assert speech_end_ms <= verdict.decided_at_ms - params.human_silence_ms <= speech_end_ms + 60
+    needed = detector.silence_needed_ms(3 * (180 + 40) - 40, 500)
+    assert speech_end_ms <= verdict.decided_at_ms - needed <= speech_end_ms + 60
+
+
+def test_a_short_answer_needs_the_short_silence():
+    """Up to short_answer_ms of speech ("Да?"), short_answer_silence_ms of silence decides."""
+    params = DetectorParams()
+    detector = AmdDetector(params)
+    assert detector.silence_needed_ms(300, 500) == params.short_answer_silence_ms
+    assert detector.silence_needed_ms(params.short_answer_ms, 500) == 600
+
+
+def test_the_silence_needed_grows_with_the_answer():
+    """Between a short and a long answer the silence needed rises linearly."""
+    detector = AmdDetector(
+        DetectorParams(
+            short_answer_ms=500, short_answer_silence_ms=600, long_answer_ms=2000,
+            human_silence_ms=1000,
+        )
+    )  # fmt: skip
+    assert detector.silence_needed_ms(1250, 500) == 800
+    assert detector.silence_needed_ms(2000, 500) == 1000
+    assert detector.silence_needed_ms(2900, 500) == 1000
+
+
+def test_late_onset_credit_is_off_by_default():
+    """A late first word changes nothing unless late_onset_credit_ms is set."""
+    assert AmdDetector().silence_needed_ms(400, 1500) == AmdDetector().silence_needed_ms(400, 300)
+
+
+def test_late_onset_credit_shortens_the_silence_when_enabled():
+    """With a credit, speech first heard after late_onset_ms needs that much less silence."""
+    detector = AmdDetector(DetectorParams(late_onset_ms=900, late_onset_credit_ms=200))
+    assert detector.silence_needed_ms(400, 900) == 400
+    assert detector.silence_needed_ms(400, 880) == 600
+
+
+def test_short_hello_is_decided_sooner_than_a_long_answer_ends_plus_the_long_silence():
+    """'Да?' then silence is decided short_answer_silence_ms after it, not human_silence_ms."""
+    params = DetectorParams()
+    verdict = verdict_of(s.render(s.silence(0.5), s.syllables(1), seconds=4), params)
+    assert verdict.kind is VerdictKind.HUMAN
+    assert verdict.decided_at_ms <= 500 + 180 + params.short_answer_silence_ms + 60
+
+
+def test_a_pause_after_a_long_sentence_is_not_taken_for_a_person():
+    """2 s of speech, an 800 ms pause, more speech: a greeting, not a person waiting."""
+    greeting = s.render(
+        s.silence(0.2), s.syllables(9), s.silence(0.8), s.syllables(9), seconds=6
+    )  # fmt: skip
+    verdict = verdict_of(greeting)
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.reason == "long-greeting"
 
 
 @pytest.mark.parametrize("level", [-45.0, -40.0, -35.0])
@@ -180,7 +232,7 @@ def test_segments_short_talk_then_silence_is_human():
     assert verdict is not None
     assert verdict.kind is VerdictKind.HUMAN
     # Decisions fall on the 20 ms frame grid.
-    assert 0 <= verdict.decided_at_ms - (900 + DetectorParams().human_silence_ms) < 20
+    assert 0 <= verdict.decided_at_ms - (900 + detector.silence_needed_ms(500, 400)) < 20
 
 
 def test_segments_open_talk_is_undecided_until_too_long():

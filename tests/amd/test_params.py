@@ -28,6 +28,20 @@ def test_strong_margin_below_the_speech_margin_is_refused():
         DetectorParams(speech_margin_db=12.0, strong_margin_db=10.0)
 
 
+def test_a_long_answer_shorter_than_a_short_one_is_refused():
+    """long_answer_ms below short_answer_ms is refused, naming both keys."""
+    with pytest.raises(ValidationError, match="long_answer_ms=400 is below short_answer_ms=500"):
+        DetectorParams(long_answer_ms=400, short_answer_ms=500)
+
+
+def test_the_silence_needed_rises_with_the_answer_by_default():
+    """By default a long answer needs more silence than a short one; no late-onset credit."""
+    params = DetectorParams()
+    assert params.short_answer_ms < params.long_answer_ms
+    assert params.short_answer_silence_ms < params.human_silence_ms
+    assert params.late_onset_credit_ms == 0
+
+
 def test_unknown_keys_are_refused():
     """A misspelt key is an error, not silently ignored."""
     with pytest.raises(ValidationError, match="human_silence"):
