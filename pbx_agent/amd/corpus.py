@@ -25,6 +25,12 @@ The channel: speech level −26…−12 dBFS, background noise (white, pink or b
 −60…−30 dBFS RMS), the telephone band (300–3400 Hz) and, most of the time, a G.711 µ-law
 round trip.
 
+The timings (onset delays, pauses, speaking rates, noise levels) are a ``CorpusTiming``;
+``TIMINGS["default"]`` is the mix above, ``TIMINGS["shifted"]`` moves every distribution
+(people answer earlier or later, machines start up to 1.2 s late, greetings are read more
+slowly with longer pauses, beeps come later, noise is louder), so a detector tuned on the
+default corpus can be checked on timings it was not fitted to.
+
 The two splits do not share phrases or voice variants: ``train`` is for tuning,
 ``validation`` for the figures, so the figures say something about clips the parameters
 were not fitted to. Each split folder holds the WAV files and ``labels.csv``
@@ -50,7 +56,9 @@ from pbx_agent.errors import PbxAgentError
 
 __all__ = [
     "CLIP_MS",
+    "TIMINGS",
     "ClipInfo",
+    "CorpusTiming",
     "CorpusToolMissingError",
     "generate_corpus",
     "require_tools",
@@ -73,6 +81,53 @@ def require_tools() -> None:
         )
         raise CorpusToolMissingError(msg)
 
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusTiming:
+    """The generator's distributions: uniform ranges in seconds unless named otherwise."""
+
+    person_onset: Range = (0.15, 1.0)
+    person_late_share: float = 0.15  # of people, who take person_late_onset instead
+    person_late_onset: Range = (1.0, 2.0)
+    person_wpm: tuple[int, int] = (145, 215)
+    machine_wpm: tuple[int, int] = (125, 200)
+    machine_word_gap_ms: tuple[int, int] | None = None  # espeak-ng -g: extra pause between words
+    repeat_pause: Range = (1.6, 3.0)  # before a second short question
+    double_pause: Range = (0.8, 2.2)  # "Алло? … Алло?"
+    chatty_gap: Range = (0.05, 0.35)  # between the phrases of a chatty answer
+    greeting_onset: Range = (0.0, 0.6)  # voicemail, short greeting
+    announcement_onset: Range = (0.0, 0.5)
+    music_onset: Range = (0.0, 0.4)
+    beep_gap: Range = (0.2, 0.9)  # after a voicemail greeting
+    short_beep_gap: Range = (0.1, 0.7)  # after a short greeting
+    announcement_repeat: Range = (0.3, 1.0)
+    noise_dbfs: tuple[float, ...] = (-60.0, -50.0, -45.0, -40.0, -35.0, -30.0)
+
+
+TIMINGS: dict[str, CorpusTiming] = {
+    "default": CorpusTiming(),
+    "shifted": CorpusTiming(
+        person_onset=(0.05, 1.2),
+        person_late_share=0.1,
+        person_late_onset=(1.2, 2.5),
+        person_wpm=(130, 230),
+        machine_wpm=(110, 185),
+        machine_word_gap_ms=(0, 80),
+        repeat_pause=(1.2, 2.6),
+        double_pause=(0.7, 1.8),
+        chatty_gap=(0.1, 0.5),
+        greeting_onset=(0.0, 1.2),
+        announcement_onset=(0.0, 1.0),
+        music_onset=(0.0, 1.0),
+        beep_gap=(0.3, 1.2),
+        short_beep_gap=(0.2, 1.0),
+        announcement_repeat=(0.5, 1.5),
+        noise_dbfs=(-50.0, -40.0, -35.0, -30.0, -25.0),
+    ),
+}
 
 # Phrase pools. Index i % 3 == 2 goes to the validation split, the rest to train.
 _HUMAN_SHORT = {
@@ -309,10 +364,22 @@ def _tool(name: str) -> str:
 
 
 @cache
-def _speak_cached(text: str, voice: str, speed: int, pitch: int) -> bytes:
+def _speak_cached(text: str, voice: str, speed: int, pitch: int, word_gap: int = 0) -> bytes:
     # Arguments are a list (no shell) and the text comes from the pools above.
+    gap = ["-g", str(word_gap)] if word_gap else []
     espeak = subprocess.run(  # noqa: S603
-        [_tool("espeak-ng"), "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
+        [
+            _tool("espeak-ng"),
+            "-v",
+            voice,
+            "-s",
+            str(speed),
+            "-p",
+            str(pitch),
+            *gap,
+            "--stdout",
+            text,
+        ],
         capture_output=True,
         check=True,
         timeout=_TTS_TIMEOUT_S,
@@ -345,36 +412,47 @@ def _speak_cached(text: str, voice: str, speed: int, pitch: int) -> bytes:
 
 
 class _ClipMaker:
-    def __init__(self, rng: np.random.Generator, split: str) -> None:
+    def __init__(self, rng: np.random.Generator, split: str, timing: CorpusTiming) -> None:
         self.rng = rng
         self.split = split
+        self.timing = timing
         self.variants = _split_pool(_VARIANTS, split)
         self.last_voice = "-"
 
     # --- building blocks -------------------------------------------------------------
-    def voice(self, language: str, *, person: bool = False) -> tuple[str, int, int]:
+    def voice(self, language: str, *, person: bool = False) -> tuple[str, int, int, int]:
+        timing = self.timing
         base = _VOICES[language]
         name = base if isinstance(base, str) else str(self.rng.choice(base))
         variant = str(self.rng.choice(self.variants))
-        speed = int(self.rng.integers(145, 215) if person else self.rng.integers(125, 200))
+        low, high = timing.person_wpm if person else timing.machine_wpm
+        speed = int(self.rng.integers(low, high))
         if language == "cmn":
             # espeak-ng reads Mandarin at about 3 syllables a second at the default rate;
             # people (and recorded greetings) speak 4-5.
             speed = round(speed * 1.4)
         pitch = int(self.rng.integers(25, 75))
-        self.last_voice = f"{name}+{variant} -s{speed} -p{pitch}"
-        return f"{name}+{variant}", speed, pitch
+        word_gap = 0
+        if not person and timing.machine_word_gap_ms is not None:
+            gap_low, gap_high = timing.machine_word_gap_ms
+            word_gap = int(self.rng.integers(gap_low // 10, gap_high // 10 + 1))
+        gap_note = f" -g{word_gap}" if word_gap else ""
+        self.last_voice = f"{name}+{variant} -s{speed} -p{pitch}{gap_note}"
+        return f"{name}+{variant}", speed, pitch, word_gap
 
-    def speak(self, text: str, voice: tuple[str, int, int]) -> Signal:
+    def uniform(self, bounds: Range) -> float:
+        return float(self.rng.uniform(*bounds))
+
+    def speak(self, text: str, voice: tuple[str, int, int, int]) -> Signal:
         raw = _speak_cached(text, *voice)
         speech = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
         return _trim(speech)
 
     def onset(self) -> float:
         """How long a person takes to speak after the answer: mostly 0.15-1 s, sometimes 2."""
-        if self.rng.random() < 0.15:
-            return float(self.rng.uniform(1.0, 2.0))
-        return float(self.rng.uniform(0.15, 1.0))
+        if self.rng.random() < self.timing.person_late_share:
+            return self.uniform(self.timing.person_late_onset)
+        return self.uniform(self.timing.person_onset)
 
     def silence(self, seconds: float) -> Signal:
         return np.zeros(round(seconds * SAMPLE_RATE))
@@ -436,7 +514,7 @@ class _ClipMaker:
         if self.rng.random() < 0.3:
             again = str(self.rng.choice(pool))
             parts += [
-                self.silence(self.rng.uniform(1.6, 3.0)),
+                self.silence(self.uniform(self.timing.repeat_pause)),
                 self.level(self.speak(again, voice)),
             ]
             note += f" … {again}"
@@ -450,7 +528,7 @@ class _ClipMaker:
         parts = [
             self.silence(self.onset()),
             self.level(self.speak(first, voice)),
-            self.silence(self.rng.uniform(0.8, 2.2)),
+            self.silence(self.uniform(self.timing.double_pause)),
             self.level(self.speak(second, voice)),
         ]
         return parts, f"{first} … {second}"
@@ -463,17 +541,20 @@ class _ClipMaker:
         parts: list[Signal] = [self.silence(self.onset())]
         for i, phrase in enumerate(phrases):
             if i:
-                parts.append(self.silence(self.rng.uniform(0.05, 0.35)))
+                parts.append(self.silence(self.uniform(self.timing.chatty_gap)))
             parts.append(_set_rms(self.speak(phrase, voice), level, active=True))
         return parts, " ".join(phrases)
 
     def voicemail(self, language: str) -> tuple[list[Signal], str]:
         voice = self.voice(language)
         text = str(self.rng.choice(_split_pool(_GREETINGS[language], self.split)))
-        parts = [self.silence(self.rng.uniform(0.0, 0.6)), self.level(self.speak(text, voice))]
+        parts = [
+            self.silence(self.uniform(self.timing.greeting_onset)),
+            self.level(self.speak(text, voice)),
+        ]
         note = text
         if self.rng.random() < 0.5:
-            parts += [self.silence(self.rng.uniform(0.2, 0.9)), self.beep()]
+            parts += [self.silence(self.uniform(self.timing.beep_gap)), self.beep()]
             note += " +beep"
         return parts, note
 
@@ -481,9 +562,9 @@ class _ClipMaker:
         voice = self.voice(language)
         text = str(self.rng.choice(_split_pool(_SHORT_GREETINGS[language], self.split)))
         parts = [
-            self.silence(self.rng.uniform(0.0, 0.6)),
+            self.silence(self.uniform(self.timing.greeting_onset)),
             self.level(self.speak(text, voice)),
-            self.silence(self.rng.uniform(0.1, 0.7)),
+            self.silence(self.uniform(self.timing.short_beep_gap)),
             self.beep(),
         ]
         return parts, text + " +beep"
@@ -491,7 +572,7 @@ class _ClipMaker:
     def announcement(self, language: str) -> tuple[list[Signal], str]:
         voice = self.voice(language)
         text = str(self.rng.choice(_split_pool(_ANNOUNCEMENTS[language], self.split)))
-        parts = [self.silence(self.rng.uniform(0.0, 0.5))]
+        parts = [self.silence(self.uniform(self.timing.announcement_onset))]
         note = text
         if self.rng.random() < 0.5:
             level = self.rng.uniform(-24, -12)
@@ -501,7 +582,7 @@ class _ClipMaker:
             parts.append(self.silence(self.rng.uniform(0.05, 0.4)))
             note = "SIT + " + text
         speech = self.level(self.speak(text, voice))
-        parts += [speech, self.silence(self.rng.uniform(0.3, 1.0)), speech]
+        parts += [speech, self.silence(self.uniform(self.timing.announcement_repeat)), speech]
         return parts, note
 
     def music_clip(self, language: str) -> tuple[list[Signal], str]:
@@ -516,7 +597,7 @@ class _ClipMaker:
             end = min(music.size, start + speech.size)
             music[start:end] += speech[: end - start]
             note = "music + speech"
-        return [self.silence(self.rng.uniform(0.0, 0.4)), music], note
+        return [self.silence(self.uniform(self.timing.music_onset)), music], note
 
     def tone_clip(self, language: str) -> tuple[list[Signal], str]:
         del language
@@ -543,7 +624,7 @@ class _ClipMaker:
         noise_db: float | None = None
         colour = "none"
         if rng.random() < 0.7:
-            noise_db = float(rng.choice([-60.0, -50.0, -45.0, -40.0, -35.0, -30.0]))
+            noise_db = float(rng.choice(list(self.timing.noise_dbfs)))
             colour = str(rng.choice(["white", "pink", "brown"]))
             clip = clip + _set_rms(_noise(rng, colour, clip.size), noise_db)
         clip = _telephone_band(clip)
@@ -618,12 +699,14 @@ def _split_seed(seed: int, split: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def generate_split(out: Path, seed: int, size: int, split: str) -> list[ClipInfo]:
+def generate_split(
+    out: Path, seed: int, size: int, split: str, timing: CorpusTiming | None = None
+) -> list[ClipInfo]:
     """Write ``size`` clips and ``labels.csv`` into ``out`` (created)."""
     require_tools()
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(_split_seed(seed, split))
-    maker = _ClipMaker(rng, split)
+    maker = _ClipMaker(rng, split, timing or TIMINGS["default"])
     makers = {
         "human_short": maker.human_short,
         "human_double": maker.human_double,
@@ -663,9 +746,14 @@ def generate_split(out: Path, seed: int, size: int, split: str) -> list[ClipInfo
 
 
 def generate_corpus(
-    out: Path, seed: int, size: int, validation_share: float = 0.3
+    out: Path,
+    seed: int,
+    size: int,
+    validation_share: float = 0.3,
+    timing: CorpusTiming | None = None,
 ) -> dict[str, list[ClipInfo]]:
-    """``out/train`` and ``out/validation``; ``size`` clips in all."""
+    """``out/train`` and ``out/validation``; ``size`` clips in all, with ``timing`` (the
+    default mix when None)."""
     if size < 2:
         msg = f"--size {size} refused; accepted: at least 2 clips"
         raise ValueError(msg)
@@ -674,6 +762,6 @@ def generate_corpus(
         raise ValueError(msg)
     n_validation = max(1, round(size * validation_share))
     return {
-        "train": generate_split(out / "train", seed, size - n_validation, "train"),
-        "validation": generate_split(out / "validation", seed, n_validation, "validation"),
+        "train": generate_split(out / "train", seed, size - n_validation, "train", timing),
+        "validation": generate_split(out / "validation", seed, n_validation, "validation", timing),
     }

@@ -14,9 +14,9 @@ from pbx_agent.amd import corpus as corpus_module
 from pbx_agent.amd import signals as s
 from pbx_agent.amd.audio import read_wav, write_wav
 from pbx_agent.amd.classic import ClassicAmd
-from pbx_agent.amd.corpus import CorpusToolMissingError, generate_corpus
+from pbx_agent.amd.corpus import TIMINGS, CorpusToolMissingError, generate_corpus
 from pbx_agent.amd.detector import AmdDetector
-from pbx_agent.amd.evaluate import load_clips, score, simulate_talk_events
+from pbx_agent.amd.evaluate import load_clips, run_scorer, score, simulate_talk_events
 from pbx_agent.amd.params import VerdictKind
 from pbx_agent.cli import main
 
@@ -99,6 +99,18 @@ def test_scores_side_by_side(labelled: Path):
     }
 
 
+def test_decision_times_are_also_given_per_label(labelled: Path):
+    """The JSON figures split the decision times by label: people and machines apart."""
+    (detector,) = score(load_clips(labelled), {"d": AmdDetector})
+    human = run_scorer(AmdDetector(), person()).decided_at_ms  # type: ignore[arg-type]
+    machine = run_scorer(AmdDetector(), voicemail_beep()).decided_at_ms  # type: ignore[arg-type]
+    assert human != machine
+    assert detector.as_dict()["decision_ms_by_label"] == {
+        "HUMAN": {"median": human, "p90": human},
+        "MACHINE": {"median": machine, "p90": machine},
+    }
+
+
 def test_talk_event_simulation_reports_segments_and_a_beep():
     """The FreeSWITCH simulation turns audio into talk segments and one avmd beep."""
     segments, beeps = simulate_talk_events(voicemail_beep())  # type: ignore[arg-type]
@@ -160,3 +172,39 @@ def test_corpus_splits_do_not_share_phrases(tmp_path: Path):
     shared = (notes["train"] & notes["validation"]) - {"music", "beep", "fax CNG",
                                                         "answer tone 2100 Hz"}  # fmt: skip
     assert not shared
+
+
+# labels.csv of seed 7, 6 clips, as generated before the timings became a CorpusTiming: the
+# default timing must keep drawing the same numbers, so published figures stay reproducible.
+_SEED_7_TRAIN_LABELS = """\
+file,label,kind,language,voice,noise_dbfs,note
+train-0000-voicemail.wav,MACHINE,voicemail,en,en-gb+m2 -s171 -p59,-30,"Hey, it's Tom. Leave a message. [white]"
+train-0001-human_short.wav,HUMAN,human_short,en,en-us+m4 -s152 -p30,,Speaking. … Hi there. [none]
+train-0002-voicemail.wav,MACHINE,voicemail,en,en-us+m4 -s190 -p55,-40,"Hi, this is Dave. Sorry I missed your call. Text me or leave a voicemail. +beep [pink]"
+train-0003-human_chatty.wav,HUMAN,human_chatty,cmn,cmn+m4 -s267 -p72,-45,喂， 我是小王。 [pink]
+"""
+
+
+@pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
+def test_the_default_timing_draws_what_the_generator_always_drew(tmp_path: Path):
+    """Seed 7 gives the same labels.csv as before timings were configurable."""
+    generate_corpus(tmp_path, seed=7, size=6)
+    labels = (tmp_path / "train" / "labels.csv").read_text(encoding="utf-8")
+    assert labels.replace("\r\n", "\n") == _SEED_7_TRAIN_LABELS
+
+
+@pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
+def test_the_shifted_timing_makes_other_clips_from_the_same_seed(tmp_path: Path):
+    """TIMINGS['shifted'] changes the clips (slower greetings with word gaps), not the seed."""
+    default = generate_corpus(tmp_path / "d", seed=7, size=6)
+    shifted = generate_corpus(tmp_path / "s", seed=7, size=6, timing=TIMINGS["shifted"])
+    assert [c.kind for c in default["train"]] == [c.kind for c in shifted["train"]]
+    machine = next(c for c in shifted["train"] if c.label == "MACHINE")
+    assert " -g" in machine.voice
+    differing = [
+        c.file
+        for c in default["train"]
+        if (tmp_path / "d" / "train" / c.file).read_bytes()
+        != (tmp_path / "s" / "train" / c.file).read_bytes()
+    ]
+    assert differing
