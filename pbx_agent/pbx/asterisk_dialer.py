@@ -77,7 +77,7 @@ __all__ = [
 log = structlog.get_logger("pbx_agent.callbacks")
 
 AMD_VARIABLE = "PBXAGENT_AMD"
-Engine = Literal["daemon", "asterisk", "none"]
+DetectorEngine = Literal["daemon", "asterisk", "none"]
 
 
 class OutcomeSink(Protocol):
@@ -101,7 +101,7 @@ class OutcomeSink(Protocol):
 class MachineDetection:
     """How an answered callback leg is checked for a machine (``standards.amd``)."""
 
-    engine: Engine = "daemon"
+    engine: DetectorEngine = "daemon"
     notsure_as: VerdictKind = VerdictKind.HUMAN
     amd_args: str = "2500,1500,800,5000,100,50,2,256,5000"  # AMD()'s arguments, in order
 
@@ -230,7 +230,7 @@ class AsteriskDialer:
     def variables_for(self, request: CallbackDial) -> list[tuple[str, str]]:
         """The channel variables the callback context reads (see the module docstring)."""
         detection = self.detection
-        engine: Engine = detection.engine if request.detect_machine else "none"
+        engine: DetectorEngine = detection.engine if request.detect_machine else "none"
         variables: list[tuple[str, str]] = [("PBXAGENT_AMD_ENGINE", engine)]
         if request.target:
             variables.append(("PBXAGENT_CALLBACK_TARGET", request.target))
