@@ -69,7 +69,13 @@ def _lab_config(
             "secret": "not-a-real-secret",
             "fastagi_bind": f"127.0.0.1:{_free_port()}",
             "audiosocket_bind": f"127.0.0.1:{_free_port()}",
-            "ping_interval_s": 20,
+            # Deadlines are in the lab's virtual seconds: at 20x, the production 5 s would
+            # be 250 real ms, which a loaded machine can miss and the watchdog would then
+            # cut a healthy link.
+            "ping_interval_s": 150,
+            "ping_timeout_s": 120,
+            "action_timeout_s": 120,
+            "connect_timeout_s": 120,
         },
         "store": {"url": f"sqlite+aiosqlite:///{folder / 'lab.sqlite3'}"},
         "metrics": {"enabled": False},
@@ -89,6 +95,11 @@ def _freeswitch_lab_config(
             "esl_port": port,
             "password": FREESWITCH_LAB_PASSWORD,
             "outbound_bind": f"127.0.0.1:{_free_port()}",
+            # Virtual seconds, as for Asterisk above.
+            "action_timeout_s": 120,
+            "connect_timeout_s": 120,
+            "heartbeat_timeout_s": 600,
+            "ping_timeout_s": 120,
             # The fake's agents are sofia/internal/agent-NNNN.
         },
         "agents": {"endpoint_patterns": ["sofia/*/agent-*"]},
@@ -126,6 +137,24 @@ async def run_scenario(
     base_config: Mapping[str, Any],
     events: list[dict[str, Any]],
     switch: str = "asterisk",
+) -> ScenarioResult:
+    loop = asyncio.get_running_loop()
+    base_speed = getattr(loop, "speed", None)
+    if base_speed is not None and scenario.speed_factor != 1.0:
+        loop.set_speed(base_speed * scenario.speed_factor)  # type: ignore[attr-defined]
+    try:
+        return await _run_scenario(scenario, base_config=base_config, events=events, switch=switch)
+    finally:
+        if base_speed is not None and scenario.speed_factor != 1.0:
+            loop.set_speed(base_speed)  # type: ignore[attr-defined]
+
+
+async def _run_scenario(
+    scenario: Scenario,
+    *,
+    base_config: Mapping[str, Any],
+    events: list[dict[str, Any]],
+    switch: str,
 ) -> ScenarioResult:
     loop = asyncio.get_running_loop()
     real0, virtual0 = time.monotonic(), loop.time()

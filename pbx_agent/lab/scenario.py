@@ -36,6 +36,9 @@ class Scenario:
     # Local time of day ("23:30") the daemon's clock shows when the scenario starts.
     at_local_time: str | None = None
     pbx: frozenset[str] = frozenset({"asterisk", "freeswitch"})
+    # How much faster than the lab's speed this scenario may run: long waits that nothing
+    # times precisely (hours between callback attempts, quiet hours) need not take long.
+    speed_factor: float = 1.0
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 class _ScaledSelector(selectors.BaseSelector):
     def __init__(self, inner: selectors.BaseSelector, speed: float) -> None:
         self._inner = inner
-        self._speed = speed
+        self.speed = speed
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -31,7 +31,7 @@ class _ScaledSelector(selectors.BaseSelector):
         return self._inner.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        return self._inner.select(None if timeout is None else timeout / self._speed)
+        return self._inner.select(None if timeout is None else timeout / self.speed)
 
     def close(self) -> None:
         self._inner.close()
@@ -50,12 +50,25 @@ class TimeLapseLoop(asyncio.SelectorEventLoop):
         if speed <= 0:
             msg = f"speed must be positive, got {speed}"
             raise ValueError(msg)
-        super().__init__(selector=_ScaledSelector(selectors.DefaultSelector(), speed))
+        self._scaled = _ScaledSelector(selectors.DefaultSelector(), speed)
+        super().__init__(selector=self._scaled)
         self.speed = speed
-        self._origin = time.monotonic()
+        self._real0 = time.monotonic()
+        self._virtual0 = self._real0
 
     def time(self) -> float:
-        return self._origin + (time.monotonic() - self._origin) * self.speed
+        return self._virtual0 + (time.monotonic() - self._real0) * self.speed
+
+    def set_speed(self, speed: float) -> None:
+        """Change the speed from now on; virtual time stays continuous (never jumps)."""
+        if speed <= 0:
+            msg = f"speed must be positive, got {speed}"
+            raise ValueError(msg)
+        now = time.monotonic()
+        self._virtual0 = self._virtual0 + (now - self._real0) * self.speed
+        self._real0 = now
+        self.speed = speed
+        self._scaled.speed = speed
 
 
 def run(coro: Any, speed: float = 1.0) -> Any:

@@ -254,7 +254,7 @@ class HoldEnded:
     holder: LegId
     started_at: float
     ended_at: float
-    how: str  # "released", "holder_left", "held_left", "hung_up"
+    how: str  # "released", "holder_left", "held_left", "hung_up", "link_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,8 +743,20 @@ class CallModel:
         Legs we track that the PBX no longer has ended while we were away: they end with an
         unknown cause. Legs the PBX has that we do not know are added. Known legs are kept as
         they are (nothing duplicated, nothing forgotten).
+
+        Holds known before the cut end (``how="link_lost"``): a switch does not list hold
+        states, and an ``Unhold`` sent while the link was down is lost for good. Carrying on
+        as if the hold went on could leave the daemon's hold program announcing over a
+        resumed conversation until the call ends; ending it risks at most a silent rest of a
+        hold that really goes on, until the agent resumes the call.
         """
         out: list[CallEvent] = []
+        for call in list(self.calls.values()):
+            for holder_id, hold in list(call.holds.items()):
+                del call.holds[holder_id]
+                out.append(
+                    HoldEnded(call.id, hold.held, hold.holder, hold.started_at, now, "link_lost")
+                )
         alive = {live.created.leg: live for live in event.legs}
         for leg_id in [lid for lid in self.legs if lid not in alive]:
             leg = self.legs.get(leg_id)

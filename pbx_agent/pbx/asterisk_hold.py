@@ -336,20 +336,26 @@ class _Runner:
 
     async def run(self) -> None:
         log.info("hold_program_started", music=self.music.sound, **self.fields)
-        await self.session.answer()
-        while not self.over:
-            if not self.program.injected.empty():
-                prompt = self.program.injected.get_nowait()
-                ok = await self._play(prompt)
-                self.hook.prompt_done(self.program.leg, prompt, ok)
-                continue
-            cue = self._due_cue()
-            if cue is not None:
-                await self._announce(cue)
-                continue
-            if not await self._fill_gap():
-                break
-        log.info("hold_program_ended", hung_up=self.session.hung_up, **self.fields)
+        try:
+            await self.session.answer()
+            while not self.over:
+                if not self.program.injected.empty():
+                    prompt = self.program.injected.get_nowait()
+                    ok = await self._play(prompt)
+                    self.hook.prompt_done(self.program.leg, prompt, ok)
+                    continue
+                cue = self._due_cue()
+                if cue is not None:
+                    await self._announce(cue)
+                    continue
+                if not await self._fill_gap():
+                    break
+        except ChannelHungUp:
+            # The daemon hung the program's channel up at the end of the hold (the usual
+            # way a program ends) while a command was running or about to be sent.
+            pass
+        finally:
+            log.info("hold_program_ended", hung_up=self.session.hung_up, **self.fields)
 
     def _due_cue(self) -> Cue | None:
         """The announcement to play now, skipping a repeated one the next already overtook."""

@@ -225,3 +225,20 @@ def test_events_for_unknown_legs_are_ignored() -> None:
     model = cm.CallModel()
     assert model.apply(ev.HoldPressed(LegId("nope")), T0) == []
     assert model.apply(ev.LegHungUp(LegId("nope"), 16), T0) == []
+
+
+def test_resync_ends_holds_whose_unhold_may_have_been_lost() -> None:
+    """After a reconnect a hold known before the cut ends as link_lost (the switch lists no holds)."""
+    model = cm.CallModel()
+    feed(model, bridged_call_events())
+    model.apply(ev.HoldPressed(LegId("c.2")), T0)
+    snapshot = ev.PbxResynced(
+        "asterisk",
+        (
+            ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
+            ev.LiveLeg(created("c.2", "c.1", endpoint="PJSIP/agent-1001"), answered=True, bridge="b1"),
+        ),
+    )
+    out = model.apply(snapshot, T0 + 30)
+    assert out == [cm.HoldEnded(CallId("c.1"), LegId("c.1"), LegId("c.2"), T0, T0 + 30, "link_lost")]
+    assert model.calls[CallId("c.1")].holds == {}
