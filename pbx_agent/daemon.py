@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-
-from pbx_agent.clock import Clock, LoopClock
 from pydantic import SecretStr
 
+from pbx_agent.clock import Clock, LoopClock
 from pbx_agent.config import Config, ConfigError, load_config
 from pbx_agent.config.settings import AsteriskSettings
 from pbx_agent.config.types import split_host_port
 from pbx_agent.engine import Engine
+from pbx_agent.hooks.entry import entry_hook_factory
+from pbx_agent.hooks.route import route_hook_factory
 from pbx_agent.metrics import Metrics, MetricsServer, MetricsServerSettings
 from pbx_agent.model.calls import CallModel, PartiesConnected, RoleRules
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback, action_name
@@ -39,10 +40,11 @@ from pbx_agent.pbx.asterisk_dialer import (
     audiosocket_address,
     detector_params,
 )
+from pbx_agent.pbx.asterisk_hold import hold_program_hook_factory
 from pbx_agent.pbx.audiosocket_server import AudioSocketServer
-from pbx_agent.pbx.fastagi import FastAgiServer
 from pbx_agent.pbx.esl_client import EslSettings
 from pbx_agent.pbx.esl_outbound import EslOutboundServer
+from pbx_agent.pbx.fastagi import FastAgiServer
 from pbx_agent.pbx.freeswitch import (
     FreeswitchAdapter,
     FreeswitchOptions,
@@ -50,17 +52,17 @@ from pbx_agent.pbx.freeswitch import (
     prompt_lengths_for,
 )
 from pbx_agent.pbx.freeswitch_dialer import FreeswitchDetection, FreeswitchDialer
-from pbx_agent.hooks.entry import entry_hook_factory
-from pbx_agent.pbx.asterisk_hold import hold_program_hook_factory
 from pbx_agent.policies.base import Policy
 from pbx_agent.policies.callbacks import CallbackRules, callbacks_policy_factory
 from pbx_agent.policies.dead_air import dead_air_policy_factory
 from pbx_agent.policies.hold import hold_policy_factory
+from pbx_agent.policies.interactions import call_facts_policy, interactions_policy
 from pbx_agent.policies.lingering import lingering_policy_factory
 from pbx_agent.policies.scripts import scripts_policy_factory
 from pbx_agent.policies.silent_caller import silent_caller_policy_factory
 from pbx_agent.prompts import sound_name
 from pbx_agent.services.callbacks import CallbackService, SchedulerSettings, promise_hook
+from pbx_agent.services.facts import FactsService
 from pbx_agent.store import Store
 
 log = structlog.get_logger("pbx_agent.daemon")
@@ -129,6 +131,8 @@ POLICY_FACTORIES: list[Callable[[Config], Policy | None]] = [
     lingering_policy_factory,
     scripts_policy_factory,
     callbacks_policy_factory,
+    interactions_policy,
+    call_facts_policy,
 ]
 
 
@@ -143,6 +147,7 @@ def promise_hook_factory(daemon: Daemon) -> HookSpec | None:
 # Every dialplan hook: ``(daemon) -> HookSpec | None``. Hooks are built before the adapter
 # starts and reach the adapter, store and services through the daemon at call time.
 HOOK_FACTORIES: list[Callable[[Daemon], HookSpec | None]] = [
+    route_hook_factory,
     entry_hook_factory,
     hold_program_hook_factory,
     promise_hook_factory,
@@ -165,6 +170,7 @@ class Daemon:
     hooks: HookRegistry = field(init=False, default_factory=HookRegistry)
     metrics: Metrics = field(init=False, default_factory=Metrics)
     metrics_server: MetricsServer | None = field(init=False, default=None)
+    facts: FactsService | None = field(init=False, default=None)
     _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -390,9 +396,13 @@ class Daemon:
         if not isinstance(self.dialer, AsteriskDialer) or not amd.enabled or amd.engine != "daemon":
             return None
         host, port = split_host_port(settings.audiosocket_bind)
-        server = AudioSocketServer(
-            self.dialer.on_audiosocket_verdict, params=detector_params(amd), host=host, port=port
-        )
+        dialer = self.dialer
+
+        async def on_verdict(stream: Any, verdict: Any) -> None:
+            self.metrics.count_machine_verdict(verdict.kind.value)
+            await dialer.on_audiosocket_verdict(stream, verdict)
+
+        server = AudioSocketServer(on_verdict, params=detector_params(amd), host=host, port=port)
         try:
             await server.start()
         except OSError as exc:
@@ -428,6 +438,16 @@ class Daemon:
         revision = await store.upgrade()
         log.info("store_ready", dialect=store.dialect, revision=revision)
         self.store = store
+        assert self.clock is not None
+        facts = FactsService(
+            store,
+            clock=self.clock,
+            default_region=self.config.site.default_region,
+            default_flag_expiry_days=self.config.standards_for().flags.default_expiry_days,
+        )
+        facts.register(self.engine)
+        await facts.start()
+        self.facts = facts
 
     async def _start_metrics(self) -> None:
         """``/metrics`` and ``/healthz`` (``[metrics]``). A port that cannot be bound is logged
@@ -498,6 +518,8 @@ class Daemon:
         self._closers.clear()
         if hasattr(self, "engine"):
             await self.engine.close()
+        if self.facts is not None:
+            await self.facts.close()  # after the engine: its last facts are written first
         if self.store is not None:
             await self.store.close()
         log.info("daemon_stopped")

@@ -15,9 +15,9 @@ from pbx_agent.lab.scenarios import night_routing
 pytestmark = pytest.mark.slow
 
 
-def test_night_routing_lab_scenarios_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_night_routing_lab_scenarios_pass() -> None:
     """Night repeat caller to the IVR, by day to an agent, flagged queue, store down."""
-    monkeypatch.setattr(daemon, "_hook_factories", lambda: [route_hook_factory])
+    assert route_hook_factory in daemon.HOOK_FACTORIES
     with capture_logs() as events:
         results = timelapse.run(
             run_lab(night_routing.SCENARIOS, base_config={}, events=events), speed=10
