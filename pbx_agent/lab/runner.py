@@ -99,6 +99,7 @@ def _freeswitch_lab_config(
             "action_timeout_s": 120,
             "connect_timeout_s": 120,
             "heartbeat_timeout_s": 600,
+            "ping_interval_s": 150,
             "ping_timeout_s": 120,
             # The fake's agents are sofia/internal/agent-NNNN.
         },
