@@ -85,9 +85,12 @@ async def _latest_job(ctx: LabContext) -> tuple[CallbackJob | None, Attempts]:
     store = ctx.daemon.store
     assert store is not None
     jobs = await store.callbacks.list_jobs(number=E164, limit=1)
-    job = jobs[0] if jobs else None
-    attempts = await store.callbacks.attempts(job.id) if job is not None else []
-    return job, attempts
+    if not jobs:
+        return None, []
+    attempts = await store.callbacks.attempts(jobs[0].id)
+    # The job read after its attempts: an attempt's outcome and the job's move are written
+    # in one transaction, so the job is never older than the attempts it is judged with.
+    return await store.callbacks.get(jobs[0].id), attempts
 
 
 async def _until_job(
