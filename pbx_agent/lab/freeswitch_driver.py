@@ -5,9 +5,10 @@ What a real FreeSWITCH would do, and how it is imitated here:
 
 - An agent answers: the caller's leg runs ``bridge`` to the agent's phone (its variables
   ask for talk events) and ``mod_callcenter`` says ``bridge-agent-start`` with the queue.
-- Speech (trace 04): ``TALK`` on the leg the speech is sent to, then every 0.8 s a
-  ``NOTALK`` followed 40 ms later by ``TALK``, and a final ``NOTALK`` 0.4 s after the speech
-  ends: the daemon must debounce it exactly as on the real switch.
+- Speech (trace 04): ``TALK`` on the leg the speech is sent to, a ``NOTALK`` one 0.8 s period
+  after the last ``TALK``, followed 40 ms later by ``TALK`` while the speech goes on: the
+  daemon must debounce it exactly as on the real switch, and cannot know where in the last
+  period the speech ended.
 - Feature codes: the agent's ``bind_meta_app`` runs ``event pbx_agent_feature=<name>`` on the
   agent's channel: a ``CHANNEL_APPLICATION`` event.
 - The shipped dialplan (``dialplan/freeswitch/pbx-agent-standards.xml``) at the extensions
@@ -38,7 +39,6 @@ from pbx_agent.testing.fake_freeswitch_model import FakeChannel
 # The VAD's period during continuous speech and the delays around it (trace 04).
 VAD_PERIOD_S = 0.8
 VAD_BLIP_S = 0.04
-VAD_FINAL_NOTALK_S = 0.4
 # The bridge of pbxagent_linger and pbxagent_callback in dialplan/freeswitch/
 # pbx-agent-standards.xml, word for word (a test checks they agree).
 LISTENER_DIAL = (
@@ -131,14 +131,20 @@ class FreeswitchLeg:
 
 
 async def speak(fake: FakeFreeSwitch, channel: FakeChannel, seconds: float) -> None:
-    """``channel``'s party speaks for ``seconds`` (returns when the speech ends)."""
+    """``channel``'s party speaks for ``seconds`` (returns when the speech ends).
+
+    As FreeSWITCH's detector does (trace 04): ``TALK`` at the onset; ``NOTALK`` one period
+    (0.8 s) after the last ``TALK``, and ``TALK`` again 40 ms later if the speech goes on; so
+    the final ``NOTALK`` comes 0-0.8 s after the speech ends, one period after the last TALK.
+    """
     if not channel.alive:
         return
     fake.talk(channel, talking=True)
+    last_talk = 0.0
     elapsed = 0.0
-    while elapsed + VAD_PERIOD_S < seconds:
-        await asyncio.sleep(VAD_PERIOD_S)
-        elapsed += VAD_PERIOD_S
+    while last_talk + VAD_PERIOD_S < seconds:
+        await asyncio.sleep(last_talk + VAD_PERIOD_S - elapsed)
+        elapsed = last_talk + VAD_PERIOD_S
         if not channel.alive:
             return
         fake.talk(channel, talking=False)
@@ -147,13 +153,14 @@ async def speak(fake: FakeFreeSwitch, channel: FakeChannel, seconds: float) -> N
         if not channel.alive:
             return
         fake.talk(channel, talking=True)
+        last_talk = elapsed
     await asyncio.sleep(max(0.0, seconds - elapsed))
 
     def final_notalk() -> None:
         if channel.alive:
             fake.talk(channel, talking=False)
 
-    fake.later(VAD_FINAL_NOTALK_S, final_notalk)
+    fake.later(max(0.0, last_talk + VAD_PERIOD_S - seconds), final_notalk)
 
 
 class FreeswitchLabPbx:

@@ -28,16 +28,20 @@ def _run(scenarios: list[Scenario], monkeypatch: pytest.MonkeyPatch) -> dict[str
     return {r.scenario.name: r.problems for r in results if not r.passed}
 
 
-def test_every_scenario_is_offered_on_freeswitch() -> None:
-    """No scenario is Asterisk-only: every standard's script runs on both switches."""
-    assert [s.name for s in all_scenarios() if "freeswitch" not in s.pbx] == []
+# A click shorter than the detector's 0.8 s period cannot be measured on FreeSWITCH.
+ASTERISK_ONLY = {"silent_caller_noise_burst"}
+
+
+def test_every_scenario_but_the_click_is_offered_on_freeswitch() -> None:
+    """Every standard's scripts run on both switches; only the 100 ms click is Asterisk's."""
+    assert {s.name for s in all_scenarios() if "freeswitch" not in s.pbx} == ASTERISK_ONLY
 
 
 def test_the_in_call_scenarios_pass_on_the_fake_freeswitch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Foundation, R1 (hold, dead air), R2, R3, R4, R5 and R9 on FreeSWITCH."""
-    scenarios = [s for s in all_scenarios() if s.rule not in ("R6", "R7")]
+    scenarios = [s for s in all_scenarios() if "freeswitch" in s.pbx and s.rule not in ("R6", "R7")]
     assert _run(scenarios, monkeypatch) == {}
 
 
@@ -45,5 +49,5 @@ def test_the_callback_scenarios_pass_on_the_fake_freeswitch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """R6 and R7: callbacks, machine detection from talk events and avmd, on FreeSWITCH."""
-    scenarios = [s for s in all_scenarios() if s.rule in ("R6", "R7")]
+    scenarios = [s for s in all_scenarios() if "freeswitch" in s.pbx and s.rule in ("R6", "R7")]
     assert _run(scenarios, monkeypatch) == {}

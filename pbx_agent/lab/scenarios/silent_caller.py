@@ -126,5 +126,9 @@ SCENARIOS = [
         run=noise_burst,
         expect=((POLICY, "silent_caller_noise"), (POLICY, "hangup_call")),
         forbid=((POLICY, "silent_caller_cancelled"),),
+        # FreeSWITCH's detector says NOTALK one 0.8 s period after the last TALK, so a
+        # 100 ms click cannot be told from a short word there: it counts as speech, the safe
+        # side (docs/freeswitch.md, "Talk detection").
+        pbx=frozenset({"asterisk"}),
     ),
 ]
