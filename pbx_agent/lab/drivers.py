@@ -3,6 +3,8 @@
 Scenarios are written once against ``LabPbx``/``LabLeg`` and run on every fake PBX that
 implements them (``pbx-agent lab --pbx asterisk|freeswitch``). Each method produces the
 real event sequence of that switch (the fakes are built from captured transcripts).
+``AsteriskLabPbx`` is below; ``FreeswitchLabPbx`` is in ``pbx_agent.lab.freeswitch_driver``
+(re-exported here), with the shipped FreeSWITCH dialplan it imitates.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from pbx_agent.lab.freeswitch_driver import FreeswitchLabPbx, FreeswitchLeg
 from pbx_agent.testing.audiosocket_client import CalleeVoice
 from pbx_agent.testing.fake_asterisk import AmdVerdict, DialOutcome, DialScript, FakeAsterisk, Leg
 
@@ -183,3 +186,13 @@ class AsteriskLabPbx:
 
     def send_malformed_frame(self) -> None:
         self.fake.send_raw(b"Event: Newchannel\r\nthis line has no colon\r\n\r\n")
+
+
+__all__ = [
+    "AsteriskLabPbx",
+    "AsteriskLeg",
+    "FreeswitchLabPbx",
+    "FreeswitchLeg",
+    "LabLeg",
+    "LabPbx",
+]
