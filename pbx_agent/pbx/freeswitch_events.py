@@ -75,6 +75,8 @@ PLAYBACK_APPS = frozenset({"playback", "endless_playback", "play_and_get_digits"
 _SET_APPS = frozenset({"set", "export", "set_profile_var"})
 # How often an undecided machine detection is looked at again (one AMD() frame is 20 ms).
 AMD_TICK_S = 0.1
+# Hold music a resync found (``show channels`` names no playback): unhold ends it.
+RESYNCED_MUSIC = "resynced"
 # The VAD's period: during continuous speech it repeats NOTALK/TALK about this often (04).
 VAD_PERIOD_S = 0.85
 # Originate failures, by the cause in ``-ERR <CAUSE>`` (07a, 07c).
@@ -449,7 +451,14 @@ class FreeswitchTranslator:
         if state is None or state.helper:
             return []
         state.holding = pressed
-        return [ev.HoldPressed(LegId(uid)) if pressed else ev.HoldReleased(LegId(uid))]
+        out: list[ev.PbxEvent] = []
+        peer = self.legs.get(state.peer) if state.peer is not None else None
+        if not pressed and peer is not None and peer.moh_app == RESYNCED_MUSIC:
+            # Music found by a resync: its playback's end was never seen, the unhold ends it.
+            peer.moh_app = None
+            out.append(ev.MusicOnHoldStopped(LegId(peer.uuid)))
+        out.append(ev.HoldPressed(LegId(uid)) if pressed else ev.HoldReleased(LegId(uid)))
+        return out
 
     def _execute(self, uid: str, event: EslEvent, now: float) -> list[ev.PbxEvent]:
         state = self.legs.get(uid)
@@ -735,12 +744,18 @@ class FreeswitchTranslator:
                 bridge = f"{talking[0]['uuid']}+{talking[1]['uuid']}"
                 for member in talking:
                     bridges[member["uuid"]] = bridge
+        holding = {row["uuid"] for row in rows if row.get("callstate") == "HELD"}
         out = []
         for row in rows:
             uid = row["uuid"]
             answered = row.get("callstate") in ("ACTIVE", "HELD", "UNHELD")
-            out.append(ev.LiveLeg(created[uid], answered, bridges.get(uid)))
-            self._adopt(created[uid], answered, bridges, rows)
+            state = self._adopt(created[uid], answered, bridges, rows)
+            state.holding = uid in holding
+            # The peer of a leg that holds hears the switch's music: never broadcast to it.
+            music = state.peer in holding and state.moh_app is None
+            if music:
+                state.moh_app = RESYNCED_MUSIC
+            out.append(ev.LiveLeg(created[uid], answered, bridges.get(uid), on_hold_music=music))
         return tuple(out)
 
     def _row_created(self, row: Mapping[str, str]) -> ev.LegCreated:
@@ -762,7 +777,7 @@ class FreeswitchTranslator:
         answered: bool,
         bridges: Mapping[str, str],
         rows: Iterable[Mapping[str, str]],
-    ) -> None:
+    ) -> _Leg:
         """Track a leg first seen in a resync (its later events must find it)."""
         uid = str(created.leg)
         state = self.legs.get(uid)
@@ -777,6 +792,7 @@ class FreeswitchTranslator:
                 (r["uuid"] for r in rows if bridges.get(r["uuid"]) == bridge and r["uuid"] != uid),
                 None,
             )
+        return state
 
     def forget_missing(self, alive: Iterable[str]) -> None:
         """After a resync: legs the switch no longer has are gone."""

@@ -519,3 +519,19 @@ def test_a_greeting_whose_end_arrives_late_is_not_made_a_machine() -> None:
         e for t in range(30, 50) for e in switch.at(t / 10) if isinstance(e, ev.MachineDetected)
     ]
     assert [(v.verdict, v.cause) for v in late] == [("human", "HUMAN-800-800")]
+
+
+def test_a_resync_marks_the_peer_of_a_holding_leg_as_hearing_music() -> None:
+    """After a reconnect, the leg whose peer is HELD hears music: no broadcast goes to it,
+    and the unhold ends that music."""
+    translator = FreeswitchTranslator()
+    rows = [
+        {"uuid": "a", "call_uuid": "a", "callstate": "HELD", "application": "bridge"},
+        {"uuid": "b", "call_uuid": "a", "callstate": "ACTIVE", "application": ""},
+    ]
+    live = translator.live_legs(rows)
+    assert [(leg.created.leg, leg.on_hold_music) for leg in live] == [("a", False), ("b", True)]
+    assert translator.hears_hold_music("b")
+    unhold = EslEvent((("Event-Name", "CHANNEL_UNHOLD"), ("Unique-ID", "a")))
+    assert translator.feed(unhold, 1.0) == [ev.MusicOnHoldStopped("b"), ev.HoldReleased("a")]
+    assert not translator.hears_hold_music("b")
