@@ -399,7 +399,7 @@ class FreeswitchAdapter:
             raise
         end = self.clock.now() + seconds
         self.translator.switch_audio(str(leg), end)
-        if report:
+        if report and not self.shadow:  # as on Asterisk: nothing played, nothing reported
             self._later(end, lambda: self._handle(ev.PromptFinished(leg, prompt, ok=True)))
         return end
 
