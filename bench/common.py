@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -100,6 +101,55 @@ def pin_to_one_core() -> int | None:
 def null_stream() -> TextIO:
     """Where the daemon's log lines go: rendered exactly as in production, then dropped."""
     return Path(os.devnull).open("w")
+
+
+def raise_priority(niceness: int) -> int | None:
+    """Give this process (and the processes it starts) priority over the rest of a shared
+    machine, when allowed; returns the niceness in force, None when it could not be set."""
+    if niceness == 0:
+        return None
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except (AttributeError, OSError):
+        return None
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def py_spy() -> str | None:
+    """The py-spy sampling profiler next to this interpreter or on PATH, if installed."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+def summarize_stacks(raw: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """Collapsed stacks (py-spy ``--format raw``) to the frames with the most samples:
+    ``self`` (the frame on top of the stack) and ``inclusive`` (anywhere in it, frames of
+    the project only), as percentages of all samples."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f for f in stack.split(";") if f]
+        leaf = frames[-1] if frames else "(no Python frame)"
+        own[leaf] = own.get(leaf, 0) + n
+        for frame in set(frames):
+            if "pbx_agent" in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + n
+    if total == 0:
+        return {"self": [], "inclusive": []}
+
+    def best(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+        return [(frame, round(100 * n / total, 1)) for frame, n in ranked]
+
+    return {"samples": [("all", float(total))], "self": best(own), "inclusive": best(inclusive)}
 
 
 def write_json(path: Path, data: Any) -> None:

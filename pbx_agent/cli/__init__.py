@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "flags",
     "prompts",
     "report",
+    "bench",
 )
 
 Handler = Callable[[argparse.Namespace], int]
