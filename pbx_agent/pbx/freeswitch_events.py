@@ -187,10 +187,6 @@ class FreeswitchTranslator:
         self.originations[job] = origination
         self._by_leg[leg] = origination
 
-    def expect_helper(self, *uuids: str) -> None:
-        for uuid in uuids:
-            self.origins[uuid] = "helper"
-
     def detect_machine(self, leg: str, params: ClassicParams, *, deadline_ms: int) -> None:
         """Run ``AMD()``'s rules on ``leg`` once it answers (a callback attempt)."""
         self._amd[leg] = _Amd(params, deadline_ms)
@@ -232,10 +228,6 @@ class FreeswitchTranslator:
     def hears_hold_music(self, leg: str) -> bool:
         state = self.legs.get(leg)
         return state is not None and state.moh_app is not None
-
-    def known(self, leg: str) -> bool:
-        state = self.legs.get(leg)
-        return state is not None and not state.hung_up
 
     # -- events in ------------------------------------------------------------------------
 
