@@ -23,6 +23,13 @@ calls (``inbound_call``, ``bridge``, ``hold``, ``talk``, ``hangup``, ``die``,
 (``commands``); faults are injected with ``drop_connections``, ``freeze``/``thaw`` (no
 replies, no events, no heartbeat: a half-open switch) and ``send_raw``.
 
+Hold music as trace 03b shows it: a ``uuid_broadcast`` that reaches the leg hearing hold
+music leaves that music on after unhold. ``uuid_displace`` keeps a per-channel set of
+displaced files (``-ERR`` for a second one of the same file, ``stop`` by path, the end after
+``playback_s``) and records every command (``displacements``); ``uuid_record`` is recorded
+(``recordings``). ``extensions`` maps an extension to a scripted stand-in for what the
+dialplan does there, run when a leg is transferred or originated to it.
+
 Not modelled (no transcript): ``event xml`` output (the fake answers ``-ERR``), the
 PRIVATE_COMMAND events of uuid_broadcast, media itself. ``uuid_transfer`` is approximate:
 the leg leaves its bridge (the peer hangs up) and parks at the new destination.
