@@ -17,9 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def _run(scenarios: list[Scenario], monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    if route_hook_factory not in daemon.HOOK_FACTORIES:
-        # The night-routing scenarios need the route hook among the served hooks.
-        monkeypatch.setattr(daemon, "HOOK_FACTORIES", [*daemon.HOOK_FACTORIES, route_hook_factory])
+    # The night-routing scenarios need the route hook among the served hooks.
+    assert route_hook_factory in daemon.HOOK_FACTORIES
     with capture_logs() as events:
         results = timelapse.run(
             run_lab(scenarios, base_config={}, events=events, switch="freeswitch"), speed=20

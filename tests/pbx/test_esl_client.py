@@ -386,7 +386,9 @@ async def test_reconnect_restores_the_subscription_and_resyncs(fs: FakeFreeSwitc
         ch = fs.inbound_call("79001234567")
         await esl.api("status")
         fs.drop_connections()
-        await wait_for(lambda: esl.connections == 2 and esl.connected)
+        # The client is connected (commands allowed) while on_connected runs: wait for the
+        # resync itself, not only for the connection.
+        await wait_for(lambda: esl.connections == 2 and esl.connected and len(resyncs) == 2)
         assert [row["uuid"] for row in resyncs[1]] == [ch.uuid]
         assert len(fs.commands_for("event")) == 2
         fs.hangup(ch)

@@ -19,10 +19,8 @@ pytestmark = pytest.mark.slow
 
 def test_r1_lab_scenarios_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """Short hold, long hold, over-limit hold with the callback taken, hang-up on hold, dead air."""
-    monkeypatch.setattr(
-        daemon, "_policy_factories", lambda: [hold_policy_factory, dead_air_policy_factory]
-    )
-    monkeypatch.setattr(daemon, "_hook_factories", lambda: [hold_program_hook_factory])
+    monkeypatch.setattr(daemon, "POLICY_FACTORIES", [hold_policy_factory, dead_air_policy_factory])
+    monkeypatch.setattr(daemon, "HOOK_FACTORIES", [hold_program_hook_factory])
     with capture_logs() as events:
         results = timelapse.run(run_lab(hold.SCENARIOS, base_config={}, events=events), speed=10)
     failed = {r.scenario.name: r.problems for r in results if not r.passed}
