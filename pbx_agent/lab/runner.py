@@ -79,6 +79,9 @@ def _lab_config(
         },
         "store": {"url": f"sqlite+aiosqlite:///{folder / 'lab.sqlite3'}"},
         "metrics": {"enabled": False},
+        # Once per virtual second would be twenty store transactions a real second at 20x,
+        # enough to slow the whole lab down; callback timing here is tens of seconds.
+        "scheduler": {"poll_interval_s": 5},
     }
     merged = deep_merge(deep_merge(dict(base), lab), scenario.config)
     return Config.model_validate(merged, context={})
@@ -106,6 +109,9 @@ def _freeswitch_lab_config(
         "agents": {"endpoint_patterns": ["sofia/*/agent-*"]},
         "store": {"url": f"sqlite+aiosqlite:///{folder / 'lab.sqlite3'}"},
         "metrics": {"enabled": False},
+        # Once per virtual second would be twenty store transactions a real second at 20x,
+        # enough to slow the whole lab down; callback timing here is tens of seconds.
+        "scheduler": {"poll_interval_s": 5},
     }
     merged = deep_merge(deep_merge(dict(base), lab), scenario.config)
     return Config.model_validate(merged, context={})

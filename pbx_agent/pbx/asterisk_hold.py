@@ -292,6 +292,12 @@ class HoldProgramHook:
     def music_for(self, music_class: str) -> HoldMusic:
         return self._music.get(music_class) or self._music[""]
 
+    def correct_music(self, wrong: HoldMusic, right: HoldMusic) -> None:
+        """Remember a music length the switch revealed, for every later program."""
+        for music_class, music in list(self._music.items()):
+            if music == wrong:
+                self._music[music_class] = right
+
     async def __call__(self, session: HookSession) -> None:
         program_id = session.params.get("program", "")
         program = self._programs.program(program_id)
@@ -411,7 +417,38 @@ class _Runner:
                 reason="the music file could not be played; announcements go on in silence",
                 **self.fields,
             )
+        elif not self.over and result.digit is None:
+            self._check_music_length(segment, result.offset_samples)
         return not self.over
+
+    def _check_music_length(self, segment: MusicSegment, endpos: int) -> None:
+        """A segment that ran to its end stopped at the file's real end (``endpos``).
+
+        If that is not the length the daemon assumed (its local copy of the music is
+        missing or differs from the switch's), every segment would end early or late and,
+        with an offset past the real end, return at once: the program would spin through
+        STREAM FILE commands while the caller hears nothing. So the length is corrected
+        from what the switch reports.
+        """
+        rate = self.music.sample_rate
+        assumed = round(self.music.length_s * rate)
+        if endpos <= 0 or abs(endpos - assumed) <= rate // 4:
+            return
+        real_s = endpos / rate
+        if endpos < segment.offset_samples or real_s < 1:
+            # Played nothing (the offset was past the end) or a file too short to fill gaps
+            # with: fall back to playing it from the start.
+            real_s = max(real_s, 1.0)
+        log.warning(
+            "hold_music_length_corrected",
+            music=self.music.sound,
+            assumed_s=round(self.music.length_s, 3),
+            real_s=round(real_s, 3),
+            **self.fields,
+        )
+        corrected = HoldMusic(self.music.sound, real_s, rate)
+        self.hook.correct_music(self.music, corrected)
+        self.music = corrected
 
 
 # ------------------------------------------------------------------------------ wiring

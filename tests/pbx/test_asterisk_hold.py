@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from pbx_agent.config.settings import resolve_standards
 from pbx_agent.engine import Engine
@@ -384,3 +385,19 @@ async def test_a_program_that_cannot_run_is_restarted_twice_then_given_up(rig: R
     await caller.unhold(by=agent)
     await rig.pbx.switch.wait_until(lambda: "play_prompt" in decisions, 5)
     assert len(originates_to(rig.pbx.actions, "pbxagent-hold")) == 3
+
+
+async def test_a_music_file_shorter_than_assumed_is_learnt_not_spun_on(rig: Rig) -> None:
+    """The switch's file is 3 s where the daemon assumed 7.5 s: its real end (endpos) corrects
+    the length at once, instead of STREAM FILE returning at once over and over in silence."""
+    rig.pbx.switch.sound_lengths["pbx-agent/hold-music"] = 3.0
+    caller, agent = await rig.call()
+    with capture_logs() as logs:
+        await caller.hold(by=agent)
+        await rig.wait_agi(lambda c: sum("hold-reminder" in x for x in c) >= 1)
+    commands = [c for c in rig.agi_commands() if c.startswith("STREAM FILE")]
+    first_reminder = next(i for i, c in enumerate(commands) if "hold-reminder" in c)
+    music_before = [c for c in commands[:first_reminder] if "hold-music" in c]
+    assert 1 <= len(music_before) <= 5, music_before
+    corrected = [e for e in logs if e["event"] == "hold_music_length_corrected"]
+    assert corrected and corrected[0]["real_s"] == 3.0
