@@ -24,7 +24,7 @@ wants other timings widens the range explicitly.
 Prompt keys are stable: they become sound file names (``<sounds_dir>/<profile>/<key>.wav``).
 """
 
-# ruff: noqa: RUF001, RUF003  # the phrases are Russian and Chinese text, not look-alike Latin
+# the phrases are Russian and Chinese text, not look-alike Latin
 
 from __future__ import annotations
 

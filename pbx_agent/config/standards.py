@@ -16,7 +16,7 @@ leads to a script or to "farewell"; no phrase cites a criminal code article or s
 before validation (``fill_company``).
 """
 
-# ruff: noqa: RUF001  # the phrases are Russian and Chinese text, not look-alike Latin
+# the phrases are Russian and Chinese text, not look-alike Latin
 
 from __future__ import annotations
 

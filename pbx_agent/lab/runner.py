@@ -303,7 +303,9 @@ def print_summary(results: Sequence[ScenarioResult], out: TextIO) -> None:
     ]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out.write("\n" + line + "\n" + "  ".join("-" * w for w in widths) + "\n")
-    out.writelines("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n" for row in rows)
+    out.writelines(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n" for row in rows
+    )
     for result in results:
         out.writelines(f"  {result.scenario.name}: {problem}\n" for problem in result.problems)
     passed = sum(r.passed for r in results)

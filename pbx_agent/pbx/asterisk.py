@@ -296,7 +296,9 @@ class AsteriskAdapter:
         """Hang a channel up. One already gone (a bridged peer Asterisk hung up a moment
         earlier, a caller who just left) is what was wanted: not a failure."""
         try:
-            await self._act("Hangup", [("Channel", channel), ("Cause", str(cause))], call_id=call_id)
+            await self._act(
+                "Hangup", [("Channel", channel), ("Cause", str(cause))], call_id=call_id
+            )
         except PbxActionFailed as exc:
             if "no such channel" not in exc.message.lower():
                 raise

@@ -1,6 +1,6 @@
 """load_config: TOML + environment -> Config, or ConfigError listing every problem with its key."""
 
-# ruff: noqa: RUF001  # Russian and Chinese phrases, not look-alike Latin
+# Russian and Chinese phrases, not look-alike Latin
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The ru and zh profiles, and how Config resolves standards for a call."""
 
-# ruff: noqa: RUF001  # Russian and Chinese phrases, not look-alike Latin
+# Russian and Chinese phrases, not look-alike Latin
 
 from __future__ import annotations
 

@@ -125,9 +125,9 @@ async def test_prompt_to_both_parties_is_a_barge_whisper_channel(pbx: FakeAsteri
             policy="test",
         )
         originate = await pbx.wait_for_action("Originate")
-    fields = dict(
-        (k, v) for k, v in originate.fields if k not in ("ActionID", "ChannelId", "OtherChannelId")
-    )
+    fields = {
+        k: v for k, v in originate.fields if k not in ("ActionID", "ChannelId", "OtherChannelId")
+    }
     assert fields == {
         "Action": "Originate",
         "Channel": "Local/barge@pbxagent-whisper/n",
