@@ -26,7 +26,11 @@ def test_r2_r3_r4_lab_scenarios_pass(monkeypatch: pytest.MonkeyPatch) -> None:
         [silent_caller_policy_factory, lingering_policy_factory, scripts_policy_factory],
     )
     monkeypatch.setattr(daemon, "HOOK_FACTORIES", [entry_hook_factory])
-    scenarios = [*silent_caller.SCENARIOS, *lingering.SCENARIOS, *scripts.SCENARIOS]
+    scenarios = [
+        s
+        for s in (*silent_caller.SCENARIOS, *lingering.SCENARIOS, *scripts.SCENARIOS)
+        if "asterisk" in s.pbx
+    ]
     events: list[dict[str, Any]] = []
     results = timelapse.run(run_lab(scenarios, base_config={}, events=events), speed=10)
     failed = {r.scenario.name: r.problems for r in results if not r.passed}

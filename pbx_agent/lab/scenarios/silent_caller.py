@@ -96,6 +96,19 @@ async def noise_burst(ctx: LabContext) -> None:
     await ctx.until_decided(POLICY, "hangup_call", timeout=30)
 
 
+async def click_on_freeswitch(ctx: LabContext) -> None:
+    """FreeSWITCH reports talk in 0.8 s periods, so the same 100 ms click cannot be judged
+    as noise there: it is taken as speech and the procedure stops. The documented, safe
+    difference from Asterisk: a caller who made a sound is never dropped as silent."""
+    caller, agent = await connected_call(ctx)
+    await agent.talk(1.5)
+    await ctx.sleep(0.5)
+    await caller.talk(0.1)
+    await ctx.until_decided(POLICY, "silent_caller_cancelled", timeout=30)
+    await ctx.sleep(8)  # longer than the whole ru procedure: no prompt, no drop follows
+    await caller.hangup()
+
+
 SCENARIOS = [
     Scenario(
         name="silent_caller_dropped",
@@ -130,5 +143,14 @@ SCENARIOS = [
         # 100 ms click cannot be told from a short word there: it counts as speech, the safe
         # side (docs/freeswitch.md, "Talk detection").
         pbx=frozenset({"asterisk"}),
+    ),
+    Scenario(
+        name="silent_caller_click_is_speech_on_freeswitch",
+        title="R2 on FreeSWITCH: a short click counts as speech (VAD granularity), never a drop",
+        rule="R2",
+        run=click_on_freeswitch,
+        expect=((POLICY, "silent_caller_cancelled"),),
+        forbid=((POLICY, "hangup_call"),),
+        pbx=frozenset({"freeswitch"}),
     ),
 ]
