@@ -123,10 +123,12 @@ def py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def summarize_stacks(raw: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+def summarize_stacks(
+    raw: str, top: int = 15, include: tuple[str, ...] = ("pbx_agent",)
+) -> dict[str, list[tuple[str, float]]]:
     """Collapsed stacks (py-spy ``--format raw``) to the frames with the most samples:
-    ``self`` (the frame on top of the stack) and ``inclusive`` (anywhere in it, frames of
-    the project only), as percentages of all samples."""
+    ``self`` (the frame on top of the stack) and ``inclusive`` (anywhere in it, frames whose
+    text contains one of ``include``), as percentages of all samples."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
@@ -140,7 +142,7 @@ def summarize_stacks(raw: str, top: int = 15) -> dict[str, list[tuple[str, float
         leaf = frames[-1] if frames else "(no Python frame)"
         own[leaf] = own.get(leaf, 0) + n
         for frame in set(frames):
-            if "pbx_agent" in frame:
+            if any(part in frame for part in include):
                 inclusive[frame] = inclusive.get(frame, 0) + n
     if total == 0:
         return {"self": [], "inclusive": []}

@@ -14,8 +14,9 @@ object per line:
     <- {"holds": [...], "silent": [...], "events_per_s": 5012.3}
     -> {"cmd": "stats"} / {"cmd": "quit"}
 
-Live calls talk: the agent and the caller take turns (bursts of 1.5–4 s, pauses under 2 s,
-so no silence is long enough for the dead-air rule), which is what a tracked call looks like
+Live calls talk: the agent and the caller take turns (``PACES``: bursts of 1.5–4 s and
+pauses under 2 s, or calmer for the memory phase; no silence is long enough for the
+dead-air rule), which is what a tracked call looks like
 to the daemon, with talk detection on both legs. Noise is RTCPReceived and VarSet events on
 random live channels, spread evenly (every 5 ms) so it is a stream, not bursts.
 
@@ -99,10 +100,20 @@ class LoadFake(FakeAsterisk):
             writer.close()
 
 
+# (speech burst range, pause range) in seconds. "busy": a lively conversation; "calm": the
+# memory phase's extra calls, fewer events each so that thousands of them stay within what
+# one switch process generates (pauses stay under the 10 s dead-air threshold either way).
+PACES: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "busy": ((1.5, 4.0), (0.3, 1.5)),
+    "calm": ((1.0, 2.0), (5.0, 8.5)),
+}
+
+
 @dataclass
 class LiveCall:
     caller: Leg
     agent: Leg
+    pace: tuple[tuple[float, float], tuple[float, float]] = PACES["busy"]
     talking: bool = False  # talk detection is on and the conversation runs
     resumed: asyncio.Event = field(default_factory=asyncio.Event)  # clear: hold in progress
     task: asyncio.Task[None] | None = None
@@ -151,16 +162,17 @@ class Load:
 
     # -- live calls -----------------------------------------------------------------------
 
-    async def ramp(self, n: int, per_s: float) -> dict[str, Any]:
+    async def ramp(self, n: int, per_s: float, pace: str = "busy") -> dict[str, Any]:
         """New calls at ``per_s`` a second until ``n`` are live (a busy hour's arrival rate,
-        not a burst: a switch does not start a thousand calls at once)."""
+        not a burst: a switch does not start a thousand calls at once). ``pace``: how fast
+        their parties take turns (``PACES``)."""
         started = time.monotonic()
         first = len(self.calls)
         while len(self.calls) < n:
             due = started + (len(self.calls) - first) / per_s
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             caller, agent = await self.new_call("")
-            call = LiveCall(caller, agent)
+            call = LiveCall(caller, agent, pace=PACES[pace])
             call.resumed.set()
             call.task = self._spawn(self.converse(call), "conversation")
             self.calls.append(call)
@@ -174,7 +186,7 @@ class Load:
                 talking, last_progress = now_talking, time.monotonic()
             await asyncio.sleep(0.1)
         return {
-            "live": len(self.calls),
+            "live": sum(c.caller.alive for c in self.calls),
             "talking": sum(c.talking for c in self.calls),
             "create_s": round(created_s, 2),
             "seconds": round(time.monotonic() - started, 2),
@@ -194,7 +206,7 @@ class Load:
             due = started + ended / per_s
             await asyncio.sleep(max(0.0, due - time.monotonic()))
         return {
-            "live": len(self.calls),
+            "live": sum(c.caller.alive for c in self.calls),
             "ended": ended,
             "seconds": round(time.monotonic() - started, 2),
         }
@@ -205,11 +217,17 @@ class Load:
         call.talking = True
         rng = random.Random(self.rng.random())
         await asyncio.sleep(rng.uniform(0, 2))  # calls do not all start in step
+        # The greeting and a prompt answer, whatever the pace: a caller who says nothing for
+        # 2.5 s after the greeting is a silent caller, whom the daemon prompts and drops.
+        await call.agent.talk(rng.uniform(1.5, 3.0))
+        await asyncio.sleep(rng.uniform(0.3, 1.0))
+        await call.caller.talk(rng.uniform(1.0, 2.0))
+        await asyncio.sleep(rng.uniform(*call.pace[1]))
         while call.caller.alive:
             for leg in (call.agent, call.caller):
                 await call.resumed.wait()  # while the agent holds the caller nobody talks
-                await leg.talk(rng.uniform(1.5, 4.0))
-                await asyncio.sleep(rng.uniform(0.3, 1.5))
+                await leg.talk(rng.uniform(*call.pace[0]))
+                await asyncio.sleep(rng.uniform(*call.pace[1]))
 
     # -- noise ----------------------------------------------------------------------------
 
@@ -364,7 +382,13 @@ async def serve() -> None:
             command = json.loads(line)
             match command["cmd"]:
                 case "calls":
-                    reply(await load.ramp(int(command["n"]), float(command.get("per_s", 100))))
+                    reply(
+                        await load.ramp(
+                            int(command["n"]),
+                            float(command.get("per_s", 100)),
+                            str(command.get("pace", "busy")),
+                        )
+                    )
                 case "trim":
                     reply(await load.trim(int(command["n"]), float(command.get("per_s", 250))))
                 case "noise":

@@ -83,7 +83,9 @@ class Workload:
     memory_calls: int
     warmup_s: float = 3.0
     arrivals_per_s: float = 100.0  # new calls a second while ramping up to ``calls``
-    memory_arrivals_per_s: float = 250.0  # ... and on to ``memory_calls`` (nothing timed)
+    # ... and on to ``memory_calls``: slower, since the extra calls' own events (about 45 per
+    # arrival, plus their conversation) must stay within what the daemon reads per second.
+    memory_arrivals_per_s: float = 50.0
 
     @classmethod
     def full(cls) -> Workload:
@@ -325,14 +327,23 @@ class Sampler:
             self.out.unlink(missing_ok=True)
 
 
-async def until(predicate: Any, timeout_s: float, what: str) -> float:
+async def settle(daemon: Daemon, target: int, *, down: bool = False) -> tuple[int, float]:
+    """Wait until the daemon tracks ``target`` live calls (or no more change for 10 s: a
+    call the daemon ended is not waited for), then 2 s more; the count and the wait."""
     started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout_s:
-            msg = f"timed out after {timeout_s} s waiting for {what}"
-            raise TimeoutError(msg)
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
+    last, changed = -1, started
+    while True:
+        now_live = daemon.engine.live_calls
+        if (now_live <= target) if down else (now_live >= target):
+            break
+        if now_live != last:
+            last, changed = now_live, time.monotonic()
+        elif time.monotonic() - changed > 10:
+            break
+        await asyncio.sleep(0.1)
+    waited = round(time.monotonic() - started, 2)
+    await asyncio.sleep(2)
+    return daemon.engine.live_calls, waited
 
 
 def settled_rss() -> int:
@@ -400,13 +411,18 @@ def hold_latencies(tap: EdgeTap, holds: list[dict[str, Any]]) -> tuple[list[floa
     return latencies, missing
 
 
-def prompt_errors(tap: EdgeTap, silent: list[dict[str, Any]]) -> tuple[list[float], int]:
-    """First silent-caller prompt written minus the configured instant, per silent call."""
+def prompt_errors(
+    tap: EdgeTap, silent: list[dict[str, Any]]
+) -> tuple[list[float], list[float], int]:
+    """Per silent call, the first silent-caller prompt written minus the configured instant;
+    and the same minus how late the switch sent the ``ChannelTalkingStop`` the daemon dates
+    the greeting by (the daemon's own part). Also how many calls had no prompt matched."""
     prompts: dict[str, list[float]] = {}
     for at, kind, target in tap.originates:
         if kind == "Local/barge":
             prompts.setdefault(target, []).append(at)
     errors: list[float] = []
+    own: list[float] = []
     missing = 0
     for call in silent:
         if "speech_end" not in call:
@@ -419,7 +435,9 @@ def prompt_errors(tap: EdgeTap, silent: list[dict[str, Any]]) -> tuple[list[floa
             missing += 1
             continue
         errors.append(written - call["expected_prompt"])
-    return errors, missing
+        if call.get("talk_stop_sent") is not None:
+            own.append(errors[-1] - (call["talk_stop_sent"] - call["talk_stop_due"]))
+    return errors, own, missing
 
 
 def signed_ms(samples_s: list[float]) -> dict[str, float]:
@@ -485,11 +503,9 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         await asyncio.sleep(1)
         memory: dict[str, int] = {"0": settled_rss()}
 
+        live: dict[str, int] = {"0": daemon.engine.live_calls}
         ramp = await fake.ask(600, cmd="calls", n=work.calls, per_s=work.arrivals_per_s)
-        ramp["daemon_wait_s"] = round(
-            await until(lambda: daemon.engine.live_calls >= work.calls, 120, "the calls"), 2
-        )
-        await asyncio.sleep(2)
+        live[str(work.calls)], ramp["daemon_wait_s"] = await settle(daemon, work.calls)
         memory[str(work.calls)] = settled_rss()
         result["gc_tracked_objects"] = {str(work.calls): len(gc.get_objects())}
         result["ramp"] = ramp
@@ -497,33 +513,37 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         # Memory first, on a heap that has only seen calls arrive and talk: after the load
         # phase the allocator's high-water mark would hide the growth.
         more = await fake.ask(
-            1800, cmd="calls", n=work.memory_calls, per_s=work.memory_arrivals_per_s
+            1800, cmd="calls", n=work.memory_calls, per_s=work.memory_arrivals_per_s, pace="calm"
         )
-        more["daemon_wait_s"] = round(
-            await until(
-                lambda: daemon.engine.live_calls >= work.memory_calls, 600, "the memory calls"
-            ),
-            2,
+        live[str(work.memory_calls)], more["daemon_wait_s"] = await settle(
+            daemon, work.memory_calls
         )
-        await asyncio.sleep(2)
         memory[str(work.memory_calls)] = settled_rss()
         result["gc_tracked_objects"][str(work.memory_calls)] = len(gc.get_objects())
+        result["fake_stats_at_memory_peak"] = await fake.ask(30, cmd="stats")
         result["memory_ramp"] = more
         result["rss_bytes"] = memory
+        result["daemon_live_calls"] = live  # what the daemon tracked at each reading
+        result["ami_connections_after_memory_ramp"] = daemon.adapter.client.connections
+        # Per call the switch carries; the daemon's own count is kept beside it (it differs
+        # only if the daemon lost track, e.g. across a reconnect).
+        switch_calls = {"0": 0, str(work.calls): ramp["live"], str(work.memory_calls): more["live"]}
+        result["switch_live_calls"] = switch_calls
         low, high = memory[str(work.calls)], memory[str(work.memory_calls)]
-        result["bytes_per_call"] = round((high - low) / (work.memory_calls - work.calls))
-        result["bytes_per_call_from_zero"] = round((high - memory["0"]) / work.memory_calls)
+        added = switch_calls[str(work.memory_calls)] - switch_calls[str(work.calls)]
+        result["bytes_per_call"] = round((high - low) / max(added, 1))
+        result["bytes_per_call_from_zero"] = round(
+            (high - memory["0"]) / max(switch_calls[str(work.memory_calls)], 1)
+        )
         # The measured cause of the figure: which objects each call keeps alive (a heap
         # census at memory_calls and again once the newest calls have hung up; taken after
         # the RSS readings, since walking the heap allocates).
         census_high = heap_census()
-        trimmed = await fake.ask(600, cmd="trim", n=work.calls, per_s=work.memory_arrivals_per_s)
-        trimmed["daemon_wait_s"] = round(
-            await until(lambda: daemon.engine.live_calls <= work.calls + 50, 300, "the hang-ups"), 2
-        )
-        await asyncio.sleep(2)
+        before_trim = daemon.engine.live_calls
+        trimmed = await fake.ask(600, cmd="trim", n=work.calls, per_s=300)
+        after_trim, trimmed["daemon_wait_s"] = await settle(daemon, work.calls, down=True)
         result["trim"] = trimmed
-        calls_gone = work.memory_calls - daemon.engine.live_calls
+        calls_gone = max(before_trim - after_trim, 1)
         census_low = heap_census()
         result["kept_per_call"] = census_per_call(census_high, census_low, calls_gone)
         result["kept_bytes_per_call"] = round(
@@ -573,8 +593,14 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         result["live_calls_during"] = measured["live_calls"]
         latencies, lost = hold_latencies(tap, measured["holds"])
         result["hold_to_originate"] = {**quantiles_ms(latencies), "unmatched": lost}
-        errors, missed = prompt_errors(tap, measured["silent"])
+        errors, own, missed = prompt_errors(tap, measured["silent"])
         result["silent_prompt_error"] = {**signed_ms(errors), "unmatched": missed}
+        result["silent_prompt_error_daemon_part"] = signed_ms(own)
+        result["raw"] = {
+            "hold_to_originate_s": latencies,
+            "silent_prompt_error_s": errors,
+            "silent_prompt_error_daemon_part_s": own,
+        }
         stop_late = [
             c["talk_stop_sent"] - c["talk_stop_due"]
             for c in measured["silent"]
@@ -616,6 +642,11 @@ def report(result: dict[str, Any]) -> None:
         f"p99 {s.get('p99_ms')} ms  |p99| {s.get('abs_p99_ms')} ms  (n={s['n']}, unmatched "
         f"{s['unmatched']}; goal within 50 ms)"
     )
+    own = result["silent_prompt_error_daemon_part"]
+    print(
+        f"   ... less the switch's lateness in reporting the greeting's end: p50 "
+        f"{own.get('p50_ms')} ms  p99 {own.get('p99_ms')} ms"
+    )
     print(f"   switch's ChannelTalkingStop lateness: {result['switch_talk_stop_late']}")
     print(f"   daemon event-loop lag (10 ms sleeps): {result['loop_lag']}")
     print(f"   garbage collector pauses: {result['gc_pauses']}")
@@ -627,6 +658,16 @@ def report(result: dict[str, Any]) -> None:
         + ", ".join(f"{k} calls {v / 2**20:.1f} MiB" for k, v in rss.items())
         + f"; {result['bytes_per_call']:,} bytes per call (goal <= 5 KB)"
     )
+    print(
+        f"   live calls, switch / daemon: {result['switch_live_calls']} / "
+        f"{result['daemon_live_calls']}; AMI connections {result['ami_connections']}"
+    )
+    print(
+        "   Python objects each call keeps (shallow sizes, heap census): "
+        f"{result.get('kept_bytes_per_call', 0):,} B; the largest:"
+    )
+    for name, objects, size in result.get("kept_per_call", [])[:10]:
+        print(f"      {size:8.1f} B in {objects:6.2f} x {name}")
 
 
 def main(argv: list[str]) -> int:

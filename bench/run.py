@@ -16,7 +16,7 @@ that the exit status is non-zero when a benchmark crashed or found a duplicate c
 | ------ | ---------- | ---------------------------------------- |
 | parse  | 1          | parse_bench.py (vs panoramisk 1.4)       |
 | live   | 2, 3, 4    | live_bench.py (+ fake_load.py, 2nd proc) |
-| route  | 5          | route_bench.py                           |
+| route  | 5          | route_bench.py (+ route_profile.py)      |
 | claims | 6          | claims_bench.py                          |
 """
 
@@ -78,6 +78,22 @@ def run_one(name: str, argv: list[str], timeout_s: float) -> dict[str, Any]:
         return {"status": f"timed out after {timeout_s:.0f} s"}
     status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
     return {"status": status, "seconds": round(time.monotonic() - started, 1)}
+
+
+def profile_route(out: Path, pg: str) -> dict[str, Any]:
+    """route_profile.py: route_bench.py's quick workload, its one-at-a-time decision phase
+    under cProfile (both databases): where a route decision's time goes."""
+    path = out / "route-profile.json"
+    argv = [sys.executable, str(BENCH / "route_profile.py"), "--pg", pg, "--json", str(path)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)])}
+    print("\n### route, profiled (route_profile.py: the decision phase under cProfile)")
+    sys.stdout.flush()
+    try:
+        subprocess.run(argv, cwd=ROOT, env=env, timeout=600, check=False, stdout=subprocess.DEVNULL)
+        profiled: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return {"note": f"no profile: {exc}"}
+    return profiled
 
 
 def figure(data: dict[str, Any], *path: str) -> Any:
@@ -202,6 +218,8 @@ def main(argv: list[str]) -> int:
         path = out / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
+        if name == "route" and (args.full or args.profile) and name in results:
+            results[name]["profile"] = profile_route(out, args.pg)
     about["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     combined = {
         "mode": mode_name,
