@@ -1,7 +1,7 @@
 """Runs every benchmark of the daemon and prints its figures against the goals of issue 9.
 
     ./pbx bench --quick          # a quick look, under 2 minutes
-    ./pbx bench --full           # the figures BENCHMARKS.md records (about 10 minutes)
+    ./pbx bench --full           # the figures BENCHMARKS.md records (about 12 minutes)
     .venv/bin/python bench/run.py --full --only parse,live
 
 Each benchmark runs in its own process, one after the other (they would distort each

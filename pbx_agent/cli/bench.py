@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a quick look (the default)")
-    mode.add_argument("--full", action="store_true", help="the full figures (about 10 minutes)")
+    mode.add_argument("--full", action="store_true", help="the full figures (about 12 minutes)")
     parser.add_argument("--only", help="comma-separated subset of parse,live,route,claims")
     parser.add_argument("--pg", help="admin DSN of the PostgreSQL server the benchmarks use")
     parser.add_argument("--profile", action="store_true", help="profile in quick mode too")
