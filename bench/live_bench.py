@@ -101,9 +101,10 @@ class Workload:
             measure_s=8,
             hold_rate=10,
             silent_rate=3,
-            memory_calls=1_500,
+            memory_calls=2_500,
             warmup_s=2,
             arrivals_per_s=150,
+            memory_arrivals_per_s=150,
         )
 
 

@@ -149,7 +149,7 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "4 memory per call (RSS " + "/".join(rss) + " calls)",
                 f"{live['bytes_per_call']:,} B ("
                 + ", ".join(f"{v / 2**20:.0f}" for v in rss.values())
-                + " MiB)",
+                + f" MiB); objects {live.get('kept_bytes_per_call', 0):,} B",
                 "<= 5 KB",
             )
         )
