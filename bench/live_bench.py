@@ -65,7 +65,7 @@ from common import (
 )
 
 from pbx_agent.config import Config
-from pbx_agent.daemon import Daemon
+from pbx_agent.daemon import Daemon, tune_garbage_collector
 from pbx_agent.logging import configure_logging
 
 _CHANNEL = re.compile(rb"\r\nChannel: ([^\r]*)\r\n")
@@ -497,6 +497,7 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
     follower: asyncio.Task[None] | None = None
     try:
         await daemon.start()
+        tune_garbage_collector()  # as `pbx-agent run` does once the daemon has started
         assert daemon.adapter is not None
         await daemon.adapter.client.wait_connected(10)
         tap = EdgeTap()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Callable
@@ -554,6 +555,22 @@ class Daemon:
 
 
 _SCHEDULER_STOP_S = 10.0
+
+
+def tune_garbage_collector() -> None:
+    """Keep the collector's pauses out of the calls' timing.
+
+    Measured (BENCHMARKS.md): full collections of up to 200 ms stalled the event loop under
+    load, enough to push a prompt far past its instant. Everything built at start-up (modules,
+    configuration, the compiled profiles) lives as long as the process: ``freeze`` takes it
+    out of every later collection. Young collections then run on larger batches, and full
+    ones far less often; the per-call objects are short-lived and mostly freed by reference
+    counting anyway. Called by ``pbx-agent run`` once the daemon has started (process-wide,
+    so not by the daemon itself: tests start many daemons in one process).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 50)
 
 
 async def _callback_in_shadow(command: Any, call: Any) -> None:

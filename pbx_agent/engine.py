@@ -71,7 +71,9 @@ DecisionListener = Callable[[Decision], None]
 class _CallState:
     policies: dict[str, tuple[Policy, Any]] = field(default_factory=dict)
     timers: dict[tuple[str, str], TimerHandle] = field(default_factory=dict)
-    queue: deque[tuple[cmd.PbxCommand, str, str]] = field(default_factory=deque)
+    # Created with the call's first PBX command: most events of most calls issue none, and
+    # an empty deque is most of a call's footprint (BENCHMARKS.md, memory per call).
+    queue: deque[tuple[cmd.PbxCommand, str, str]] | None = None
     worker: asyncio.Task[None] | None = None
 
 
@@ -254,6 +256,8 @@ class Engine:
         if isinstance(command, cmd.Note):
             return
         if isinstance(command, cmd.PBX_COMMANDS):
+            if state.queue is None:
+                state.queue = deque()
             state.queue.append((command, policy.rule, policy.name))  # type: ignore[arg-type]
             if state.worker is None or state.worker.done():
                 state.worker = self._spawn(self._run_queue(call.id, state), f"commands:{call.id}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx_agent.cli.common import add_config_option, load_or_report
-from pbx_agent.daemon import Daemon
+from pbx_agent.daemon import Daemon, tune_garbage_collector
 from pbx_agent.errors import PbxAgentError, PbxAuthenticationFailed
 from pbx_agent.logging import configure_logging
 
@@ -54,6 +54,7 @@ def handle(args: argparse.Namespace) -> int:
 async def _serve(config: Any, path: Path | None) -> None:
     daemon = Daemon(config, config_path=path)
     await daemon.start()
+    tune_garbage_collector()
     try:
         await daemon.run_until_stopped()
     finally:

@@ -729,6 +729,10 @@ class CallModel:
     def _forget_leg(self, call: Call, leg: Leg) -> None:
         call.legs.pop(leg.id, None)
         self.legs.pop(leg.id, None)
+        if not call.legs and self.calls.get(call.id) is call:
+            # A call that only ever held the daemon's own helper (a whisper channel on a
+            # call id of its own) ends with it; it was never a customer's call.
+            del self.calls[call.id]
 
     def _forget_call(self, call: Call) -> None:
         for leg_id in call.legs:

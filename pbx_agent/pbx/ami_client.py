@@ -94,6 +94,7 @@ class AmiClient:
         self.banner: AmiBanner | None = None
         self._banner_seen = asyncio.Event()
         self._serve_task: asyncio.Task[str] | None = None
+        self._last_rx = 0.0  # loop time of the last bytes read from the PBX
         self.connections = 0  # successful logins so far (tests and metrics read it)
 
     # -- public API -------------------------------------------------------------------------
@@ -193,6 +194,11 @@ class AmiClient:
             raise PbxConnectionLost(msg) from exc
         finally:
             self._pending.pop(action_id, None)
+            if future.done() and not future.cancelled():
+                # A drop can fail the future (``_fail_pending``) while this send was still
+                # raising from ``drain()``: mark its exception seen so asyncio does not
+                # report it as lost.
+                future.exception()
 
     # -- the connection loop --------------------------------------------------------------
 
@@ -308,11 +314,23 @@ class AmiClient:
 
     async def _watchdog(self) -> None:
         s = self.settings
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(s.ping_interval_s)
+            sent_at = loop.time()
             try:
                 reply = await self.send_action("Ping", timeout=s.ping_timeout_s)
             except PbxActionTimeout:
+                if self._last_rx > sent_at:
+                    # Bytes kept arriving: the link is alive, the reply is queued behind a
+                    # burst (thousands of hang-ups at once). Only silence means half-open.
+                    log.info(
+                        "ami_watchdog_busy",
+                        pbx=self.name,
+                        reason=f"Ping unanswered within {s.ping_timeout_s} s but the PBX is "
+                        "still sending: keeping the connection",
+                    )
+                    continue
                 log.warning(
                     "ami_watchdog",
                     pbx=self.name,
@@ -331,6 +349,7 @@ class AmiClient:
                 data = await reader.read(65536)
             except (ConnectionError, OSError) as exc:
                 return f"{type(exc).__name__}: {exc}"
+            self._last_rx = asyncio.get_running_loop().time()
             decoder.feed(data)
             while True:
                 try:
@@ -351,7 +370,9 @@ class AmiClient:
                 return "connection closed by the PBX"
 
     def _route(self, message: AmiMessage) -> None:
-        action_id = message.action_id
+        # Most messages are events and usually no action is waiting: only then is it worth
+        # looking the ActionID up (it builds the message's header index).
+        action_id = message.action_id if self._pending or message.kind != "event" else None
         pending = self._pending.get(action_id) if action_id else None
         if pending is not None and not pending.future.done():
             if message.kind == "response":

@@ -204,3 +204,16 @@ def test_esl_events_are_timed_and_their_lag_measured_from_event_date_timestamp()
     )
     assert value(m, "pbx_agent_event_handling_seconds_count", pbx="freeswitch") == 1
     assert abs(value(m, "pbx_agent_event_lag_seconds_sum", pbx="freeswitch") - 0.123538) < 1e-5
+
+
+def test_one_event_in_eight_is_timed() -> None:
+    """Sixteen events: two are timed (the histograms keep their shape at a tenth of the cost)."""
+    m = metrics()
+    seen: list[AmiMessage] = []
+    client = AmiClient(AmiSettings(host="127.0.0.1", port=1, username="u", secret="s"), on_event=seen.append)
+    m.instrument_ami(client, "asterisk")
+    assert client.on_event is not None
+    for _ in range(16):
+        client.on_event(AmiMessage((("Event", "RTCPSent"),)))
+    assert len(seen) == 16
+    assert value(m, "pbx_agent_event_handling_seconds_count", pbx="asterisk") == 2

@@ -269,3 +269,17 @@ async def test_malformed_frame_is_logged_and_the_stream_goes_on(pbx: FakeAsteris
             pbx.user_event("After", {"X": "1"})
             await wait_for(lambda: any(e.name == "UserEvent" for e in events))
     assert any(e["event"] == "ami_protocol_error" for e in logs)
+
+
+async def test_a_busy_link_that_is_slow_to_answer_ping_is_kept(pbx: FakeAsterisk) -> None:
+    """While the PBX keeps sending, an unanswered Ping does not close the link; silence does."""
+    pbx.ignore_actions = {"Ping"}
+    with capture_logs() as logs:
+        async with client(pbx, ping_interval_s=0.1, ping_timeout_s=0.15) as ami:
+            for i in range(40):  # events flow for ~0.4 s: two unanswered Pings
+                pbx.user_event("Burst", {"N": str(i)})
+                await asyncio.sleep(0.01)
+            assert ami.connections == 1
+            assert any(e["event"] == "ami_watchdog_busy" for e in logs)
+            assert not any(e["event"] == "ami_watchdog" for e in logs)
+            await wait_for(lambda: any(e["event"] == "ami_watchdog" for e in logs))
