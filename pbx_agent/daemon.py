@@ -525,20 +525,31 @@ class Daemon:
             await self.store.close()
         log.info("daemon_stopped")
 
-    async def run_until_stopped(self) -> None:
-        """Serve until SIGTERM/SIGINT; SIGHUP re-reads and validates the configuration."""
+    def handle_signals(self) -> None:
+        """SIGTERM/SIGINT stop the daemon, SIGHUP re-reads and validates the configuration.
+
+        Installed before ``start``: a supervisor may send SIGTERM as soon as it sees
+        ``daemon_started`` (or while the daemon is still attaching), and a signal that arrives
+        before the handlers would kill the process without closing the store.
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    async def run_until_stopped(self) -> None:
+        """Serve until SIGTERM/SIGINT (see ``handle_signals``)."""
         await self._stop.wait()
 
     def reload(self) -> None:
         """Re-read the config file; a bad file keeps the running configuration and says why."""
         if self.config_path is None:
             log.info("config_reload_skipped", reason="running on the embedded defaults")
+            return
+        if not hasattr(self, "engine"):
+            log.warning("config_reload_skipped", reason="still starting: send SIGHUP again")
             return
         try:
             fresh = load_config(self.config_path)

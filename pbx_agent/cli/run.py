@@ -53,6 +53,7 @@ def handle(args: argparse.Namespace) -> int:
 
 async def _serve(config: Any, path: Path | None) -> None:
     daemon = Daemon(config, config_path=path)
+    daemon.handle_signals()
     await daemon.start()
     tune_garbage_collector()
     try:
