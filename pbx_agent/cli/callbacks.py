@@ -151,9 +151,10 @@ def handle_list(args: argparse.Namespace) -> int:
 
 def handle_show(args: argparse.Namespace) -> int:
     async def show(store: Store, config: Config) -> int:
-        job = await store.callbacks.get(args.job_id)
-        if job is None:
+        order = await store.callbacks.work_order(args.job_id)
+        if order is None:
             return fail(f"no callback job {args.job_id}")
+        job, attempts = order
         zone = config.site.zone
         fields = [
             ("job", job.id),
@@ -176,7 +177,6 @@ def handle_show(args: argparse.Namespace) -> int:
         width = max(len(name) for name, _ in fields)
         for name, value in fields:
             print_line(f"{name.ljust(width)}  {value}")
-        attempts = await store.callbacks.attempts(job.id)
         print_line("")
         if not attempts:
             print_line("no attempts yet")

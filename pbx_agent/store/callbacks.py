@@ -103,14 +103,21 @@ class CallbackRepository:
             return await _job_by_id(conn, job_id)
 
     async def attempts(self, job_id: int) -> list[CallbackAttempt]:
-        query = (
-            sa.select(callback_attempts)
-            .where(callback_attempts.c.job_id == job_id)
-            .order_by(callback_attempts.c.attempt_no)
-        )
         async with self._db.read("read callback attempts") as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [_attempt(row) for row in rows]
+            return await _attempts_of(conn, job_id)
+
+    async def work_order(self, job_id: int) -> tuple[CallbackJob, list[CallbackAttempt]] | None:
+        """A job with its attempts, read from one snapshot.
+
+        An attempt's outcome and the job's move are committed together; two separate reads
+        can fall on either side of that commit and show, say, an exhausted job whose last
+        attempt is still dialling.
+        """
+        async with self._db.read("read callback work order", snapshot=True) as conn:
+            job = await _job_by_id(conn, job_id)
+            if job is None:
+                return None
+            return job, await _attempts_of(conn, job_id)
 
     async def attempt_by_request(self, request_id: str) -> CallbackAttempt | None:
         query = sa.select(callback_attempts).where(callback_attempts.c.request_id == request_id)
@@ -522,6 +529,16 @@ async def _in_flight(conn: AsyncConnection, now: datetime) -> int:
         .where(c.lease_expires_at >= now)
     )
     return int((await conn.execute(query)).scalar_one())
+
+
+async def _attempts_of(conn: AsyncConnection, job_id: int) -> list[CallbackAttempt]:
+    query = (
+        sa.select(callback_attempts)
+        .where(callback_attempts.c.job_id == job_id)
+        .order_by(callback_attempts.c.attempt_no)
+    )
+    rows = (await conn.execute(query)).mappings().all()
+    return [_attempt(row) for row in rows]
 
 
 async def _job_by_id(

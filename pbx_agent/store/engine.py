@@ -119,10 +119,20 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     @asynccontextmanager
-    async def read(self, operation: str) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction (rolled back at the end)."""
+    async def read(
+        self, operation: str, *, snapshot: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (rolled back at the end).
+
+        ``snapshot``: every statement in the block sees the same committed state. SQLite's
+        transactions always do (WAL readers keep the snapshot of their first read);
+        PostgreSQL's default READ COMMITTED gives each statement its own, so the block runs
+        at REPEATABLE READ there.
+        """
         try:
             async with self.engine.connect() as conn:
+                if snapshot and self.dialect == "postgresql":
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
                 yield conn
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise self._unavailable(operation, exc) from exc

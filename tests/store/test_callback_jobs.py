@@ -115,6 +115,46 @@ async def test_outcome_moves_the_job_to_its_next_attempt(store: Store) -> None:
     assert finished.job.next_attempt_at == T0 + timedelta(hours=4)
 
 
+async def test_work_order_is_the_job_with_its_attempts(store: Store) -> None:
+    """``work_order``: the job and every attempt in order; None for a job that is not there."""
+    job = await store.callbacks.create(new_job())
+    [(_, attempt)] = await claim(store)
+    order = await store.callbacks.work_order(job.id)
+    assert order is not None
+    read_job, attempts = order
+    assert read_job.status is JobStatus.DIALLING
+    assert attempts == [attempt]
+    assert await store.callbacks.work_order(job.id + 1000) is None
+
+
+async def test_a_snapshot_read_does_not_see_a_commit_made_while_it_runs(store: Store) -> None:
+    """The job and its attempts come from one state: an outcome committed between the two
+    statements (job exhausted, attempt closed together) is seen by neither or by both."""
+    job = await store.callbacks.create(new_job())
+    [(_, attempt)] = await claim(store)
+    result = AttemptResult(AttemptOutcome.NO_ANSWER, T0, cause=19)
+    async with store.db.read("test snapshot", snapshot=True) as conn:
+        query = sa.select(callback_attempts.c.outcome).where(
+            callback_attempts.c.request_id == attempt.request_id
+        )
+        before = (await conn.execute(query)).scalar_one()
+        await store.callbacks.finish_attempt(attempt.request_id, result, decide(T0))
+        during = (await conn.execute(query)).scalar_one()
+    after = await read_one(store, query)
+    assert before == during == str(AttemptOutcome.DIALLING)
+    assert after == str(AttemptOutcome.NO_ANSWER)
+    order = await store.callbacks.work_order(job.id)
+    assert order is not None
+    assert order[0].attempts_made == 1
+    assert order[1][0].outcome is AttemptOutcome.NO_ANSWER
+
+
+async def read_one(store: Store, query: sa.Select[tuple[str]]) -> object:
+    """One statement in a read transaction of its own."""
+    async with store.db.read("test read") as conn:
+        return (await conn.execute(query)).scalar_one()
+
+
 async def test_outcome_is_applied_only_once(store: Store) -> None:
     """A duplicate report (two daemons both saw it) does not move the job twice."""
     await store.callbacks.create(new_job())

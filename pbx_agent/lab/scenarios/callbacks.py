@@ -87,10 +87,8 @@ async def _latest_job(ctx: LabContext) -> tuple[CallbackJob | None, Attempts]:
     jobs = await store.callbacks.list_jobs(number=E164, limit=1)
     if not jobs:
         return None, []
-    attempts = await store.callbacks.attempts(jobs[0].id)
-    # The job read after its attempts: an attempt's outcome and the job's move are written
-    # in one transaction, so the job is never older than the attempts it is judged with.
-    return await store.callbacks.get(jobs[0].id), attempts
+    order = await store.callbacks.work_order(jobs[0].id)
+    return (None, []) if order is None else order
 
 
 async def _until_job(
@@ -113,16 +111,9 @@ async def _until_job(
         await ctx.sleep(1.0)
 
 
-def _reached(job: CallbackJob, attempts: Attempts) -> bool:
-    """Done, and its last attempt read back settled: the job and its attempts are two reads,
-    and an answer followed within milliseconds by its verdict (FreeSWITCH's talk-event
-    detection decides ~0.1 real s after the answer in the time-lapse) can be caught between
-    them."""
-    return (
-        job.status == JobStatus.DONE
-        and bool(attempts)
-        and attempts[-1].outcome is not AttemptOutcome.ANSWERED
-    )
+def _reached(job: CallbackJob, _attempts: Attempts) -> bool:
+    """Done: a person answered and was connected (read in one snapshot with its attempts)."""
+    return job.status == JobStatus.DONE
 
 
 def _machine_attempt(_job: CallbackJob, attempts: Attempts) -> bool:
