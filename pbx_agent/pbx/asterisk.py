@@ -258,18 +258,11 @@ class AsteriskAdapter:
                 return await self._stop_hold_program(command.leg, call.id)
             case cmd.HangupLeg():
                 channel = self._channel(call, command.leg)
-                await self._act(
-                    "Hangup", [("Channel", channel), ("Cause", str(command.cause))], call_id=call.id
-                )
-                return f"hung up {channel} with cause {command.cause}"
+                return await self._hangup(channel, command.cause, call.id)
             case cmd.HangupCall():
                 channels = [leg.channel for leg in call.parties() if leg.alive]
                 for channel in channels:
-                    await self._act(
-                        "Hangup",
-                        [("Channel", channel), ("Cause", str(command.cause))],
-                        call_id=call.id,
-                    )
+                    await self._hangup(channel, command.cause, call.id)
                 return f"hung up {len(channels)} legs with cause {command.cause}"
             case cmd.Redirect():
                 return await self._redirect(command, call)

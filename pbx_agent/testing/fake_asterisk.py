@@ -29,6 +29,8 @@ ignore and actions sent while it is frozen.
 
 Fault injection: ``drop_connections()`` closes every client socket; ``freeze()`` keeps the
 sockets but answers nothing and sends no event (a half-open peer) until ``thaw()``;
+``lose_events()`` goes on answering actions but delivers no event until
+``deliver_events()`` (events lost, the daemon's view goes stale);
 ``send_raw(data)`` writes bytes as they are to every client; ``chunking`` splits each
 message into the given chunk sizes (cycled), e.g. inside a UTF-8 character;
 ``ignore_actions`` names actions that are recorded and never answered; ``restart()`` drops
@@ -324,6 +326,7 @@ class FakeAsterisk:
         self.auth_timeout_s = auth_timeout_s
         self.write_timeout_s = write_timeout_s
         self.frozen = False
+        self.events_lost = False
         self.chunking: int | Sequence[int] | None = None
         # With TCP_NODELAY each chunk leaves as its own segment; a pause can widen the gap.
         self.chunk_pause_s = 0.0
@@ -454,6 +457,13 @@ class FakeAsterisk:
 
     def thaw(self) -> None:
         self.frozen = False
+
+    def lose_events(self) -> None:
+        """Answer actions as usual but deliver no event: the clients' view goes stale."""
+        self.events_lost = True
+
+    def deliver_events(self) -> None:
+        self.events_lost = False
 
     def send_raw(self, data: bytes) -> None:
         """Write ``data`` as is to every connected client."""
@@ -697,6 +707,8 @@ class FakeAsterisk:
     def _broadcast(self, fields: list[Field]) -> None:
         data = encode_message(fields)
         self.events.append(AmiMessage(tuple(fields)))
+        if self.events_lost:
+            return
         for client in self._clients.values():
             if client.wants(fields):
                 client.send(data)

@@ -152,6 +152,25 @@ async def test_hangup_call_hangs_up_every_party_with_the_cause(pbx: FakeAsterisk
     assert sorted(hangups) == sorted([(caller.name, "16"), (agent.name, "16")])
 
 
+async def test_hanging_up_a_party_the_switch_already_hung_up_is_done(
+    pbx: FakeAsterisk,
+) -> None:
+    """A party gone before its Hangup arrives ("No such channel"): done, not a failure."""
+    async with attached(pbx) as (engine, _, _):
+        caller, agent, call = await connected_call(pbx, engine)
+        pbx.lose_events()  # the daemon does not learn that the agent left
+        await agent.hangup()
+        with capture_logs() as logs:
+            await engine.execute_now(
+                cmd.HangupCall(call.id, cause=16), call_id=call.id, rule="R2", policy="test"
+            )
+    assert not [e for e in logs if e["event"] == "command_failed"]
+    [done] = [e for e in logs if e["event"] == "command_done"]
+    assert done["action"] == "hangup_call"
+    hangups = [a["Channel"] for a in pbx.actions if a.name == "Hangup"]
+    assert sorted(hangups) == sorted([caller.name, agent.name])
+
+
 async def test_redirect_sets_params_then_redirects(pbx: FakeAsterisk) -> None:
     """Redirect sets the parameters as variables, then sends the leg to the configured context."""
     async with attached(pbx) as (engine, _, _):
