@@ -227,14 +227,18 @@ def test_zh_one_way_audio_says_the_callback_phrase_and_requests_a_callback() -> 
     assert len(d.of_type(cmd.HangupCall)) == 1
 
 
-def test_one_way_audio_requests_no_callback_when_callbacks_are_disabled() -> None:
-    """With callbacks off the zh drop says the plain closing phrase and asks for nothing."""
-    d = greeted("zh", silent_caller={"one_way_audio_callback": False}, callbacks={"enabled": False})
+def test_without_one_way_audio_callbacks_the_zh_drop_asks_for_no_callback() -> None:
+    """one_way_audio_callback off: the zh drop says the plain closing phrase, asks for nothing.
+    (Callbacks disabled with it on is refused by the configuration itself.)"""
+    d = greeted("zh", silent_caller={"one_way_audio_callback": False})
     for prompt in ("silent.prompt1", "silent.prompt2", "silent.closing"):
         d.after(4.0)
         d.prompt_finished(prompt, after_s=2.0)
     d.after(10)
     assert d.of_type(cmd.RequestCallback) == []
+    played = [prompt for _, prompt in d.prompts()]
+    assert "silent.one_way" not in played
+    assert played[-1] == "silent.closing"
 
 
 def test_one_way_audio_from_a_withheld_number_notes_that_no_callback_is_possible() -> None:
