@@ -2,7 +2,8 @@
 who says nothing never reaches an agent (``standards.silent_caller.pre_queue``).
 
 The dialplan calls the hook right after answering an incoming call, then reads the verdict
-from ``PBXAGENT_ENTRY`` (see ``dialplan/asterisk/pbx-agent-entry.conf``)::
+from ``PBXAGENT_ENTRY`` (see ``[pbxagent-entry-example]`` in
+``dialplan/asterisk/pbx-agent-scripts.conf``)::
 
     same => n,AGI(agi://127.0.0.1:4573/entry)
     same => n,GotoIf($["${PBXAGENT_ENTRY}" = "silent"]?silent)

@@ -157,7 +157,12 @@ class Switch:
         self.unknown_endpoints: set[str] = {"nobody"}
         # Sound files: length in seconds (before time_scale); missing ones fail to play.
         # 05a: beep played to endpos=3404 (8 kHz samples); hello-world took 1.40 s.
-        self.sound_lengths: dict[str, float] = {"hello-world": 1.4, "beep": 3404 / 8000}
+        # Asterisk's core sounds: hello-world and beep as measured (02a, 06a); silence/N is N s.
+        self.sound_lengths: dict[str, float] = {
+            "hello-world": 1.4,
+            "beep": 3404 / 8000,
+            **{f"silence/{n}": float(n) for n in range(1, 11)},
+        }
         self.default_sound_s = 1.0
         self.missing_sounds: set[str] = {"no-such-file"}
         self.default_amd = AmdVerdict.initial_silence()

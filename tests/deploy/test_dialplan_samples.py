@@ -13,7 +13,9 @@ import pytest
 from pbx_agent import cli
 from pbx_agent.config import Config, load_config
 from pbx_agent.dialplan_check import check_dialplan
+from pbx_agent.lab.scenarios.silent_caller import SCRIPT_CONTEXTS, SHIPPED_AS_IS
 from pbx_agent.pbx.ami_permissions import NEEDED_WRITE_CLASSES, READ_CLASSES, WRITE_CLASSES
+from tests.deploy.shipped_dialplan import shipped_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 DIALPLAN = ROOT / "dialplan"
@@ -185,3 +187,20 @@ def test_an_extension_the_daemon_transfers_freeswitch_legs_to_must_exist(tmp_pat
     assert [(p.key, p.value) for p in problems] == [
         ("freeswitch.linger_extension", "pbxagent_linger")
     ]
+
+
+def test_the_lab_runs_the_shipped_whisper_and_linger_contexts() -> None:
+    """The fake's whisper, barge and linger steps are the sample files', step for step."""
+    for file, context, exten in SHIPPED_AS_IS:
+        assert shipped_steps(file, context, exten) == SCRIPT_CONTEXTS[(context, exten)], context
+
+
+def test_a_lingering_caller_is_sent_audio_a_whisper_can_be_mixed_into() -> None:
+    """pbxagent-linger plays silence as a file (no Wait()): before Asterisk 22.11 a whisper
+    reaches only a channel that is being sent audio."""
+    steps = shipped_steps("pbx-agent-scripts.conf", "pbxagent-linger")
+    applications = [application for application, _ in steps]
+    assert "Wait" not in applications
+    [files] = [data for application, data in steps if application == "Playback"]
+    assert set(files.split("&")) == {"silence/10"}
+    assert len(files.split("&")) * 10 >= 120  # as long as the Wait(120) it replaced

@@ -3,8 +3,6 @@ switch runs the callback context exactly as the shipped dialplan writes it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from structlog.testing import capture_logs
 
@@ -14,30 +12,13 @@ from pbx_agent.lab import timelapse
 from pbx_agent.lab.runner import run_lab
 from pbx_agent.lab.scenarios import callbacks
 from pbx_agent.policies.callbacks import callbacks_policy_factory
-
-SAMPLE = Path(__file__).resolve().parents[2] / "dialplan" / "asterisk" / "pbx-agent-callback.conf"
-
-
-def shipped_steps(context: str) -> list[tuple[str, str]]:
-    """The ``s`` extension of ``context`` in the sample file, as (application, data) steps."""
-    steps: list[tuple[str, str]] = []
-    current = None
-    for raw in SAMPLE.read_text().splitlines():
-        line = raw.split(";", 1)[0].strip()
-        if line.startswith("["):
-            current = line.strip("[]")
-        elif current == context and line.startswith(("exten =>", "same =>")):
-            # exten => s,1,App(data) / same => n,App(data)
-            fields = 2 if line.startswith("exten") else 1
-            step = line.split("=>", 1)[1].strip().split(",", fields)[fields]
-            application, _, data = step.partition("(")
-            steps.append((application, data.removesuffix(")")))
-    return steps
+from tests.deploy.shipped_dialplan import shipped_steps
 
 
 def test_the_lab_runs_the_shipped_callback_context() -> None:
     """The fake's callback steps are the sample dialplan's, step for step."""
-    assert shipped_steps(AsteriskContexts().callback) == callbacks.CALLBACK_CONTEXT
+    shipped = shipped_steps("pbx-agent-callback.conf", AsteriskContexts().callback)
+    assert shipped == callbacks.CALLBACK_CONTEXT
     assert AsteriskContexts().callback == callbacks.CALLBACK_CONTEXT_NAME
 
 

@@ -31,15 +31,23 @@ SCRIPT_CONTEXTS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("pbxagent-linger", "s"): [
         ("NoOp", "pbx-agent: lingering after the farewell"),
         ("Answer", ""),
-        ("Wait", "120"),
+        ("Playback", "&".join(["silence/10"] * 12)),
         ("Hangup", "16"),
     ],
+    # Simplified: the shipped context picks the queue with ${IF(...)}, which the fake does not
+    # evaluate; the lab's calls all come from "support".
     ("pbxagent-requeue", "s"): [
         ("NoOp", "pbx-agent: requeue with priority ${QUEUE_PRIO}"),
         ("Queue", "support"),
         ("Hangup", "16"),
     ],
 }
+# The contexts above that are the shipped files' own, step for step (a test checks them).
+SHIPPED_AS_IS = (
+    ("pbx-agent-hold.conf", "pbxagent-whisper", "whisper"),
+    ("pbx-agent-hold.conf", "pbxagent-whisper", "barge"),
+    ("pbx-agent-scripts.conf", "pbxagent-linger", "s"),
+)
 
 
 def install_dialplan(ctx: LabContext) -> None:
