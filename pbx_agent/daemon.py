@@ -234,8 +234,10 @@ class Daemon:
                 "requeue": DialplanTarget(contexts.requeue),
                 "ivr": DialplanTarget(contexts.ivr),
             },
+            talk_detect=settings.talk_detect,
             talk_detect_silence_ms=settings.talk_detect_silence_ms,
             talk_detect_threshold=settings.talk_detect_energy_threshold,
+            recording_dir=settings.recording_dir,
             watched_variables=rules.watched_variables() | EXTRA_WATCHED_VARIABLES,
         )
         ami = AmiSettings(

@@ -188,9 +188,16 @@ class AsteriskSettings(_Connection):
         '"Call centre" <0>'
     )
     contexts: AsteriskContexts = AsteriskContexts()
+    # Who sets TALK_DETECT on the parties: "ami" (the daemon, by Setvar, when they connect) or
+    # "dialplan" (the site, with [pbxagent-talk-detect] and the same two values below).
+    talk_detect: Literal["ami", "dialplan"] = "ami"
     # TALK_DETECT(set)=<silence ms>,<energy threshold>: how fast "stopped talking" is seen.
     talk_detect_silence_ms: Annotated[int, Field(ge=50, le=10000)] = 300
     talk_detect_energy_threshold: Annotated[int, Field(ge=1, le=32767)] = 256
+    # Where MixMonitor writes the recordings of R4 scripts (a directory on the Asterisk host).
+    recording_dir: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = (
+        "/var/spool/asterisk/monitor/pbx-agent"
+    )
 
 
 class FreeswitchSettings(_Connection):

@@ -116,9 +116,8 @@ class AsteriskAdapter:
         self.shadow = shadow
         self._handle = handle_event
         self.translator = AsteriskTranslator(
-            talk_detect_silence_ms=options.talk_detect_silence_ms
-            if options.talk_detect == "ami"
-            else 2500,
+            # Set by the daemon or, in "dialplan" mode, by the site with the same value.
+            talk_detect_silence_ms=options.talk_detect_silence_ms,
             watched_variables=options.watched_variables,
             pbx=name,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,11 @@ from pbx_agent.clock import LoopClock
 from pbx_agent.engine import Engine
 from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
-from pbx_agent.model.events import CallId, LegId
+from pbx_agent.model.events import CallId, LegId, TalkingStopped
 from pbx_agent.pbx.ami_client import AmiSettings
 from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
 from pbx_agent.testing.fake_asterisk import FakeAsterisk
+from pbx_agent.wire.ami import AmiMessage
 
 
 @dataclass
@@ -270,3 +272,33 @@ async def test_caller_controlled_values_cannot_add_headers(pbx: FakeAsterisk) ->
     assert not any(a.name == "Hangup" for a in pbx.actions)
     assert "\n" not in (setvar["Value"] or "")
     assert setvar["Value"].startswith("x\\r\\nAction: Hangup")
+
+
+async def test_dialplan_talk_detection_sends_no_setvar_and_counts_the_configured_delay(
+    pbx: FakeAsterisk,
+) -> None:
+    """talk_detect = "dialplan": no TALK_DETECT Setvar; a stop still means speech ended
+    talk_detect_silence_ms earlier (the value the site's dialplan sets)."""
+    options = dataclasses.replace(OPTIONS, talk_detect="dialplan", talk_detect_silence_ms=400)
+    engine = Engine(clock=LoopClock(), policies=[Recorder()])
+    adapter = AsteriskAdapter(ami_settings(pbx), options, handle_event=engine.handle)
+    engine.executor = adapter
+    await adapter.start()
+    try:
+        caller = await pbx.inbound_call(caller="79161234567")
+        await caller.answer()
+        adapter.enable_talk_detection([caller.name])
+        await asyncio.sleep(0.1)
+        stop = AmiMessage(
+            (
+                ("Event", "ChannelTalkingStop"),
+                ("Uniqueid", caller.uniqueid),
+                ("Duration", "1200"),
+            )
+        )
+        translated = adapter.translator.feed(stop)
+    finally:
+        await engine.close()
+        await adapter.close()
+    assert not [a for a in pbx.actions if a.name == "Setvar" and "TALK_DETECT" in a["Variable"]]
+    assert translated == [TalkingStopped(LegId(caller.uniqueid), 400, 1200)]
