@@ -27,6 +27,7 @@ WRITE_CLASSES: Mapping[str, tuple[str, ...]] = {
     "UserEvent": ("user",),
     "MixMonitor": ("system",),
     "CoreShowChannels": ("system", "reporting"),
+    "CoreSettings": ("system", "reporting"),
     "Status": ("system", "call", "reporting"),
     # Ping, Login, Logoff and Events need no class.
 }

@@ -43,6 +43,7 @@ from pbx_agent.model.events import LegId
 from pbx_agent.pbx.ami_client import AmiClient, AmiSettings
 from pbx_agent.pbx.ami_permissions import is_permission_denied, missing_class_advice
 from pbx_agent.pbx.asterisk_events import AsteriskTranslator
+from pbx_agent.pbx.asterisk_version import WhisperSupport, whisper_verdict
 from pbx_agent.wire.ami import AmiMessage
 from pbx_agent.wire.escaping import dialplan_arg, printable
 
@@ -216,6 +217,29 @@ class AsteriskAdapter:
         log.info("pbx_resynced", pbx=self.name, live_legs=len(legs))
         self._handle(ev.PbxResynced(self.name, legs))
         self._handle(ev.PbxConnectionChanged(self.name, connected=True))
+        await self._check_version()
+
+    async def _check_version(self) -> None:
+        """Say which Asterisk this is and whether its whispers reach a silent channel
+        (``asterisk_version``). Never fatal: the daemon serves calls whatever it learns."""
+        try:
+            response = await self.client.send_action("CoreSettings", [])
+        except PbxAgentError as exc:
+            log.warning("asterisk_version_unknown", pbx=self.name, reason=str(exc))
+            return
+        if response.name.lower() != "success":
+            reason = printable(response.get("Message") or response.name)
+            log.warning("asterisk_version_unknown", pbx=self.name, reason=reason)
+            return
+        verdict = whisper_verdict(response.get("AsteriskVersion") or "")
+        report = log.warning if verdict.whisper is WhisperSupport.TOO_OLD else log.info
+        report(
+            "asterisk_version",
+            pbx=self.name,
+            version=printable(verdict.version),
+            whisper=str(verdict.whisper),
+            reason=verdict.reason,
+        )
 
     def _on_disconnected(self, reason: str) -> None:
         self._handle(ev.PbxConnectionChanged(self.name, connected=False, reason=reason))

@@ -674,6 +674,7 @@ RTCP_RR_VALUES: tuple[Field, ...] = (
 
 CALLING_PRES_ALLOWED = "0 (Presentation Allowed, Not Screened)"
 ASTERISK_VERSION = "GIT-22-22.0.0-pre1-541-g69535d4837"
+AMI_VERSION = "11.0.0"  # the banner's, 01a-01c
 VERSION_BANNER_LINE = (
     f"Asterisk {ASTERISK_VERSION} built by root @ vm on a x86_64 running Linux on "
     "2026-11-22 09:06:18 UTC"

@@ -327,6 +327,8 @@ class FakeAsterisk:
         self.write_timeout_s = write_timeout_s
         self.frozen = False
         self.events_lost = False
+        # CoreSettings' AsteriskVersion: the transcripts' build (22 branch after 22.11.0-rc1).
+        self.asterisk_version = tpl.ASTERISK_VERSION
         self.chunking: int | Sequence[int] | None = None
         # With TCP_NODELAY each chunk leaves as its own segment; a pause can widen the gap.
         self.chunk_pause_s = 0.0
@@ -833,6 +835,7 @@ class FakeAsterisk:
             "events": self._events,
             "command": self._command,
             "corestatus": self._core_status,
+            "coresettings": self._core_settings,
             "coreshowchannels": self._core_show_channels,
             "status": self._status,
             "getvar": self._getvar,
@@ -1003,6 +1006,27 @@ class FakeAsterisk:
                 ("CoreReloadTime", started.strftime("%H:%M:%S")),
                 ("CoreCurrentCalls", str(len(self.switch.channels))),
                 ("CoreProcessedCalls", str(self.switch.processed_calls)),
+            ],
+        )
+
+    async def _core_settings(self, client: _AmiClient, message: AmiMessage) -> None:
+        """CoreSettings: the fields and order of main/manager.c's action_coresettings."""
+        self._reply(
+            client,
+            message,
+            "Success",
+            [
+                ("AMIversion", tpl.AMI_VERSION),
+                ("AsteriskVersion", self.asterisk_version),
+                ("SystemName", ""),
+                ("CoreMaxCalls", "0"),
+                ("CoreMaxLoadAvg", "0.000000"),
+                ("CoreRunUser", ""),
+                ("CoreRunGroup", ""),
+                ("CoreMaxFilehandles", "0"),
+                ("CoreRealTimeEnabled", "No"),
+                ("CoreCDRenabled", "Yes"),
+                ("CoreHTTPenabled", "No"),
             ],
         )
 
