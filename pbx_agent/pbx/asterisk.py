@@ -405,6 +405,12 @@ class AsteriskAdapter:
         ]
         try:
             await self._act("Originate", fields, call_id=call.id)
+        except PbxAgentError:
+            # Refused or unanswered: as good as a program that ended at once, so the policy
+            # may start another (the held party still hears the switch's own music).
+            self._forget_program(program)
+            self._handle(ev.PromptFinished(program.leg, cmd.HOLD_PROGRAM_PROMPT, ok=False))
+            raise
         except BaseException:
             self._forget_program(program)
             raise

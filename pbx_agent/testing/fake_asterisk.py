@@ -33,7 +33,9 @@ sockets but answers nothing and sends no event (a half-open peer) until ``thaw()
 ``deliver_events()`` (events lost, the daemon's view goes stale);
 ``send_raw(data)`` writes bytes as they are to every client; ``chunking`` splits each
 message into the given chunk sizes (cycled), e.g. inside a UTF-8 character;
-``ignore_actions`` names actions that are recorded and never answered; ``restart()`` drops
+``ignore_actions`` names actions that are recorded and never answered; ``refuse_actions``
+names actions answered ``Permission denied`` (a user without the action's class);
+``restart()`` drops
 the clients and comes back on the same port with the channels that are still up.
 
 Every task the fake starts is owned: client tasks, writer tasks and the switch's tasks are
@@ -333,6 +335,7 @@ class FakeAsterisk:
         # With TCP_NODELAY each chunk leaves as its own segment; a pause can widen the gap.
         self.chunk_pause_s = 0.0
         self.ignore_actions: set[str] = set()
+        self.refuse_actions: set[str] = set()
         # RTCPReceived noise for every answered PJSIP channel at this interval (switch clock
         # seconds; real Asterisk: ~5 s); None (the default) sends none.
         self.rtcp_interval_s: float | None = None
@@ -815,6 +818,9 @@ class FakeAsterisk:
             return
         action = message.name.lower()
         if not client.authenticated and action not in ("login", "logoff", "challenge"):
+            self._reply(client, message, "Error", [("Message", tpl.MSG_PERMISSION_DENIED)])
+            return
+        if action in {name.lower() for name in self.refuse_actions}:
             self._reply(client, message, "Error", [("Message", tpl.MSG_PERMISSION_DENIED)])
             return
         handler = self._action_handlers().get(action)

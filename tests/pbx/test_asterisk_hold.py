@@ -387,6 +387,21 @@ async def test_a_program_that_cannot_run_is_restarted_twice_then_given_up(rig: R
     assert len(originates_to(rig.pbx.actions, "pbxagent-hold")) == 3
 
 
+async def test_a_refused_program_originate_is_retried_like_a_lost_program(rig: Rig) -> None:
+    """Asterisk refuses the program's Originate: the policy is told at once, starts a new
+    program twice (each refused too), then gives up."""
+    rig.pbx.refuse_actions.add("Originate")
+    caller, agent = await rig.call()
+    decisions: list[str] = []
+    rig.engine.on_decision(lambda d: decisions.append(d.action))
+    await caller.hold(by=agent)
+    async with asyncio.timeout(5):  # refusals change nothing on the switch: poll
+        while "hold_program_lost" not in decisions:
+            await asyncio.sleep(0.01)
+    assert len(originates_to(rig.pbx.actions, "pbxagent-hold")) == 3
+    assert decisions.count("start_hold_program") == 3
+
+
 async def test_a_music_file_shorter_than_assumed_is_learnt_not_spun_on(rig: Rig) -> None:
     """The switch's file is 3 s where the daemon assumed 7.5 s: its real end (endpos) corrects
     the length at once, instead of STREAM FILE returning at once over and over in silence."""
