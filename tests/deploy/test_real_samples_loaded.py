@@ -1,7 +1,9 @@
 """The real-PBX lanes: the switch under test has every dialplan sample loaded.
 
 Skipped unless PBX_AGENT_TEST_AMI / PBX_AGENT_TEST_ESL name a real switch (tests/real). The
-checks only read (CLI commands over AMI, ``xml_locate`` over ESL)."""
+checks only read (CLI commands over AMI, ``xml_locate`` and ``sofia status`` over ESL). The
+AMI ``Command`` action needs the write class ``command``, which the daemon's own user
+(``manager.conf.sample``) does not have: the lane's user needs it in addition."""
 
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ def feature_names() -> list[str]:
 
 async def cli_output(client: AmiClient, command: str) -> str:
     response = await client.send_action("Command", [("Command", command)])
+    if response.name.lower() != "success" and not response.get_all("Output"):
+        pytest.fail(
+            f"AMI Command {command!r} refused ({response.get('Message')}): the lane's AMI user "
+            "needs write = command besides the daemon's classes (tests/real/conftest.py)"
+        )
     return "\n".join(response.get_all("Output"))
 
 
@@ -71,9 +78,14 @@ async def test_every_sample_context_feature_and_music_class_is_loaded(
 async def test_every_sample_extension_is_in_the_freeswitch_dialplan(
     real_freeswitch: RealFreeswitch,
 ) -> None:
-    """xml_locate dialplan returns every extension of dialplan/freeswitch/pbx-agent.xml."""
-    sample = ET.parse(DIALPLAN / "freeswitch" / "pbx-agent.xml").getroot()
-    names = [e.get("name") for e in sample.iter("extension")]
+    """xml_locate dialplan returns every extension of the dialplan samples, and the SIP
+    profile of pbx-agent-profile.xml runs (event_socket.conf.xml: this very connection)."""
+    names = [
+        e.get("name")
+        for file in ("pbx-agent.xml", "pbx-agent-standards.xml", "pbx-agent-listen.xml")
+        for e in ET.parse(DIALPLAN / "freeswitch" / file).getroot().iter("extension")
+    ]
+    profile = ET.parse(DIALPLAN / "freeswitch" / "pbx-agent-profile.xml").getroot().get("name")
     client = EslClient(
         EslSettings(
             host=real_freeswitch.host,
@@ -85,6 +97,9 @@ async def test_every_sample_extension_is_in_the_freeswitch_dialplan(
     await client.start()
     try:
         located = await client.api("xml_locate dialplan")
+        status = await client.api(f"sofia status profile {profile}")
     finally:
         await client.close()
     assert [n for n in names if f'name="{n}"' not in located] == []
+    assert "Invalid Profile" not in status
+    assert str(profile) in status

@@ -5,6 +5,10 @@ Asterisk loaded with the project's ``dialplan/asterisk`` samples; ``PBX_AGENT_TE
 (``host:port``, default ``127.0.0.1:4573``) is where the daemon's FastAGI listener binds so
 that switch can reach it. ``PBX_AGENT_TEST_ESL=host:port:password`` runs the
 ``real_freeswitch`` tests. Without them these tests are skipped, with the reason.
+
+The lane's AMI user needs the daemon's classes (``dialplan/asterisk/manager.conf.sample``:
+``read = call,dialplan,dtmf,agent,user``, ``write = call,originate,system,user``) plus
+``write = command`` for the checks that read the loaded dialplan with CLI commands.
 """
 
 from __future__ import annotations
