@@ -13,7 +13,7 @@ WORKDIR /opt/pbx-agent
 COPY pyproject.toml README.md ./
 COPY pbx_agent ./pbx_agent
 RUN pip install --no-cache-dir . \
-    && mkdir -p /etc/pbx-agent /var/lib/pbx-agent/sounds \
+    && mkdir -p /etc/pbx-agent /var/lib/pbx-agent/sounds /var/lib/pbx-agent/data \
     && chown -R pbx-agent /var/lib/pbx-agent
 COPY config/pbx-agent.toml /etc/pbx-agent/pbx-agent.toml
 

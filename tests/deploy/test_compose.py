@@ -167,3 +167,39 @@ def test_the_grafana_dashboard_uses_only_metrics_the_daemon_exports() -> None:
     used = set(re.findall(r"pbx_agent_[a-z_]+", dashboard))
     assert used, "the dashboard queries no pbx_agent metric"
     assert used <= exported, used - exported
+
+
+def test_freeswitch_loads_every_dialplan_sample(compose: dict[str, Any]) -> None:
+    """Each sample of dialplan/freeswitch is mounted into the FreeSWITCH service."""
+    mounted = {
+        Path(source).name for source, _ in bind_mounts(compose["services"]["freeswitch"])
+    }
+    samples = {p.name for p in (ROOT / "dialplan" / "freeswitch").glob("*.xml")}
+    assert samples <= mounted
+
+
+def test_the_freeswitch_daemon_is_wired_to_its_switch_and_its_own_store(
+    compose: dict[str, Any],
+) -> None:
+    """pbx-agent-freeswitch: the switch's network namespace, a valid FreeSWITCH config that
+    passes against the samples, the event socket's password, its metrics port published,
+    and a store not shared with the Asterisk daemon (it would dial that switch's jobs)."""
+    services = compose["services"]
+    daemon = services["pbx-agent-freeswitch"]
+    assert daemon["profiles"] == ["freeswitch"]
+    assert daemon["network_mode"] == "service:freeswitch"
+    socket = (ROOT / "dialplan" / "freeswitch" / "event_socket.conf.xml").read_text()
+    password = re.search(r'name="password" value="([^"]+)"', socket)
+    assert password is not None
+    env = daemon["environment"]["PBX_AGENT_FREESWITCH__PASSWORD"]
+    assert env.endswith(f":-{password.group(1)}}}")
+    assert "PBX_AGENT_STORE__URL" not in daemon["environment"]
+    config = load_config(
+        ROOT / "deploy" / "pbx-agent.freeswitch.toml", env={"PBX_AGENT_FREESWITCH__PASSWORD": "x"}
+    )
+    assert config.pbx.kind == "freeswitch"
+    assert check_dialplan(config, ROOT / "dialplan") == []
+    assert config.store.url.startswith("sqlite+aiosqlite:////var/lib/pbx-agent/data/")
+    _, port = split_host_port(config.metrics.bind)
+    assert f"{port}:{port}" in services["freeswitch"]["ports"]
+    assert f":{port}/healthz" in " ".join(daemon["healthcheck"]["test"])
