@@ -39,7 +39,9 @@ def test_the_foundation_scenarios_pass_with_one_log_line_per_decision() -> None:
         decisions += event.get("event") == "decision"
     rows = {
         m.group(1): (m.group(2), int(m.group(3)))
-        for m in re.finditer(r"^(\w+)\s+foundation\s+(PASS|FAIL)\s+(\d+)\s", run.stdout, re.M)
+        for m in re.finditer(
+            r"^(\w+)\s+foundation\s+(PASS|FAIL)\s+(\d+)\s", run.stdout, re.MULTILINE
+        )
     }
     assert set(rows) == set(FOUNDATION)
     assert all(result == "PASS" for result, _ in rows.values())
