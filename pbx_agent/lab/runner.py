@@ -15,6 +15,7 @@ import socket
 import sys
 import tempfile
 import time
+import wave
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from pbx_agent.engine import Decision
 from pbx_agent.lab.drivers import AsteriskLabPbx, LabPbx
 from pbx_agent.lab.freeswitch_driver import FreeswitchLabPbx
 from pbx_agent.lab.scenario import LabContext, Scenario
+from pbx_agent.pbx.asterisk_hold import MUSIC_STEM
 from pbx_agent.testing.fake_asterisk import FakeAsterisk
 from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
 
@@ -78,6 +80,8 @@ def _lab_config(
             "connect_timeout_s": 120,
         },
         "store": {"url": f"sqlite+aiosqlite:///{folder / 'lab.sqlite3'}"},
+        # The local copy of the hold music the fake plays (_install_hold_music), as a site has.
+        "prompts": {"sounds_dir": str(folder)},
         "metrics": {"enabled": False},
         # Once per virtual second would be twenty store transactions a real second at 20x,
         # enough to slow the whole lab down; callback timing here is tens of seconds.
@@ -85,6 +89,22 @@ def _lab_config(
     }
     merged = deep_merge(deep_merge(dict(base), lab), scenario.config)
     return Config.model_validate(merged, context={})
+
+
+LAB_HOLD_MUSIC_S = 20.0
+
+
+def _install_hold_music(fake: FakeAsterisk, config: Config) -> None:
+    """The hold music as a site has it: a file beside the daemon (silence, 8 kHz 16-bit mono)
+    and the same sound, of the same length, on the switch."""
+    path = config.prompts.sounds_dir / f"{MUSIC_STEM}.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * int(8000 * LAB_HOLD_MUSIC_S))
+    sound = f"{config.prompts.pbx_prefix.asterisk}{MUSIC_STEM}"
+    fake.switch.sound_lengths.setdefault(sound, LAB_HOLD_MUSIC_S)
 
 
 def _freeswitch_lab_config(
@@ -180,6 +200,7 @@ async def _run_scenario(
         else:
             async with FakeAsterisk() as fake:
                 config = _lab_config(base_config, scenario, fake.ami_address, Path(tmp))
+                _install_hold_music(fake, config)
                 clock = LoopClock(start_epoch=_start_epoch(config, scenario.at_local_time))
                 daemon = Daemon(config, clock=clock)
                 try:

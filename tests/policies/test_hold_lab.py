@@ -26,3 +26,7 @@ def test_r1_lab_scenarios_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     failed = {r.scenario.name: r.problems for r in results if not r.passed}
     assert failed == {}
     assert len(results) == len(hold.SCENARIOS) == 5
+    # The lab gives the daemon the music the fake plays, as a site must (docs/hold.md): the
+    # announcements are planned on its real length, never corrected mid-hold.
+    music = [e for e in events if str(e["event"]).startswith("hold_music_")]
+    assert music == []
