@@ -167,6 +167,10 @@ def test_the_grafana_dashboard_uses_only_metrics_the_daemon_exports() -> None:
     used = set(re.findall(r"pbx_agent_[a-z_]+", dashboard))
     assert used, "the dashboard queries no pbx_agent metric"
     assert used <= exported, used - exported
+    # ... and every figure the daemon exports is on it (the process collectors aside).
+    families = {family.name for family in registry.collect()}
+    shown = {f for f in families if any(u == f or u.startswith(f + "_") for u in used)}
+    assert families - shown <= {"pbx_agent_info"}, families - shown - {"pbx_agent_info"}
 
 
 def test_freeswitch_loads_every_dialplan_sample(compose: dict[str, Any]) -> None:
