@@ -16,9 +16,13 @@ with the commands they return:
 - a command whose call or leg has ended by the time it is executed is dropped with a
   ``command_dropped`` log line and never sent.
 
-Invariants: every task the engine starts is tracked and awaited by ``close()``; a policy that
-raises is logged (``policy_failed``) and retired for that call only; a failing command is
-logged (``command_failed``) and never stops the call's queue.
+Invariants: every task the engine starts is tracked and awaited by ``close()``, and one that
+fails is logged with its traceback (``task_failed``); a policy that raises is logged
+(``policy_failed``) and retired for that call only; a failing command is logged
+(``command_failed``) and never stops the call's queue. Logging never raises into the engine
+(``GuardedLogger``): a decision whose log line cannot be written is executed all the same.
+Caller-controlled text in a decision's fields is escaped (``printable``) at any depth, for the
+log and for the listeners alike.
 """
 
 from __future__ import annotations
@@ -35,14 +39,15 @@ import structlog
 
 from pbx_agent.clock import Clock, TimerHandle
 from pbx_agent.errors import PbxAgentError
+from pbx_agent.logging import GuardedLogger
 from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
 from pbx_agent.model.events import CallId, LegId, PbxEvent
 from pbx_agent.pbx.base import CommandExecutor
 from pbx_agent.policies.base import Policy
-from pbx_agent.wire.escaping import printable
+from pbx_agent.wire.escaping import printable, printable_nested
 
-log = structlog.get_logger("pbx_agent.engine")
+log = GuardedLogger(structlog.get_logger("pbx_agent.engine"))
 
 StandardsResolver = Callable[[str | None, str | None], Any]
 ServiceHandler = Callable[[Any, "cm.Call | None"], Awaitable[None]]
@@ -86,14 +91,14 @@ def _command_fields(command: object) -> dict[str, Any]:
             continue
         value = getattr(command, f.name)
         if isinstance(command, cmd.Note) and f.name == "fields":
-            out.update(value)
+            out.update(printable_nested(dict(value)))
             continue
         if isinstance(value, str):
             value = printable(value)
         elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-            value = [dataclasses.asdict(v) for v in value]
+            value = printable_nested([dataclasses.asdict(v) for v in value])
         elif isinstance(value, dict | tuple) and f.name in ("fields", "params"):
-            value = dict(value)
+            value = printable_nested(dict(value))
         out[f.name] = value
     return out
 
@@ -319,8 +324,17 @@ class Engine:
         async def run() -> None:
             try:
                 await handler(command, call)
-            except Exception as exc:  # noqa: BLE001 - a service failure is logged, never fatal
+            except PbxAgentError as exc:
                 log.error(
+                    "command_failed",
+                    call_id=call.id if call else None,
+                    rule=rule,
+                    action=cmd.action_name(command),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            except Exception as exc:
+                # Not one of ours: a bug in the service, so its traceback goes with it.
+                log.exception(
                     "command_failed",
                     call_id=call.id if call else None,
                     rule=rule,
@@ -441,8 +455,16 @@ class Engine:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "task_failed",
+                task=task.get_name(),
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
 
     async def drain(self) -> None:
         """Wait until every queued command and service call has finished."""

@@ -1,21 +1,33 @@
 """Structured logging: one JSON object per line by default, readable columns on a terminal.
 
 Every log line is an event with a name (``decision``, ``command_done``, ``ami_connected``...)
-and fields; README.md lists the names and fields operations staff rely on. Strings that came
-from a caller are escaped before they are rendered, so a caller name with control characters
-cannot forge a second log line.
+and fields; README.md lists the names and fields operations staff rely on.
+
+Invariants:
+- Strings that came from a caller are escaped before they are rendered, at any depth (a
+  caller name inside a command's ``fields`` as much as a top-level one), with the rules of
+  ``pbx_agent.wire.escaping.printable``: a caller name with control characters cannot forge
+  a second log line, and a byte that was not UTF-8 is shown as ``\\xNN`` instead of
+  reaching a stream that cannot encode it.
+- Logging never raises into the code that logs. A line the stream cannot encode is written
+  with backslash escapes; any other failure (a processor, a closed stream) loses that one
+  line and is reported on stderr as ``log_failed``, in ASCII. A decision is executed whether
+  or not its log line could be written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
 
-from pbx_agent.wire.escaping import printable
+from pbx_agent.wire.escaping import printable_nested
 
 
 def _escape_strings(
@@ -23,10 +35,96 @@ def _escape_strings(
 ) -> MutableMapping[str, Any]:
     # Only strings holding something unprintable (control characters, bytes that were not
     # UTF-8) are rewritten; text already escaped by a codec's error message is left as is.
+    # Nested values are copied, never changed in place: they may be a command's own fields.
     for key, value in event_dict.items():
-        if isinstance(value, str) and key not in ("exception", "event") and not value.isprintable():
-            event_dict[key] = printable(value)
+        if key not in ("exception", "event"):
+            event_dict[key] = printable_nested(value, keep_printable=True)
     return event_dict
+
+
+def _report_lost(event: object, exc: BaseException) -> None:
+    """Say on stderr, in ASCII, that a log line was lost and why; never raise."""
+    # With stdout and stderr both failing there is nowhere left to say it.
+    with contextlib.suppress(Exception):
+        line = json.dumps(
+            {
+                "event": "log_failed",
+                "level": "error",
+                "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "lost_event": str(event),
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+            ensure_ascii=True,
+        )
+        print(line, file=sys.stderr, flush=True)  # noqa: T201 - the one place logging cannot log
+
+
+class GuardedLogger:
+    """A logger whose calls never raise: a failure to log is reported by ``_report_lost``.
+
+    For code that must go on whatever happens to a log line (the engine executes a
+    decision after logging it). ``logger`` is any structlog logger, usually a lazy proxy
+    from ``structlog.get_logger``, so the process's configuration applies at each call.
+    """
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        try:
+            getattr(self._logger, level)(event, **fields)
+        except Exception as exc:  # noqa: BLE001 - a log line must never stop the caller
+            _report_lost(event, exc)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit("error", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """``error`` with the exception being handled (its traceback) attached."""
+        fields.setdefault("exc_info", True)
+        self._emit("error", event, fields)
+
+
+class _LineWriter(structlog.PrintLogger):
+    """Writes each rendered line; a line the stream cannot encode (a strict UTF-8 stdout
+    and a surrogate in a traceback) is written with backslash escapes instead of raising."""
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except UnicodeEncodeError:
+            encoding = getattr(self._file, "encoding", None) or "utf-8"
+            super().msg(message.encode(encoding, "backslashreplace").decode(encoding))
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+def _never_raising(bound: type[Any]) -> type[Any]:
+    """``bound`` (a structlog filtering logger class) whose log calls never raise."""
+
+    class NeverRaising(bound):  # type: ignore[misc]
+        def _proxy_to_logger(
+            self, method_name: str, event: str | None = None, **event_kw: Any
+        ) -> Any:
+            try:
+                return super()._proxy_to_logger(method_name, event, **event_kw)
+            except Exception as exc:  # noqa: BLE001 - a log line must never stop the caller
+                _report_lost(event, exc)
+                return None
+
+    return NeverRaising
 
 
 def configure_logging(
@@ -58,8 +156,8 @@ def configure_logging(
     processors += [structlog.processors.format_exc_info, renderer]
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        wrapper_class=_never_raising(structlog.make_filtering_bound_logger(numeric)),
+        logger_factory=lambda *_args: _LineWriter(out),
         cache_logger_on_first_use=False,
     )
 

@@ -11,6 +11,9 @@ Invariants:
   characters such as bidi overrides, line separators, lone surrogates) as ``\\uXXXX`` or
   ``\\UXXXXXXXX``. ``\\xNN`` is therefore always a raw byte or an ASCII control, never a
   code point >= 0x80.
+- ``printable_nested`` applies the same rendering to every string inside dicts (keys and
+  values), lists and tuples, at any depth, and copies the containers instead of changing
+  them: a caller name several levels inside a log field is as safe as one at the top.
 - ``dialplan_arg`` returns a string that Asterisk's argument splitter
   (``__ast_app_separate_args`` in main/app.c) reads back as exactly one argument equal
   to the input. It refuses CR, LF and NUL, which no escape can carry through a dialplan
@@ -20,6 +23,8 @@ No I/O here: pure functions over ``str``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pbx_agent.errors import UnsafeValueError
 
@@ -56,6 +61,31 @@ def printable(value: str) -> str:
     return "".join(
         "\\\\" if ch == "\\" else ch if ch.isprintable() else _escape_char(ch) for ch in value
     )
+
+
+def printable_nested(value: Any, *, keep_printable: bool = False) -> Any:
+    """``value`` with every string in it, at any depth, rendered by ``printable``.
+
+    Dicts (keys and values), lists and tuples are copied with their items rendered; any
+    other value is returned as it is. With ``keep_printable`` a string that is already
+    printable is kept unchanged (so text a codec has escaped is not escaped twice) and only
+    strings holding something unprintable are rendered.
+    """
+    if isinstance(value, str):
+        if keep_printable and value.isprintable():
+            return value
+        return printable(value)
+    if isinstance(value, dict):
+        return {
+            printable_nested(key, keep_printable=keep_printable): printable_nested(
+                item, keep_printable=keep_printable
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        items = [printable_nested(item, keep_printable=keep_printable) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 def dialplan_arg(value: str) -> str:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from pbx_agent.clock import ManualClock
 from pbx_agent.engine import Decision, Engine
 from pbx_agent.errors import PbxActionFailed
+from pbx_agent.logging import configure_logging
 from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
@@ -272,3 +276,134 @@ async def test_decisions_say_whether_the_daemon_is_in_shadow_mode(shadow: bool) 
             engine.handle(event)
         await engine.drain()
     assert [e["shadow"] for e in logs if e["event"] == "decision"] == [shadow]
+
+
+# -- failures never go unseen, logging never stops a decision ---------------------------------
+
+CALLER_TEXT = "Иван\r\nevent: forged\u202e" + b"\xff".decode("utf-8", "surrogateescape")
+CALLER_TEXT_SHOWN = "Иван\\r\\nevent: forged\\u202e\\xff"
+
+
+@dataclass
+class Alerter:
+    """A test policy: alerts the agent with the caller's name as soon as the parties connect."""
+
+    name: str = "alerter"
+    rule: str = "R1"
+
+    def start(self, call: cm.Call, now: float) -> Any:
+        return 0
+
+    def step(
+        self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+    ) -> tuple[Any, list[cmd.Command]]:
+        if isinstance(event, cm.PartiesConnected):
+            alert = cmd.AlertAgent(event.agent, "hold_limit", fields=(("name", CALLER_TEXT),))
+            return state, [alert]
+        return state, []
+
+
+@pytest.fixture
+def restore_logging() -> Any:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+async def test_a_decision_is_executed_when_the_log_stream_is_strict_utf8(
+    restore_logging: None,
+) -> None:
+    """A raw caller byte in a decision's fields is logged escaped; the alert is still sent."""
+    raw = io.BytesIO()
+    configure_logging("json", stream=io.TextIOWrapper(raw, encoding="utf-8", write_through=True))
+    engine, _, executor = make_engine(policy=Alerter())
+    for event in bridged_call_events():
+        engine.handle(event)
+    await engine.drain()
+    assert [type(c) for c in executor.executed] == [cmd.AlertAgent]
+    lines = [json.loads(line) for line in raw.getvalue().decode("utf-8").splitlines()]
+    [decision] = [line for line in lines if line["event"] == "decision"]
+    assert decision["fields"] == {"name": CALLER_TEXT_SHOWN}
+
+
+async def test_a_decision_is_executed_when_the_logger_raises(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A logger that fails (a closed stdout) loses its line, reported on stderr; the alert is sent."""
+
+    def closed_stdout(_logger: Any, _name: str, _event: Any) -> Any:
+        msg = "I/O operation on closed file"
+        raise ValueError(msg)
+
+    structlog.configure(processors=[closed_stdout])
+    engine, _, executor = make_engine(policy=Alerter())
+    for event in bridged_call_events():
+        engine.handle(event)
+    await engine.drain()
+    assert [type(c) for c in executor.executed] == [cmd.AlertAgent]
+    lost = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert {"event": "log_failed", "lost_event": "decision"} in [
+        {"event": e["event"], "lost_event": e["lost_event"]} for e in lost
+    ]
+
+
+def test_decision_fields_reach_the_listeners_escaped() -> None:
+    """Listeners (the store) get the caller's text inside a command's fields escaped too."""
+    engine, _, _ = make_engine(policy=Alerter())
+    seen: list[Decision] = []
+    engine.on_decision(seen.append)
+    engine.record_decision(
+        cmd.AlertAgent(LegId("c.2"), "hold_limit", fields=(("name", CALLER_TEXT),)),
+        call=None,
+        rule="R1",
+        policy="alerter",
+    )
+    assert seen[0].fields["fields"] == {"name": CALLER_TEXT_SHOWN}
+
+
+async def test_a_failing_engine_task_is_logged_with_its_traceback() -> None:
+    """An exception escaping one of the engine's tasks is `task_failed` with the exception."""
+    engine, _, _ = make_engine()
+
+    async def broken() -> None:
+        msg = "no such key"
+        raise KeyError(msg)
+
+    with capture_logs() as logs:
+        engine._spawn(broken(), "broken")
+        await engine.drain()
+    [failed] = [e for e in logs if e["event"] == "task_failed"]
+    assert failed["task"] == "broken"
+    assert isinstance(failed["exc_info"], KeyError)
+
+
+async def test_a_service_bug_is_logged_with_its_traceback() -> None:
+    """A service raising something not the project's own is `command_failed` with its traceback."""
+
+    @dataclass
+    class Facts:
+        name: str = "facts"
+        rule: str = "R8"
+
+        def start(self, call: cm.Call, now: float) -> Any:
+            return 0
+
+        def step(
+            self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+        ) -> tuple[Any, list[cmd.Command]]:
+            if isinstance(event, cm.PartiesConnected):
+                return state, [cmd.RecordFact("call", {"call_id": event.call})]
+            return state, []
+
+    async def broken_store(command: cmd.RecordFact, call: cm.Call | None) -> None:
+        msg = "call_id"
+        raise KeyError(msg)
+
+    engine, _, _ = make_engine(policy=Facts())
+    engine.register_service(cmd.RecordFact, broken_store)
+    with capture_logs() as logs:
+        for event in bridged_call_events():
+            engine.handle(event)
+        await engine.drain()
+    [failed] = [e for e in logs if e["event"] == "command_failed"]
+    assert (failed["action"], failed["exc_info"]) == ("record_fact", True)

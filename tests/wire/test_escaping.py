@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pbx_agent.errors import UnsafeValueError
-from pbx_agent.wire.escaping import dialplan_arg, printable
+from pbx_agent.wire.escaping import dialplan_arg, printable, printable_nested
 
 
 def ast_app_separate_args(buf: str, delim: str = ",") -> list[str]:
@@ -150,3 +150,34 @@ def test_printable_is_lossless_and_printable(value: str) -> None:
 def test_printable_renders_what_the_pbx_sent(value: str, shown: str) -> None:
     """Controls, raw bytes and invisible code points get distinct visible escapes."""
     assert printable(value) == shown
+
+
+RAW_BYTE = b"\xff".decode("utf-8", "surrogateescape")
+
+
+def test_printable_nested_renders_strings_at_any_depth() -> None:
+    """Dict keys and values, list and tuple items are rendered however deep they are."""
+    name = f"Иван\r\n\u202e{RAW_BYTE}"
+    shown = "Иван\\r\\n\\u202e\\xff"
+    value = {"caller": {"name": name, "legs": [("c.1", name)]}, name: 3}
+    assert printable_nested(value) == {
+        "caller": {"name": shown, "legs": [("c.1", shown)]},
+        shown: 3,
+    }
+
+
+def test_printable_nested_copies_instead_of_changing_the_value() -> None:
+    """The containers given are left as they were (they may be a command's own fields)."""
+    inner = {"name": "a\nb"}
+    value = {"caller": inner, "legs": ["a\nb"]}
+    printable_nested(value)
+    assert value == {"caller": {"name": "a\nb"}, "legs": ["a\nb"]}
+
+
+def test_printable_nested_can_keep_text_that_is_already_printable() -> None:
+    """keep_printable leaves printable text (an escaped error message) as it is."""
+    value = {"error": "frame 'a\\r\\nb'", "name": "a\r\nb"}
+    assert printable_nested(value, keep_printable=True) == {
+        "error": "frame 'a\\r\\nb'",
+        "name": "a\\r\\nb",
+    }
