@@ -462,12 +462,15 @@ class AsteriskAdapter:
 
     async def _alert(self, command: cmd.AlertAgent, call: Call) -> str:
         channel = self._channel(call, command.leg)
+        # Every value can come from outside (the agent's name from a queue MemberName or
+        # PBXAGENT_AGENT, a caller's number in the fields): a CR/LF in one is made visible,
+        # so the alert is still sent instead of the encoder refusing the whole action.
         fields: Fields = [
             ("UserEvent", "PbxAgentAlert"),
-            ("Alert", command.alert),
-            ("Channel", channel),
-            ("CallId", call.id),
-            ("Agent", call.agent_id or ""),
+            ("Alert", _safe_value(command.alert)),
+            ("Channel", _safe_value(channel)),
+            ("CallId", _safe_value(call.id)),
+            ("Agent", _safe_value(call.agent_id or "")),
         ]
         fields.extend((name, _safe_value(value)) for name, value in command.fields)
         await self._act("UserEvent", fields, call_id=call.id)
@@ -510,6 +513,12 @@ class AsteriskAdapter:
                 await coro
             except PbxAgentError as exc:
                 log.warning("action_failed", pbx=self.name, task=name, error=str(exc))
+            except Exception as exc:
+                # Not one of ours: a bug, logged with its traceback (a task's exception that
+                # nobody reads is lost). CancelledError is not an Exception and goes through.
+                log.exception(
+                    "task_failed", pbx=self.name, task=name, error=f"{type(exc).__name__}: {exc}"
+                )
 
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)

@@ -551,14 +551,19 @@ class FreeswitchAdapter:
 
     async def _alert(self, command: cmd.AlertAgent, call: Call) -> str:
         uuid = self._uuid(call, command.leg)
-        headers = [
-            ("Event-Subclass", "pbx_agent::alert"),
+        # Every value can come from outside (the agent's name from PBXAGENT_AGENT, a caller's
+        # number in the fields): a CR/LF in one is made visible, and leading blanks, which
+        # mod_event_socket drops after the colon anyway, are left out, so the alert is still
+        # sent instead of the encoder refusing the whole command.
+        values = [
             ("Alert", command.alert),
             ("Unique-ID", uuid),
             ("Call-ID", str(call.id)),
             ("Agent", call.agent_id or ""),
+            *((f"Alert-{name}", value) for name, value in command.fields),
         ]
-        headers.extend((f"Alert-{name}", _safe_value(value)) for name, value in command.fields)
+        headers = [("Event-Subclass", "pbx_agent::alert")]
+        headers.extend((name, _safe_value(value).lstrip(" \t")) for name, value in values)
         if self.shadow:
             log.info(
                 "shadow_action",
@@ -647,6 +652,12 @@ class FreeswitchAdapter:
                 await coro
             except PbxAgentError as exc:
                 log.warning("action_failed", pbx=self.name, task=name, error=str(exc))
+            except Exception as exc:
+                # Not one of ours: a bug, logged with its traceback (a task's exception that
+                # nobody reads is lost). CancelledError is not an Exception and goes through.
+                log.exception(
+                    "task_failed", pbx=self.name, task=name, error=f"{type(exc).__name__}: {exc}"
+                )
 
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)

@@ -302,3 +302,73 @@ async def test_dialplan_talk_detection_sends_no_setvar_and_counts_the_configured
         await adapter.close()
     assert not [a for a in pbx.actions if a.name == "Setvar" and "TALK_DETECT" in a["Variable"]]
     assert translated == [TalkingStopped(LegId(caller.uniqueid), 400, 1200)]
+
+
+async def test_an_unexpected_error_in_a_background_action_is_logged_with_its_traceback(
+    pbx: FakeAsterisk,
+) -> None:
+    """A spawned coroutine raising something not the project's own is `task_failed`, traceback too."""
+    adapter = AsteriskAdapter(ami_settings(pbx), OPTIONS, handle_event=lambda _event: None)
+
+    async def broken() -> None:
+        msg = "Uniqueid"
+        raise KeyError(msg)
+
+    with capture_logs() as logs:
+        adapter._spawn(broken(), "talk-detect")
+        await asyncio.gather(*adapter._tasks)
+    [failed] = [e for e in logs if e["event"] == "task_failed"]
+    assert (failed["pbx"], failed["task"], failed["error"]) == (
+        adapter.name,
+        "talk-detect",
+        "KeyError: 'Uniqueid'",
+    )
+    assert failed["exc_info"] is True
+
+
+async def test_an_agent_name_with_cr_lf_is_escaped_in_the_one_alert_user_event(
+    pbx: FakeAsterisk,
+) -> None:
+    """An agent name (queue MemberName) holding CR and LF still sends one UserEvent, escaped."""
+    async with attached(pbx) as (engine, adapter, _):
+        caller, agent, call = await connected_call(pbx, engine)
+        # A bare CR or LF is part of a header's value for the AMI decoder (only CRLF ends it).
+        agent_connect = AmiMessage(
+            (
+                ("Event", "AgentConnect"),
+                ("Uniqueid", caller.uniqueid),
+                ("DestUniqueid", agent.uniqueid),
+                ("MemberName", "Alice\nAction: Hangup\rX: y"),
+                ("Queue", "support"),
+            )
+        )
+        for event in adapter.translator.feed(agent_connect):
+            engine.handle(event)
+        assert call.agent_id == "Alice\nAction: Hangup\rX: y"
+        with capture_logs() as logs:
+            await engine.execute_now(
+                cmd.AlertAgent(
+                    LegId(agent.uniqueid), "hold_limit", fields=(("number", "7916\nX: y"),)
+                ),
+                call_id=call.id,
+                rule="R1",
+                policy="test",
+            )
+        await pbx.wait_for_action("UserEvent")
+    [done] = [e for e in logs if e["event"] in ("command_done", "command_failed")]
+    assert done["event"] == "command_done"
+    [user_event] = [a for a in pbx.actions if a.name == "UserEvent"]
+    assert [k for k, _ in user_event.fields if k != "ActionID"] == [
+        "Action",
+        "UserEvent",
+        "Alert",
+        "Channel",
+        "CallId",
+        "Agent",
+        "number",
+    ]
+    assert (user_event["Agent"], user_event["number"]) == (
+        "Alice\\nAction: Hangup\\rX: y",
+        "7916\\nX: y",
+    )
+    assert not any(a.name == "Hangup" for a in pbx.actions)

@@ -489,3 +489,55 @@ async def test_a_command_for_a_leg_of_another_call_is_refused(fs: FakeFreeSwitch
         with pytest.raises(Exception, match="not part of call"):
             await a.adapter.execute(cmd.HangupLeg(LegId("elsewhere")), call)
         assert call.id == CallId(call.id)
+
+
+async def test_an_unexpected_error_in_a_background_task_is_logged_with_its_traceback(
+    fs: FakeFreeSwitch,
+) -> None:
+    """A spawned coroutine raising something not the project's own is `task_failed`, traceback too."""
+    adapter = FreeswitchAdapter(
+        settings(fs), OPTIONS, handle_event=lambda _event: None, clock=LoopClock()
+    )
+
+    async def broken() -> None:
+        msg = "Unique-ID"
+        raise KeyError(msg)
+
+    with capture_logs() as logs:
+        await adapter._spawn(broken(), "hold-program:x")
+    [failed] = [e for e in logs if e["event"] == "task_failed"]
+    assert (failed["pbx"], failed["task"], failed["error"]) == (
+        adapter.name,
+        "hold-program:x",
+        "KeyError: 'Unique-ID'",
+    )
+    assert failed["exc_info"] is True
+
+
+async def test_an_agent_name_with_cr_lf_is_escaped_in_the_one_alert_event(
+    fs: FakeFreeSwitch,
+) -> None:
+    """An agent name (mod_callcenter's CC-Agent) holding CR/LF still sends the alert, escaped."""
+    async with attached(fs) as a:
+        caller, agent = await bridged(a)
+        # ESL events are URL-encoded on the wire, so a decoded CC-Agent can hold CR/LF.
+        evil = " Alice\r\nEvent-Subclass: forged"
+        a.engine.handle(ev.AgentConnected(LegId(caller.uuid), LegId(agent.uuid), evil, "support"))
+        assert a.call().agent_id == evil
+        with capture_logs() as logs:
+            await a.run(cmd.AlertAgent(LegId(agent.uuid), "hold_limit", fields=(("n", "1\n2"),)))
+        assert [e["event"] for e in logs if e["event"].startswith("command_")] == ["command_done"]
+        [sent] = fs.commands_for("sendevent")
+        assert [k for k, _ in sent.headers] == [
+            "Event-Subclass",
+            "Alert",
+            "Unique-ID",
+            "Call-ID",
+            "Agent",
+            "Alert-n",
+        ]
+        assert (sent.get("Event-Subclass"), sent.get("Agent"), sent.get("Alert-n")) == (
+            "pbx_agent::alert",
+            "Alice\\r\\nEvent-Subclass: forged",
+            "1\\n2",
+        )
