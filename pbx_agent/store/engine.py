@@ -16,6 +16,8 @@ transaction discipline every repository follows and the one place DB errors are 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from pbx_agent.errors import ConfigError, StoreUnavailable
 
@@ -88,14 +91,14 @@ def _sqlite_engine(parsed: URL, busy_timeout_s: float) -> AsyncEngine:
         # Let SQLAlchemy, not the driver, decide when a transaction begins (see docstring).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            f"PRAGMA busy_timeout={busy_ms}",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA synchronous=NORMAL",
-        ):
-            cursor.execute(pragma)
-        cursor.close()
+        try:
+            # busy_timeout first, so the other pragmas wait for a busy file too.
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            _use_wal(cursor, busy_timeout_s)
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -103,6 +106,33 @@ def _sqlite_engine(parsed: URL, busy_timeout_s: float) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _use_wal(cursor: Any, busy_timeout_s: float) -> None:
+    """Put the file in WAL mode (it stays so: later connections only read the mode).
+
+    Switching the journal mode needs the file to itself, and SQLite does not always call
+    the busy handler for it: a second connection opening while the first writes got
+    ``database is locked`` at once. Retried here with backoff, up to the busy timeout."""
+    cursor.execute("PRAGMA journal_mode")
+    row = cursor.fetchone()
+    if row is not None and str(row[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + busy_timeout_s
+    pause = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchone()
+        except Exception as exc:  # the driver's OperationalError, whichever module it is from
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        else:
+            return
+        # The connect event runs in SQLAlchemy's greenlet on the event loop: wait there
+        # without blocking the loop.
+        await_only(asyncio.sleep(pause))
+        pause = min(pause * 2, 0.25)
 
 
 class Database:
