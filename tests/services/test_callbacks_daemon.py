@@ -167,7 +167,7 @@ async def test_shadow_mode_dials_nothing(tmp_path: Path) -> None:
             async with running(config):
                 await asyncio.sleep(0.5)
         assert not [a for a in pbx.received if a.name == "Originate"]
-    assert any(e["event"] == "callback_scheduler_off" for e in logs)
+    assert any(e["event"] == "callback_scheduler_off" for e in logs), [e["event"] for e in logs]
 
 
 async def test_shadow_mode_logs_a_drop_but_writes_no_job(tmp_path: Path) -> None:
