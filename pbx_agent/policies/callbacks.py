@@ -666,6 +666,34 @@ def after_attempt(
     return JobTransition(give_up, None, made, why)
 
 
+def quiet_deferral(job: CallbackJob, now: datetime, rules: CallbackRules) -> JobTransition | None:
+    """A due job found inside quiet hours (the scheduler was down, or the PBX refused, when
+    its slot came, or quiet hours were widened since it was planned) waits for the end of
+    the quiet period instead of ringing the customer at night; its attempt count is not
+    touched. It gives up when the end of the quiet period is past its window (or promise
+    deadline). None when ``now`` is not quiet."""
+    if not is_quiet(now, rules):
+        return None
+    at = next_allowed(now, rules)
+    if at <= job.window_ends_at:
+        return JobTransition(
+            JobStatus.SCHEDULED, at, job.attempts_made, "deferred to the end of quiet hours"
+        )
+    if job.kind is JobKind.PROMISED:
+        return JobTransition(
+            JobStatus.OVERDUE,
+            None,
+            job.attempts_made,
+            "quiet hours last past the promised deadline",
+        )
+    return JobTransition(
+        JobStatus.EXHAUSTED,
+        None,
+        job.attempts_made,
+        f"quiet hours last past the end of the {_hours(rules.window)} h window",
+    )
+
+
 def expiry(job: CallbackJob, now: datetime) -> JobTransition | None:
     """A scheduled job whose window (or promise deadline) passed before anyone could dial
     it (daemon down, PBX down) is finished here; None while it can still be dialled."""

@@ -14,7 +14,9 @@ added):
 3. give up on this daemon's own attempts that got no outcome in time (ring time plus a
    grace period: ``unknown``; answered but no machine verdict: the configured ``notsure``);
 4. renew the leases of this daemon's attempts in flight;
-5. claim due jobs up to the global concurrency cap. The claim records each attempt as
+5. inside quiet hours, move due jobs to the end of the quiet period (they were planned
+   outside it, but the daemon may have been down at their slot); otherwise claim due jobs
+   up to the global concurrency cap. The claim records each attempt as
    ``dialling`` and commits **before** ``Dialer.place_callback`` is called, so a crash
    after dialling can only lose an outcome, never call the same attempt twice.
 
@@ -61,10 +63,12 @@ from pbx_agent.policies.callbacks import (
     after_attempt,
     cancels_on_inbound,
     expiry,
+    is_quiet,
     new_drop_job_times,
     new_promise_times,
     outcome_for_originate,
     outcome_for_verdict,
+    quiet_deferral,
 )
 from pbx_agent.store import AttemptResult, Decision, Finished, NewJob, Store
 
@@ -507,7 +511,34 @@ class CallbackService:
                 # arrives is recorded on the attempt, but the job is no longer ours.
                 self._in_flight.pop(request_id, None)
 
+    async def _defer_quiet(self, now: datetime) -> None:
+        rules = self._rules
+        deferred = await self._store.callbacks.reschedule_due(
+            now=now,
+            limit=self._settings.claim_batch,
+            decide=lambda job: quiet_deferral(job, now, rules),
+        )
+        for job in deferred:
+            if job.status in TERMINAL_STATUSES:
+                await self._log_finished(job, now)
+                continue
+            log.info(
+                "callback.deferred_quiet_hours",
+                job_id=job.id,
+                number=job.number,
+                kind=str(job.kind),
+                attempts_made=job.attempts_made,
+                next_attempt_at=_iso(job.next_attempt_at),
+                window_ends_at=_iso(job.window_ends_at),
+            )
+            await self._decide(now, "callback_deferred", "due inside quiet hours", job)
+
     async def _claim_and_dial(self, now: datetime) -> int:
+        if is_quiet(now, self._rules):
+            # Jobs are planned outside quiet hours, but one can still come due inside
+            # them (the daemon or the store was down at its slot): it waits, never rings.
+            await self._defer_quiet(now)
+            return 0
         claimed = await self._store.callbacks.claim_due(
             owner=self.owner,
             now=now,

@@ -465,6 +465,39 @@ class CallbackRepository:
                     finished.append(await _apply(conn, job, transition, now))
             return finished
 
+    async def reschedule_due(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        decide: Callable[[CallbackJob], JobTransition | None],
+    ) -> list[CallbackJob]:
+        """Apply ``decide`` to scheduled jobs that are due now (jobs it returns None for
+        are left alone); the jobs it changed."""
+        c = callback_jobs.c
+        async with self._db.write("reschedule due callback jobs") as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(callback_jobs)
+                        .where(c.status == str(JobStatus.SCHEDULED))
+                        .where(c.next_attempt_at <= now)
+                        .order_by(c.next_attempt_at, c.id)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            changed: list[CallbackJob] = []
+            for row in rows:
+                job = _job(row)
+                transition = decide(job)
+                if transition is not None:
+                    changed.append(await _apply(conn, job, transition, now))
+            return changed
+
     # ------------------------------------------------------------------ admin / inbound
 
     async def cancel(self, job_id: int, *, reason: str, now: datetime) -> CallbackJob | None:

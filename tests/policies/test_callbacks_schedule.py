@@ -28,6 +28,7 @@ from pbx_agent.policies.callbacks import (
     outcome_for_originate,
     outcome_for_verdict,
     plan_attempt,
+    quiet_deferral,
 )
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -367,3 +368,34 @@ def test_scheduled_job_past_its_window_expires() -> None:
     overdue = expiry(replace(job, kind=JobKind.PROMISED), after)
     assert overdue is not None
     assert overdue.status is JobStatus.OVERDUE
+
+
+def test_a_due_job_found_in_quiet_hours_waits_for_their_end() -> None:
+    """Dropped 20:50, due 20:50:30, the scheduler only looks at 21:30: 09:00 next day,
+    with its attempt count untouched."""
+    dropped = local(MOSCOW, 2026, 6, 10, 20, 50, 0)
+    job = job_after_drop(dropped, status=JobStatus.SCHEDULED, attempts_made=1)
+    transition = quiet_deferral(job, local(MOSCOW, 2026, 6, 10, 21, 30, 0), RULES)
+    assert transition is not None
+    assert transition.status is JobStatus.SCHEDULED
+    assert transition.next_attempt_at == local(MOSCOW, 2026, 6, 11, 9, 0, 0)
+    assert transition.attempts_made == 1
+
+
+def test_a_due_job_outside_quiet_hours_is_not_deferred() -> None:
+    job = job_after_drop(NOON, status=JobStatus.SCHEDULED)
+    assert quiet_deferral(job, NOON + timedelta(minutes=5), RULES) is None
+
+
+def test_quiet_hours_past_the_window_end_exhaust_a_drop_job_and_make_a_promise_overdue() -> None:
+    """Window ends 23:00; at 22:00 the quiet period lasts until 09:00: nothing fits."""
+    now = local(MOSCOW, 2026, 6, 10, 22, 0, 0)
+    ends = local(MOSCOW, 2026, 6, 10, 23, 0, 0)
+    job = job_after_drop(NOON, status=JobStatus.SCHEDULED, window_ends_at=ends)
+    transition = quiet_deferral(job, now, RULES)
+    assert transition is not None and transition.status is JobStatus.EXHAUSTED
+    assert transition.next_attempt_at is None
+    assert "quiet hours" in transition.reason
+    promise = replace(job, kind=JobKind.PROMISED, deadline_at=ends)
+    transition = quiet_deferral(promise, now, RULES)
+    assert transition is not None and transition.status is JobStatus.OVERDUE

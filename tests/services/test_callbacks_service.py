@@ -598,3 +598,36 @@ async def test_promise_hook_safe_default_lets_the_dialplan_go_on(
     assert spec.on_timeout is not None
     await spec.on_timeout(session)  # type: ignore[arg-type]
     assert session.variables == {"PBXAGENT_PROMISE": "unavailable"}
+
+
+async def test_a_job_due_before_quiet_hours_is_not_dialled_inside_them(
+    store: Store, dialer: RecordingDialer
+) -> None:
+    """Dropped at 20:50 Moscow time; the scheduler (down until then) first runs at 21:30:
+    nothing rings, the job moves to 09:00 the next morning and is dialled then."""
+    dropped = datetime(2026, 6, 10, 20, 50, tzinfo=MOSCOW).timestamp()
+    clock = ManualClock(dropped)
+    service = service_for(store, clock, dialer)
+    job_id = await drop(service)
+    clock.advance_to(datetime(2026, 6, 10, 21, 30, tzinfo=MOSCOW).timestamp())
+    with capture_logs() as logs:
+        assert await service.run_once() == 0
+    assert dialer.requests == []
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.SCHEDULED
+    assert job.attempts_made == 0
+    morning = datetime(2026, 6, 11, 9, 0, tzinfo=MOSCOW)
+    assert job.next_attempt_at == morning
+    deferred = [e for e in logs if e["event"] == "callback.deferred_quiet_hours"]
+    assert [e["job_id"] for e in deferred] == [job_id]
+    assert deferred[0]["next_attempt_at"] == morning.astimezone(UTC).isoformat()
+    decisions = await store.decisions.between(
+        datetime.fromtimestamp(dropped, UTC), morning.astimezone(UTC)
+    )
+    assert "callback_deferred" in [d.action for d in decisions]
+    clock.advance_to(morning.timestamp() - 1)
+    assert await service.run_once() == 0
+    clock.advance_to(morning.timestamp())
+    assert await service.run_once() == 1
+    assert [r.job_id for r in dialer.requests] == [job_id]
