@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx_agent.config import Config, ConfigError, ConfigProblem
+from pbx_agent.config.settings import PhraseConflict
 from pbx_agent.errors import PbxAgentError
 from pbx_agent.prompts import file_stem, sound_path
 
@@ -134,27 +135,10 @@ def find_tools(which: Callable[[str], str | None] | None = None) -> dict[str, st
 # ---------------------------------------------------------------------- which phrases
 
 
-@dataclass(frozen=True, slots=True)
-class PhraseConflict:
-    key: str
-    layer: str  # "queues.after_sales" / "dialed.8800..."
-    text: str
-
-
 def phrases_to_render(config: Config) -> tuple[dict[str, str], list[PhraseConflict]]:
-    """Every phrase of the site's standards and of each queue / dialled-number layer, by
-    key, with the keys whose text differs between layers (one file cannot say both)."""
-    texts: dict[str, str] = dict(config.standards_for().phrases)
-    conflicts: list[PhraseConflict] = []
-    layers = [(f"queues.{q}", config.standards_for(q, None)) for q in sorted(config.queues)]
-    layers += [(f"dialed.{d}", config.standards_for(None, d)) for d in sorted(config.dialed)]
-    for layer, standards in layers:
-        for key, text in standards.phrases.items():
-            if key not in texts:
-                texts[key] = text
-            elif texts[key] != text:
-                conflicts.append(PhraseConflict(key, layer, text))
-    return dict(sorted(texts.items())), conflicts
+    """Every phrase to render, by key, and the layers that word a key differently
+    (``load_config`` refuses those, so a loaded configuration has none)."""
+    return config.phrase_texts()
 
 
 # ---------------------------------------------------------------------- rendering
@@ -369,15 +353,3 @@ def prompt_file_problems(config: Config) -> list[ConfigProblem] | None:
                 )
             )
     return problems
-
-
-def conflict_problems(conflicts: Iterable[PhraseConflict]) -> list[ConfigProblem]:
-    return [
-        ConfigProblem(
-            f"{c.layer}.phrases.{c.key}",
-            c.text,
-            "the site's text, or a key of its own referenced by the layer's rule",
-            "the switch plays one file per key, so this layer's text would never be heard",
-        )
-        for c in conflicts
-    ]

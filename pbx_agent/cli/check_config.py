@@ -4,8 +4,7 @@ Prints every problem as ``key: message (got: value; accepted: ...)`` and exits 1
 one-line summary and exits 0. Environment overrides (``PBX_AGENT_...``) are applied as
 ``pbx-agent run`` would apply them. Secrets are never printed.
 
-Beyond the file itself: a phrase that a queue or dialled number words differently under the
-same key (the switch plays one file per key); when the profile's folder under
+Beyond what ``pbx-agent run`` refuses (``load_config``): when the profile's folder under
 ``prompts.sounds_dir`` is on this host, every phrase's sound file and the hold music
 (``pbx_agent.sounds``); with ``--dialplan DIR``, the dialplan the configuration will meet
 (``pbx_agent.dialplan_check``).
@@ -21,7 +20,7 @@ from typing import Any
 
 from pbx_agent.config import Config, ConfigError, ConfigProblem, load_config
 from pbx_agent.dialplan_check import check_dialplan
-from pbx_agent.sounds import conflict_problems, phrases_to_render, prompt_file_problems
+from pbx_agent.sounds import prompt_file_problems
 
 
 def register(subparsers: Any) -> None:
@@ -48,10 +47,9 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _report(args.file, exc.problems)
     # What the switch will play and run: the prompt files (when the profile's sounds folder
-    # is on this host), one file per phrase key, and the dialplan named by --dialplan.
+    # is on this host) and the dialplan named by --dialplan.
     prompt_files = prompt_file_problems(config)
     deployment = [
-        *conflict_problems(phrases_to_render(config)[1]),
         *(prompt_files or []),
         *(check_dialplan(config, Path(args.dialplan)) if args.dialplan else []),
     ]
@@ -62,6 +60,13 @@ def handle(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{args.file}: OK; {summary(config)}" + (f"; {extra} checked" if extra else "") + "\n"
     )
+    if prompt_files is None:
+        # Said, not hidden: an admin who expects the check must see it did not happen.
+        folder = config.prompts.sounds_dir / config.site.profile
+        sys.stdout.write(
+            f"note: prompt files not checked: {folder} is not on this host (prompts.sounds_dir; "
+            f"pbx-agent prompts render --profile {config.site.profile} writes it)\n"
+        )
     return 0
 
 

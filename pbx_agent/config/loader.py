@@ -9,6 +9,7 @@ A problem in a value that came from the environment is keyed by the variable's n
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import tomllib
@@ -22,7 +23,8 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from pbx_agent.config.problems import ConfigProblem
 from pbx_agent.config.settings import Config, deep_merge
-from pbx_agent.config.validation import is_secret_name, render_value, sub_problems
+from pbx_agent.config.types import SubProblem
+from pbx_agent.config.validation import is_secret_name, render_value, split_path, sub_problems
 from pbx_agent.errors import ConfigError
 
 ENV_PREFIX = "PBX_AGENT_"
@@ -50,12 +52,65 @@ def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None
     except ValidationError as exc:
         problems.extend(
             _attribute_to_env(ConfigProblem(p.path, p.value, p.accepted, p.message), env_names)
-            for p in sub_problems(exc, Config)
+            for p in _every_problem(merged, sub_problems(exc, Config))
         )
         raise _error(problems) from None
     if problems:
         raise _error(problems)
     return config
+
+
+_MORE_PASSES = 3
+
+
+def _every_problem(data: dict[str, Any], first: list[SubProblem]) -> list[SubProblem]:
+    """``first`` plus the problems it hid.
+
+    Checks across sections (a secret required by ``pbx.kind``, agents' tiers, phrase
+    files, ...) only run on an otherwise valid file, so a typo in one key used to hide
+    them until it was fixed: an admin fixed one problem per run. Here each bad key is taken
+    out (its default applies) and the file is validated again, a few times, to list what
+    the first pass could not see. A problem under a key taken out is not reported again
+    (a removed secret is not also "missing")."""
+    found = list(first)
+    removed: list[tuple[str, ...]] = []
+    latest = first
+    for _ in range(_MORE_PASSES):
+        cut = [path for p in latest if (path := split_path(p.path))]
+        if not cut:
+            break
+        data = _without(data, cut)
+        removed += cut
+        try:
+            Config.model_validate(data, context={})
+        except ValidationError as exc:
+            latest = [
+                p
+                for p in sub_problems(exc, Config)
+                if p not in found and not _under(split_path(p.path), removed)
+            ]
+        else:
+            break
+        if not latest:
+            break
+        found += latest
+    return found
+
+
+def _without(data: Mapping[str, Any], paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    """A copy of ``data`` without the values at ``paths`` (list items: the whole list)."""
+    out = copy.deepcopy(dict(data))
+    for path in paths:
+        node: Any = out
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
+
+
+def _under(path: tuple[str, ...], removed: list[tuple[str, ...]]) -> bool:
+    return any(path[: len(cut)] == cut for cut in removed)
 
 
 def _error(problems: list[ConfigProblem]) -> ConfigError:

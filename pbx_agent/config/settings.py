@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import zoneinfo
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -326,6 +327,15 @@ class PromptsSettings(_Section):
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PhraseConflict:
+    """A layer that words a phrase key differently from the site."""
+
+    key: str
+    layer: str  # "queues.after_sales" / "dialed.8800..."
+    text: str
+
+
 StandardsOverride = dict[str, Any]
 _LayerKey = tuple[str | None, str | None]
 
@@ -489,8 +499,37 @@ class Config(_Section):
                 *self._missing_secret_problems(),
                 *self._tier_problems(),
                 *self._prompt_file_problems(),
+                *self._phrase_conflict_problems(),
             ]
         )
+
+    def phrase_texts(self) -> tuple[dict[str, str], list[PhraseConflict]]:
+        """Every phrase of the site's standards and of each queue / dialled-number layer,
+        by key, with the keys whose text differs between layers (one file cannot say both)."""
+        texts: dict[str, str] = dict(self._resolved[None, None].phrases)
+        conflicts: list[PhraseConflict] = []
+        layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
+        layers += [
+            (f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)
+        ]
+        for layer, standards in layers:
+            for key, text in standards.phrases.items():
+                if key not in texts:
+                    texts[key] = text
+                elif texts[key] != text:
+                    conflicts.append(PhraseConflict(key, layer, text))
+        return dict(sorted(texts.items())), conflicts
+
+    def _phrase_conflict_problems(self) -> list[SubProblem]:
+        return [
+            SubProblem(
+                f"{c.layer}.phrases.{key_part(c.key)}",
+                c.text,
+                "the site's text, or a key of its own referenced by the layer's rule",
+                "the switch plays one file per key, so this layer's text would never be heard",
+            )
+            for c in self.phrase_texts()[1]
+        ]
 
     def _missing_secret_problems(self) -> list[SubProblem]:
         asterisk_secret = self.asterisk.secret if self.asterisk is not None else SecretStr("")

@@ -60,6 +60,34 @@ def join_path(loc: Sequence[int | str]) -> str:
     return text
 
 
+def split_path(path: str) -> tuple[str, ...]:
+    """The table keys of a dotted path, list indices dropped:
+    'queues."a.b".steps[1].after_s' -> ('queues', 'a.b', 'steps'); () for a path that is
+    not a key of the file (a file name)."""
+    parts: list[str] = []
+    i, n = 0, len(path)
+    while i < n:
+        if path[i] == '"':
+            end = path.find('"', i + 1)
+            if end < 0:
+                return ()
+            parts.append(path[i + 1 : end])
+            i = end + 1
+        else:
+            end = i
+            while end < n and path[end] not in ".[":
+                end += 1
+            parts.append(path[i:end])
+            i = end
+        if i < n and path[i] == "[":
+            return tuple(parts)  # a list item: the list is the key
+        if i < n and path[i] == ".":
+            i += 1
+        elif i < n:
+            return ()
+    return tuple(p for p in parts if p) if all(parts) else ()
+
+
 def join_paths(prefix: str, path: str) -> str:
     if not prefix:
         return path

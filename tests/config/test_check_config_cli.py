@@ -34,11 +34,17 @@ def test_check_config_is_a_registered_command() -> None:
 def test_valid_file_exits_0_with_a_one_line_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A valid file: exit 0 and one line naming the profile, PBX and queues."""
-    path = write(tmp_path, '[site]\nprofile = "zh"\n[queues.vip.hold]\nreminder_interval_s = 15\n')
+    """A valid file: exit 0 and one line naming the profile, PBX and queues; then a note
+    that the prompt files could not be checked, as their folder is not on this host."""
+    path = write(
+        tmp_path,
+        f'[site]\nprofile = "zh"\n[prompts]\nsounds_dir = "{tmp_path / "sounds"}"\n'
+        "[queues.vip.hold]\nreminder_interval_s = 15\n",
+    )
     assert cli.main(["check-config", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2
+    assert lines[1].startswith(f"note: prompt files not checked: {tmp_path / 'sounds' / 'zh'}")
     assert "profile zh" in lines[0]
     assert "pbx simulated" in lines[0]
     assert "queue overrides: vip" in lines[0]

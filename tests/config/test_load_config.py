@@ -384,3 +384,35 @@ reminder_interval_s = "x"
         "queues.support.hold.reminder_interval_s",
         "PBX_AGENT_METRICS__BIND",
     }
+
+
+def test_a_bad_value_does_not_hide_the_problems_checked_across_sections(tmp_path: Path) -> None:
+    """A typo in one key, a missing AMI secret and an agent with an unknown tier: all three
+    are listed in one run (the checks across sections used to wait for the typo's fix)."""
+    text = (
+        '[asterisk]\nami_port = "not a port"\n'
+        '[agents.tiers]\nivanov = "intern"\n'
+        "[standards.hold]\nreminder_intervl_s = 30\n"
+    )
+    found = problems(tmp_path, text)
+    keys = [p.key for p in found]
+    assert "asterisk.ami_port" in keys
+    assert "standards.hold.reminder_intervl_s" in keys
+    assert by_key(found, "asterisk.secret").message == "required when pbx.kind is 'asterisk'"
+    assert by_key(found, "agents.tiers.ivanov").message == "unknown tier"
+    assert len(keys) == len(set(keys)), keys
+
+
+def test_a_bad_secret_is_not_also_reported_missing(tmp_path: Path) -> None:
+    found = problems(tmp_path, "[asterisk]\nsecret = 12345\n")
+    assert [p.key for p in found] == ["asterisk.secret"]
+    assert "12345" not in found[0].value
+
+
+def test_a_queue_wording_a_site_phrase_differently_is_refused(tmp_path: Path) -> None:
+    """The switch plays one file per phrase key, so a queue's own text for the site's key
+    would never be heard: the file is refused (by run and reload too, not only check-config)."""
+    text = '[queues.vip.phrases]\n"hold.announce" = "Минуточку, пожалуйста."\n'
+    problem = by_key(problems(tmp_path, text), 'queues.vip.phrases."hold.announce"')
+    assert problem.value == "Минуточку, пожалуйста."
+    assert "one file per key" in problem.message
