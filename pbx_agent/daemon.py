@@ -562,9 +562,66 @@ class Daemon:
                 problems=[str(p) for p in getattr(exc, "problems", [])] or [str(exc)],
             )
             return
-        self.config = fresh
-        self.engine.set_standards(fresh.standards_for)
-        log.info("config_reloaded", path=str(self.config_path), profile=fresh.site.profile)
+        running = self.config
+        changed = changed_keys(running, fresh)
+        phrasing = [key for key in changed if key in _PHRASING_KEYS]
+        if phrasing:
+            # The phrases would switch at once, the sound files the switch plays for them
+            # only at a restart: half a change is worse than none.
+            log.error(
+                "config_reload_rejected",
+                path=str(self.config_path),
+                problems=[f"{key}: changes every phrase and its sound file" for key in phrasing],
+                reason="restart the daemon to change the profile or the company name",
+            )
+            return
+        applied = [key for key in changed if key.startswith(_LIVE_KEYS)]
+        later = [key for key in changed if not key.startswith(_LIVE_KEYS)]
+        # Read per call, and also once at start by the callback scheduler, the machine
+        # detector and the flag store: applied to calls now, to those parts at a restart.
+        later += [key for key in applied if key.startswith(_AT_START_TOO)]
+        # The running mode stays: `run --shadow` is not in the file, and leaving shadow
+        # mode means building the parts that act on calls, which only a start does.
+        self.config = fresh.model_copy(update={"shadow": running.shadow})
+        self.engine.set_standards(self.config.standards_for)
+        log.info(
+            "config_reloaded",
+            path=str(self.config_path),
+            profile=fresh.site.profile,
+            applied=applied,
+        )
+        if later:
+            log.warning(
+                "config_reload_needs_restart",
+                path=str(self.config_path),
+                keys=later,
+                reason="read at start only: the running daemon keeps the old values until "
+                "it is restarted",
+            )
+
+
+# A reload applies these at once (every call's standards at its next event, and the
+# hooks'); every other key is read at start: connections, binds, store, agents, prompts.
+_LIVE_KEYS = ("standards.", "queues.", "dialed.")
+_AT_START_TOO = ("standards.callbacks.", "standards.amd.", "standards.flags.")
+_PHRASING_KEYS = frozenset({"site.profile", "site.company_name"})
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """The dotted keys whose value differs between ``old`` and ``new`` (a queue or dialled
+    number layer added or removed: each of its keys)."""
+    before = _leaves(old.model_dump(mode="json"))
+    after = _leaves(new.model_dump(mode="json"))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):  # an empty table has no leaves: it changes nothing
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}
 
 
 _SCHEDULER_STOP_S = 10.0

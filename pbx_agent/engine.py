@@ -141,6 +141,10 @@ class Engine:
         for call in self.model.calls.values():
             call.tags.pop("standards_key", None)
 
+    def standards_for(self, queue: str | None, dialed: str | None) -> Any:
+        """The standards a call in ``queue`` to ``dialed`` gets now (None: no resolver)."""
+        return self._standards(queue, dialed) if self._standards is not None else None
+
     def subscribe(self, types: Iterable[type], listener: EventListener) -> None:
         """Receive raw neutral events of these types (after the call model saw them)."""
         self._listeners.append((tuple(types), listener))

@@ -66,7 +66,7 @@ from pbx_agent.policies.night_routing import (
 from pbx_agent.prompts import sound_name
 
 if TYPE_CHECKING:
-    from pbx_agent.config import Config
+    from pbx_agent.config import Config, Standards
     from pbx_agent.daemon import Daemon
     from pbx_agent.store import Store
 
@@ -135,8 +135,16 @@ class RouteDecider:
     """Reads the decision's inputs under a budget and decides. Used by the hook and by the
     benchmark (``bench/route_bench.py``)."""
 
-    def __init__(self, config: Config, lookup: RouteLookup, clock: Clock, *, pbx: str) -> None:
-        self._config = config
+    def __init__(
+        self,
+        config: Config,
+        lookup: RouteLookup,
+        clock: Clock,
+        *,
+        pbx: str,
+        standards: Callable[[str | None, str | None], Standards] | None = None,
+    ) -> None:
+        self._standards = standards or config.standards_for
         self._lookup = lookup
         self._clock = clock
         self._zone = config.site.zone
@@ -144,7 +152,7 @@ class RouteDecider:
         self._ivr_target = default_ivr_target(config, pbx)
 
     def rules_for(self, queue: str | None, dialed: str | None) -> RouteRules:
-        standards = self._config.standards_for(queue, dialed)
+        standards = self._standards(queue, dialed)
         return RouteRules.from_standards(standards, self._zone, self._ivr_target)
 
     async def decide(
@@ -296,11 +304,13 @@ def route_hook(
     *,
     pbx: str,
     decide: Decide | None = None,
+    standards: Callable[[str | None, str | None], Standards] | None = None,
 ) -> RouteHook:
-    """The hook for this configuration (deadline: the site's ``night_routing.deadline_ms``)."""
+    """The hook for this configuration (deadline: the site's ``night_routing.deadline_ms``);
+    ``standards`` resolves a call's standards (default: ``config``'s, fixed)."""
     deadline_s = config.standards_for().night_routing.deadline_ms / 1000.0
     return RouteHook(
-        RouteDecider(config, lookup, clock, pbx=pbx),
+        RouteDecider(config, lookup, clock, pbx=pbx, standards=standards),
         sounds=lambda key: sound_name(config, key, pbx),
         deadline_s=deadline_s,
         decide=decide,
@@ -320,4 +330,12 @@ def route_hook_factory(daemon: Daemon) -> HookSpec | None:
         engine.record_decision(note, call=call, rule=rule, policy=POLICY)
 
     lookup = StoreRouteLookup(daemon.store)
-    return route_hook(daemon.config, lookup, daemon.clock, pbx=pbx, decide=decide).spec()
+    return route_hook(
+        daemon.config,
+        lookup,
+        daemon.clock,
+        pbx=pbx,
+        decide=decide,
+        # Through the daemon, so a reload (SIGHUP) reaches the hook too.
+        standards=lambda queue, dialed: daemon.config.standards_for(queue, dialed),  # noqa: PLW0108 - late: reload replaces daemon.config
+    ).spec()

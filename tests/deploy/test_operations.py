@@ -160,13 +160,15 @@ def test_sighup_with_a_bad_file_keeps_the_running_configuration(
 
 
 def test_sighup_with_a_good_file_applies_it(daemon: tuple[Running, Path, int]) -> None:
-    """A valid file: config_reloaded, and the daemon keeps running."""
+    """A valid file: config_reloaded naming the key it applied, and the daemon keeps
+    running."""
     running, config, port = daemon
     since = len(running.events)
     write_config(config, port, reminder_s=45)
     running.process.send_signal(signal.SIGHUP)
     reloaded = running.event("config_reloaded", since)
     assert reloaded["path"] == str(config)
+    assert reloaded["applied"] == ["standards.hold.reminder_interval_s"]
     assert running.process.poll() is None
 
 

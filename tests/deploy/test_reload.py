@@ -1,0 +1,148 @@
+"""SIGHUP reload in process: what it applies at once, what waits for a restart, and what it
+refuses (the subprocess tests in test_operations.py send the real signal)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from pbx_agent.clock import ManualClock
+from pbx_agent.config import load_config
+from pbx_agent.daemon import Daemon, changed_keys
+from pbx_agent.hooks.route import RouteDecider
+from pbx_agent.testing.fake_asterisk import FakeAsterisk
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+_BINDS: dict[Path, tuple[int, int]] = {}
+
+
+def write(path: Path, pbx: FakeAsterisk, extra: str = "") -> Path:
+    """The daemon's file; rewriting it keeps the same binds (only ``extra`` changes)."""
+    host, port = pbx.ami_address
+    agi, audiosocket = _BINDS.setdefault(path, (free_port(), free_port()))
+    path.write_text(
+        f"""
+[asterisk]
+ami_host = "{host}"
+ami_port = {port}
+username = "lab"
+secret = "not-a-real-secret"
+fastagi_bind = "127.0.0.1:{agi}"
+audiosocket_bind = "127.0.0.1:{audiosocket}"
+
+[store]
+url = "sqlite+aiosqlite:///{path.parent / "agent.sqlite3"}"
+
+[metrics]
+enabled = false
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@contextlib.asynccontextmanager
+async def running(path: Path, *, shadow: bool = False) -> AsyncIterator[Daemon]:
+    config = load_config(path, env={})
+    if shadow:
+        config = config.model_copy(update={"shadow": True})
+    daemon = Daemon(config, config_path=path)
+    try:
+        await daemon.start()
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+async def test_reload_applies_the_standards_and_names_what_needs_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A new reminder interval reaches the calls at once; a new scheduler poll interval is
+    named as waiting for a restart; both are in the log."""
+    async with FakeAsterisk() as pbx:
+        path = write(tmp_path / "pbx-agent.toml", pbx)
+        async with running(path) as daemon:
+            before = daemon.engine.standards_for(None, None).hold.reminder_interval_s
+            assert before != 45
+            write(
+                path,
+                pbx,
+                "[standards.hold]\nreminder_interval_s = 45\n"
+                "[scheduler]\npoll_interval_s = 7\n",
+            )
+            with capture_logs() as logs:
+                daemon.reload()
+            assert daemon.engine.standards_for(None, None).hold.reminder_interval_s == 45
+            events = {e["event"]: e for e in logs}
+            assert events["config_reloaded"]["applied"] == ["standards.hold.reminder_interval_s"]
+            assert events["config_reload_needs_restart"]["keys"] == ["scheduler.poll_interval_s"]
+
+
+async def test_reload_keeps_the_shadow_mode_the_daemon_was_started_in(tmp_path: Path) -> None:
+    """`run --shadow` is not in the file: a reload must not leave shadow mode by itself."""
+    async with FakeAsterisk() as pbx:
+        path = write(tmp_path / "pbx-agent.toml", pbx)
+        async with running(path, shadow=True) as daemon:
+            write(path, pbx, "[standards.hold]\nreminder_interval_s = 45\n")
+            with capture_logs() as logs:
+                daemon.reload()
+            assert daemon.config.shadow is True
+            assert daemon.engine.shadow is True
+            assert "config_reloaded" in [e["event"] for e in logs]
+
+
+async def test_reload_changing_the_profile_is_refused(tmp_path: Path) -> None:
+    """The profile changes every phrase and its sound file: nothing is applied, the log
+    says to restart."""
+    async with FakeAsterisk() as pbx:
+        path = write(tmp_path / "pbx-agent.toml", pbx)
+        async with running(path) as daemon:
+            phrases = dict(daemon.engine.standards_for(None, None).phrases)
+            write(path, pbx, '[site]\nprofile = "zh"\n')
+            with capture_logs() as logs:
+                daemon.reload()
+            assert dict(daemon.engine.standards_for(None, None).phrases) == phrases
+            assert daemon.config.site.profile == "ru"
+            rejected = [e for e in logs if e["event"] == "config_reload_rejected"]
+            assert rejected and "site.profile" in rejected[0]["problems"][0]
+
+
+def test_changed_keys_lists_leaves_not_sections() -> None:
+    old = load_config(None, env={})
+    new = load_config(
+        None,
+        env={
+            "PBX_AGENT_STANDARDS__NIGHT_ROUTING__THRESHOLD": "3",
+            "PBX_AGENT_AGENTS__DEFAULT_TIER": "senior",
+        },
+    )
+    assert changed_keys(old, new) == ["agents.default_tier", "standards.night_routing.threshold"]
+    assert changed_keys(old, old) == []
+
+
+async def test_the_route_decision_reads_the_standards_it_is_given_at_each_call() -> None:
+    """The daemon hands the route hook a resolver through its current configuration, so a
+    reload reaches night routing without rebuilding the hook."""
+    current = [load_config(None, env={})]
+    decider = RouteDecider(
+        current[0],
+        lookup=None,  # type: ignore[arg-type]
+        clock=ManualClock(0),
+        pbx="asterisk",
+        standards=lambda queue, dialed: current[0].standards_for(queue, dialed),  # noqa: PLW0108
+    )
+    assert decider.rules_for(None, None).night.threshold == 2
+    current[0] = load_config(None, env={"PBX_AGENT_STANDARDS__NIGHT_ROUTING__THRESHOLD": "5"})
+    assert decider.rules_for(None, None).night.threshold == 5
