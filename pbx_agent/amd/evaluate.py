@@ -32,10 +32,10 @@ from typing import Protocol
 import numpy as np
 
 from pbx_agent.amd.audio import FRAME_MS, FRAME_SAMPLES, Pcm, read_wav
-from pbx_agent.amd.beep import BeepTracker, Tone, ToneAnalyser
-from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict
+from pbx_agent.amd.beep import BeepTracker, ToneAnalyser
+from pbx_agent.amd.detector import SpeechSegment, Verdict
 from pbx_agent.amd.params import ClassicParams, DetectorParams, VerdictKind
-from pbx_agent.amd.segments import ReportedBeep, classic_on_segments
+from pbx_agent.amd.segments import ReportedBeep, classic_on_segments, detector_on_segments
 from pbx_agent.amd.vad import level_dbfs
 
 __all__ = [
@@ -320,10 +320,8 @@ class TalkEventScorer:
         if self._rules == "classic":
             verdict = classic_on_segments(segments, at_ms, beeps=beeps, params=self._classic_params)
             return verdict or Verdict(VerdictKind.NOTSURE, f"HANGUP-{at_ms}", at_ms)
-        detector = AmdDetector(self._detector_params)
-        tones = [_as_tone(beep) for beep in beeps]
-        return detector.feed_segments(segments, at_ms, tones) or detector.finish(at_ms)
-
-
-def _as_tone(beep: ReportedBeep) -> Tone:
-    return Tone(beep.frequency_hz, beep.at_ms, beep.at_ms)
+        verdict = detector_on_segments(
+            segments, at_ms, beeps=beeps, params=self._detector_params, final=True
+        )
+        assert verdict is not None  # final: always a verdict
+        return verdict

@@ -8,11 +8,14 @@ and the talk-event policy. All times are milliseconds after the answer.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ClassicParams", "DetectorParams", "VerdictKind"]
+if TYPE_CHECKING:
+    from pbx_agent.config.standards import AmdRule
+
+__all__ = ["ClassicParams", "DetectorParams", "VerdictKind", "detector_params"]
 
 
 class VerdictKind(StrEnum):
@@ -200,3 +203,17 @@ class ClassicParams(BaseModel):
     maximum_number_of_words: int = Field(2, ge=0)
     silence_threshold: int = Field(256, ge=0, le=32767)
     maximum_word_length: int = Field(5000, ge=0)
+
+
+def detector_params(amd: AmdRule) -> DetectorParams:
+    """The detector's settings from ``standards.amd`` (on either PBX): its deadline, and
+    ``notsure_action`` for a verdict that is not there in time or not sure."""
+    base = DetectorParams()
+    choice = VerdictKind(amd.notsure_action.upper())
+    return DetectorParams(
+        deadline_ms=amd.deadline_ms,
+        max_analysis_ms=min(base.max_analysis_ms, amd.deadline_ms),
+        no_speech_ms=min(base.no_speech_ms, amd.deadline_ms),
+        on_deadline=choice,
+        on_notsure=choice,
+    )

@@ -20,11 +20,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pbx_agent.amd.audio import FRAME_MS
+from pbx_agent.amd.beep import Tone
 from pbx_agent.amd.classic import ClassicAmd
-from pbx_agent.amd.detector import SpeechSegment, Verdict
-from pbx_agent.amd.params import ClassicParams, VerdictKind
+from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict
+from pbx_agent.amd.params import ClassicParams, DetectorParams, VerdictKind
 
-__all__ = ["ReportedBeep", "classic_on_segments"]
+__all__ = ["ReportedBeep", "classic_on_segments", "detector_on_segments"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,29 @@ class ReportedBeep:
 
     at_ms: int
     frequency_hz: float
+
+
+def as_tone(beep: ReportedBeep) -> Tone:
+    """A reported beep as the detector's tone, detected when the PBX reported it."""
+    return Tone(beep.frequency_hz, beep.at_ms, beep.at_ms)
+
+
+def detector_on_segments(
+    segments: Iterable[SpeechSegment],
+    at_ms: int,
+    *,
+    beeps: Sequence[ReportedBeep] = (),
+    params: DetectorParams | None = None,
+    final: bool = False,
+) -> Verdict | None:
+    """The daemon's detector's verdict (its rules, without the noise floor and the music
+    check, which need audio) from what the PBX reported up to ``at_ms``; None while
+    undecided, unless ``final`` (the leg ended): then the detector's last word."""
+    detector = AmdDetector(params)
+    verdict = detector.feed_segments(segments, at_ms, [as_tone(beep) for beep in beeps])
+    if verdict is None and final:
+        return detector.finish(at_ms)
+    return verdict
 
 
 def classic_on_segments(

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import structlog
 
 from pbx_agent.amd.detector import Verdict
-from pbx_agent.amd.params import DetectorParams, VerdictKind
+from pbx_agent.amd.params import VerdictKind, detector_params
 from pbx_agent.errors import PbxAgentError
 from pbx_agent.model import events as ev
 from pbx_agent.services.callbacks import CallbackDial, CallbackNotPlacedError
@@ -125,20 +125,6 @@ class MachineDetection:
             notsure_as=VerdictKind(amd.notsure_action.upper()),
             amd_args=",".join(str(value) for value in args),
         )
-
-
-def detector_params(amd: AmdRule) -> DetectorParams:
-    """The AudioSocket server's detector settings from ``standards.amd``: its deadline, and
-    ``notsure_action`` for a verdict that is not there in time or not sure."""
-    base = DetectorParams()
-    choice = VerdictKind(amd.notsure_action.upper())
-    return DetectorParams(
-        deadline_ms=amd.deadline_ms,
-        max_analysis_ms=min(base.max_analysis_ms, amd.deadline_ms),
-        no_speech_ms=min(base.no_speech_ms, amd.deadline_ms),
-        on_deadline=choice,
-        on_notsure=choice,
-    )
 
 
 def is_attempt_id(value: str) -> bool:

@@ -76,7 +76,7 @@ from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.esl import EslEvent, channel_variables, quote_api_arg
 
 if TYPE_CHECKING:
-    from pbx_agent.amd.params import ClassicParams
+    from pbx_agent.amd.params import DetectorParams
     from pbx_agent.clock import Clock, TimerHandle
     from pbx_agent.config import Config
     from pbx_agent.model.calls import Call
@@ -598,7 +598,7 @@ class FreeswitchAdapter:
         number: str,
         ring_time_s: float,
         variables: Sequence[tuple[str, str]] = (),
-        machine: ClassicParams | None = None,
+        machine: DetectorParams | None = None,
         amd_deadline_ms: int = 6000,
     ) -> None:
         """Place one callback attempt; ``request_id`` becomes the leg's uuid and Job-UUID.

@@ -10,7 +10,7 @@ Wiring (the composition root builds it)::
     FreeSWITCH --BACKGROUND_JOB / CHANNEL_HANGUP--> translator --OriginateOutcome--> engine
         --subscribe--> FreeswitchDialer.on_event --> CallbackService.on_originate_outcome
     pbxagent_callback: avmd_start, then a bridge to the listener (the callee's speech reaches
-        the switch's talk detection); the translator runs AMD()'s rules over the debounced
+        the switch's talk detection); the translator runs the detector's rules over the debounced
         talk events and avmd::beep --MachineDetected--> engine --subscribe-->
         FreeswitchDialer.on_event --> CallbackService.on_machine_verdict, and the verdict is
         applied: a person (or NOTSURE counted as one) is transferred to
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from pbx_agent.amd.params import ClassicParams, VerdictKind
+from pbx_agent.amd.params import DetectorParams, VerdictKind, detector_params
 from pbx_agent.errors import PbxAgentError
 from pbx_agent.model import events as ev
 from pbx_agent.services.callbacks import CallbackDial, CallbackNotPlacedError
@@ -77,27 +77,18 @@ class FreeswitchDetection:
 
     enabled: bool = True
     notsure_as: VerdictKind = VerdictKind.HUMAN
-    params: ClassicParams = field(default_factory=ClassicParams)
+    params: DetectorParams = field(default_factory=DetectorParams)
     deadline_ms: int = 6000
 
     @classmethod
     def from_rule(cls, amd: AmdRule) -> FreeswitchDetection:
-        """``standards.amd``: ``AMD()``'s parameters, the NOTSURE choice and the deadline.
-        Both engines mean the daemon's detector on FreeSWITCH (there is no ``AMD()``)."""
+        """``standards.amd``: the detector's settings, the NOTSURE choice and the deadline.
+        Both engines mean the daemon's detector on FreeSWITCH (there is no ``AMD()``), run
+        on the switch's talk events instead of the audio."""
         return cls(
             enabled=amd.enabled,
             notsure_as=VerdictKind(amd.notsure_action.upper()),
-            params=ClassicParams(
-                initial_silence=amd.initial_silence_ms,
-                greeting=amd.greeting_ms,
-                after_greeting_silence=amd.after_greeting_silence_ms,
-                total_analysis_time=amd.total_analysis_time_ms,
-                min_word_length=amd.min_word_length_ms,
-                between_words_silence=amd.between_words_silence_ms,
-                maximum_number_of_words=amd.maximum_number_of_words,
-                silence_threshold=amd.silence_threshold,
-                maximum_word_length=amd.maximum_word_length_ms,
-            ),
+            params=detector_params(amd),
             deadline_ms=amd.deadline_ms,
         )
 

@@ -38,12 +38,13 @@ how it is read here:
   ``+OK <uuid>`` once answered or ``-ERR <CAUSE>`` (``USER_BUSY``, ``CALL_REJECTED``,
   ``NO_ANSWER``, ``NORMAL_TEMPORARY_FAILURE``...), before or after the leg's hang-up.
 - Machine detection (06): core FreeSWITCH only reports beeps (``avmd::beep``, each event
-  twice with one ``Event-Sequence``). For a callback leg registered with ``ClassicParams``
-  the translator runs ``AMD()``'s rules over the callee's speech segments (its debounced
-  talk events, in ms after the answer) and the first beep (``classic_on_segments``), and
-  reports ``MachineDetected``. The verdict needs the callee to be heard: while the leg has
-  never been bridged to a listener the verdict is ``notsure`` (``no-talk-detection``), so a
-  missing listener can never make a silent-looking person a machine.
+  twice with one ``Event-Sequence``). For a callback leg registered with ``DetectorParams``
+  the translator runs the daemon's detector's rules over the callee's speech segments (its
+  debounced talk events, in ms after the answer) and the first beep
+  (``detector_on_segments``), and reports ``MachineDetected``. The verdict needs the
+  callee to be heard: while the leg has never been bridged to a listener the verdict is
+  ``notsure`` (``no-talk-detection``), so a missing listener can never make a
+  silent-looking person a machine.
 - Feature codes: the agent's ``bind_meta_app`` runs ``event pbx_agent_feature=<name>`` on the
   agent's channel: a ``CHANNEL_APPLICATION`` with that header. ``mod_callcenter``'s
   ``callcenter::info`` ``bridge-agent-start`` names the agent and the queue.
@@ -60,8 +61,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pbx_agent.amd.detector import SpeechSegment
-from pbx_agent.amd.params import ClassicParams, VerdictKind
-from pbx_agent.amd.segments import ReportedBeep, classic_on_segments
+from pbx_agent.amd.params import DetectorParams, VerdictKind
+from pbx_agent.amd.segments import ReportedBeep, detector_on_segments
 from pbx_agent.model import events as ev
 from pbx_agent.model.events import CallId, Direction, LegId
 from pbx_agent.policies.callbacks import cause_number
@@ -150,7 +151,7 @@ class _Origination:
 class _Amd:
     """Machine detection on one answered callback leg."""
 
-    params: ClassicParams
+    params: DetectorParams
     deadline_ms: int
     answered_at: float | None = None
     segments: list[SpeechSegment] = field(default_factory=list)
@@ -187,8 +188,9 @@ class FreeswitchTranslator:
         self.originations[job] = origination
         self._by_leg[leg] = origination
 
-    def detect_machine(self, leg: str, params: ClassicParams, *, deadline_ms: int) -> None:
-        """Run ``AMD()``'s rules on ``leg`` once it answers (a callback attempt)."""
+    def detect_machine(self, leg: str, params: DetectorParams, *, deadline_ms: int) -> None:
+        """Run the detector's rules on ``leg``'s talk events once it answers (a callback
+        attempt)."""
         self._amd[leg] = _Amd(params, deadline_ms)
 
     def expect_prompt(self, leg: str, path: str, prompt: str) -> None:
@@ -620,7 +622,7 @@ class FreeswitchTranslator:
                 limits.append(talk.notalk_at if talk.notalk_at is not None else now)
                 limits.append(talk.heard_at + VAD_PERIOD_S)
         at_ms = _ms(min(limits) - amd.answered_at)
-        verdict = classic_on_segments(amd.segments, at_ms, beeps=amd.beeps, params=amd.params)
+        verdict = detector_on_segments(amd.segments, at_ms, beeps=amd.beeps, params=amd.params)
         if verdict is None and _ms(now - amd.answered_at) < amd.deadline_ms:
             return []
         amd.done = True

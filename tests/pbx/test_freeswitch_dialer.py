@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pbx_agent.amd.params import ClassicParams, VerdictKind
+from pbx_agent.amd.params import DetectorParams, VerdictKind
 from pbx_agent.clock import LoopClock
 from pbx_agent.engine import Engine
 from pbx_agent.lab.freeswitch_driver import FreeswitchLabPbx
@@ -93,7 +93,7 @@ async def rig(*, connect: bool = True) -> AsyncIterator[Rig]:
             clock=clock,
         )
         engine.executor = adapter
-        detection = FreeswitchDetection(params=ClassicParams(), deadline_ms=6000)
+        detection = FreeswitchDetection(params=DetectorParams(), deadline_ms=6000)
         dialer = FreeswitchDialer(detection)
         sink = Sink()
         dialer.report_to(sink)
@@ -112,7 +112,8 @@ async def rig(*, connect: bool = True) -> AsyncIterator[Rig]:
 
 
 async def test_a_person_answering_is_human_and_goes_to_the_queue() -> None:
-    """ "Алло?" then silence: HUMAN (AMD()'s after-greeting silence), transferred to connect."""
+    """ "Алло?" then silence: HUMAN (the detector's answer-then-silence), transferred to
+    connect."""
     request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a01"
     async with rig() as r:
         r.lab.script_callee(NUMBER, "answer", voice="human")
@@ -120,19 +121,19 @@ async def test_a_person_answering_is_human_and_goes_to_the_queue() -> None:
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.outcomes == [(request, "answered")]
         assert r.sink.verdicts[0][:2] == (request, "human")
-        assert r.sink.verdicts[0][2].startswith("HUMAN-")
+        assert r.sink.verdicts[0][2] == "answer-then-silence"
         await r.until(lambda: any("uuid_transfer" in line for line in r.api()), "the transfer")
         assert f"uuid_transfer {request} pbxagent_callback_connect XML default" in r.api()
 
 
 async def test_a_long_greeting_is_a_machine_and_is_hung_up() -> None:
-    """A 4.5 s greeting: MACHINE (LONGGREETING), the leg killed from our side (R6)."""
+    """A 4.5 s greeting: MACHINE (long-greeting), the leg killed from our side (R6)."""
     request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a02"
     async with rig() as r:
         r.lab.script_callee(NUMBER, "answer", voice="machine")
         await r.dialer.place_callback(dial(request))
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
-        assert r.sink.verdicts[0][1:] == ("machine", "LONGGREETING-1500-1500")
+        assert r.sink.verdicts[0][1:] == ("machine", "long-greeting")
         await r.until(lambda: r.fs.channel(request) is None, "the hang-up")
         assert f"uuid_kill {request} NORMAL_CLEARING" in r.api()
 
@@ -156,12 +157,19 @@ async def test_a_callback_is_not_placed_without_the_event_socket() -> None:
 
 
 def test_detection_takes_amd_parameters_from_the_standards() -> None:
-    """standards.amd becomes AMD()'s parameters, the NOTSURE choice and the deadline."""
+    """standards.amd becomes the detector's settings (the same as the AudioSocket server's
+    on Asterisk), the NOTSURE choice and the deadline."""
+    from pbx_agent.amd.params import detector_params  # noqa: PLC0415
     from pbx_agent.config import load_config  # noqa: PLC0415
 
-    amd = load_config(None).standards_for().amd
+    amd = load_config(
+        None,
+        env={"PBX_AGENT_STANDARDS__AMD__NOTSURE_ACTION": "machine",
+             "PBX_AGENT_STANDARDS__AMD__DEADLINE_MS": "5000"},
+    ).standards_for().amd  # fmt: skip
     detection = FreeswitchDetection.from_rule(amd)
-    assert detection.params.initial_silence == amd.initial_silence_ms
-    assert detection.params.maximum_word_length == amd.maximum_word_length_ms
-    assert detection.notsure_as is VerdictKind(amd.notsure_action.upper())
-    assert detection.deadline_ms == amd.deadline_ms
+    assert detection.params == detector_params(amd)
+    assert detection.params.deadline_ms == 5000
+    assert detection.params.on_notsure is VerdictKind.MACHINE
+    assert detection.notsure_as is VerdictKind.MACHINE
+    assert detection.deadline_ms == 5000

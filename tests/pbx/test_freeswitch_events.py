@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pbx_agent.amd.params import ClassicParams
+from pbx_agent.amd.params import DetectorParams
 from pbx_agent.model import events as ev
 from pbx_agent.model.events import Direction
 from pbx_agent.pbx.freeswitch_events import FreeswitchTranslator, endpoint_of
@@ -223,21 +223,22 @@ def _with_created_leg(uuid: str) -> FreeswitchTranslator:
 
 
 def test_a_voicemail_beep_makes_a_machine_once_though_avmd_reports_it_twice() -> None:
-    """avmd::beep twice with one Event-Sequence: one beep, MACHINE BEEP-951 (06)."""
+    """avmd::beep twice with one Event-Sequence: one beep, MACHINE tone-951hz (06)."""
     hank = "c02d44f1-cf02-4df2-ac3e-564fa9d83463"
     translator = _with_created_leg(hank)
-    params = ClassicParams(initial_silence=10000, total_analysis_time=10000)
+    params = DetectorParams(no_speech_ms=10000, max_analysis_ms=10000, deadline_ms=12000)
     translator.detect_machine(hank, params, deadline_ms=12000)
     verdicts = of_type(replay("06-avmd-voicemail-beep-plain", translator), ev.MachineDetected)
-    assert [(e.verdict, e.cause) for _, e in verdicts] == [("machine", "BEEP-951")]
+    assert [(e.verdict, e.cause) for _, e in verdicts] == [("machine", "tone-951hz")]
     assert 7.9 < verdicts[0][0] < 8.2
 
 
 def test_silence_on_a_leg_nothing_listens_to_is_not_a_machine() -> None:
-    """A callee never bridged to a listener cannot be heard: NOTSURE, not INITIALSILENCE (06)."""
+    """A callee never bridged to a listener cannot be heard: NOTSURE, whatever silence
+    would mean (06)."""
     hank = "c02d44f1-cf02-4df2-ac3e-564fa9d83463"
     translator = _with_created_leg(hank)
-    translator.detect_machine(hank, ClassicParams(), deadline_ms=6000)
+    translator.detect_machine(hank, DetectorParams(), deadline_ms=6000)
     verdicts = of_type(replay("06-avmd-voicemail-beep-plain", translator), ev.MachineDetected)
     assert [e.verdict for _, e in verdicts] == ["notsure"]
     assert verdicts[0][1].cause.startswith("no-talk-detection")
@@ -486,8 +487,8 @@ def test_a_late_notalk_does_not_lengthen_the_speech() -> None:
 
 
 def test_a_greeting_whose_end_arrives_late_is_not_made_a_machine() -> None:
-    """ "Алло?" (0.6 s) whose NOTALK reaches the daemon 1.5 s late: still HUMAN, not
-    LONGGREETING (the VAD vouches for speech only one period past its last TALK)."""
+    """ "Алло?" (0.6 s) whose NOTALK reaches the daemon 1.5 s late: still HUMAN, not a
+    long greeting (the VAD vouches for speech only one period past its last TALK)."""
     switch = Switch()
     callee = switch.model.outbound(
         "sofia/gateway/trunk/79161234567",
@@ -496,7 +497,7 @@ def test_a_greeting_whose_end_arrives_late_is_not_made_a_machine() -> None:
         caller_name="",
         variables={},
     )
-    switch.translator.detect_machine("cb", ClassicParams(), deadline_ms=6000)
+    switch.translator.detect_machine("cb", DetectorParams(), deadline_ms=6000)
     switch.model.answer(callee)
     listener = switch.model.outbound(
         "sofia/internal/pbxagent_listen@127.0.0.1",
@@ -518,7 +519,7 @@ def test_a_greeting_whose_end_arrives_late_is_not_made_a_machine() -> None:
     late = [
         e for t in range(30, 50) for e in switch.at(t / 10) if isinstance(e, ev.MachineDetected)
     ]
-    assert [(v.verdict, v.cause) for v in late] == [("human", "HUMAN-800-800")]
+    assert [(v.verdict, v.cause) for v in late] == [("human", "answer-then-silence")]
 
 
 def test_a_resync_marks_the_peer_of_a_holding_leg_as_hearing_music() -> None:
