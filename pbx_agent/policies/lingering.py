@@ -18,7 +18,8 @@ property of the line and the detector, not of a rule), with the same handling of
 
 Speech. The daemon has no speech recognition, so it cannot tell "no" from a question. Any
 speech at any step is taken as the caller wanting to go on: the caller is sent back to the
-queue (``requeue``) ahead of new callers (``QUEUE_PRIO``), as seed 000 says "if the client has
+queue (``requeue``) ahead of new callers (``PBXAGENT_REQUEUE_PRIORITY``, which the
+dialplan gives the queue), as seed 000 says "if the client has
 questions, continue the conversation". Treating speech as "no" would drop callers who had a
 question, the worse mistake; a caller who only said "no" has just heard that they may hang up,
 and usually does before an agent answers.
@@ -81,7 +82,9 @@ LINGER_TARGET = "linger"
 REQUEUE_TARGET = "requeue"
 PROCEDURE_TIMER = "procedure"
 # Read by Asterisk's Queue(): the caller's priority in the queue.
-PRIORITY_VARIABLE = "QUEUE_PRIO"
+# Neutral names: each dialplan hands them to its queue (Asterisk QUEUE_PRIO, FreeSWITCH
+# mod_callcenter cc_base_score), so the policy stays PBX-neutral.
+PRIORITY_VARIABLE = "PBXAGENT_REQUEUE_PRIORITY"
 # Read by the sample ``pbxagent-requeue`` context: the queue the caller came from.
 QUEUE_VARIABLE = "PBXAGENT_REQUEUE_QUEUE"
 

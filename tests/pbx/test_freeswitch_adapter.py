@@ -342,10 +342,10 @@ async def test_redirect_sets_the_parameters_then_transfers(fs: FakeFreeSwitch) -
     """Redirect(linger) is uuid_setvar of each parameter, then uuid_transfer to the extension."""
     async with attached(fs) as a:
         caller, _agent = await bridged(a)
-        command = cmd.Redirect(LegId(caller.uuid), "linger", (("QUEUE_PRIO", "10"),))
+        command = cmd.Redirect(LegId(caller.uuid), "linger", (("PBXAGENT_REQUEUE_PRIORITY", "10"),))
         await a.run(command)
         assert a.api_about(caller.uuid)[-2:] == [
-            f"uuid_setvar {caller.uuid} QUEUE_PRIO 10",
+            f"uuid_setvar {caller.uuid} PBXAGENT_REQUEUE_PRIORITY 10",
             f"uuid_transfer {caller.uuid} pbxagent_linger XML default",
         ]
 

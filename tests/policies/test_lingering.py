@@ -75,7 +75,7 @@ def test_caller_speech_after_the_question_sends_them_back_to_the_queue_with_prio
     d.speech(CALLER, d.now + 0.5, d.now + 0.9)
     d.after(30)
     assert [r.target for r in redirects(d)] == ["linger", "requeue"]
-    assert dict(redirects(d)[1].params) == {"QUEUE_PRIO": "10"}
+    assert dict(redirects(d)[1].params) == {"PBXAGENT_REQUEUE_PRIORITY": "10"}
     assert [p for _, p in d.prompts()] == ["linger.ask"]
     assert d.of_type(cmd.HangupCall) == []
 
@@ -88,7 +88,7 @@ def test_requeue_names_the_queue_the_caller_came_from() -> None:
     d.handle(ev.FeatureRequested(AGENT, FAREWELL), at=PRESS)
     d.speech(CALLER, PRESS + 1.0, PRESS + 2.0)
     assert dict(redirects(d)[1].params) == {
-        "QUEUE_PRIO": "7",
+        "PBXAGENT_REQUEUE_PRIORITY": "7",
         "PBXAGENT_REQUEUE_QUEUE": "support",
     }
 

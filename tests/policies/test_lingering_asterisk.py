@@ -47,7 +47,7 @@ async def test_farewell_then_silence_ends_in_the_closing_phrase_and_a_drop() -> 
 
 
 async def test_caller_who_answers_the_question_goes_back_to_the_queue_first() -> None:
-    """Speech after the question: QUEUE_PRIO and the queue are set, then Redirect to requeue."""
+    """Speech after the question: PBXAGENT_REQUEUE_PRIORITY and the queue are set, then Redirect to requeue."""
     async with loopback([LingeringPolicy()], standards()) as rig:
         rig.pbx.switch.sound_lengths[sound("linger.ask")] = 1.5
         rig.pbx.add_queue_member("support", "agent-1002", "Agent 1002")
@@ -67,7 +67,7 @@ async def test_caller_who_answers_the_question_goes_back_to_the_queue_first() ->
 
     assert [(a.name, a.message.get("Variable"), a.message.get("Context")) for a in actions] == [
         ("Redirect", None, "pbxagent-linger"),
-        ("Setvar", "QUEUE_PRIO", None),
+        ("Setvar", "PBXAGENT_REQUEUE_PRIORITY", None),
         ("Setvar", "PBXAGENT_REQUEUE_QUEUE", None),
         ("Redirect", None, "pbxagent-requeue"),
     ]

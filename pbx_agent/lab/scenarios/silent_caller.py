@@ -37,7 +37,7 @@ SCRIPT_CONTEXTS: dict[tuple[str, str], list[tuple[str, str]]] = {
     # Simplified: the shipped context picks the queue with ${IF(...)}, which the fake does not
     # evaluate; the lab's calls all come from "support".
     ("pbxagent-requeue", "s"): [
-        ("NoOp", "pbx-agent: requeue with priority ${QUEUE_PRIO}"),
+        ("NoOp", "pbx-agent: requeue with priority ${PBXAGENT_REQUEUE_PRIORITY}"),
         ("Queue", "support"),
         ("Hangup", "16"),
     ],
