@@ -175,7 +175,9 @@ class Metrics:
             namespace=ns, registry=r, buckets=HOLD_BUCKETS,
         )  # fmt: skip
         self.hold_reminders = Counter(
-            "hold_reminders", "Hold reminders played to customers on hold.",
+            "hold_reminders",
+            "Hold reminders due before customers' holds ended (the hold program's schedule; a "
+            "playback that failed is logged as hold_prompt_failed).",
             namespace=ns, registry=r,
         )  # fmt: skip
         self.holds_over_limit = Counter(
