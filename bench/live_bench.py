@@ -20,7 +20,12 @@ then the event stream is topped up to ``rate`` events/s and the measured window 
    ``memory_calls`` divided by the calls added. It is measured before the load phase, whose
    allocations would leave the allocator's high-water mark above what the calls need.
 2. Latency (item 2): agents put talking callers on hold. Time from the read that carried
-   the ``Hold`` to the write of the ``Originate`` that starts the hold program.
+   the ``Hold`` to the write of the ``Originate`` that starts the hold program; and at the
+   end of the hold, from the read that carried the ``Unhold`` to the write of the
+   ``Hangup`` that stops the program (issue R1: within 100 ms). The switch's hang-ups of
+   hold programs are not told apart by call on the wire (the daemon names the program's
+   channel), so each ``Unhold`` is paired with the first program ``Hangup`` written after
+   it; at 10 holds a second the pairs are ~100 ms apart, far more than the latency.
 3. Timer accuracy (item 3): new calls whose agent greets and then nobody speaks. Error of
    the write of the first silent-caller prompt (``Originate`` of the barge channel) against
    the real end of the greeting plus ``after_s``; the switch also reports how late it sent
@@ -71,6 +76,9 @@ from pbx_agent.logging import configure_logging
 _CHANNEL = re.compile(rb"\r\nChannel: ([^\r]*)\r\n")
 _SPY_TARGET = re.compile(rb"\r\nVariable: PBXAGENT_SPY_TARGET=([^\r]*)\r\n")
 _ORIGINATE_CHANNEL = re.compile(rb"\r\nChannel: (Local/[a-z]+)@")
+# A hold program's channel as the daemon hangs it up: its name, or its ChannelId before the
+# name is known.
+_PROGRAM_CHANNELS = (b"Local/hold@", b"pbxagent-hold-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +121,8 @@ class EdgeTap:
     """Stamps reads and writes on the daemon's AMI socket (see the module docstring)."""
 
     holds: dict[str, list[float]] = field(default_factory=dict)  # presser channel -> reads
+    unholds: list[float] = field(default_factory=list)  # reads that carried an Unhold
+    program_hangups: list[float] = field(default_factory=list)  # writes of a program Hangup
     originates: list[tuple[float, str, str]] = field(default_factory=list)  # t, kind, target
     reads: int = 0
     read_bytes: int = 0
@@ -156,11 +166,12 @@ class EdgeTap:
         self.read_bytes += len(data)
         self.events += data.count(b"\r\n\r\n")
         buffered = self._tail + data
-        if b"Event: Hold\r\n" not in buffered:
+        if b"Event: Hold\r\n" not in buffered and b"Event: Unhold\r\n" not in buffered:
             self._tail = buffered[-200:]
             return
         end = buffered.rfind(b"\r\n\r\n")
         complete, self._tail = buffered[: end + 4], buffered[end + 4 :]
+        self.unholds.extend(at for _ in range(complete.count(b"Event: Unhold\r\n")))
         for block in complete.split(b"\r\n\r\n"):
             start = block.find(b"Event: Hold\r\n")
             if start >= 0:
@@ -170,6 +181,11 @@ class EdgeTap:
                     self.holds.setdefault(channel, []).append(at)
 
     def written(self, at: float, data: bytes) -> None:
+        if data.startswith(b"Action: Hangup\r\n"):
+            found = _CHANNEL.search(data)
+            if found is not None and found.group(1).startswith(_PROGRAM_CHANNELS):
+                self.program_hangups.append(at)
+            return
         if not data.startswith(b"Action: Originate\r\n"):
             return
         kind = _ORIGINATE_CHANNEL.search(data)
@@ -412,6 +428,23 @@ def hold_latencies(tap: EdgeTap, holds: list[dict[str, Any]]) -> tuple[list[floa
     return latencies, missing
 
 
+def unhold_latencies(tap: EdgeTap, since: float) -> tuple[list[float], int]:
+    """Unhold read -> the next hold program Hangup write, for reads after ``since``."""
+    hangups = sorted(t for t in tap.program_hangups if t >= since)
+    latencies: list[float] = []
+    missing = 0
+    index = 0
+    for read in sorted(t for t in tap.unholds if t >= since):
+        while index < len(hangups) and hangups[index] < read:
+            index += 1
+        if index == len(hangups):
+            missing += 1
+            continue
+        latencies.append(hangups[index] - read)
+        index += 1
+    return latencies, missing
+
+
 def prompt_errors(
     tap: EdgeTap, silent: list[dict[str, Any]]
 ) -> tuple[list[float], list[float], int]:
@@ -595,11 +628,14 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         result["live_calls_during"] = measured["live_calls"]
         latencies, lost = hold_latencies(tap, measured["holds"])
         result["hold_to_originate"] = {**quantiles_ms(latencies), "unmatched": lost}
+        stops, stops_lost = unhold_latencies(tap, started)
+        result["unhold_to_hangup"] = {**quantiles_ms(stops), "unmatched": stops_lost}
         errors, own, missed = prompt_errors(tap, measured["silent"])
         result["silent_prompt_error"] = {**signed_ms(errors), "unmatched": missed}
         result["silent_prompt_error_daemon_part"] = signed_ms(own)
         result["raw"] = {
             "hold_to_originate_s": latencies,
+            "unhold_to_hangup_s": stops,
             "silent_prompt_error_s": errors,
             "silent_prompt_error_daemon_part_s": own,
         }
@@ -638,6 +674,12 @@ def report(result: dict[str, Any]) -> None:
     print(
         f"   hold -> hold program Originate: p50 {h.get('p50_ms')} ms  p99 {h.get('p99_ms')} ms  "
         f"max {h.get('max_ms')} ms  (n={h['n']}, unmatched {h['unmatched']}; goal p99 <= 2 ms)"
+    )
+    u = result.get("unhold_to_hangup") or {}
+    print(
+        f"   unhold -> hold program Hangup: p50 {u.get('p50_ms')} ms  p99 {u.get('p99_ms')} ms  "
+        f"max {u.get('max_ms')} ms  (n={u.get('n')}, unmatched {u.get('unmatched')}; goal "
+        "within 100 ms)"
     )
     print(
         f"   silent-caller prompt vs configured instant: p50 {s.get('p50_ms')} ms  "

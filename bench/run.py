@@ -136,6 +136,14 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "p99 <= 2 ms",
             )
         )
+        u = live.get("unhold_to_hangup") or {}
+        rows.append(
+            (
+                "2 unhold -> hold program stopped p50 / p99",
+                f"{u.get('p50_ms')} / {u.get('p99_ms')} ms",
+                "<= 100 ms",
+            )
+        )
         rows.append(
             (
                 "3 silent-caller prompt error p50 / p99",
