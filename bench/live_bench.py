@@ -428,6 +428,16 @@ def hold_latencies(tap: EdgeTap, holds: list[dict[str, Any]]) -> tuple[list[floa
     return latencies, missing
 
 
+def facts_seen(daemon: Daemon) -> dict[str, int]:
+    """The facts sink's running totals: items written to the store, and items dropped
+    because its queue was full (the store could not keep up)."""
+    facts = daemon.facts
+    if facts is None:
+        return {"written": 0, "dropped_queue_full": 0}
+    stats = facts.stats
+    return {"written": sum(stats.written.values()), "dropped_queue_full": stats.dropped_queue_full}
+
+
 def unhold_latencies(tap: EdgeTap, since: float) -> tuple[list[float], int]:
     """Unhold read -> the next hold program Hangup write, for reads after ``since``."""
     hangups = sorted(t for t in tap.program_hangups if t >= since)
@@ -544,6 +554,8 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         memory[str(work.calls)] = settled_rss()
         result["gc_tracked_objects"] = {str(work.calls): len(gc.get_objects())}
         result["ramp"] = ramp
+        facts_by_phase: dict[str, dict[str, int]] = {"ramp": facts_seen(daemon)}
+        result["facts_by_phase"] = facts_by_phase
 
         # Memory first, on a heap that has only seen calls arrive and talk: after the load
         # phase the allocator's high-water mark would hide the growth.
@@ -557,6 +569,7 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         result["gc_tracked_objects"][str(work.memory_calls)] = len(gc.get_objects())
         result["fake_stats_at_memory_peak"] = await fake.ask(30, cmd="stats")
         result["memory_ramp"] = more
+        facts_by_phase["memory_ramp"] = facts_seen(daemon)
         result["rss_bytes"] = memory
         result["daemon_live_calls"] = live  # what the daemon tracked at each reading
         result["ami_connections_after_memory_ramp"] = daemon.adapter.client.connections
@@ -578,6 +591,7 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         trimmed = await fake.ask(600, cmd="trim", n=work.calls, per_s=300)
         after_trim, trimmed["daemon_wait_s"] = await settle(daemon, work.calls, down=True)
         result["trim"] = trimmed
+        facts_by_phase["trim"] = facts_seen(daemon)
         calls_gone = max(before_trim - after_trim, 1)
         census_low = heap_census()
         result["kept_per_call"] = census_per_call(census_high, census_low, calls_gone)
@@ -611,6 +625,7 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         )
         elapsed = time.monotonic() - started
         cpu = time.process_time() - cpu_before
+        facts_by_phase["measure"] = facts_seen(daemon)
         result["daemon_preempted_per_s"] = round(
             (resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - switches_before) / elapsed, 1
         )
@@ -712,6 +727,8 @@ def report(result: dict[str, Any]) -> None:
     )
     for name, objects, size in result.get("kept_per_call", [])[:10]:
         print(f"      {size:8.1f} B in {objects:6.2f} x {name}")
+    # Running totals at the end of each phase: what the facts sink wrote and dropped.
+    print(f"   facts sink, totals by phase: {result.get('facts_by_phase')}")
 
 
 def main(argv: list[str]) -> int:
