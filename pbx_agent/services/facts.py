@@ -15,7 +15,13 @@ takes the items in order and writes them:
   the engine logged for them, with every field, is their record.
 - ``FlagNumber`` flags the number, with the default expiry of the call's standards
   (``flags.default_expiry_days``; none: no expiry), counted from when the flag was asked.
-- decisions go to ``decisions``, consecutive ones in one transaction (up to ``batch_size``).
+- decisions go to ``decisions``, consecutive ones as one multi-row insert.
+
+What the writer takes at once (up to ``batch_size`` items) is written in one transaction
+(``Database.together``): a burst of hang-ups costs a commit per batch, not one per record,
+which is what lets the sink keep up with a trunk dropping hundreds of calls a second. If
+that transaction fails for any reason but an outage, the batch is written again one item at
+a time, so a bad item loses only itself (``fact_write_failed``, counted as not recorded).
 
 Numbers are normalised here (``pbx_agent.numbers``, the site's ``default_region``), so
 ``8 916 ...`` and ``+7 916 ...`` are one customer. A fact about a caller without a usable
@@ -138,6 +144,7 @@ class FactsService:
         self._dropping = 0  # items dropped since the queue last accepted one
         self._unwritten = 0  # items of the batch in hand not written yet
         self._after_close = 0  # items offered after close
+        self._after_commit: list[Callable[[], None]] = []  # logs and counts, once committed
 
     # ------------------------------------------------------------------ wiring
 
@@ -237,26 +244,22 @@ class FactsService:
                     self._queue.task_done()
 
     async def _write_batch(self, batch: list[_Item]) -> None:
-        """Write in order; consecutive decisions go in one transaction."""
-        start = 0
-        while start < len(batch):
-            self._unwritten = len(batch) - start
-            item = batch[start]
-            if isinstance(item, _Decision):
-                end = start
-                while end < len(batch) and isinstance(batch[end], _Decision):
-                    end += 1
-                group = [i.decision for i in batch[start:end] if isinstance(i, _Decision)]
-                await self._with_retry("decision", len(group), partial(self._decisions, group))
-                start = end
-                continue
-            await self._with_retry(_kind(item), 1, partial(self._one, item))
-            start += 1
+        """The batch in one transaction, in order. If it fails for any reason but an outage
+        (a bug, a row the database refuses), the items are written one at a time, so one bad
+        item loses only itself."""
+        self._unwritten = len(batch)
+        if not await self._with_retry(_kinds(batch), len(batch), partial(self._together, batch)):
+            log.warning("facts_batch_failed", items=len(batch), then="writing them one by one")
+            for done, item in enumerate(batch):
+                self._unwritten = len(batch) - done
+                if not await self._with_retry(_kind(item), 1, partial(self._together, [item])):
+                    self.stats.not_recorded["write_failed"] += 1
         self._unwritten = 0
 
     async def _with_retry(
-        self, kind: str, count: int, write: Callable[[], Awaitable[bool]]
-    ) -> None:
+        self, kind: str, count: int, write: Callable[[], Awaitable[Counter[str]]]
+    ) -> bool:
+        """Write, retrying through an outage; False when the write failed otherwise."""
         pause = self.settings.retry_initial_s
         while True:
             try:
@@ -276,13 +279,38 @@ class FactsService:
                         await self._closing.wait()
                 pause = min(pause * 2, self.settings.retry_max_s)
                 continue
-            except Exception as exc:  # a bug must not stop the writer: this item is lost
-                log.exception("fact_write_failed", kind=kind, error=repr(exc))
-                self.stats.not_recorded["write_failed"] += count
-                return
-            if written:
-                self.stats.written[kind] += count
-            return
+            except Exception as exc:  # a bug must not stop the writer
+                log.exception("fact_write_failed", kind=kind, items=count, error=repr(exc))
+                return False
+            self.stats.written.update(written)
+            return True
+
+    async def _together(self, items: list[_Item]) -> Counter[str]:
+        """Write ``items`` in one transaction (consecutive decisions as one multi-row
+        insert); what is logged or counted about them happens once it has committed, so a
+        retried batch says nothing twice."""
+        written: Counter[str] = Counter()
+        self._after_commit = []
+        async with self._store.db.together("record facts"):
+            start = 0
+            while start < len(items):
+                item = items[start]
+                if isinstance(item, _Decision):
+                    end = start
+                    while end < len(items) and isinstance(items[end], _Decision):
+                        end += 1
+                    group = [i.decision for i in items[start:end] if isinstance(i, _Decision)]
+                    await self._decisions(group)
+                    written["decision"] += len(group)
+                    start = end
+                    continue
+                if await self._one(item):
+                    written[_kind(item)] += 1
+                start += 1
+        for report in self._after_commit:
+            report()
+        self._after_commit = []
+        return written
 
     async def _one(self, item: _Fact | _Flag) -> bool:
         if isinstance(item, _Flag):
@@ -370,21 +398,23 @@ class FactsService:
                 expires_at=expires,
             )
         )
-        log.info(
-            "number_flagged",
-            number=number.e164,
-            set_by=command.set_by,
-            reason=command.reason,
-            expires_at=expires.isoformat() if expires is not None else None,
-            call_id=command.trigger_call,
+        self._after_commit.append(
+            partial(
+                log.info,
+                "number_flagged",
+                number=number.e164,
+                set_by=command.set_by,
+                reason=command.reason,
+                expires_at=expires.isoformat() if expires is not None else None,
+                call_id=command.trigger_call,
+            )
         )
         return True
 
-    async def _decisions(self, group: list[Decision]) -> bool:
+    async def _decisions(self, group: list[Decision]) -> None:
         rows = [self._decision_row(d) for d in group]
         async with self._store.db.write("record decisions") as conn:
             await conn.execute(sa.insert(decisions_table), rows)
-        return True
 
     def _decision_row(self, decision: Decision) -> dict[str, Any]:
         number = normalize(decision.number, self._region) if decision.number else None
@@ -404,16 +434,21 @@ class FactsService:
     ) -> NormalizedNumber | None:
         number = normalize(str(raw or ""), self._region)
         if isinstance(number, Unusable):
-            self.stats.not_recorded[f"number_{number.reason}"] += 1
-            log.info(
-                "fact_not_recorded",
-                kind=kind,
-                reason=f"number_{number.reason}",
-                number=number.raw,
-                call_id=fields.get("call_id"),
+            self._after_commit.append(
+                partial(self._not_recorded, kind, number, fields.get("call_id"))
             )
             return None
         return number
+
+    def _not_recorded(self, kind: str, number: Unusable, call_id: object) -> None:
+        self.stats.not_recorded[f"number_{number.reason}"] += 1
+        log.info(
+            "fact_not_recorded",
+            kind=kind,
+            reason=f"number_{number.reason}",
+            number=number.raw,
+            call_id=call_id,
+        )
 
 
 def _kind(item: _Item) -> str:
@@ -422,6 +457,11 @@ def _kind(item: _Item) -> str:
     if isinstance(item, _Flag):
         return "flag"
     return "decision"
+
+
+def _kinds(items: list[_Item]) -> str:
+    """The kinds in ``items``, for a log line: ``decision,interaction``."""
+    return ",".join(sorted({_kind(i) for i in items}))
 
 
 def _time(value: Any) -> datetime:

@@ -12,6 +12,9 @@ transaction discipline every repository follows and the one place DB errors are 
 - ``Database.read()`` / ``Database.write()`` are the only ways in. Every SQLAlchemy, driver,
   OS and timeout error raised inside them comes out as ``StoreUnavailable`` naming the
   operation and the database (password hidden).
+- ``Database.together()`` opens one write transaction that every ``write()`` of the same
+  task inside it joins (the repositories' methods unchanged): a burst of records costs one
+  commit, not one each, and all of them are written or none.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +146,10 @@ class Database:
         self.engine = engine
         self._writer = engine.execution_options(**{_BEGIN_OPTION: "immediate"})
         self.dialect = engine.dialect.name
+        # The transaction ``together()`` opened in this task, which ``write()`` joins.
+        self._joined: ContextVar[AsyncConnection | None] = ContextVar(
+            f"pbx_agent_write_{id(self)}", default=None
+        )
 
     @property
     def where(self) -> str:
@@ -170,12 +178,34 @@ class Database:
     @asynccontextmanager
     async def write(self, operation: str) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed when the block ends without an exception
-        (``BEGIN IMMEDIATE`` on SQLite)."""
+        (``BEGIN IMMEDIATE`` on SQLite). Inside ``together()`` it is that transaction."""
+        joined = self._joined.get()
+        if joined is not None:
+            try:
+                yield joined
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                raise self._unavailable(operation, exc) from exc
+            return
         try:
             async with self._writer.begin() as conn:
                 yield conn
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise self._unavailable(operation, exc) from exc
+
+    @asynccontextmanager
+    async def together(self, operation: str) -> AsyncIterator[None]:
+        """One write transaction for every ``write()`` this task makes inside the block:
+        committed when the block ends without an exception, rolled back (all of it) when
+        one escapes. Not reentrant: a ``together()`` inside another is an error."""
+        if self._joined.get() is not None:
+            msg = f"database {self.where}: {operation}: already inside together()"
+            raise RuntimeError(msg)
+        async with self.write(operation) as conn:
+            token = self._joined.set(conn)
+            try:
+                yield
+            finally:
+                self._joined.reset(token)
 
     async def dispose(self) -> None:
         try:

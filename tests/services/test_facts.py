@@ -295,9 +295,67 @@ async def test_consecutive_decisions_share_one_transaction(store: Store) -> None
         await service.close()
         sa.event.remove(store.db.engine.sync_engine, "before_cursor_execute", count_inserts)
     async with store.db.read("count") as conn:
-        count = (await conn.execute(sa.select(sa.func.count()).select_from(decisions_table))).scalar()
+        count = (
+            await conn.execute(sa.select(sa.func.count()).select_from(decisions_table))
+        ).scalar()
     assert count == 120
     assert len(statements) == 3  # 50 + 50 + 20
+
+
+async def test_a_burst_of_mixed_facts_costs_one_commit_per_batch(store: Store) -> None:
+    """A trunk dropping calls at once: interactions, calls, holds and decisions interleaved,
+    queued together, are written batch by batch, one transaction each, every one of them."""
+    service = FactsService(
+        store, clock=ManualClock(T0), default_region="RU", settings=FactsSettings(batch_size=100)
+    )
+    commits: list[int] = []
+
+    def count(_conn: object) -> None:
+        commits.append(1)
+
+    for n in range(50):  # 4 items per call: 200 items, two batches
+        call_id = f"c.{n}"
+        await service.record_fact(interaction(call_id=call_id), None)
+        fields = {"call_id": call_id, "started_at": T0, "caller_number": "+79161234567"}
+        await service.record_fact(RecordFact("call", fields), None)
+        hold = {"call_id": call_id, "started_at": T0, "held_role": "caller", "ended_at": T0 + 5}
+        await service.record_fact(RecordFact("hold", hold), None)
+        service.on_decision(decision(n, call_id=call_id))
+    sa.event.listen(store.db.engine.sync_engine, "commit", count)
+    await service.start()
+    try:
+        await service.flush()
+    finally:
+        await service.close()
+        sa.event.remove(store.db.engine.sync_engine, "commit", count)
+    assert len(commits) == 2
+    assert service.stats.written == {"interaction": 50, "call": 50, "hold": 50, "decision": 50}
+    assert await store.interactions.count_since(E164, to_datetime(0)) == 50
+    assert len(await store.calls.between(to_datetime(T0 - 1), to_datetime(T0 + 1))) == 50
+    assert len(await store.holds.between(to_datetime(T0 - 1), to_datetime(T0 + 1))) == 50
+
+
+async def test_a_bad_item_in_a_batch_loses_only_itself(store: Store) -> None:
+    """A fact the sink cannot convert fails its batch; the batch is written again one item
+    at a time and everything else in it is kept."""
+    service = FactsService(store, clock=ManualClock(T0), default_region="RU", settings=FAST)
+    await service.record_fact(interaction(call_id="c.1"), None)
+    await service.record_fact(interaction(call_id="c.2", started_at="not a time"), None)
+    service.on_decision(decision(0))
+    await service.record_fact(interaction(call_id="c.3"), None)
+    with capture_logs() as logs:
+        await service.start()
+        try:
+            await service.flush()
+        finally:
+            await service.close()
+    rows = await store.interactions.for_number(E164, to_datetime(0))
+    assert sorted(r.call_id or "" for r in rows) == ["c.1", "c.3"]
+    assert service.stats.written == {"interaction": 2, "decision": 1}
+    assert service.stats.not_recorded["write_failed"] == 1
+    assert [e["event"] for e in logs if e["event"] == "facts_batch_failed"] == [
+        "facts_batch_failed"
+    ]
 
 
 async def test_a_decision_with_long_values_is_clipped_not_refused(
@@ -344,12 +402,38 @@ async def test_a_store_outage_is_logged_counted_and_retried_until_it_ends(
     assert await unmigrated.interactions.count_since(E164, to_datetime(0)) == 1
 
 
+async def test_a_batch_retried_through_an_outage_reports_its_items_once(
+    unmigrated: Store,
+) -> None:
+    """What the sink logs and counts about a batch (an unusable number, a flag) is said when
+    the batch commits, not at every attempt."""
+    service = FactsService(unmigrated, clock=ManualClock(T0), default_region="RU", settings=FAST)
+    await service.start()
+    try:
+        with capture_logs() as logs:
+            await service.record_fact(interaction("anonymous"), None)
+            await service.flag_number(
+                FlagNumber("89161234567", "abusive", "alice", CallId("c.1")), None
+            )
+            await _until(lambda: service.stats.store_failures >= 3)
+            await unmigrated.upgrade()
+            await service.flush()
+    finally:
+        await service.close()
+    assert service.stats.not_recorded == {"number_anonymous": 1}
+    events = [e["event"] for e in logs]
+    assert events.count("fact_not_recorded") == 1
+    assert events.count("number_flagged") == 1
+
+
 async def test_decisions_do_not_raise_into_the_engine_while_the_store_is_down(
     unmigrated: Store,
 ) -> None:
     """The listener only queues: the engine's call returns at once whatever the store does."""
     settings = FactsSettings(retry_initial_s=0.01, retry_max_s=0.02, close_timeout_s=0.1)
-    service = FactsService(unmigrated, clock=ManualClock(T0), default_region="RU", settings=settings)
+    service = FactsService(
+        unmigrated, clock=ManualClock(T0), default_region="RU", settings=settings
+    )
     await service.start()
     try:
         for n in range(3):

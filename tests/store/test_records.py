@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from pbx_agent.store import CallerFlag, CallRecord, Decision, HoldRecord, Interaction, Store
@@ -147,3 +148,39 @@ async def test_decisions_keep_their_details(store: Store) -> None:
     [decision] = await store.decisions.between(T0, T0 + timedelta(seconds=1), rule="R7")
     assert decision.details == {"cause": 16, "legs": ["a", "b"], "note": "Всего доброго"}
     assert decision.reason == "normal_hangup on the caller leg cause 16"
+
+
+async def test_writes_inside_together_are_one_transaction(store: Store) -> None:
+    """Repository writes inside ``together()`` commit once, all of them or none."""
+    commits: list[int] = []
+
+    def count(_conn: object) -> None:
+        commits.append(1)
+
+    sa.event.listen(store.db.engine.sync_engine, "commit", count)
+    try:
+        async with store.db.together("two records"):
+            await store.interactions.add(Interaction(number=NUMBER, started_at=T0))
+            await store.holds.add(HoldRecord(call_id="c.1", started_at=T0))
+            assert commits == []
+        assert commits == [1]
+        with pytest.raises(ZeroDivisionError):
+            await _add_then_fail(store)
+    finally:
+        sa.event.remove(store.db.engine.sync_engine, "commit", count)
+    assert await store.interactions.count_since(NUMBER, T0) == 1
+    assert len(await store.holds.between(T0, T0 + timedelta(seconds=1))) == 1
+
+
+async def _add_then_fail(store: Store) -> None:
+    async with store.db.together("rolled back"):
+        await store.interactions.add(Interaction(number=NUMBER, started_at=T0))
+        _ = 1 / 0
+
+
+async def test_together_cannot_be_nested(store: Store) -> None:
+    """A second together() inside the first would hide whose commit it is: refused."""
+    async with store.db.together("outer"):
+        with pytest.raises(RuntimeError, match="already inside together"):
+            async with store.db.together("inner"):
+                pass
