@@ -15,13 +15,17 @@ takes the items in order and writes them:
   the engine logged for them, with every field, is their record.
 - ``FlagNumber`` flags the number, with the default expiry of the call's standards
   (``flags.default_expiry_days``; none: no expiry), counted from when the flag was asked.
-- decisions go to ``decisions``, consecutive ones as one multi-row insert.
+- decisions go to ``decisions``.
 
-What the writer takes at once (up to ``batch_size`` items) is written in one transaction
-(``Database.together``): a burst of hang-ups costs a commit per batch, not one per record,
-which is what lets the sink keep up with a trunk dropping hundreds of calls a second. If
-that transaction fails for any reason but an outage, the batch is written again one item at
-a time, so a bad item loses only itself (``fact_write_failed``, counted as not recorded).
+What the writer takes at once (up to ``batch_size`` items) is converted to rows first (no
+I/O; an item that cannot be converted is logged, ``fact_write_failed``, and counted as not
+recorded), then written in one transaction (``Database.together``) with one statement per
+table: a burst of hang-ups costs a commit and a few round trips per batch, not one per
+record, which is what lets the sink keep up with a trunk dropping hundreds of calls a
+second without holding SQLite's write lock against the callbacks. If that transaction fails
+because the database refused a row (a constraint, a value it cannot take: not an outage,
+which is retried) or for a bug, its rows are written again one at a time, so a refused row
+loses only itself (``facts_rows_refused``, counted as not recorded).
 
 Numbers are normalised here (``pbx_agent.numbers``, the site's ``default_region``), so
 ``8 916 ...`` and ``+7 916 ...`` are one customer. A fact about a caller without a usable
@@ -120,6 +124,15 @@ class _Decision:
 _Item = _Fact | _Flag | _Decision
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """An item converted for the store: a record (a row dict for decisions)."""
+
+    kind: str
+    record: Any
+    trigger_call: object = None  # a flag's call, for its log line
+
+
 class FactsService:
     """Writes facts, flags and decisions to the store (see the module docstring)."""
 
@@ -144,7 +157,11 @@ class FactsService:
         self._dropping = 0  # items dropped since the queue last accepted one
         self._unwritten = 0  # items of the batch in hand not written yet
         self._after_close = 0  # items offered after close
-        self._after_commit: list[Callable[[], None]] = []  # logs and counts, once committed
+        self._converters: dict[str, Callable[[Mapping[str, Any]], _Row | None]] = {
+            "interaction": self._interaction,
+            "call": self._call,
+            "hold": self._hold,
+        }
 
     # ------------------------------------------------------------------ wiring
 
@@ -244,32 +261,36 @@ class FactsService:
                     self._queue.task_done()
 
     async def _write_batch(self, batch: list[_Item]) -> None:
-        """The batch in one transaction, in order. If it fails for any reason but an outage
-        (a bug, a row the database refuses), the items are written one at a time, so one bad
-        item loses only itself."""
+        """Convert the batch to rows (no I/O), then write them in one transaction. If that
+        fails for any reason but an outage (a row the database refuses), the rows are
+        written one at a time, so one bad row loses only itself."""
         self._unwritten = len(batch)
-        if not await self._with_retry(_kinds(batch), len(batch), partial(self._together, batch)):
-            log.warning("facts_batch_failed", items=len(batch), then="writing them one by one")
-            for done, item in enumerate(batch):
-                self._unwritten = len(batch) - done
-                if not await self._with_retry(_kind(item), 1, partial(self._together, [item])):
+        rows = [row for item in batch if (row := self._row(item)) is not None]
+        if rows and not await self._with_retry(_kinds(rows), partial(self._write_rows, rows)):
+            log.warning("facts_batch_failed", items=len(rows), then="writing them one by one")
+            for done, row in enumerate(rows):
+                self._unwritten = len(rows) - done
+                if not await self._with_retry(row.kind, partial(self._write_rows, [row])):
                     self.stats.not_recorded["write_failed"] += 1
         self._unwritten = 0
 
-    async def _with_retry(
-        self, kind: str, count: int, write: Callable[[], Awaitable[Counter[str]]]
-    ) -> bool:
+    async def _with_retry(self, kind: str, write: Callable[[], Awaitable[None]]) -> bool:
         """Write, retrying through an outage; False when the write failed otherwise."""
         pause = self.settings.retry_initial_s
         while True:
             try:
-                written = await write()
+                await write()
             except StoreUnavailable as exc:
+                if _refused(exc):
+                    log.error(
+                        "facts_rows_refused", kind=kind, items=self._unwritten, error=str(exc)
+                    )
+                    return False
                 self.stats.store_failures += 1
                 log.warning(
                     "facts_store_unavailable",
                     kind=kind,
-                    items=count,
+                    items=self._unwritten,
                     retry_in_s=pause,
                     pending=self._queue.qsize(),
                     error=str(exc),
@@ -280,59 +301,61 @@ class FactsService:
                 pause = min(pause * 2, self.settings.retry_max_s)
                 continue
             except Exception as exc:  # a bug must not stop the writer
-                log.exception("fact_write_failed", kind=kind, items=count, error=repr(exc))
+                log.exception("fact_write_failed", kind=kind, error=repr(exc))
                 return False
-            self.stats.written.update(written)
             return True
 
-    async def _together(self, items: list[_Item]) -> Counter[str]:
-        """Write ``items`` in one transaction (consecutive decisions as one multi-row
-        insert); what is logged or counted about them happens once it has committed, so a
-        retried batch says nothing twice."""
-        written: Counter[str] = Counter()
-        self._after_commit = []
-        async with self._store.db.together("record facts"):
-            start = 0
-            while start < len(items):
-                item = items[start]
-                if isinstance(item, _Decision):
-                    end = start
-                    while end < len(items) and isinstance(items[end], _Decision):
-                        end += 1
-                    group = [i.decision for i in items[start:end] if isinstance(i, _Decision)]
-                    await self._decisions(group)
-                    written["decision"] += len(group)
-                    start = end
-                    continue
-                if await self._one(item):
-                    written[_kind(item)] += 1
-                start += 1
-        for report in self._after_commit:
-            report()
-        self._after_commit = []
-        return written
-
-    async def _one(self, item: _Fact | _Flag) -> bool:
-        if isinstance(item, _Flag):
-            return await self._flag(item)
-        command = item.command
-        match command.kind:
-            case "interaction":
-                return await self._interaction(command.fields)
-            case "call":
-                return await self._call(command.fields)
-            case "hold":
-                return await self._hold(command.fields)
-        log.debug("fact_not_stored", kind=command.kind, reason="kept in decisions only")
-        return False
+    async def _write_rows(self, rows: list[_Row]) -> None:
+        """One transaction, one statement per table: the SQLite write lock is held for a
+        handful of round trips, not one per row, so the callbacks' writes are not starved
+        during a burst. Flags keep their order (a number flagged twice keeps the newest)."""
+        by_kind: dict[str, list[Any]] = {}
+        for row in rows:
+            by_kind.setdefault(row.kind, []).append(row.record)
+        store = self._store
+        async with store.db.together("record facts"):
+            await store.interactions.add_many(by_kind.get("interaction", []))
+            await store.calls.save_many(by_kind.get("call", []))
+            await store.holds.add_many(by_kind.get("hold", []))
+            if decision_rows := by_kind.get("decision"):
+                async with store.db.write("record decisions") as conn:
+                    await conn.execute(sa.insert(decisions_table), decision_rows)
+            for flag in by_kind.get("flag", []):
+                await store.flags.set(flag)
+        for row in rows:
+            self.stats.written[row.kind] += 1
+            if isinstance(row.record, CallerFlag):
+                _log_flag(row.record, row.trigger_call)
 
     # ------------------------------------------------------------------ conversions
 
-    async def _interaction(self, fields: Mapping[str, Any]) -> bool:
+    def _row(self, item: _Item) -> _Row | None:
+        """What ``item`` writes, or None (nothing to store, or it cannot be converted:
+        logged and counted here, once)."""
+        try:
+            if isinstance(item, _Decision):
+                return _Row("decision", self._decision_row(item.decision))
+            if isinstance(item, _Flag):
+                return self._flag(item)
+            command = item.command
+            convert = self._converters.get(command.kind)
+            if convert is None:
+                log.debug("fact_not_stored", kind=command.kind, reason="kept in decisions only")
+                return None
+            return convert(command.fields)
+        except Exception as exc:  # a bug in one item must not cost the batch
+            log.exception(
+                "fact_write_failed", kind=_kind(item), call_id=_call_id(item), error=repr(exc)
+            )
+            self.stats.not_recorded["write_failed"] += 1
+            return None
+
+    def _interaction(self, fields: Mapping[str, Any]) -> _Row | None:
         number = self._customer(fields.get("number"), "interaction", fields)
         if number is None:
-            return False
-        await self._store.interactions.add(
+            return None
+        return _Row(
+            "interaction",
             Interaction(
                 number=number.e164,
                 started_at=_time(fields["started_at"]),
@@ -341,13 +364,13 @@ class FactsService:
                 queue=_clip(fields.get("queue"), _ID_WIDTH),
                 topic=_clip(fields.get("topic"), _ID_WIDTH),
                 call_id=_clip(fields.get("call_id"), _ID_WIDTH),
-            )
+            ),
         )
-        return True
 
-    async def _call(self, fields: Mapping[str, Any]) -> bool:
+    def _call(self, fields: Mapping[str, Any]) -> _Row:
         number = normalize(str(fields.get("caller_number") or ""), self._region)
-        await self._store.calls.save(
+        return _Row(
+            "call",
             CallRecord(
                 call_id=_clip(str(fields["call_id"]), _ID_WIDTH) or "",
                 started_at=_time(fields["started_at"]),
@@ -357,16 +380,16 @@ class FactsService:
                 queue=_clip(fields.get("queue"), _ID_WIDTH),
                 had_hold=bool(fields.get("had_hold", False)),
                 end_reason=_clip(str(fields.get("end_reason") or ""), _ACTION_WIDTH) or "",
-            )
+            ),
         )
-        return True
 
-    async def _hold(self, fields: Mapping[str, Any]) -> bool:
+    def _hold(self, fields: Mapping[str, Any]) -> _Row | None:
         held_role = fields.get("held_role")
         if held_role not in (None, "caller"):
             log.debug("fact_not_stored", kind="hold", reason=f"held party is {held_role}")
-            return False
-        await self._store.holds.add(
+            return None
+        return _Row(
+            "hold",
             HoldRecord(
                 call_id=_clip(str(fields["call_id"]), _ID_WIDTH) or "",
                 started_at=_time(fields["started_at"]),
@@ -376,45 +399,26 @@ class FactsService:
                 reminders=int(fields.get("reminders") or 0),
                 over_limit=bool(fields.get("over_limit", False)),
                 callback_offer_taken=bool(fields.get("callback_offer_taken", False)),
-            )
+            ),
         )
-        return True
 
-    async def _flag(self, item: _Flag) -> bool:
+    def _flag(self, item: _Flag) -> _Row | None:
         command = item.command
         fields = {"set_by": command.set_by, "call_id": command.trigger_call}
         number = self._customer(command.number, "flag", fields)
         if number is None:
-            return False
+            return None
         expires = (
             item.set_at + timedelta(days=item.expiry_days) if item.expiry_days is not None else None
         )
-        await self._store.flags.set(
-            CallerFlag(
-                number=number.e164,
-                reason=command.reason,
-                set_by=_clip(command.set_by, _ID_WIDTH) or "",
-                set_at=item.set_at,
-                expires_at=expires,
-            )
+        flag = CallerFlag(
+            number=number.e164,
+            reason=command.reason,
+            set_by=_clip(command.set_by, _ID_WIDTH) or "",
+            set_at=item.set_at,
+            expires_at=expires,
         )
-        self._after_commit.append(
-            partial(
-                log.info,
-                "number_flagged",
-                number=number.e164,
-                set_by=command.set_by,
-                reason=command.reason,
-                expires_at=expires.isoformat() if expires is not None else None,
-                call_id=command.trigger_call,
-            )
-        )
-        return True
-
-    async def _decisions(self, group: list[Decision]) -> None:
-        rows = [self._decision_row(d) for d in group]
-        async with self._store.db.write("record decisions") as conn:
-            await conn.execute(sa.insert(decisions_table), rows)
+        return _Row("flag", flag, command.trigger_call)
 
     def _decision_row(self, decision: Decision) -> dict[str, Any]:
         number = normalize(decision.number, self._region) if decision.number else None
@@ -434,21 +438,27 @@ class FactsService:
     ) -> NormalizedNumber | None:
         number = normalize(str(raw or ""), self._region)
         if isinstance(number, Unusable):
-            self._after_commit.append(
-                partial(self._not_recorded, kind, number, fields.get("call_id"))
+            self.stats.not_recorded[f"number_{number.reason}"] += 1
+            log.info(
+                "fact_not_recorded",
+                kind=kind,
+                reason=f"number_{number.reason}",
+                number=number.raw,
+                call_id=fields.get("call_id"),
             )
             return None
         return number
 
-    def _not_recorded(self, kind: str, number: Unusable, call_id: object) -> None:
-        self.stats.not_recorded[f"number_{number.reason}"] += 1
-        log.info(
-            "fact_not_recorded",
-            kind=kind,
-            reason=f"number_{number.reason}",
-            number=number.raw,
-            call_id=call_id,
-        )
+
+def _log_flag(flag: CallerFlag, call_id: object) -> None:
+    log.info(
+        "number_flagged",
+        number=flag.number,
+        set_by=flag.set_by,
+        reason=flag.reason,
+        expires_at=flag.expires_at.isoformat() if flag.expires_at is not None else None,
+        call_id=call_id,
+    )
 
 
 def _kind(item: _Item) -> str:
@@ -459,9 +469,26 @@ def _kind(item: _Item) -> str:
     return "decision"
 
 
-def _kinds(items: list[_Item]) -> str:
-    """The kinds in ``items``, for a log line: ``decision,interaction``."""
-    return ",".join(sorted({_kind(i) for i in items}))
+def _call_id(item: _Item) -> object:
+    if isinstance(item, _Fact):
+        return item.command.fields.get("call_id")
+    if isinstance(item, _Flag):
+        return item.command.trigger_call
+    return item.decision.call_id
+
+
+def _refused(exc: StoreUnavailable) -> bool:
+    """The database refused the rows themselves (a constraint, a value it cannot take):
+    retrying the same rows would refuse them again for ever, unlike an outage."""
+    cause = exc.__cause__
+    if isinstance(cause, sa.exc.IntegrityError | sa.exc.DataError):
+        return True
+    return isinstance(cause, sa.exc.StatementError) and not isinstance(cause, sa.exc.DBAPIError)
+
+
+def _kinds(rows: list[_Row]) -> str:
+    """The kinds in ``rows``, for a log line: ``decision,interaction``."""
+    return ",".join(sorted({r.kind for r in rows}))
 
 
 def _time(value: Any) -> datetime:

@@ -7,12 +7,13 @@ are timezone-aware UTC datetimes; numbers are E.164 where a usable number exists
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx_agent.store.engine import Database
 from pbx_agent.store.schema import caller_flags, calls, decisions, holds, interactions
@@ -45,6 +46,14 @@ class InteractionRepository:
                 sa.insert(interactions).values(values).returning(interactions.c.id)
             )
             return int(result.scalar_one())
+
+    async def add_many(self, records: Sequence[Interaction]) -> None:
+        """Insert several interactions with one statement (the facts sink's batches)."""
+        if records:
+            async with self._db.write("record interactions") as conn:
+                await conn.execute(
+                    sa.insert(interactions), [_values(r, exclude=("id",)) for r in records]
+                )
 
     async def end(self, interaction_id: int, ended_at: datetime) -> bool:
         async with self._db.write("end interaction") as conn:
@@ -175,6 +184,12 @@ class HoldRepository:
             )
             return int(result.scalar_one())
 
+    async def add_many(self, records: Sequence[HoldRecord]) -> None:
+        """Insert several holds with one statement (the facts sink's batches)."""
+        if records:
+            async with self._db.write("record holds") as conn:
+                await conn.execute(sa.insert(holds), [_values(r, exclude=("id",)) for r in records])
+
     async def finish(
         self,
         hold_id: int,
@@ -233,14 +248,22 @@ class CallRepository:
 
     async def save(self, call: CallRecord) -> None:
         """Insert the call, or replace what is known about it (same ``call_id``)."""
-        async with self._db.write("record call") as conn:
-            result = await conn.execute(
-                sa.update(calls)
-                .where(calls.c.call_id == call.call_id)
-                .values(_values(call, exclude=("call_id",)))
-            )
-            if not result.rowcount:
-                await conn.execute(sa.insert(calls).values(_values(call)))
+        await self.save_many([call])
+
+    async def save_many(self, records: Sequence[CallRecord]) -> None:
+        """``save`` for several calls with one statement (an upsert on ``call_id``); of
+        two records of one call the later wins, as if saved one after the other."""
+        latest = {r.call_id: _values(r) for r in records}
+        if not latest:
+            return
+        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
+        insert = dialect.insert(calls)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[calls.c.call_id],
+            set_={c.name: insert.excluded[c.name] for c in calls.c if c.name != "call_id"},
+        )
+        async with self._db.write("record calls") as conn:
+            await conn.execute(upsert, list(latest.values()))
 
     async def get(self, call_id: str) -> CallRecord | None:
         async with self._db.read("read call") as conn:

@@ -304,14 +304,20 @@ async def test_consecutive_decisions_share_one_transaction(store: Store) -> None
 
 async def test_a_burst_of_mixed_facts_costs_one_commit_per_batch(store: Store) -> None:
     """A trunk dropping calls at once: interactions, calls, holds and decisions interleaved,
-    queued together, are written batch by batch, one transaction each, every one of them."""
+    queued together, are written batch by batch, one transaction and one statement per table each, every one
+    of them: the SQLite write lock is not held across hundreds of round trips."""
     service = FactsService(
         store, clock=ManualClock(T0), default_region="RU", settings=FactsSettings(batch_size=100)
     )
     commits: list[int] = []
+    inserts: list[str] = []
 
     def count(_conn: object) -> None:
         commits.append(1)
+
+    def count_inserts(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement.split()[2])
 
     for n in range(50):  # 4 items per call: 200 items, two batches
         call_id = f"c.{n}"
@@ -322,22 +328,25 @@ async def test_a_burst_of_mixed_facts_costs_one_commit_per_batch(store: Store) -
         await service.record_fact(RecordFact("hold", hold), None)
         service.on_decision(decision(n, call_id=call_id))
     sa.event.listen(store.db.engine.sync_engine, "commit", count)
+    sa.event.listen(store.db.engine.sync_engine, "before_cursor_execute", count_inserts)
     await service.start()
     try:
         await service.flush()
     finally:
         await service.close()
         sa.event.remove(store.db.engine.sync_engine, "commit", count)
+        sa.event.remove(store.db.engine.sync_engine, "before_cursor_execute", count_inserts)
     assert len(commits) == 2
+    assert len(inserts) == 8  # one statement per table per batch, not one per record
     assert service.stats.written == {"interaction": 50, "call": 50, "hold": 50, "decision": 50}
     assert await store.interactions.count_since(E164, to_datetime(0)) == 50
     assert len(await store.calls.between(to_datetime(T0 - 1), to_datetime(T0 + 1))) == 50
     assert len(await store.holds.between(to_datetime(T0 - 1), to_datetime(T0 + 1))) == 50
 
 
-async def test_a_bad_item_in_a_batch_loses_only_itself(store: Store) -> None:
-    """A fact the sink cannot convert fails its batch; the batch is written again one item
-    at a time and everything else in it is kept."""
+async def test_an_item_that_cannot_be_converted_loses_only_itself(store: Store) -> None:
+    """A fact the sink cannot convert is logged and counted; the rest of its batch is
+    written."""
     service = FactsService(store, clock=ManualClock(T0), default_region="RU", settings=FAST)
     await service.record_fact(interaction(call_id="c.1"), None)
     await service.record_fact(interaction(call_id="c.2", started_at="not a time"), None)
@@ -353,9 +362,33 @@ async def test_a_bad_item_in_a_batch_loses_only_itself(store: Store) -> None:
     assert sorted(r.call_id or "" for r in rows) == ["c.1", "c.3"]
     assert service.stats.written == {"interaction": 2, "decision": 1}
     assert service.stats.not_recorded["write_failed"] == 1
-    assert [e["event"] for e in logs if e["event"] == "facts_batch_failed"] == [
-        "facts_batch_failed"
-    ]
+    failed = [(e["kind"], e["call_id"]) for e in logs if e["event"] == "fact_write_failed"]
+    assert failed == [("interaction", "c.2")]
+
+
+async def test_a_row_the_database_refuses_loses_only_itself(store: Store) -> None:
+    """A time without a timezone is refused by the store: not an outage, so not retried
+    for ever; its batch is written again row by row and everything else is kept."""
+    service = FactsService(store, clock=ManualClock(T0), default_region="RU", settings=FAST)
+    naive = datetime(2026, 6, 10, 20, 0)  # noqa: DTZ001 - the point of the test
+    await service.record_fact(interaction(call_id="c.1"), None)
+    await service.record_fact(interaction(call_id="c.2", started_at=naive), None)
+    service.on_decision(decision(0))
+    await service.record_fact(interaction(call_id="c.3"), None)
+    with capture_logs() as logs:
+        await service.start()
+        try:
+            await service.flush()
+        finally:
+            await service.close()
+    rows = await store.interactions.for_number(E164, to_datetime(0))
+    assert sorted(r.call_id or "" for r in rows) == ["c.1", "c.3"]
+    assert service.stats.written == {"interaction": 2, "decision": 1}
+    assert service.stats.not_recorded["write_failed"] == 1
+    assert service.stats.store_failures == 0
+    events = [e["event"] for e in logs]
+    assert events.count("facts_batch_failed") == 1
+    assert events.count("facts_rows_refused") == 2  # the batch, then the row alone
 
 
 async def test_a_decision_with_long_values_is_clipped_not_refused(

@@ -131,6 +131,30 @@ async def test_call_record_is_updated_in_place(store: Store) -> None:
     assert await store.calls.get("c1") == calls[0]
 
 
+async def test_records_are_written_in_bulk(store: Store) -> None:
+    """The facts sink's statements: many interactions and holds at once; calls upserted,
+    a call already stored and a call twice in one batch ending as their last record."""
+    await store.calls.save(CallRecord(call_id="c0", started_at=T0, end_reason="old"))
+    await store.interactions.add_many(
+        [Interaction(number=NUMBER, started_at=T0, call_id=f"c{n}") for n in range(3)]
+    )
+    await store.holds.add_many([HoldRecord(call_id=f"c{n}", started_at=T0) for n in range(3)])
+    await store.calls.save_many(
+        [
+            CallRecord(call_id="c0", started_at=T0, end_reason="agent_hangup"),
+            CallRecord(call_id="c1", started_at=T0, end_reason="first"),
+            CallRecord(call_id="c1", started_at=T0, had_hold=True, end_reason="second"),
+        ]
+    )
+    assert await store.interactions.count_since(NUMBER, T0) == 3
+    assert len(await store.holds.between(T0, T0 + timedelta(seconds=1))) == 3
+    stored = {c.call_id: c for c in await store.calls.between(T0, T0 + timedelta(seconds=1))}
+    assert {k: (c.end_reason, c.had_hold) for k, c in stored.items()} == {
+        "c0": ("agent_hangup", False),
+        "c1": ("second", True),
+    }
+
+
 async def test_decisions_keep_their_details(store: Store) -> None:
     """The evidence of a decision (rule, action, reason, JSON details) comes back intact."""
     await store.decisions.record(
