@@ -315,7 +315,11 @@ def prompt_file_problems(config: Config) -> list[ConfigProblem] | None:
     profile's folder is not there to check (the sounds live on another host, or were never
     rendered here)."""
     # Imported here: the hold program module pulls in the Asterisk adapter.
-    from pbx_agent.pbx.asterisk_hold import read_wav_info  # noqa: PLC0415
+    from pbx_agent.pbx.asterisk_hold import (  # noqa: PLC0415
+        MUSIC_CLASS_NAME,
+        hold_music_files,
+        read_wav_info,
+    )
 
     folder = config.prompts.sounds_dir / config.site.profile
     if not folder.is_dir():
@@ -329,10 +333,15 @@ def prompt_file_problems(config: Config) -> list[ConfigProblem] | None:
     problems: list[ConfigProblem] = []
     wanted = [(f"prompts.sounds_dir ({key})", sound_path(config, key), f"the phrase '{key}'")
               for key in texts if key not in config.prompts.files]  # fmt: skip
-    wanted.append(
-        ("prompts.sounds_dir (hold music)", config.prompts.sounds_dir / f"{MUSIC_STEM}.wav",
-         "the hold music (docs/hold.md; prompts render --with-music writes one)")
-    )  # fmt: skip
+    music = hold_music_files(config.prompts.sounds_dir)
+    for music_class, path in music.by_class.items():
+        if music_class:
+            key = f"prompts.sounds_dir (hold music, class {music_class})"
+            what = f"the hold music of class '{music_class}'"
+        else:
+            key = "prompts.sounds_dir (hold music)"
+            what = "the hold music (docs/hold.md; prompts render --with-music writes one)"
+        wanted.append((key, path, what))
     for key, path, what in wanted:
         if not path.exists():
             problems.append(ConfigProblem(key, str(path), accepted, f"no sound file for {what}"))
@@ -352,4 +361,13 @@ def prompt_file_problems(config: Config) -> list[ConfigProblem] | None:
                     "files are .wav16)",
                 )
             )
+    problems.extend(
+        ConfigProblem(
+            "prompts.sounds_dir (hold music)",
+            str(path),
+            f"hold-music-<class>.wav, <class> matching {MUSIC_CLASS_NAME.pattern}",
+            "not a music on hold class name after 'hold-music-': the file is never played",
+        )
+        for path in music.misnamed
+    )
     return problems

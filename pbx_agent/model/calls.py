@@ -121,6 +121,7 @@ class Leg:
     answered_at: float | None = None
     bridge: str | None = None
     hearing_music: bool = False
+    music_class: str = ""  # the last music on hold class the PBX reported for this leg
     talking: bool = False
     talking_since: float | None = None
     speech_ended_at: float | None = None
@@ -407,6 +408,8 @@ class CallModel:
                 return self._hold_released(call, leg, now)
             case ev.MusicOnHoldStarted():
                 leg.hearing_music = True
+                if event.music_class:
+                    leg.music_class = event.music_class
                 return self._music_started(call, leg, now)
             case ev.MusicOnHoldStopped():
                 leg.hearing_music = False

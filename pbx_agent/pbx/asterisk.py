@@ -90,8 +90,14 @@ class HoldProgram:
     command: cmd.StartHoldProgram
     helper_id: str
     channel_name: str = ""
+    # The held channel's music on hold class: the command's, or what MusicOnHoldStart
+    # reports for the held leg once the program runs (it follows Hold by < 1 ms, trace 04a).
+    music_class: str = ""
     injected: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.music_class = self.music_class or self.command.music_class
 
 
 @dataclass(slots=True)
@@ -162,6 +168,10 @@ class AsteriskAdapter:
                 continue
             if isinstance(event, ev.LegCreated) and event.leg in self.hold_programs:
                 self.hold_programs[event.leg].channel_name = event.channel
+            if isinstance(event, ev.MusicOnHoldStarted) and event.music_class:
+                held = self._programs_by_leg.get(event.leg)
+                if held is not None:
+                    held.music_class = event.music_class
             self._handle(event)
 
     def _helper_gone(self, leg: LegId) -> None:

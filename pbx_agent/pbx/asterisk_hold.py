@@ -24,7 +24,9 @@ gap of ``g`` seconds and a file of ``L`` seconds the hook first plays the last `
 seconds, then whole files: the end of one play and the start of the next are the file's own
 loop point, so the music never jumps inside a segment. The offset is counted in samples of
 the file Asterisk opens, which is why the music must exist in exactly one format: an 8 kHz
-16-bit mono ``.wav`` whose header gives the length (``read_wav_info``).
+16-bit mono ``.wav`` whose header gives the length (``read_wav_info``). The file is chosen
+by the held channel's music on hold class (``hold-music-<class>``, else ``hold-music``), read
+again before every segment: Asterisk reports the class just after the program was started.
 
 Timing: each announcement's time is ``command.started_at + at_s`` on the daemon's clock
 (the moment the hold began). Before every segment the hook reads the clock again, so the
@@ -45,6 +47,7 @@ value sent goes through the AGI encoder.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -75,8 +78,12 @@ DEFAULT_MAX_HOLD_S = 4 * 3600.0
 ASTERISK_WAV_RATES = (8000, 16000)
 _HEADER_READ_BYTES = 1 << 16
 # The music file: <sounds_dir>/hold-music.wav on the daemon's side, <asterisk prefix>hold-music
-# on Asterisk's (the same file, copied into Asterisk's sounds directory).
+# on Asterisk's (the same file, copied into Asterisk's sounds directory). A held channel whose
+# music on hold class (CHANNEL(musicclass), reported as MusicOnHoldStart's Class) is <class>
+# hears hold-music-<class> instead, when that file exists beside the default one.
 MUSIC_STEM = "hold-music"
+# musiconhold.conf section names as a file name can carry them.
+MUSIC_CLASS_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 # Assumed when the daemon cannot read the music file's header (the lab, a missing copy).
 DEFAULT_MUSIC_LENGTH_S = 30.0
 
@@ -331,7 +338,7 @@ class _Runner:
         self.program = program
         self.session = session
         self.schedule = CueSchedule(program.command)
-        self.music = hook.music_for(program.command.music_class)
+        self.music = hook.music_for(program.music_class)
         self.index = 0
         self.music_failed = False
         self.fields = {"program": program.id, "leg": program.leg, "channel": session.channel}
@@ -394,8 +401,22 @@ class _Runner:
             log.warning("hold_prompt_failed", prompt=prompt, **self.fields)
         return not result.failed
 
+    def _choose_music(self) -> None:
+        """The held channel's class may become known after the program started (Asterisk
+        reports ``MusicOnHoldStart`` just after ``Hold``): the next segment plays its music."""
+        music = self.hook.music_for(self.program.music_class)
+        if music != self.music:
+            log.info(
+                "hold_music_class",
+                music_class=self.program.music_class,
+                music=music.sound,
+                **self.fields,
+            )
+            self.music = music
+
     async def _fill_gap(self) -> bool:
         """Music until the next announcement; False when the session is over."""
+        self._choose_music()
         cue = self.schedule.cue(self.index)
         gap = None if cue is None else cue.at - self.hook.now()
         if self.music_failed:
@@ -465,23 +486,76 @@ class _DaemonPrograms:
         return adapter.program(program_id) if adapter is not None else None
 
 
-def hold_music_for(config: Config) -> HoldMusic:
-    """The site's hold music: its Asterisk name and the length read from the local copy."""
-    sound = f"{config.prompts.pbx_prefix.asterisk}{MUSIC_STEM}"
-    path = config.prompts.sounds_dir / f"{MUSIC_STEM}.wav"
+@dataclass(frozen=True, slots=True)
+class MusicFiles:
+    """The hold music files in a sounds folder: class '' is the default ``hold-music.wav``,
+    every ``hold-music-<class>.wav`` is the music of that class; ``misnamed`` are the files
+    that look meant as class music but whose class no musiconhold.conf section can have."""
+
+    by_class: Mapping[str, Path]
+    misnamed: tuple[Path, ...] = ()
+
+
+def hold_music_files(sounds_dir: Path) -> MusicFiles:
+    """The default hold music file (present or not) and the class music files beside it."""
+    by_class: dict[str, Path] = {"": sounds_dir / f"{MUSIC_STEM}.wav"}
+    misnamed: list[Path] = []
     try:
-        return HoldMusic.from_wav(sound, path)
-    except ConfigError as exc:
+        found = sorted(sounds_dir.glob(f"{MUSIC_STEM}-*.wav"))
+    except OSError:
+        found = []
+    for path in found:
+        music_class = path.stem[len(MUSIC_STEM) + 1 :]
+        if MUSIC_CLASS_NAME.fullmatch(music_class):
+            by_class[music_class] = path
+        else:
+            misnamed.append(path)
+    return MusicFiles(by_class, tuple(misnamed))
+
+
+def hold_music_for(config: Config) -> dict[str, HoldMusic]:
+    """The site's hold music by class: the Asterisk name of each file and its length read
+    from the local copy. The default ('') is always there (assumed 30 s when unreadable); a
+    class file that cannot be read is left out, so that class hears the default music."""
+    prefix = config.prompts.pbx_prefix.asterisk
+    files = hold_music_files(config.prompts.sounds_dir)
+    for path in files.misnamed:
         log.warning(
-            "hold_music_unmeasured",
-            sound=sound,
+            "hold_music_class_ignored",
             path=str(path),
-            error=str(exc),
-            assumed_length_s=DEFAULT_MUSIC_LENGTH_S,
-            advice="put the hold music (8 kHz 16-bit mono .wav, the same file Asterisk plays) "
-            "at this path, or announcements will be off by the difference in length",
+            reason="the part after 'hold-music-' is not a music on hold class name",
+            accepted=f"hold-music-<class>.wav, <class> matching {MUSIC_CLASS_NAME.pattern}",
         )
-        return HoldMusic(sound, DEFAULT_MUSIC_LENGTH_S)
+    music: dict[str, HoldMusic] = {}
+    for music_class, path in files.by_class.items():
+        stem = path.stem
+        sound = f"{prefix}{stem}"
+        try:
+            music[music_class] = HoldMusic.from_wav(sound, path)
+        except ConfigError as exc:
+            if music_class:
+                log.error(
+                    "hold_music_class_ignored",
+                    path=str(path),
+                    music_class=music_class,
+                    error=str(exc),
+                    reason="this class hears the default hold music instead",
+                )
+                continue
+            log.warning(
+                "hold_music_unmeasured",
+                sound=sound,
+                path=str(path),
+                error=str(exc),
+                assumed_length_s=DEFAULT_MUSIC_LENGTH_S,
+                advice="put the hold music (8 kHz 16-bit mono .wav, the same file Asterisk "
+                "plays) at this path, or announcements will be off by the difference in length",
+            )
+            music[music_class] = HoldMusic(sound, DEFAULT_MUSIC_LENGTH_S)
+    classes = sorted(c for c in music if c)
+    if classes:
+        log.info("hold_music_classes", classes=classes)
+    return music
 
 
 def hold_program_hook_factory(daemon: Daemon) -> HookSpec | None:
@@ -517,9 +591,11 @@ __all__ = [
     "CueSchedule",
     "HoldMusic",
     "HoldProgramHook",
+    "MusicFiles",
     "MusicSegment",
     "ProgramSource",
     "WavInfo",
+    "hold_music_files",
     "hold_music_for",
     "hold_program_hook_factory",
     "music_segment",

@@ -167,6 +167,12 @@ def tier_limit(rule: HoldRule, tier: str | None) -> tuple[float, bool]:
     return min(rule.tier_limits_s.values()), False
 
 
+def _music_class(call: cm.Call, leg: LegId) -> str:
+    """The held leg's music on hold class as the PBX last reported it ('' when not yet)."""
+    found = call.legs.get(leg)
+    return found.music_class if found is not None else ""
+
+
 def callable_number(number: str) -> bool:
     """Whether a caller id can be called back at all (the callback service normalises it)."""
     return sum(ch.isdigit() for ch in number) >= 3
@@ -242,12 +248,12 @@ class HoldPolicy:
             case cm.DigitReceived():
                 return self._digit(state, event, call, now)
             case cm.PromptDone(prompt=cmd.HOLD_PROGRAM_PROMPT, ok=False):
-                return self._program_lost(state, event.leg, now)
+                return self._program_lost(state, event.leg, call, now)
         return state, []
 
     # -- a program that ended by itself -----------------------------------------------------
 
-    def _program_lost(self, state: HoldPolicyState, leg: LegId, now: float) -> Step:
+    def _program_lost(self, state: HoldPolicyState, leg: LegId, call: cm.Call, now: float) -> Step:
         hold = state.find(leg)
         if hold is None or not hold.announced or hold.program is None:
             return state, []
@@ -261,6 +267,7 @@ class HoldPolicy:
             )
             return state.put(replace(hold, program=None)), [note]
         program = resumed_program(hold.program, now)
+        program = replace(program, music_class=_music_class(call, leg) or program.music_class)
         state = state.put(replace(hold, program=program, restarts=hold.restarts + 1))
         return state, [replace(program, reason="the hold program ended by itself: restart it")]
 
@@ -310,6 +317,7 @@ class HoldPolicy:
             announcements=plan.announcements,
             repeat=plan.repeat,
             repeat_every_s=plan.repeat_every_s,
+            music_class=_music_class(call, event.held),
             reason=(
                 f"the customer was put on hold: announce at once, remind after "
                 f"{rule.reminder_first_after_s:g} s and every {rule.reminder_interval_s:g} s"
@@ -376,6 +384,7 @@ class HoldPolicy:
             leg=event.leg,
             started_at=now,
             announcements=(HoldAnnouncement(0.0, rule.callback_offer.registered_prompt),),
+            music_class=_music_class(call, event.leg),
             reason="confirm the registered callback, then music until the hold ends",
         )
         state = state.put(

@@ -160,7 +160,10 @@ def test_the_command_exits_1_naming_the_package_when_sox_is_missing(
 ) -> None:
     """prompts render with no sox on PATH: exit 1, the message names the sox package."""
     real = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name: None if name == "sox" else real(name))
+    # Only sox is missing, whether or not this machine has espeak-ng.
+    monkeypatch.setattr(
+        shutil, "which", lambda name: None if name == "sox" else real(name) or f"/usr/bin/{name}"
+    )
     status = cli.main(["prompts", "render", "--out", str(tmp_path)])
     assert status == 1
     assert "apt-get install sox" in capsys.readouterr().err
@@ -203,6 +206,26 @@ def test_check_config_reports_a_file_asterisk_cannot_play_as_wav(tmp_path: Path)
         "prompts.sounds_dir (hold music)",
     ]
     assert "16000 Hz" in problems[0].message
+
+
+def test_check_config_checks_every_class_music_and_names_a_misnamed_one(tmp_path: Path) -> None:
+    """hold-music-<class>.wav files are checked like the default one; a file whose class no
+    musiconhold.conf section can have is reported (it would never be played)."""
+    config = site(tmp_path)
+    for key in phrases_to_render(config)[0]:
+        write_wav(tmp_path / "ru" / f"{file_stem(key)}.wav")
+    write_wav(tmp_path / "hold-music.wav", seconds=1.0)
+    write_wav(tmp_path / "hold-music-sales.wav", seconds=1.0)
+    write_wav(tmp_path / "hold-music-vip.wav", seconds=1.0, rate=16000)
+    write_wav(tmp_path / "hold-music-new sales.wav", seconds=1.0)
+    problems = prompt_file_problems(config)
+    assert problems is not None
+    assert [(p.key, p.value) for p in problems] == [
+        ("prompts.sounds_dir (hold music, class vip)", str(tmp_path / "hold-music-vip.wav")),
+        ("prompts.sounds_dir (hold music)", str(tmp_path / "hold-music-new sales.wav")),
+    ]
+    assert "16000 Hz" in problems[0].message
+    assert "never played" in problems[1].message
 
 
 def test_check_config_skips_the_prompt_check_when_the_sounds_are_elsewhere(tmp_path: Path) -> None:

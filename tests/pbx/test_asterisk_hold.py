@@ -106,8 +106,10 @@ class Rig:
     clock: ScaledClock
     callbacks_requested: list[cmd.RequestCallback]
 
-    async def call(self) -> tuple[Leg, Leg]:
+    async def call(self, music_class: str = "default") -> tuple[Leg, Leg]:
         caller = await self.pbx.inbound_call(caller="79161234567", caller_name="Иван")
+        # As the inbound dialplan's Set(CHANNEL(musicclass)=...) leaves it.
+        caller.channel.music_class = music_class
         await caller.answer()
         agent = await caller.connect_agent(endpoint="agent-1001")
         return caller, agent
@@ -138,8 +140,9 @@ class Rig:
 
 @pytest.fixture
 async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    """The zh profile; the parameter may give ``standards`` (an override layer) and
-    ``hook`` (False: the hold_program hook is not served)."""
+    """The zh profile; the parameter may give ``standards`` (an override layer),
+    ``hook`` (False: the hold_program hook is not served) and ``music`` (the hook's music by
+    class)."""
     clock = ScaledClock(SCALE)
     param = getattr(request, "param", {})
     override = param.get("standards")
@@ -171,9 +174,12 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
             requested.append(command)
 
         engine.register_service(cmd.RequestCallback, callbacks)
+        music = param.get("music", MUSIC)
+        if isinstance(music, dict):
+            pbx.switch.sound_lengths.update({m.sound: m.length_s for m in music.values()})
         hook = HoldProgramHook(
             adapter,
-            music=MUSIC,
+            music=music,
             sounds=sounds,
             clock=clock,
             on_prompt_done=lambda leg, prompt, ok: engine.handle(
@@ -247,6 +253,31 @@ async def test_program_plays_announcement_music_and_reminder_as_files(rig: Rig) 
     assert 0 <= int(music.group(1) or 0) < 7.5 * 8000
     assert commands[3] == 'STREAM FILE pbx-agent/zh/hold-reminder ""'
     assert not any("MusicOnHold" in c or "SET MUSIC" in c for c in commands)
+
+
+QUIET = HoldMusic("pbx-agent/hold-music-quiet", 7.5)
+
+
+@pytest.mark.parametrize("rig", [{"music": {"": MUSIC, "quiet": QUIET}}], indirect=True)
+async def test_the_held_channels_music_class_picks_its_music(rig: Rig) -> None:
+    """A customer whose CHANNEL(musicclass) is ``quiet`` hears hold-music-quiet: Asterisk
+    names the class in MusicOnHoldStart just after Hold (04a), after the program started."""
+    caller, agent = await rig.call(music_class="quiet")
+    await caller.hold(by=agent)
+    await rig.wait_agi(lambda c: sum("hold-reminder" in x for x in c) >= 1)
+    music = [c for c in rig.agi_commands() if "hold-music" in c]
+    assert music
+    assert all(c.startswith('STREAM FILE pbx-agent/hold-music-quiet ""') for c in music)
+
+
+@pytest.mark.parametrize("rig", [{"music": {"": MUSIC, "quiet": QUIET}}], indirect=True)
+async def test_a_class_without_its_own_music_hears_the_default(rig: Rig) -> None:
+    caller, agent = await rig.call(music_class="sales")
+    await caller.hold(by=agent)
+    await rig.wait_agi(lambda c: sum("hold-reminder" in x for x in c) >= 1)
+    music = [c for c in rig.agi_commands() if "hold-music" in c]
+    assert music
+    assert all(c.startswith('STREAM FILE pbx-agent/hold-music ""') for c in music)
 
 
 async def test_unhold_hangs_the_program_up_and_nothing_plays_after(rig: Rig) -> None:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from pbx_agent.clock import ManualClock
+from pbx_agent.config import Config
 from pbx_agent.errors import ChannelHungUp, ConfigError
 from pbx_agent.model.commands import HoldAnnouncement, StartHoldProgram
 from pbx_agent.model.events import CallId, LegId
@@ -24,6 +26,8 @@ from pbx_agent.pbx.asterisk_hold import (
     CueSchedule,
     HoldMusic,
     HoldProgramHook,
+    hold_music_files,
+    hold_music_for,
     music_segment,
     parse_wav_header,
     read_wav_info,
@@ -408,3 +412,84 @@ def test_music_class_picks_its_file_or_the_default() -> None:
     )
     assert hook.music_for("jazz") is other
     assert hook.music_for("rock") is MUSIC
+
+
+async def test_a_class_learned_after_the_start_plays_from_the_next_segment() -> None:
+    """Asterisk names the held channel's class (MusicOnHoldStart) after the program started:
+    the first music segment after that is the class's file, from the same offset logic."""
+    clock = ManualClock(start=T0)
+    jazz = HoldMusic("pbx-agent/hold-music-jazz", 20.0)
+    lengths = {**LENGTHS, MUSIC.sound: MUSIC.length_s, jazz.sound: jazz.length_s}
+    session = PlayingSession(clock, lengths, hang_up_at=T0 + 15)
+    program = make_program(zh_command())
+    assert program.music_class == ""
+    hook = HoldProgramHook(
+        Programs(program), music={"": MUSIC, "jazz": jazz}, sounds=sounds, clock=clock
+    )
+    original = session.play
+
+    async def play(sound: str, *, escape_digits: str = "", offset_samples: int = 0) -> PlayResult:
+        result = await original(sound, escape_digits=escape_digits, offset_samples=offset_samples)
+        program.music_class = "jazz"  # the adapter, at MusicOnHoldStart, during the announcement
+        return result
+
+    session.play = play  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await asyncio.wait_for(hook(session), 5)
+    assert [(t, s) for t, s, _ in session.plays] == [
+        (0.0, "zh/hold-announce"),
+        (2.5, jazz.sound),
+        (10.0, "zh/hold-reminder"),
+        (13.0, jazz.sound),
+    ]
+    assert [(e["music_class"], e["music"]) for e in logs if e["event"] == "hold_music_class"] == [
+        ("jazz", jazz.sound)
+    ]
+
+
+def test_a_program_takes_the_commands_class_until_the_switch_names_one() -> None:
+    program = make_program(replace(zh_command(), music_class="sales"))
+    assert program.music_class == "sales"
+
+
+def test_music_files_are_the_default_and_one_per_class(tmp_path: Path) -> None:
+    for name in ("hold-music.wav", "hold-music-jazz.wav", "hold-music-a b.wav", "other.wav"):
+        (tmp_path / name).write_bytes(wav_bytes(2.0))
+    files = hold_music_files(tmp_path)
+    assert dict(files.by_class) == {
+        "": tmp_path / "hold-music.wav",
+        "jazz": tmp_path / "hold-music-jazz.wav",
+    }
+    assert files.misnamed == (tmp_path / "hold-music-a b.wav",)
+
+
+def test_site_music_reads_each_class_and_leaves_out_an_unplayable_one(tmp_path: Path) -> None:
+    """Each class file's length comes from its header; a class file Asterisk could not play is
+    left out (that class hears the default), with the reason logged."""
+    (tmp_path / "hold-music.wav").write_bytes(wav_bytes(12.0))
+    (tmp_path / "hold-music-jazz.wav").write_bytes(wav_bytes(25.0))
+    (tmp_path / "hold-music-rock.wav").write_bytes(wav_bytes(5.0, rate=44100))
+    config = Config.model_validate(
+        {"site": {"profile": "ru"}, "prompts": {"sounds_dir": str(tmp_path)}}, context={}
+    )
+    with capture_logs() as logs:
+        music = hold_music_for(config)
+    prefix = config.prompts.pbx_prefix.asterisk
+    assert music == {
+        "": HoldMusic(f"{prefix}hold-music", 12.0),
+        "jazz": HoldMusic(f"{prefix}hold-music-jazz", 25.0),
+    }
+    ignored = [e for e in logs if e["event"] == "hold_music_class_ignored"]
+    assert [e["music_class"] for e in ignored] == ["rock"]
+    assert "44100 Hz" in ignored[0]["error"]
+
+
+def test_site_music_without_a_readable_default_assumes_its_length(tmp_path: Path) -> None:
+    config = Config.model_validate(
+        {"site": {"profile": "ru"}, "prompts": {"sounds_dir": str(tmp_path)}}, context={}
+    )
+    with capture_logs() as logs:
+        music = hold_music_for(config)
+    assert list(music) == [""]
+    assert music[""].length_s == 30.0
+    assert [e["event"] for e in logs] == ["hold_music_unmeasured"]

@@ -491,3 +491,16 @@ def test_the_registered_callback_program_is_the_one_restarted() -> None:
     # Music only: the confirmation was due at once and is past; no reminders come back.
     assert (restarted.announcements, restarted.repeat) == ((), None)
     assert restarted.started_at == T0 + 121
+
+
+def test_the_held_parties_music_class_goes_with_every_program() -> None:
+    """The class the PBX reported for the held leg (MusicOnHoldStart, just after Hold on
+    Asterisk) is in the restarted and the callback programs; the first one has none yet."""
+    r = runner("zh")
+    first = program(r.agent_holds(0))
+    assert first.music_class == ""
+    r.at(0.001, ev.MusicOnHoldStarted(CALLER, "sales"))
+    assert program(lost(r, 15)).music_class == "sales"
+    r.advance(121)
+    taken = r.at(121, ev.DigitPressed(CALLER, "1"))
+    assert program(taken).music_class == "sales"
