@@ -496,16 +496,24 @@ def signed_ms(samples_s: list[float]) -> dict[str, float]:
 
 class LogCounter:
     """Counts the daemon's warning and error log events by name (the log itself goes to
-    /dev/null, rendered as in production) and keeps the first few of each."""
+    /dev/null, rendered as in production) and keeps the first few of each. Failed commands
+    and agent alerts are also counted by rule and action (``rules``), so a storm of them can
+    be traced to the policy that asked."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.rules: dict[str, int] = {}
         self.first: dict[str, dict[str, Any]] = {}
 
     def __call__(self, event: Any) -> None:
+        name = str(event.get("event"))
+        if name in ("command_failed", "command_dropped") or (
+            name == "decision" and event.get("action") == "alert_agent"
+        ):
+            key = f"{name} {event.get('rule')} {event.get('action')}"
+            self.rules[key] = self.rules.get(key, 0) + 1
         if event.get("level") not in ("warning", "error", "critical"):
             return
-        name = str(event.get("event"))
         self.counts[name] = self.counts.get(name, 0) + 1
         if name not in self.first:
             self.first[name] = {k: str(v)[:300] for k, v in event.items() if k != "timestamp"}
@@ -556,6 +564,8 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         result["ramp"] = ramp
         facts_by_phase: dict[str, dict[str, int]] = {"ramp": facts_seen(daemon)}
         result["facts_by_phase"] = facts_by_phase
+        rules_by_phase: dict[str, dict[str, int]] = {"ramp": dict(logs.rules)}
+        result["commands_by_phase"] = rules_by_phase
 
         # Memory first, on a heap that has only seen calls arrive and talk: after the load
         # phase the allocator's high-water mark would hide the growth.
@@ -570,6 +580,7 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         result["fake_stats_at_memory_peak"] = await fake.ask(30, cmd="stats")
         result["memory_ramp"] = more
         facts_by_phase["memory_ramp"] = facts_seen(daemon)
+        rules_by_phase["memory_ramp"] = dict(logs.rules)
         result["rss_bytes"] = memory
         result["daemon_live_calls"] = live  # what the daemon tracked at each reading
         result["ami_connections_after_memory_ramp"] = daemon.adapter.client.connections
@@ -592,6 +603,7 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         after_trim, trimmed["daemon_wait_s"] = await settle(daemon, work.calls, down=True)
         result["trim"] = trimmed
         facts_by_phase["trim"] = facts_seen(daemon)
+        rules_by_phase["trim"] = dict(logs.rules)
         calls_gone = max(before_trim - after_trim, 1)
         census_low = heap_census()
         result["kept_per_call"] = census_per_call(census_high, census_low, calls_gone)
@@ -626,6 +638,7 @@ async def bench(work: Workload, *, niceness: int = -10, profile: bool = True) ->
         elapsed = time.monotonic() - started
         cpu = time.process_time() - cpu_before
         facts_by_phase["measure"] = facts_seen(daemon)
+        rules_by_phase["measure"] = dict(logs.rules)
         result["daemon_preempted_per_s"] = round(
             (resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - switches_before) / elapsed, 1
         )
@@ -729,6 +742,9 @@ def report(result: dict[str, Any]) -> None:
         print(f"      {size:8.1f} B in {objects:6.2f} x {name}")
     # Running totals at the end of each phase: what the facts sink wrote and dropped.
     print(f"   facts sink, totals by phase: {result.get('facts_by_phase')}")
+    # Agent alerts decided, commands failed or dropped, by rule and action: running totals.
+    for phase, counts in (result.get("commands_by_phase") or {}).items():
+        print(f"   commands by rule, after {phase}: {counts}")
 
 
 def main(argv: list[str]) -> int:
