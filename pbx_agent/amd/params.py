@@ -1,8 +1,10 @@
 """Parameters of answering-machine detection, with their documented defaults.
 
-``DetectorParams`` is what a profile carries under ``standards.amd``; ``ClassicParams`` are
-Asterisk ``AMD()``'s own parameters (``amd.conf``), used by the classic re-implementation
-and the talk-event policy. All times are milliseconds after the answer.
+``DetectorTuning`` is what a profile carries under ``standards.amd.detector``: the
+detector's knobs. ``DetectorParams`` adds the session around it (the deadline and what a
+late or unsure verdict counts as), which ``detector_params`` takes from ``standards.amd``.
+``ClassicParams`` are Asterisk ``AMD()``'s own parameters (``amd.conf``), used by the classic
+re-implementation and the talk-event policy. All times are milliseconds after the answer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     from pbx_agent.config.standards import AmdRule
 
-__all__ = ["ClassicParams", "DetectorParams", "VerdictKind", "detector_params"]
+__all__ = [
+    "ClassicParams",
+    "DetectorParams",
+    "DetectorTuning",
+    "VerdictKind",
+    "classic_params",
+    "detector_params",
+]
 
 
 class VerdictKind(StrEnum):
@@ -24,9 +33,10 @@ class VerdictKind(StrEnum):
     NOTSURE = "NOTSURE"
 
 
-class DetectorParams(BaseModel):
-    """The detector's knobs. Defaults were chosen on the ``train`` split of the generated
-    corpus and checked on its ``validation`` split (``docs/amd.md``)."""
+class DetectorTuning(BaseModel):
+    """The detector's knobs (``standards.amd.detector``). Defaults were chosen on the
+    ``train`` split of the generated corpus and checked on its ``validation`` split
+    (``docs/amd.md``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -145,7 +155,66 @@ class DetectorParams(BaseModel):
         description="quieter frames never count as music (background music behind a person)",
     )
 
-    # --- the session around the detector (audiosocket_server.py) ------------------------
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[tuple[str, object, str, str]] = []
+        if self.strong_margin_db < self.speech_margin_db:
+            problems.append(
+                _below(
+                    "strong_margin_db",
+                    self.strong_margin_db,
+                    "speech_margin_db",
+                    self.speech_margin_db,
+                )
+            )
+        if self.beep_max_hz <= self.beep_min_hz:
+            problems.append(
+                (
+                    "beep_max_hz",
+                    self.beep_max_hz,
+                    f"above beep_min_hz ({self.beep_min_hz})",
+                    "not above beep_min_hz",
+                )
+            )
+        if self.long_answer_ms < self.short_answer_ms:
+            problems.append(
+                _below(
+                    "long_answer_ms", self.long_answer_ms, "short_answer_ms", self.short_answer_ms
+                )
+            )
+        _refuse(problems)
+        return self
+
+
+def _below(key: str, value: object, floor_key: str, floor: object) -> tuple[str, object, str, str]:
+    return (
+        key,
+        value,
+        f"at least {floor_key} ({floor})",
+        f"below {floor_key}",
+    )
+
+
+def _refuse(problems: list[tuple[str, object, str, str]]) -> None:
+    """Raise one error naming every (key, value, accepted, message), keys relative to the
+    model, the way the configuration reports problems (``config.types.problems_error``)."""
+    if not problems:
+        return
+    # Imported here: the configuration imports this module to build ``standards.amd``.
+    from pbx_agent.config.types import SubProblem, problems_error  # noqa: PLC0415 - import cycle
+
+    raise problems_error(
+        [
+            SubProblem(key, str(value), accepted, message)
+            for key, value, accepted, message in problems
+        ]
+    )
+
+
+class DetectorParams(DetectorTuning):
+    """The detector's knobs and the session around it (``audiosocket_server.py``, the
+    FreeSWITCH dialer): what the detector runs with."""
+
     deadline_ms: int = Field(
         5500,
         ge=500,
@@ -161,36 +230,24 @@ class DetectorParams(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.strong_margin_db < self.speech_margin_db:
-            msg = (
-                f"standards.amd.strong_margin_db={self.strong_margin_db} is below "
-                f"speech_margin_db={self.speech_margin_db}; accepted: at least speech_margin_db"
-            )
-            raise ValueError(msg)
-        if self.beep_max_hz <= self.beep_min_hz:
-            msg = (
-                f"standards.amd.beep_max_hz={self.beep_max_hz} is not above "
-                f"beep_min_hz={self.beep_min_hz}"
-            )
-            raise ValueError(msg)
-        if self.long_answer_ms < self.short_answer_ms:
-            msg = (
-                f"standards.amd.long_answer_ms={self.long_answer_ms} is below "
-                f"short_answer_ms={self.short_answer_ms}; accepted: at least short_answer_ms"
-            )
-            raise ValueError(msg)
+    def _within_deadline(self) -> Self:
         if self.max_analysis_ms > self.deadline_ms:
-            msg = (
-                f"standards.amd.max_analysis_ms={self.max_analysis_ms} is after "
-                f"deadline_ms={self.deadline_ms}; accepted: at most deadline_ms"
+            _refuse(
+                [
+                    (
+                        "max_analysis_ms",
+                        self.max_analysis_ms,
+                        f"at most deadline_ms ({self.deadline_ms})",
+                        "after deadline_ms: the analysis would outlast the wait for it",
+                    )
+                ]
             )
-            raise ValueError(msg)
         return self
 
 
 class ClassicParams(BaseModel):
-    """Asterisk ``AMD()`` parameters with the ``amd.conf`` sample values."""
+    """Asterisk ``AMD()`` parameters with the ``amd.conf`` sample values, in the order of
+    ``AMD()``'s arguments (``app_amd.c``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -206,14 +263,32 @@ class ClassicParams(BaseModel):
 
 
 def detector_params(amd: AmdRule) -> DetectorParams:
-    """The detector's settings from ``standards.amd`` (on either PBX): its deadline, and
-    ``notsure_action`` for a verdict that is not there in time or not sure."""
-    base = DetectorParams()
+    """The detector's settings from ``standards.amd`` (on either PBX): the knobs of
+    ``standards.amd.detector``, the deadline, and ``notsure_action`` for a verdict that is
+    not there in time or not sure (``standards.amd`` refuses an analysis longer than the
+    deadline; the wait for speech stops at the deadline at the latest)."""
+    tuning = amd.detector
     choice = VerdictKind(amd.notsure_action.upper())
     return DetectorParams(
+        **tuning.model_dump(exclude={"no_speech_ms"}),
         deadline_ms=amd.deadline_ms,
-        max_analysis_ms=min(base.max_analysis_ms, amd.deadline_ms),
-        no_speech_ms=min(base.no_speech_ms, amd.deadline_ms),
+        no_speech_ms=min(tuning.no_speech_ms, amd.deadline_ms),
         on_deadline=choice,
         on_notsure=choice,
+    )
+
+
+def classic_params(amd: AmdRule) -> ClassicParams:
+    """``AMD()``'s parameters from ``standards.amd`` (the ``asterisk`` engine's arguments,
+    in ``app_amd.c``'s order, and the classic re-implementation's settings)."""
+    return ClassicParams(
+        initial_silence=amd.initial_silence_ms,
+        greeting=amd.greeting_ms,
+        after_greeting_silence=amd.after_greeting_silence_ms,
+        total_analysis_time=amd.total_analysis_time_ms,
+        min_word_length=amd.min_word_length_ms,
+        between_words_silence=amd.between_words_silence_ms,
+        maximum_number_of_words=amd.maximum_number_of_words,
+        silence_threshold=amd.silence_threshold,
+        maximum_word_length=amd.maximum_word_length_ms,
     )

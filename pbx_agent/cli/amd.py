@@ -2,11 +2,13 @@
 
 - ``amd corpus --out DIR --seed N [--size N]`` generates the labelled development corpus
   (``DIR/train`` and ``DIR/validation``; needs espeak-ng and sox).
-- ``amd evaluate DIR [--json] [--errors]`` scores, on the same clips in the same run, the
-  daemon's detector, the classic Asterisk ``AMD()`` heuristic (``amd.conf`` defaults),
-  and the two FreeSWITCH talk-event paths (simulated from the audio with the timings
-  measured on a real FreeSWITCH): accuracy, recall per class, NOTSURE rate, decision time
-  median and p90, and the confusion matrix.
+- ``amd evaluate DIR [--json] [--errors] [--config FILE]`` scores, on the same clips in the
+  same run, the daemon's detector, the classic Asterisk ``AMD()`` heuristic, and the two
+  FreeSWITCH talk-event paths (simulated from the audio with the timings measured on a real
+  FreeSWITCH): accuracy, recall per class, NOTSURE rate, decision time median and p90, and
+  the confusion matrix. The settings are the configuration's ``standards.amd`` (the
+  detector's knobs under ``standards.amd.detector``, ``AMD()``'s parameters beside them), so
+  a site scores the tuning it runs; the embedded defaults have ``amd.conf``'s values.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from pbx_agent.amd.classic import ClassicAmd
 from pbx_agent.amd.corpus import CorpusToolMissingError, generate_corpus
 from pbx_agent.amd.detector import AmdDetector
 from pbx_agent.amd.evaluate import Score, TalkEventScorer, load_clips, score
-from pbx_agent.amd.params import VerdictKind
+from pbx_agent.amd.params import VerdictKind, classic_params, detector_params
+from pbx_agent.cli.common import add_config_option, load_or_report
+from pbx_agent.config.standards import AmdRule
 
 _SCORERS = {
     "detector": "daemon detector (AudioSocket audio)",
-    "classic": "Asterisk AMD() heuristic, amd.conf defaults",
+    "classic": "Asterisk AMD() heuristic, standards.amd's parameters",
     "fs-detector": "detector rules on FreeSWITCH talk events + avmd (simulated)",
     "fs-classic": "AMD() rules on FreeSWITCH talk events + avmd (simulated)",
 }
@@ -72,6 +76,7 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--errors", action="store_true", help="also list the detector's wrong clips"
     )
+    add_config_option(evaluate)
     evaluate.set_defaults(handler=handle_evaluate)
 
 
@@ -93,12 +98,13 @@ def handle_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scorer_factories() -> dict[str, Any]:
+def _scorer_factories(amd: AmdRule) -> dict[str, Any]:
+    detector, classic = detector_params(amd), classic_params(amd)
     return {
-        "detector": AmdDetector,
-        "classic": ClassicAmd,
-        "fs-detector": lambda: TalkEventScorer("detector"),
-        "fs-classic": lambda: TalkEventScorer("classic"),
+        "detector": lambda: AmdDetector(detector),
+        "classic": lambda: ClassicAmd(classic),
+        "fs-detector": lambda: TalkEventScorer("detector", detector_params=detector),
+        "fs-classic": lambda: TalkEventScorer("classic", classic_params=classic),
     }
 
 
@@ -108,16 +114,19 @@ def handle_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"pbx-agent amd evaluate: {exc}\n")
         return 2
-    factories: dict[str, Any] = _scorer_factories()
-    scores = score(clips, factories)
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+    scores = score(clips, _scorer_factories(config.standards_for().amd))
     if args.json:
         payload: dict[str, object] = {"dir": str(args.dir), "clips": len(clips)}
+        payload["config"] = args.config  # null: the embedded defaults
         payload["scorers"] = {s.name: s.as_dict() for s in scores}
         if args.errors:
             payload["detector_errors"] = _errors(scores[0])
         sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
         return 0
-    sys.stdout.write(render_table(args.dir, scores))
+    sys.stdout.write(render_table(args.dir, scores, settings=args.config))
     if args.errors:
         sys.stdout.write("\nDetector errors:\n")
         for row in _errors(scores[0]):
@@ -142,11 +151,13 @@ def _errors(detector_score: Score) -> list[dict[str, object]]:
     ]
 
 
-def render_table(folder: Path, scores: list[Score]) -> str:
-    """The figures side by side, one column per scorer."""
+def render_table(folder: Path, scores: list[Score], *, settings: str | None = None) -> str:
+    """The figures side by side, one column per scorer; ``settings`` names the
+    configuration file whose ``standards.amd`` they ran with (None: the embedded defaults)."""
     names = [s.name for s in scores]
     width = max(12, *(len(n) for n in names))
-    lines = [f"{folder}: {scores[0].total if scores else 0} clips", ""]
+    total = scores[0].total if scores else 0
+    lines = [f"{folder}: {total} clips, standards.amd of {settings or 'the embedded defaults'}", ""]
 
     def row(label: str, values: list[str]) -> str:
         return f"{label:<26}" + "".join(f"{v:>{width + 2}}" for v in values)

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from pbx_agent.amd.params import DetectorTuning
+
 # Q.850 causes that mean the network or a system failed, not that a party hung up
 # (callbacks, R7): 27 destination out of order, 34 no circuit/channel available,
 # 38 network out of order, 41 temporary failure, 42 switching equipment congestion,
@@ -53,6 +55,8 @@ _AMD: Final[dict[str, Any]] = {
     "maximum_word_length_ms": 5000,
     "notsure_action": "human",
     "deadline_ms": 6000,
+    # The daemon's detector: the defaults chosen on the generated corpus (docs/amd.md).
+    "detector": DetectorTuning().model_dump(),
 }
 
 _CALLBACKS: Final[dict[str, Any]] = {

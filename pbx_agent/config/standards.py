@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from pbx_agent.amd.params import DetectorTuning
 from pbx_agent.config.types import (
     TIME_OF_DAY_ACCEPTED,
     Name,
@@ -250,8 +251,11 @@ class FlagsRule(_Rule):
 class AmdRule(_Rule):
     """R6: answering-machine detection on every call the daemon originates.
 
-    The parameters are Asterisk's AMD() ones, with Asterisk's defaults; ``deadline_ms`` is
-    when the daemon stops waiting for a verdict and applies ``notsure_action``.
+    The ``*_ms``/``*_words``/``silence_threshold`` parameters are Asterisk's AMD() ones, with
+    Asterisk's defaults (the ``asterisk`` engine); ``detector`` holds the daemon's detector's
+    knobs (the ``daemon`` engine, and FreeSWITCH's talk-event rules). ``deadline_ms`` is when
+    the daemon stops waiting for a verdict and applies ``notsure_action``; the detector's
+    analysis stops there at the latest.
     """
 
     enabled: bool = True
@@ -267,20 +271,31 @@ class AmdRule(_Rule):
     maximum_word_length_ms: Annotated[int, Field(ge=100, le=60000)] = 5000
     notsure_action: Literal["human", "machine"] = "human"
     deadline_ms: Annotated[int, Field(ge=500, le=120000)] = 6000
+    detector: DetectorTuning = DetectorTuning()
 
     @model_validator(mode="after")
     def _deadline_covers_analysis(self) -> Self:
+        problems: list[SubProblem] = []
         if self.deadline_ms < self.total_analysis_time_ms:
-            raise problems_error(
-                [
-                    SubProblem(
-                        "deadline_ms",
-                        str(self.deadline_ms),
-                        f">= total_analysis_time_ms ({self.total_analysis_time_ms})",
-                        "the verdict deadline would expire before the analysis may finish",
-                    )
-                ]
+            problems.append(
+                SubProblem(
+                    "deadline_ms",
+                    str(self.deadline_ms),
+                    f">= total_analysis_time_ms ({self.total_analysis_time_ms})",
+                    "the verdict deadline would expire before the analysis may finish",
+                )
             )
+        if self.detector.max_analysis_ms > self.deadline_ms:
+            problems.append(
+                SubProblem(
+                    "detector.max_analysis_ms",
+                    str(self.detector.max_analysis_ms),
+                    f"<= deadline_ms ({self.deadline_ms})",
+                    "the detector's analysis would outlast the wait for its verdict",
+                )
+            )
+        if problems:
+            raise problems_error(problems)
         return self
 
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import structlog
 
 from pbx_agent.amd.detector import Verdict
-from pbx_agent.amd.params import VerdictKind, detector_params
+from pbx_agent.amd.params import VerdictKind, classic_params, detector_params
 from pbx_agent.errors import PbxAgentError
 from pbx_agent.model import events as ev
 from pbx_agent.services.callbacks import CallbackDial, CallbackNotPlacedError
@@ -93,8 +93,9 @@ class OutcomeSink(Protocol):
         tech_cause: str = "",
     ) -> object: ...
 
-    async def on_machine_verdict(self, request_id: str, verdict: str, *, cause: str = "") -> object:
-        ...
+    async def on_machine_verdict(
+        self, request_id: str, verdict: str, *, cause: str = ""
+    ) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +110,7 @@ class MachineDetection:
     def from_rule(cls, amd: AmdRule) -> MachineDetection:
         """``standards.amd``: the engine (``none`` when detection is off), the NOTSURE
         choice, and ``AMD()``'s arguments in ``app_amd.c``'s order."""
-        args = (
-            amd.initial_silence_ms,
-            amd.greeting_ms,
-            amd.after_greeting_silence_ms,
-            amd.total_analysis_time_ms,
-            amd.min_word_length_ms,
-            amd.between_words_silence_ms,
-            amd.maximum_number_of_words,
-            amd.silence_threshold,
-            amd.maximum_word_length_ms,
-        )
+        args = classic_params(amd).model_dump().values()
         return cls(
             engine=amd.engine if amd.enabled else "none",
             notsure_as=VerdictKind(amd.notsure_action.upper()),

@@ -138,6 +138,44 @@ def test_evaluate_command_prints_json(labelled: Path, capsys: pytest.CaptureFixt
     assert set(payload["scorers"]) == {"detector", "classic", "fs-detector", "fs-classic"}
 
 
+def test_evaluate_command_scores_the_configured_settings(
+    labelled: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+):
+    """`--config FILE` scores the site's standards.amd: the detector's knobs from
+    standards.amd.detector, AMD()'s parameters beside them; the file is named in the output."""
+    config = tmp_path_factory.mktemp("site") / "pbx-agent.toml"
+    # Every frame quieter than -10 dBFS is not speech: the detector hears nobody. A silence
+    # threshold at the maximum makes AMD() hear nobody either.
+    config.write_text(
+        "[standards.amd]\nsilence_threshold = 32767\n"
+        "[standards.amd.detector]\nmin_speech_dbfs = -10.0\n",
+        encoding="utf-8",
+    )
+    assert main(["amd", "evaluate", str(labelled), "--json"]) == 0
+    defaults = json.loads(capsys.readouterr().out)
+    assert main(["amd", "evaluate", str(labelled), "--json", "--config", str(config)]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert (defaults["config"], tuned["config"]) == (None, str(config))
+    assert defaults["scorers"]["detector"]["confusion"]["HUMAN"]["NOTSURE"] == 0
+    # The people are silence to it (NOTSURE); the voicemails still end in a beep.
+    assert tuned["scorers"]["detector"]["confusion"]["HUMAN"]["NOTSURE"] == 2
+    assert defaults["scorers"]["classic"] != tuned["scorers"]["classic"]
+    assert main(["amd", "evaluate", str(labelled), "--config", str(config)]) == 0
+    assert f"standards.amd of {config}" in capsys.readouterr().out
+
+
+def test_evaluate_command_refuses_a_bad_config(
+    labelled: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+):
+    """A configuration with a problem is exit status 2, the problem named with its key."""
+    config = tmp_path_factory.mktemp("site") / "pbx-agent.toml"
+    config.write_text("[standards.amd.detector]\nburst_gap = 100\n", encoding="utf-8")
+    assert main(["amd", "evaluate", str(labelled), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "standards.amd.detector.burst_gap" in err
+    assert "burst_gap_ms" in err
+
+
 def test_evaluate_command_refuses_a_missing_folder(tmp_path: Path, capsys):
     """A folder that does not exist is exit status 2 with a message."""
     assert main(["amd", "evaluate", str(tmp_path / "nope")]) == 2

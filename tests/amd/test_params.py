@@ -18,7 +18,7 @@ def test_defaults_never_hang_up_on_a_timeout():
 
 def test_deadline_before_the_analysis_ends_is_refused():
     """max_analysis_ms after deadline_ms is refused, naming both keys."""
-    with pytest.raises(ValidationError, match="max_analysis_ms=6000 is after deadline_ms=5500"):
+    with pytest.raises(ValidationError, match="max_analysis_ms: after deadline_ms"):
         DetectorParams(max_analysis_ms=6000)
 
 
@@ -30,7 +30,7 @@ def test_strong_margin_below_the_speech_margin_is_refused():
 
 def test_a_long_answer_shorter_than_a_short_one_is_refused():
     """long_answer_ms below short_answer_ms is refused, naming both keys."""
-    with pytest.raises(ValidationError, match="long_answer_ms=400 is below short_answer_ms=500"):
+    with pytest.raises(ValidationError, match="long_answer_ms: below short_answer_ms"):
         DetectorParams(long_answer_ms=400, short_answer_ms=500)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pbx_agent.amd.params import DetectorTuning, detector_params
 from pbx_agent.config import Config, ConfigError, ConfigProblem, load_config
 
 
@@ -190,6 +191,38 @@ def test_amd_deadline_shorter_than_the_analysis_is_rejected(tmp_path: Path) -> N
     """The verdict deadline must leave the detector its analysis time."""
     found = problems(tmp_path, "[standards.amd]\ndeadline_ms = 3000\n")
     assert by_key(found, "standards.amd.deadline_ms").accepted.startswith(">= total_analysis")
+
+
+def test_amd_detector_knobs_come_from_the_profile(tmp_path: Path) -> None:
+    """standards.amd.detector overrides reach the detector; the rest keep their defaults."""
+    text = "[standards.amd.detector]\nburst_gap_ms = 350\nvad_mode = 3\n"
+    config = load_config(write(tmp_path, text), env={})
+    params = detector_params(config.standards_for().amd)
+    assert (params.burst_gap_ms, params.vad_mode) == (350, 3)
+    assert params.min_burst_ms == DetectorTuning().min_burst_ms
+    assert params.deadline_ms == config.standards_for().amd.deadline_ms
+
+
+def test_amd_detector_problems_are_keyed_under_standards_amd_detector(tmp_path: Path) -> None:
+    """A bad knob, an inconsistent pair and an analysis outlasting the deadline: all named."""
+    text = (
+        "[standards.amd]\ndeadline_ms = 6000\n"
+        "[standards.amd.detector]\nmax_analysis_ms = 7000\nvad_mode = 9\nburst_gapms = 1\n"
+    )
+    found = problems(tmp_path, text)
+    assert by_key(found, "standards.amd.detector.vad_mode").accepted.startswith("<= 3")
+    assert (
+        "did you mean 'burst_gap_ms'" in by_key(found, "standards.amd.detector.burst_gapms").message
+    )
+    text = "[standards.amd.detector]\nmax_analysis_ms = 7000\n"
+    problem = by_key(problems(tmp_path, text), "standards.amd.detector.max_analysis_ms")
+    assert problem.accepted == "<= deadline_ms (6000)"
+    text = "[standards.amd.detector]\nspeech_margin_db = 12.0\nstrong_margin_db = 10.0\n"
+    problem = by_key(problems(tmp_path, text), "standards.amd.detector.strong_margin_db")
+    assert (problem.message, problem.accepted) == (
+        "below speech_margin_db",
+        "at least speech_margin_db (12.0)",
+    )
 
 
 def test_feature_code_leading_to_no_script_is_rejected(tmp_path: Path) -> None:
