@@ -500,8 +500,26 @@ class Config(_Section):
                 *self._tier_problems(),
                 *self._prompt_file_problems(),
                 *self._phrase_conflict_problems(),
+                *self._site_wide_amd_problems(),
             ]
         )
+
+    def _site_wide_amd_problems(self) -> list[SubProblem]:
+        """standards.amd is the site's alone: the dialer and the AudioSocket detector are
+        built once from it at start-up, so a queue's or number's own would never be used."""
+        site = self._resolved[None, None].amd
+        layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
+        layers += [(f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)]
+        return [
+            SubProblem(
+                f"{layer}.amd",
+                "an override",
+                "standards.amd only (it applies to every call the daemon places)",
+                "answering-machine detection is site-wide, so this override would never be used",
+            )
+            for layer, standards in layers
+            if standards.amd != site
+        ]
 
     def phrase_texts(self) -> tuple[dict[str, str], list[PhraseConflict]]:
         """Every phrase of the site's standards and of each queue / dialled-number layer,
@@ -509,9 +527,7 @@ class Config(_Section):
         texts: dict[str, str] = dict(self._resolved[None, None].phrases)
         conflicts: list[PhraseConflict] = []
         layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
-        layers += [
-            (f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)
-        ]
+        layers += [(f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)]
         for layer, standards in layers:
             for key, text in standards.phrases.items():
                 if key not in texts:

@@ -225,6 +225,14 @@ def test_amd_detector_problems_are_keyed_under_standards_amd_detector(tmp_path: 
     )
 
 
+def test_amd_override_in_a_queue_or_number_is_refused(tmp_path: Path) -> None:
+    """Detection is set up once for every call placed: a layer's own would be ignored."""
+    text = "[queues.vip.amd]\ndeadline_ms = 9000\n[dialed.8800.amd.detector]\nvad_mode = 3\n"
+    found = problems(tmp_path, text)
+    assert "site-wide" in by_key(found, "queues.vip.amd").message
+    assert by_key(found, "dialed.8800.amd").accepted.startswith("standards.amd only")
+
+
 def test_feature_code_leading_to_no_script_is_rejected(tmp_path: Path) -> None:
     """A feature code must name a script or "farewell"."""
     found = problems(tmp_path, '[standards.feature_codes]\npbxagent_rude = "rude"\n')
