@@ -497,8 +497,8 @@ def signed_ms(samples_s: list[float]) -> dict[str, float]:
 class LogCounter:
     """Counts the daemon's warning and error log events by name (the log itself goes to
     /dev/null, rendered as in production) and keeps the first few of each. Failed commands
-    and agent alerts are also counted by rule and action (``rules``), so a storm of them can
-    be traced to the policy that asked."""
+    and agent alerts are also counted by rule, action and alert kind (``rules``), so a storm
+    of them can be traced to the policy that asked."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -511,6 +511,8 @@ class LogCounter:
             name == "decision" and event.get("action") == "alert_agent"
         ):
             key = f"{name} {event.get('rule')} {event.get('action')}"
+            if event.get("alert"):  # an agent alert's kind: hold_limit, dead_air...
+                key += f" {event['alert']}"
             self.rules[key] = self.rules.get(key, 0) + 1
         if event.get("level") not in ("warning", "error", "critical"):
             return
