@@ -7,7 +7,10 @@ watches four things from the answer on (t = 0):
 
 - speech bursts, from ``vad.VoiceActivity`` (noise floor + webrtcvad, so steady noise is
   not speech), merged across pauses shorter than ``burst_gap_ms`` and ignoring bursts
-  shorter than ``min_burst_ms``;
+  shorter than ``min_burst_ms``; of those frames, only the callee's own voice counts
+  (``_Foreground``): people talking behind the callee pass the noise floor and webrtcvad
+  too, but are heard ``foreground_gate_db`` or more under the callee's loudest speech, so
+  they neither fill the callee's pause nor add up to a greeting;
 - tones, from ``beep.BeepTracker`` (voicemail beeps, special information tones, fax and
   modem tones): any tone is a machine;
 - music, from ``music.MusicTracker``: a second of sound whose spectrum mostly holds still
@@ -22,7 +25,9 @@ The rules, checked after every frame, first match wins:
 4. ``max_sound_ms`` of sound without a pause → MACHINE ``continuous-sound``;
 5. speech was heard and is followed by enough silence → HUMAN ``answer-then-silence``;
    "enough" grows with the speech heard so far (``silence_needed_ms``): 600 ms after a
-   short answer (up to 0.5 s of speech), rising to 1 s after 2 s of speech or more;
+   short answer (up to 0.5 s of speech), rising to 1 s after 2 s of speech or more; and
+   not while quieter speech has just begun after the pause (it may be the soft start of
+   the callee's next word: the decision waits up to ``foreground_reach_ms`` for it);
 6. no speech at all by ``no_speech_ms`` → NOTSURE ``silence``;
 7. nothing decided by ``max_analysis_ms`` → NOTSURE ``undecided``.
 
@@ -45,8 +50,10 @@ no clock; times are milliseconds after the answer, given by the caller.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -128,6 +135,121 @@ class _Bursts:
         return self._open_counts() and now - self.open_end_ms < self.gap_ms
 
 
+@dataclass(slots=True)
+class _Foreground:
+    """Which speech frames are the callee's own voice, not voices behind them.
+
+    The callee speaks into the handset; a room, a television or a street behind them is
+    heard far quieter, yet it passes the noise floor and webrtcvad as speech, fills the
+    callee's pauses and adds up to a "greeting". So the callee's level is the loudest
+    ``window`` frames of speech heard so far, and a speech frame counts only when its own
+    level (over the same window) is within ``gate_db`` of it, or it lies within ``reach``
+    frames of one that is (the soft start and end of the callee's words). Voices heard
+    before the callee spoke set the level at first; once the callee is heard they fall
+    below it, and ``add`` says that the frames counted so far changed.
+    """
+
+    gate_db: float
+    window: int  # frames
+    reach: int  # frames
+    starts_ms: list[int] = field(default_factory=list)
+    speech: list[bool] = field(default_factory=list)  # the voice activity's decision
+    level_db: list[float] = field(default_factory=list)  # over the last ``window`` frames
+    counted: list[bool] = field(default_factory=list)
+    foreground_db: float | None = None
+    _powers: deque[float] = field(default_factory=deque)
+    _speech_run: int = 0
+    _last_own: int | None = None  # index of the latest frame at the callee's level
+    _quietest_own_db: float | None = None  # of the frames counted as the callee's level
+
+    def add(self, start_ms: int, speech: bool, level_dbfs: float) -> bool:
+        """One frame; True when frames before it changed (see ``counted``)."""
+        self._powers.append(10.0 ** (level_dbfs / 10.0))
+        if len(self._powers) > self.window:
+            self._powers.popleft()
+        level = 10.0 * math.log10(max(sum(self._powers) / len(self._powers), 1e-12))
+        self._speech_run = self._speech_run + 1 if speech else 0
+        if self._speech_run >= self.window and (
+            self.foreground_db is None or level > self.foreground_db
+        ):
+            self.foreground_db = level
+        index = len(self.speech)
+        self.starts_ms.append(start_ms)
+        self.speech.append(speech)
+        self.level_db.append(level)
+        own = self._own(index)
+        floor = None if self.foreground_db is None else self.foreground_db - self.gate_db
+        demoted = (
+            floor is not None
+            and self._quietest_own_db is not None
+            and floor > self._quietest_own_db
+        )
+        reclaimed = own and any(
+            self.speech[j] and not self.counted[j] for j in range(max(0, index - self.reach), index)
+        )
+        self.counted.append(False)
+        if demoted or reclaimed:
+            self._recount()
+            return True
+        if own:
+            self._note_own(index)
+        self.counted[index] = speech and (own or self.near_own(index))
+        return False
+
+    def maybe_own_onset(self) -> bool:
+        """The latest frames are quieter speech, begun within ``reach`` frames after a
+        pause: the soft start of a word by the callee as much as voices behind them."""
+        latest = len(self.speech) - 1
+        first = latest
+        while first >= 0 and self.speech[first] and not self.counted[first]:
+            first -= 1
+        run = latest - first
+        return 0 < run <= self.reach and first >= 0 and not self.speech[first]
+
+    def near_own(self, index: int) -> bool:
+        return self._last_own is not None and index - self._last_own <= self.reach
+
+    def loud_enough(self, index: int) -> bool:
+        """Sound at the callee's level, or close to their speech (for non-stop sound)."""
+        floor = None if self.foreground_db is None else self.foreground_db - self.gate_db
+        return floor is None or self.level_db[index] >= floor or self.near_own(index)
+
+    def _own(self, index: int) -> bool:
+        if not self.speech[index]:
+            return False
+        return self.foreground_db is None or (
+            self.level_db[index] >= self.foreground_db - self.gate_db
+        )
+
+    def _note_own(self, index: int) -> None:
+        self._last_own = index
+        level = self.level_db[index]
+        if self._quietest_own_db is None or level < self._quietest_own_db:
+            self._quietest_own_db = level
+
+    def _recount(self) -> None:
+        n = len(self.speech)
+        own = [self._own(i) for i in range(n)]
+        self._last_own = None
+        self._quietest_own_db = None
+        # Distance to the nearest frame at the callee's level, in two sweeps.
+        distance = [n + self.reach + 1] * n
+        last = None
+        for i in range(n):
+            if own[i]:
+                last = i
+                self._note_own(i)
+            if last is not None:
+                distance[i] = i - last
+        following = None
+        for i in range(n - 1, -1, -1):
+            if own[i]:
+                following = i
+            if following is not None:
+                distance[i] = min(distance[i], following - i)
+        self.counted = [self.speech[i] and distance[i] <= self.reach for i in range(n)]
+
+
 class AmdDetector:
     """One call's detector. Feed audio (or PBX speech segments) in time order."""
 
@@ -155,6 +277,11 @@ class AmdDetector:
             min_dbfs=p.music_min_dbfs,
         )
         self._bursts = _Bursts(p.burst_gap_ms, p.min_burst_ms)
+        self._own_voice = _Foreground(
+            gate_db=p.foreground_gate_db,
+            window=max(1, round(p.foreground_window_ms / FRAME_MS)),
+            reach=round(p.foreground_reach_ms / FRAME_MS),
+        )
         self._pending = np.zeros(0, dtype=np.int16)
         self._now_ms = 0  # end of the audio consumed so far
         self._sound_start_ms: int | None = None
@@ -216,16 +343,33 @@ class AmdDetector:
         )
         if music is not None and self._music_heard is None:
             self._music_heard = music
-        if frame.loud:
+        own_voice = self._own_voice
+        index = len(own_voice.speech)
+        if own_voice.add(start, frame.speech, frame.level_dbfs):
+            self._bursts = self._recounted_bursts(end)
+        elif own_voice.counted[index]:
+            self._bursts.speech(start, end)
+        else:
+            self._bursts.quiet(end)
+        if frame.loud and own_voice.loud_enough(index):
             if self._sound_start_ms is None:
                 self._sound_start_ms = start
         else:
             self._sound_start_ms = None
-        if frame.speech:
-            self._bursts.speech(start, end)
-        else:
-            self._bursts.quiet(end)
         return self._decide(end)
+
+    def _recounted_bursts(self, now: int) -> _Bursts:
+        # Which frames are the callee's changed: replay the bursts over them. Only frames
+        # are replayed; the time between them (lost audio) is quiet either way.
+        own_voice = self._own_voice
+        bursts = _Bursts(self.params.burst_gap_ms, self.params.min_burst_ms)
+        for start, counted in zip(own_voice.starts_ms, own_voice.counted, strict=True):
+            if counted:
+                bursts.speech(start, start + FRAME_MS)
+            else:
+                bursts.quiet(start + FRAME_MS)
+        bursts.quiet(now)
+        return bursts
 
     def _advance_without_audio(self, until_ms: int) -> Verdict | None:
         self._sound_start_ms = None
@@ -317,6 +461,7 @@ class AmdDetector:
             and last_end is not None
             and not bursts.in_speech(now)
             and now - last_end >= self.silence_needed_ms(speech_ms, onset)
+            and not self._own_voice.maybe_own_onset()
         ):
             return self._decided(VerdictKind.HUMAN, "answer-then-silence", now)
         if onset is None and now >= p.no_speech_ms:

@@ -55,6 +55,35 @@ class DetectorTuning(BaseModel):
         4.0, gt=0.0, le=60.0, description="how fast the noise floor follows rising noise"
     )
 
+    # --- the callee's own voice (detector.py, _Foreground) ------------------------------
+    # Voices behind the callee (a room, a television, a street) pass the noise floor and
+    # webrtcvad like the callee's; what tells them apart is level: the callee speaks into
+    # the handset.
+    foreground_gate_db: float = Field(
+        10.0,
+        ge=3.0,
+        le=60.0,
+        description=(
+            "speech this far below the loudest of the callee's voice so far (over "
+            "foreground_window_ms) is someone behind them; 60 turns the check off"
+        ),
+    )
+    foreground_window_ms: int = Field(
+        60,
+        ge=20,
+        le=500,
+        description="the stretch of speech the callee's level (and each frame's) is measured on",
+    )
+    foreground_reach_ms: int = Field(
+        200,
+        ge=0,
+        le=1000,
+        description=(
+            "quieter speech this close to the callee's own is theirs (soft consonants, the "
+            "start and end of words)"
+        ),
+    )
+
     # --- speech segments ---------------------------------------------------------------
     min_burst_ms: int = Field(
         60, ge=0, le=1000, description="shorter sound bursts (clicks, breaths) are ignored"

@@ -12,7 +12,7 @@ import numpy as np
 
 from pbx_agent.amd.audio import SAMPLE_RATE, Pcm, Signal, to_pcm
 
-__all__ = ["glide", "melody", "noise", "render", "silence", "syllables", "tone"]
+__all__ = ["glide", "melody", "noise", "render", "silence", "syllables", "tone", "voices"]
 
 
 def _rms_to(signal: Signal, level_dbfs: float) -> Signal:
@@ -110,6 +110,27 @@ def syllables(
         envelope = np.sin(np.pi * t / syllable_s) ** 0.6
         parts += [voiced * envelope, silence(gap_s)]
     return _rms_to(np.concatenate(parts), level_dbfs)
+
+
+def voices(seconds: float, level_dbfs: float, talkers: int = 2, seed: int = 0) -> Signal:
+    """People talking behind the callee: ``talkers`` voices of syllables in phrases with
+    short pauses, for ``seconds``, mixed at ``level_dbfs``."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * SAMPLE_RATE)
+    mixed = np.zeros(n)
+    for talker in range(talkers):
+        parts: list[Signal] = [silence(float(rng.uniform(0.0, 0.3)))]
+        while sum(p.size for p in parts) < n:
+            parts.append(
+                syllables(
+                    int(rng.integers(2, 7)),
+                    pitch_hz=float(rng.uniform(90.0, 220.0)),
+                    seed=seed * 100 + talker * 10 + len(parts),
+                )
+            )
+            parts.append(silence(float(rng.uniform(0.05, 0.25))))
+        mixed += np.concatenate(parts)[:n]
+    return _rms_to(mixed, level_dbfs)
 
 
 def render(*parts: Signal, seconds: float | None = None, background: Signal | None = None) -> Pcm:

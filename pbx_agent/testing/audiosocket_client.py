@@ -53,7 +53,8 @@ class CalleeVoice(StrEnum):
     """Who answers a callback, as heard through ``AudioSocket()``."""
 
     HUMAN = "human"  # "Алло?": three syllables after 0.4 s, then listening
-    NOISY_HUMAN = "noisy_human"  # the same over steady pink noise at -38 dBFS
+    # the same over steady pink noise at -38 dBFS and two people talking behind at -32
+    NOISY_HUMAN = "noisy_human"
     MACHINE = "machine"  # two sentences of a recorded greeting, then the beep
     SILENCE = "silence"  # answers and says nothing
     STALL = "stall"  # the UUID frame, then no audio at all
@@ -65,6 +66,7 @@ def callee_audio(voice: CalleeVoice, *, seed: int = 0) -> bytes:
     if voice in (CalleeVoice.HUMAN, CalleeVoice.NOISY_HUMAN):
         background = (
             signals.noise(6.0, -38.0, "pink", seed=seed)
+            + signals.voices(6.0, -32.0, talkers=2, seed=seed)
             if voice is CalleeVoice.NOISY_HUMAN
             else None
         )

@@ -8,7 +8,7 @@ import pytest
 from pbx_agent.amd import signals as s
 from pbx_agent.amd.audio import SAMPLE_RATE
 from pbx_agent.amd.beep import Tone
-from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict
+from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict, _Foreground
 from pbx_agent.amd.evaluate import run_scorer
 from pbx_agent.amd.params import DetectorParams, VerdictKind
 
@@ -127,6 +127,95 @@ def test_double_hello_is_human_at_the_first_pause():
     verdict = verdict_of(double)
     assert verdict.kind is VerdictKind.HUMAN
     assert verdict.decided_at_ms < 1900
+
+
+GATE_OFF = DetectorParams(foreground_gate_db=60.0)
+
+
+@pytest.mark.parametrize("level", [-45.0, -40.0, -35.0])
+@pytest.mark.parametrize("onset_s", [0.5, 1.2])
+def test_voices_behind_the_callee_are_not_their_speech(level: float, onset_s: float):
+    """'Hello?' over people talking behind the callee, 13-27 dB quieter and never pausing
+    for long: HUMAN. Counted as the callee's speech (the check off), those voices fill the
+    pause and add up to a greeting: the person would be hung up on."""
+    clip = s.render(
+        s.silence(onset_s), s.syllables(3), seconds=6, background=s.voices(6, level, seed=1)
+    )
+    verdict = verdict_of(clip)
+    assert verdict.kind is VerdictKind.HUMAN
+    assert verdict.reason == "answer-then-silence"
+    assert verdict_of(clip, GATE_OFF).kind is VerdictKind.MACHINE
+
+
+def test_voices_heard_before_the_callee_speaks_are_recounted():
+    """Voices heard first count as speech until the callee is heard far louder; then the
+    frames counted so far are counted again, and the voices' are no longer speech."""
+    detector = AmdDetector()
+    background = s.voices(6, -40.0, seed=2)
+    run_scorer(detector, s.render(s.silence(1.5), s.syllables(3), seconds=6, background=background))
+    own = detector._own_voice  # the check's own record
+    first_second = range(50)
+    assert any(own.speech[i] for i in first_second)  # the voices pass the activity check
+    assert not any(own.counted[i] for i in range(40))  # ...but are not the callee's
+
+
+def test_a_greeting_with_soft_words_is_still_a_greeting():
+    """Soft words 18 dB under the loud ones, next to them, are the same speaker's: the
+    greeting stays one long speech (MACHINE). Without the reach they would be gaps that
+    make the greeting a person pausing."""
+    words = [
+        part
+        for i in range(8)
+        for part in (
+            s.syllables(2, level_dbfs=-34.0, seed=i),
+            s.syllables(2, level_dbfs=-16.0, seed=i + 50),
+            s.silence(0.15),
+        )
+    ]
+    greeting = s.render(s.silence(0.1), *words, seconds=8)
+    verdict = verdict_of(greeting)
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.reason == "long-greeting"
+    assert verdict_of(greeting, DetectorParams(foreground_reach_ms=0)).kind is VerdictKind.HUMAN
+
+
+def test_a_soft_word_after_a_loud_hello_is_not_taken_for_the_pause_going_on():
+    """'Hello!' loud, then the greeting's next word begins softly just as the pause would
+    make a person: the soft start might be the callee's, so the decision waits for what
+    follows it (here the greeting: MACHINE) instead of calling a person at once."""
+    greeting = s.render(
+        s.silence(0.3), s.syllables(2, level_dbfs=-14.0), s.silence(0.5),
+        s.syllables(1, syllable_s=0.08, gap_s=0.0, level_dbfs=-30.0, seed=3),
+        s.syllables(6, level_dbfs=-16.0, seed=4), s.silence(0.2),
+        s.syllables(8, level_dbfs=-16.0, seed=5), seconds=6,
+    )  # fmt: skip
+    verdict = verdict_of(greeting)
+    assert verdict.kind is VerdictKind.MACHINE
+    assert verdict.reason == "long-greeting"
+
+
+def test_quieter_speech_after_a_pause_is_a_possible_onset_only_for_the_reach():
+    """Uncounted quieter speech right after a pause may be the callee's next word for up
+    to foreground_reach_ms; quieter speech that goes on is the voices behind them."""
+    own = _Foreground(gate_db=10.0, window=3, reach=3)
+    for i in range(6):
+        own.add(i * 20, speech=True, level_dbfs=-15.0)
+    for i in range(6, 40):
+        own.add(i * 20, speech=False, level_dbfs=-70.0)
+    assert not own.maybe_own_onset()
+    starts = iter(range(40 * 20, 60 * 20, 20))
+    own.add(next(starts), speech=True, level_dbfs=-40.0)
+    assert own.maybe_own_onset()
+    for _ in range(3):
+        own.add(next(starts), speech=True, level_dbfs=-40.0)
+    assert not own.maybe_own_onset()  # four frames: longer than the reach
+
+
+def test_voices_with_nobody_nearer_are_judged_on_their_own():
+    """With no louder speaker the voices are the callee's (nothing to tell them apart by):
+    non-stop talk is a greeting."""
+    verdict = verdict_of(s.render(seconds=6, background=s.voices(6, -40.0, seed=3)))
+    assert verdict.kind is VerdictKind.MACHINE
 
 
 @pytest.mark.parametrize("freq", [440.0, 1000.0, 1400.0, 2100.0])

@@ -55,3 +55,13 @@ def test_classic_defaults_are_the_amd_conf_sample():
         "total_analysis_time": 5000, "min_word_length": 100, "between_words_silence": 50,
         "maximum_number_of_words": 2, "silence_threshold": 256, "maximum_word_length": 5000,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("foreground_gate_db", 2.0), ("foreground_reach_ms", -20)]
+)
+def test_the_callee_level_check_out_of_range_is_refused(key: str, value: float):
+    """A gate under 3 dB (the callee's own syllables would be refused) or a negative reach
+    is an error naming the key."""
+    with pytest.raises(ValidationError, match=key):
+        DetectorParams(**{key: value})

@@ -382,12 +382,14 @@ async def test_machine_is_ended_from_our_side_and_counts_as_an_attempt(store: St
 
 
 async def test_noisy_human_is_still_a_person(sqlite: Store) -> None:
-    """A person over steady line noise is HUMAN and connected."""
+    """A person over steady line noise, with people talking behind them, is HUMAN (the
+    detector's verdict, not the deadline's default) and connected."""
     async with rig(sqlite) as r:
         script(r.pbx, DialOutcome.ANSWER)
         r.pbx.script_callee_voice(NUMBER, CalleeVoice.NOISY_HUMAN)
         attempt = await r.settled((await r.call_back()).request_id)
     assert (attempt.outcome, attempt.amd_result) == (AttemptOutcome.CONNECTED, "human")
+    assert attempt.amd_cause.startswith("answer-then-silence")
 
 
 SHORT = DetectorParams(deadline_ms=600, max_analysis_ms=600, no_speech_ms=500)

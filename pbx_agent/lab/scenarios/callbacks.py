@@ -192,7 +192,8 @@ def _leg_gone(ctx: LabContext, request_id: str) -> bool:
 
 
 async def noisy_human(ctx: LabContext) -> None:
-    """A person answers over steady line noise: still a person, connected."""
+    """A person answers over steady line noise with people talking behind them: still a
+    person, connected."""
     ctx.pbx.script_callee(CALLER, "answer", voice="noisy_human")
     await _dropped_conversation(ctx)
     _, attempts = await _until_job(ctx, "the customer to be reached", _reached)
@@ -281,7 +282,7 @@ SCENARIOS = [
     ),
     Scenario(
         "callback_noisy_human",
-        "a person answers the callback over line noise: connected",
+        "a person answers the callback over line noise and voices behind: connected",
         "R6",
         noisy_human,
         expect=(("callbacks", "request_callback"),),
