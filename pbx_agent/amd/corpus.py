@@ -23,7 +23,8 @@ MACHINE
 
 The channel: speech level −26…−12 dBFS, background noise (white, pink or brown; none or
 −60…−30 dBFS RMS), the telephone band (300–3400 Hz) and, most of the time, a G.711 µ-law
-round trip.
+round trip. A fifth of the people are heard with one to three other people talking behind
+them (−50…−30 dBFS: an office, a shop, a television).
 
 The timings (onset delays, pauses, speaking rates, noise levels) are a ``CorpusTiming``;
 ``TIMINGS["default"]`` is the mix above, ``TIMINGS["shifted"]`` moves every distribution
@@ -105,6 +106,8 @@ class CorpusTiming:
     short_beep_gap: Range = (0.1, 0.7)  # after a short greeting
     announcement_repeat: Range = (0.3, 1.0)
     noise_dbfs: tuple[float, ...] = (-60.0, -50.0, -45.0, -40.0, -35.0, -30.0)
+    voices_share: float = 0.2  # of people, heard with other people talking behind them
+    voices_dbfs: tuple[float, ...] = (-50.0, -45.0, -40.0, -35.0, -30.0)
 
 
 TIMINGS: dict[str, CorpusTiming] = {
@@ -126,6 +129,8 @@ TIMINGS: dict[str, CorpusTiming] = {
         short_beep_gap=(0.2, 1.0),
         announcement_repeat=(0.5, 1.5),
         noise_dbfs=(-50.0, -40.0, -35.0, -30.0, -25.0),
+        voices_share=0.25,
+        voices_dbfs=(-45.0, -40.0, -35.0, -30.0),
     ),
 }
 
@@ -633,6 +638,42 @@ class _ClipMaker:
         return clip, noise_db, colour
 
 
+class _VoicesBehind:
+    """People talking in the room behind the callee (an office, a shop, a television):
+    espeak-ng voices of the split reading the split's greetings and announcements, one
+    after another with short pauses, mixed at a level well under the callee's."""
+
+    def __init__(self, rng: np.random.Generator, split: str) -> None:
+        self.rng = rng
+        self.variants = _split_pool(_VARIANTS, split)
+        self.texts = [
+            (language, text)
+            for pools in (_GREETINGS, _ANNOUNCEMENTS)
+            for language, pool in pools.items()
+            for text in _split_pool(pool, split)
+        ]
+
+    def talker(self, n: int) -> Signal:
+        rng = self.rng
+        parts: list[Signal] = [np.zeros(int(rng.integers(0, SAMPLE_RATE // 2)))]
+        while sum(part.size for part in parts) < n:
+            language, text = self.texts[int(rng.integers(len(self.texts)))]
+            base = _VOICES[language]
+            name = base if isinstance(base, str) else str(rng.choice(base))
+            voice = f"{name}+{rng.choice(self.variants)}"
+            raw = _speak_cached(text, voice, int(rng.integers(140, 200)), int(rng.integers(25, 75)))
+            parts.append(np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0)
+            parts.append(np.zeros(int(rng.integers(SAMPLE_RATE // 20, SAMPLE_RATE // 2))))
+        # Start somewhere inside the talk, not at its first word.
+        talk = np.concatenate(parts)
+        offset = int(rng.integers(0, max(1, talk.size - n)))
+        return talk[offset : offset + n]
+
+    def voices(self, n: int, level_dbfs: float, talkers: int) -> Signal:
+        mixed = sum((_set_rms(self.talker(n), 0.0) for _ in range(talkers)), np.zeros(n))
+        return _set_rms(mixed, level_dbfs)
+
+
 def _trim(speech: Signal) -> Signal:
     loud = np.flatnonzero(np.abs(speech) > 0.003)
     if loud.size == 0:
@@ -719,6 +760,9 @@ def generate_split(
     }
     kinds = _kind_counts(size)
     rng.shuffle(kinds)
+    # Voices behind a person come from a generator of their own, so adding them left every
+    # other clip of a seed as it was.
+    behind = _VoicesBehind(np.random.default_rng(_split_seed(seed, f"{split}:voices")), split)
     infos: list[ClipInfo] = []
     for index, kind in enumerate(kinds):
         language = str(rng.choice(["ru", "en", "cmn"]))
@@ -727,6 +771,12 @@ def generate_split(
         clip = np.concatenate(parts)
         total = round(CLIP_MS * SAMPLE_RATE / 1000)
         clip = np.concatenate([clip, np.zeros(max(0, total - clip.size))])[:total]
+        if kind.startswith("human") and behind.rng.random() < maker.timing.voices_share:
+            level = float(behind.rng.choice(list(maker.timing.voices_dbfs)))
+            talkers = int(behind.rng.integers(1, 4))
+            clip = clip + behind.voices(clip.size, level, talkers)
+            people = "1 voice" if talkers == 1 else f"{talkers} voices"
+            note = f"{note} +{people} behind at {level:g} dBFS"
         clip, noise_db, colour = maker.channel(clip)
         name = f"{split}-{index:04d}-{kind}.wav"
         write_wav(out / name, to_pcm(clip))

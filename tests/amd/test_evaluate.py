@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import wave
@@ -246,3 +247,26 @@ def test_the_shifted_timing_makes_other_clips_from_the_same_seed(tmp_path: Path)
         != (tmp_path / "s" / "train" / c.file).read_bytes()
     ]
     assert differing
+
+
+@pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
+def test_voices_behind_people_leave_every_other_clip_as_it_was(tmp_path: Path):
+    """Voices behind a person are drawn apart: with them on every person, the machines'
+    clips are byte for byte those of a corpus without them, and each person's note says
+    how many voices were heard at what level."""
+    quiet = dataclasses.replace(TIMINGS["default"], voices_share=0.0)
+    crowded = dataclasses.replace(TIMINGS["default"], voices_share=1.0)
+    without = generate_corpus(tmp_path / "q", seed=7, size=8, timing=quiet)
+    with_voices = generate_corpus(tmp_path / "c", seed=7, size=8, timing=crowded)
+    for split, clips in with_voices.items():
+        assert [c.file for c in clips] == [c.file for c in without[split]]
+        for clip in clips:
+            a = (tmp_path / "q" / split / clip.file).read_bytes()
+            b = (tmp_path / "c" / split / clip.file).read_bytes()
+            if clip.label == "HUMAN":
+                assert " behind at " in clip.note
+                assert a != b
+            else:
+                assert " behind at " not in clip.note
+                assert a == b
+    assert any(c.label == "HUMAN" for clips in with_voices.values() for c in clips)
