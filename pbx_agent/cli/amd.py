@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx_agent.amd.classic import ClassicAmd
-from pbx_agent.amd.corpus import CorpusToolMissingError, generate_corpus
+from pbx_agent.amd.corpus import TIMINGS, CorpusToolMissingError, generate_corpus
 from pbx_agent.amd.detector import AmdDetector
 from pbx_agent.amd.evaluate import Score, TalkEventScorer, load_clips, score
 from pbx_agent.amd.params import VerdictKind, classic_params, detector_params
@@ -61,6 +61,15 @@ def register(subparsers: Any) -> None:
         metavar="F",
         help="share of the clips in the validation split (default 0.3)",
     )
+    corpus.add_argument(
+        "--timing",
+        choices=sorted(TIMINGS),
+        default="default",
+        help=(
+            "the generator's timings: 'default' (the development mix) or 'shifted' (every "
+            "distribution moved, to check a tuning on timings it was not fitted to)"
+        ),
+    )
     corpus.set_defaults(handler=handle_corpus)
 
     evaluate = sub.add_parser(
@@ -82,7 +91,9 @@ def register(subparsers: Any) -> None:
 
 def handle_corpus(args: argparse.Namespace) -> int:
     try:
-        splits = generate_corpus(args.out, args.seed, args.size, args.validation_share)
+        splits = generate_corpus(
+            args.out, args.seed, args.size, args.validation_share, timing=TIMINGS[args.timing]
+        )
     except CorpusToolMissingError as exc:
         sys.stderr.write(f"pbx-agent amd corpus: {exc}\n")
         return 2

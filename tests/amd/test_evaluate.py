@@ -270,3 +270,16 @@ def test_voices_behind_people_leave_every_other_clip_as_it_was(tmp_path: Path):
                 assert " behind at " not in clip.note
                 assert a == b
     assert any(c.label == "HUMAN" for clips in with_voices.values() for c in clips)
+
+
+@pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
+def test_corpus_command_takes_the_shifted_timing(tmp_path: Path, capsys):
+    """`amd corpus --timing shifted` writes what generate_corpus does with those timings."""
+    argv = ["amd", "corpus", "--out", str(tmp_path / "cli"), "--seed", "7", "--size", "6"]
+    assert main([*argv, "--timing", "shifted"]) == 0
+    expected = generate_corpus(tmp_path / "api", seed=7, size=6, timing=TIMINGS["shifted"])
+    for split, clips in expected.items():
+        for clip in clips:
+            cli = (tmp_path / "cli" / split / clip.file).read_bytes()
+            assert cli == (tmp_path / "api" / split / clip.file).read_bytes()
+    assert "validation: 2 clips" in capsys.readouterr().out
