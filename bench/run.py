@@ -18,6 +18,7 @@ that the exit status is non-zero when a benchmark crashed or found a duplicate c
 | live   | 2, 3, 4    | live_bench.py (+ fake_load.py, 2nd proc) |
 | route  | 5          | route_bench.py (+ route_profile.py)      |
 | claims | 6          | claims_bench.py                          |
+| amd    | (issue 10) | amd_bench.py: detector CPU, no goal set  |
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 from common import BENCH, RESULTS, ROOT, machine, write_json
 
 DEFAULT_PG = os.environ.get("PBX_AGENT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-ORDER = ("parse", "live", "route", "claims")
+ORDER = ("parse", "live", "route", "claims", "amd")
 
 
 def commands(mode: str, out: Path, pg: str, profile: bool) -> dict[str, tuple[list[str], float]]:
@@ -59,7 +60,11 @@ def commands(mode: str, out: Path, pg: str, profile: bool) -> dict[str, tuple[li
     if profile:
         claims.append("--profile")
     route += ["--pg", pg]
+    amd = [py, str(BENCH / "amd_bench.py"), "--json", str(out / "amd.json")]
+    if quick:
+        amd.append("--quick")
     return {
+        "amd": (amd, 300 if quick else 900),
         "parse": (parse, 300 if quick else 1200),
         "live": (live, 300 if quick else 1800),
         "route": (route, 300 if quick else 1800),
@@ -184,6 +189,18 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
     elif claims:
         rows.append(("6 callback claims", f"skipped: {claims['skipped']}", "duplicates 0"))
+    for callee, settings in (results.get("amd") or {}).get("callees", {}).items():
+        figures = settings["default"]
+        rows.append(
+            (
+                f"AMD detector, {callee}",
+                (
+                    f"{figures['cpu_ms_per_call_median']} ms CPU per call, "
+                    f"real-time factor {figures['real_time_factor']}"
+                ),
+                "none set",
+            )
+        )
     return rows
 
 

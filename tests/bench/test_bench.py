@@ -81,6 +81,25 @@ def test_summary_lists_each_figure_beside_its_goal() -> None:
     assert "skipped" in rows[2][1]
 
 
+def test_amd_benchmark_times_each_callee_to_its_verdict(tmp_path: Path) -> None:
+    """Each callee is run to its own verdict, with the voices-behind check on and off; with
+    it off, the person with voices behind them is (wrongly) a machine: the bench measures
+    the detector it says it does."""
+    out = tmp_path / "amd.json"
+    done = run_script(str(BENCH / "amd_bench.py"), "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    callees = json.loads(out.read_text())["callees"]
+    assert callees["person"]["default"]["verdicts"] == ["HUMAN answer-then-silence"]
+    assert callees["greeting + beep"]["default"]["verdicts"][0].startswith("MACHINE tone-")
+    behind = callees["person, voices behind at -38 dBFS"]
+    assert behind["default"]["verdicts"] == ["HUMAN answer-then-silence"]
+    assert all(v.startswith("MACHINE") for v in behind["voices-behind check off"]["verdicts"])
+    assert all(row["default"]["real_time_factor"] > 0 for row in callees.values())
+    rows = bench_run.summary({"amd": json.loads(out.read_text())})
+    assert len(rows) == len(callees)
+    assert all(goal == "none set" for _, _, goal in rows)
+
+
 def test_bench_command_is_registered() -> None:
     """``pbx-agent bench --full --only parse`` parses to the bench handler."""
     args = build_parser().parse_args(["bench", "--full", "--only", "parse"])
