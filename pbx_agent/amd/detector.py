@@ -374,6 +374,9 @@ class AmdDetector:
     def _advance_without_audio(self, until_ms: int) -> Verdict | None:
         self._sound_start_ms = None
         while self._now_ms + FRAME_MS <= until_ms:
+            # The callee's-voice check counts in frames: lost audio is silent frames to it,
+            # so "near the callee's speech" stays a matter of time.
+            self._own_voice.add(self._now_ms, speech=False, level_dbfs=-100.0)
             self._now_ms += FRAME_MS
             self._bursts.quiet(self._now_ms)
             verdict = self._decide(self._now_ms)

@@ -301,6 +301,21 @@ def test_lost_audio_counts_as_time_without_speech():
     assert verdict.kind is VerdictKind.HUMAN
 
 
+def test_lost_audio_keeps_quieter_speech_after_it_apart_from_the_callee():
+    """After 300 ms of lost audio, quieter speech is not "near" the callee's last word:
+    lost audio counts as time for the voices-behind check too, not as no time at all."""
+    detector = AmdDetector()
+    hello = s.render(s.silence(0.3), s.syllables(3, level_dbfs=-14.0))
+    detector.feed_pcm(hello, 0)
+    before_gap = len(detector._own_voice.counted)  # the check's own record
+    behind = s.render(s.syllables(2, level_dbfs=-38.0, pitch_hz=180.0))
+    detector.feed_pcm(behind, hello.size // 8 + 300)
+    own = detector._own_voice
+    after_gap = [i for i in range(before_gap, len(own.speech)) if own.starts_ms[i] >= 1200]
+    assert any(own.speech[i] for i in after_gap)  # the quieter voice is speech...
+    assert not any(own.counted[i] for i in after_gap)  # ...but not the callee's
+
+
 def test_finish_without_speech_is_notsure():
     """A stream that ends before anything was said is NOTSURE."""
     detector = AmdDetector()
