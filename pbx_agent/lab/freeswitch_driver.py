@@ -272,6 +272,8 @@ class FreeswitchLabPbx:
         voice = self.voices.get(channel.caller_number) or self.voices.get(channel.destination)
         await asyncio.sleep(0.3)
         if voice in ("human", "noisy_human"):
+            # Talk events carry no level: line noise and voices behind a person are not
+            # played here (on a real FreeSWITCH they keep "talking" on; docs/amd.md).
             await speak(self.fake, channel, 0.8)  # "Алло?"
         elif voice == "machine":
             await speak(self.fake, channel, 4.5)  # the greeting

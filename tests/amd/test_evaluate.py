@@ -283,3 +283,13 @@ def test_corpus_command_takes_the_shifted_timing(tmp_path: Path, capsys):
             cli = (tmp_path / "cli" / split / clip.file).read_bytes()
             assert cli == (tmp_path / "api" / split / clip.file).read_bytes()
     assert "validation: 2 clips" in capsys.readouterr().out
+
+
+def test_corpus_command_refuses_an_unknown_timing(tmp_path: Path, capsys):
+    """A misspelt --timing is refused before anything is written, naming the choices."""
+    argv = ["amd", "corpus", "--out", str(tmp_path / "c"), "--seed", "1", "--timing", "shfited"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "choose from 'default', 'shifted'" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

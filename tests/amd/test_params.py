@@ -58,10 +58,16 @@ def test_classic_defaults_are_the_amd_conf_sample():
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("foreground_gate_db", 2.0), ("foreground_reach_ms", -20)]
+    ("key", "value"),
+    [
+        ("foreground_gate_db", 2.0),
+        ("foreground_gate_db", "loud"),
+        ("foreground_window_ms", 0),
+        ("foreground_reach_ms", -20),
+    ],
 )
 def test_the_callee_level_check_out_of_range_is_refused(key: str, value: float):
-    """A gate under 3 dB (the callee's own syllables would be refused) or a negative reach
-    is an error naming the key."""
+    """A gate under 3 dB (the callee's own syllables would be refused) or not a number, an
+    empty window or a negative reach is an error naming the key."""
     with pytest.raises(ValidationError, match=key):
         DetectorParams(**{key: value})
