@@ -416,6 +416,17 @@ def _speak_cached(text: str, voice: str, speed: int, pitch: int, word_gap: int =
     return converted.stdout
 
 
+def _voice(rng: np.random.Generator, language: str, variants: Sequence[str]) -> tuple[str, str]:
+    """An espeak-ng voice of ``language`` and one of ``variants``: (name, variant)."""
+    base = _VOICES[language]
+    name = base if isinstance(base, str) else str(rng.choice(base))
+    return name, str(rng.choice(variants))
+
+
+def _samples(raw: bytes) -> Signal:
+    return np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
+
+
 class _ClipMaker:
     def __init__(self, rng: np.random.Generator, split: str, timing: CorpusTiming) -> None:
         self.rng = rng
@@ -427,9 +438,7 @@ class _ClipMaker:
     # --- building blocks -------------------------------------------------------------
     def voice(self, language: str, *, person: bool = False) -> tuple[str, int, int, int]:
         timing = self.timing
-        base = _VOICES[language]
-        name = base if isinstance(base, str) else str(self.rng.choice(base))
-        variant = str(self.rng.choice(self.variants))
+        name, variant = _voice(self.rng, language, self.variants)
         low, high = timing.person_wpm if person else timing.machine_wpm
         speed = int(self.rng.integers(low, high))
         if language == "cmn":
@@ -449,9 +458,7 @@ class _ClipMaker:
         return float(self.rng.uniform(*bounds))
 
     def speak(self, text: str, voice: tuple[str, int, int, int]) -> Signal:
-        raw = _speak_cached(text, *voice)
-        speech = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
-        return _trim(speech)
+        return _trim(_samples(_speak_cached(text, *voice)))
 
     def onset(self) -> float:
         """How long a person takes to speak after the answer: mostly 0.15-1 s, sometimes 2."""
@@ -658,11 +665,9 @@ class _VoicesBehind:
         parts: list[Signal] = [np.zeros(int(rng.integers(0, SAMPLE_RATE // 2)))]
         while sum(part.size for part in parts) < n:
             language, text = self.texts[int(rng.integers(len(self.texts)))]
-            base = _VOICES[language]
-            name = base if isinstance(base, str) else str(rng.choice(base))
-            voice = f"{name}+{rng.choice(self.variants)}"
-            raw = _speak_cached(text, voice, int(rng.integers(140, 200)), int(rng.integers(25, 75)))
-            parts.append(np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0)
+            name, variant = _voice(rng, language, self.variants)
+            speed, pitch = int(rng.integers(140, 200)), int(rng.integers(25, 75))
+            parts.append(_samples(_speak_cached(text, f"{name}+{variant}", speed, pitch)))
             parts.append(np.zeros(int(rng.integers(SAMPLE_RATE // 20, SAMPLE_RATE // 2))))
         # Start somewhere inside the talk, not at its first word.
         talk = np.concatenate(parts)
