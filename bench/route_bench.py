@@ -76,7 +76,11 @@ class Workload:
     @classmethod
     def quick(cls) -> Workload:
         return cls(
-            rows=50_000, numbers=10_000, repeat_callers=200, flagged=100, decisions=500,
+            rows=50_000,
+            numbers=10_000,
+            repeat_callers=200,
+            flagged=100,
+            decisions=500,
             concurrency=8,
         )
 

@@ -67,6 +67,7 @@ def handle(args: argparse.Namespace) -> int:
             "agents": site.agents.model_dump(),
         }
     events: list[dict[str, Any]] = []
+
     def tap(event: Mapping[str, Any]) -> None:
         events.append(dict(event))
 

@@ -80,9 +80,7 @@ class InteractionHistory:
     def start(self, call: cm.Call, now: float) -> InteractionState:  # noqa: ARG002
         return InteractionState()
 
-    def step(
-        self, state: InteractionState, event: cm.CallEvent, call: cm.Call, now: float
-    ) -> Step:
+    def step(self, state: InteractionState, event: cm.CallEvent, call: cm.Call, now: float) -> Step:
         part = state.part
         match event:
             case cm.PartiesConnected(caller=caller, agent=agent):

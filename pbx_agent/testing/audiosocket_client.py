@@ -71,7 +71,9 @@ def callee_audio(voice: CalleeVoice, *, seed: int = 0) -> bytes:
             else None
         )
         pcm = signals.render(
-            signals.silence(0.4), signals.syllables(3, seed=seed), seconds=6.0,
+            signals.silence(0.4),
+            signals.syllables(3, seed=seed),
+            seconds=6.0,
             background=background,
         )
     elif voice is CalleeVoice.MACHINE:

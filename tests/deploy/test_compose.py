@@ -175,9 +175,7 @@ def test_the_grafana_dashboard_uses_only_metrics_the_daemon_exports() -> None:
 
 def test_freeswitch_loads_every_dialplan_sample(compose: dict[str, Any]) -> None:
     """Each sample of dialplan/freeswitch is mounted into the FreeSWITCH service."""
-    mounted = {
-        Path(source).name for source, _ in bind_mounts(compose["services"]["freeswitch"])
-    }
+    mounted = {Path(source).name for source, _ in bind_mounts(compose["services"]["freeswitch"])}
     samples = {p.name for p in (ROOT / "dialplan" / "freeswitch").glob("*.xml")}
     assert samples <= mounted
 

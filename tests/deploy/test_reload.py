@@ -79,8 +79,7 @@ async def test_reload_applies_the_standards_and_names_what_needs_a_restart(
             write(
                 path,
                 pbx,
-                "[standards.hold]\nreminder_interval_s = 45\n"
-                "[scheduler]\npoll_interval_s = 7\n",
+                "[standards.hold]\nreminder_interval_s = 45\n[scheduler]\npoll_interval_s = 7\n",
             )
             with capture_logs() as logs:
                 daemon.reload()

@@ -236,19 +236,32 @@ def test_resync_ends_holds_whose_unhold_may_have_been_lost() -> None:
         "asterisk",
         (
             ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
-            ev.LiveLeg(created("c.2", "c.1", endpoint="PJSIP/agent-1001"), answered=True, bridge="b1"),
+            ev.LiveLeg(
+                created("c.2", "c.1", endpoint="PJSIP/agent-1001"), answered=True, bridge="b1"
+            ),
         ),
     )
     out = model.apply(snapshot, T0 + 30)
-    assert out == [cm.HoldEnded(CallId("c.1"), LegId("c.1"), LegId("c.2"), T0, T0 + 30, "link_lost")]
+    assert out == [
+        cm.HoldEnded(CallId("c.1"), LegId("c.1"), LegId("c.2"), T0, T0 + 30, "link_lost")
+    ]
     assert model.calls[CallId("c.1")].holds == {}
 
 
 def test_a_helper_on_a_call_id_of_its_own_leaves_no_call_behind() -> None:
     """A whisper channel originated with its own id is forgotten entirely when it hangs up."""
     model = cm.CallModel()
-    feed(model, [created("pbxagent-prompt-1", "pbxagent-prompt-1", endpoint="Local/barge@pbxagent-whisper",
-                         origin="helper")])
+    feed(
+        model,
+        [
+            created(
+                "pbxagent-prompt-1",
+                "pbxagent-prompt-1",
+                endpoint="Local/barge@pbxagent-whisper",
+                origin="helper",
+            )
+        ],
+    )
     assert CallId("pbxagent-prompt-1") in model.calls
     model.apply(ev.LegHungUp(LegId("pbxagent-prompt-1"), 0), T0)
     assert model.calls == {}

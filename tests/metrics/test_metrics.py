@@ -210,7 +210,9 @@ def test_one_event_in_eight_is_timed() -> None:
     """Sixteen events: two are timed (the histograms keep their shape at a tenth of the cost)."""
     m = metrics()
     seen: list[AmiMessage] = []
-    client = AmiClient(AmiSettings(host="127.0.0.1", port=1, username="u", secret="s"), on_event=seen.append)
+    client = AmiClient(
+        AmiSettings(host="127.0.0.1", port=1, username="u", secret="s"), on_event=seen.append
+    )
     m.instrument_ami(client, "asterisk")
     assert client.on_event is not None
     for _ in range(16):

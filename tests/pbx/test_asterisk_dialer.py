@@ -340,9 +340,7 @@ async def test_amd_application_machine_is_hung_up_by_the_dialplan(sqlite: Store)
 
 def newexten(pbx: FakeAsterisk, request_id: str) -> list[str]:
     return [
-        e["Application"]
-        for e in pbx.events_named("Newexten")
-        if e.get("Uniqueid") == request_id
+        e["Application"] for e in pbx.events_named("Newexten") if e.get("Uniqueid") == request_id
     ]
 
 
@@ -415,9 +413,7 @@ async def test_no_verdict_in_time_follows_a_machine_default(sqlite: Store) -> No
     short_machine = SHORT.model_copy(
         update={"on_deadline": VerdictKind.MACHINE, "on_notsure": VerdictKind.MACHINE}
     )
-    async with rig(
-        sqlite, detector=short_machine, callback_rules=rules(notsure_as="machine")
-    ) as r:
+    async with rig(sqlite, detector=short_machine, callback_rules=rules(notsure_as="machine")) as r:
         r.dialer.detection = MachineDetection(engine="daemon", notsure_as=VerdictKind.MACHINE)
         script(r.pbx, DialOutcome.ANSWER)
         r.pbx.script_callee_voice(NUMBER, CalleeVoice.STALL)

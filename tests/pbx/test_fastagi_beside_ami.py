@@ -30,9 +30,12 @@ HANG_GUARD_S = 60.0
 @pytest.fixture
 async def rig() -> AsyncIterator[tuple[FakeAsterisk, Engine, FastAgiServer, HookRegistry]]:
     registry = HookRegistry()
-    async with FakeAsterisk() as pbx, FastAgiServer(
-        registry, port=0, header_timeout_s=5.0, command_timeout_s=1.0, default_deadline_s=2.0
-    ) as server:
+    async with (
+        FakeAsterisk() as pbx,
+        FastAgiServer(
+            registry, port=0, header_timeout_s=5.0, command_timeout_s=1.0, default_deadline_s=2.0
+        ) as server,
+    ):
         engine = Engine(clock=LoopClock(), policies=[])
         adapter = AsteriskAdapter(ami_settings(pbx), OPTIONS, handle_event=engine.handle)
         engine.executor = adapter

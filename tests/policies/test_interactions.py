@@ -39,9 +39,7 @@ class Driver:
                 if isinstance(call_event, cm.CallStarted):
                     self.calls[call.id] = call
                     self.states[call.id] = self.policy.start(call, self.now)
-                state, issued = self.policy.step(
-                    self.states[call.id], call_event, call, self.now
-                )
+                state, issued = self.policy.step(self.states[call.id], call_event, call, self.now)
                 self.states[call.id] = state
                 self.commands.extend((self.now, c) for c in issued)
 
@@ -54,7 +52,9 @@ class Driver:
 
 
 def agent_leg(leg: LegId, call: str = "c.1", endpoint: str = "PJSIP/agent-1001") -> ev.LegCreated:
-    return created(leg, call, endpoint=endpoint, number="100", name="", direction=Direction.OUTBOUND)
+    return created(
+        leg, call, endpoint=endpoint, number="100", name="", direction=Direction.OUTBOUND
+    )
 
 
 def connected_call(d: Driver, *, number: str = "89161234567", origin: str | None = None) -> None:

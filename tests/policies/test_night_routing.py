@@ -41,7 +41,9 @@ def local(zone: ZoneInfo, *args: int, fold: int = 0) -> datetime:
     return datetime(*args, tzinfo=zone, fold=fold).astimezone(UTC)  # type: ignore[misc]
 
 
-def history(now: datetime, *hours_ago: float, topic: str | None = None) -> tuple[PastInteraction, ...]:
+def history(
+    now: datetime, *hours_ago: float, topic: str | None = None
+) -> tuple[PastInteraction, ...]:
     return tuple(PastInteraction(now - timedelta(hours=h), topic) for h in hours_ago)
 
 

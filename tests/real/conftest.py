@@ -48,7 +48,9 @@ def real_asterisk() -> RealAsterisk:
     if not value:
         pytest.skip("no real Asterisk: set PBX_AGENT_TEST_AMI=host:port:user:secret")
     host, port, user, secret = _split(value, 4, "PBX_AGENT_TEST_AMI")
-    return RealAsterisk(host, int(port), user, secret, os.environ.get("PBX_AGENT_TEST_AGI_BIND", "127.0.0.1:4573"))
+    return RealAsterisk(
+        host, int(port), user, secret, os.environ.get("PBX_AGENT_TEST_AGI_BIND", "127.0.0.1:4573")
+    )
 
 
 @pytest.fixture(scope="session")

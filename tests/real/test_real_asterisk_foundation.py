@@ -24,8 +24,12 @@ pytestmark = pytest.mark.real_asterisk
 
 
 def settings(real: RealAsterisk, **overrides: Any) -> AmiSettings:
-    values: dict[str, Any] = {"host": real.host, "port": real.port, "username": real.username,
-                              "secret": real.secret}
+    values: dict[str, Any] = {
+        "host": real.host,
+        "port": real.port,
+        "username": real.username,
+        "secret": real.secret,
+    }
     values.update(overrides)
     return AmiSettings(**values)
 
@@ -48,20 +52,28 @@ async def test_originated_call_is_tracked_and_its_hangup_seen(real_asterisk: Rea
         def start(self, call: cm.Call, now: float) -> Any:
             return 0
 
-        def step(self, state: Any, event: cm.CallEvent, call: cm.Call, now: float) -> tuple[Any, list[Any]]:
+        def step(
+            self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+        ) -> tuple[Any, list[Any]]:
             seen.append(event)
             return state, []
 
     engine = Engine(clock=LoopClock(), policies=[Recorder()])
-    adapter = AsteriskAdapter(settings(real_asterisk), AsteriskOptions(sounds=lambda k: k),
-                              handle_event=engine.handle)
+    adapter = AsteriskAdapter(
+        settings(real_asterisk), AsteriskOptions(sounds=lambda k: k), handle_event=engine.handle
+    )
     engine.executor = adapter
     await adapter.start()
     try:
         await adapter.client.send_action(
             "Originate",
-            [("Channel", "Local/answer-wait@pbxagent-test/n"), ("Application", "Wait"), ("Data", "2"),
-             ("Async", "true"), ("ChannelId", f"pbxagent-test-{secrets.token_hex(4)}")],
+            [
+                ("Channel", "Local/answer-wait@pbxagent-test/n"),
+                ("Application", "Wait"),
+                ("Data", "2"),
+                ("Async", "true"),
+                ("ChannelId", f"pbxagent-test-{secrets.token_hex(4)}"),
+            ],
         )
         async with asyncio.timeout(15):
             while not any(isinstance(e, cm.CallEnded) for e in seen):

@@ -304,11 +304,15 @@ async def test_raw_mode_sends_half_an_environment_and_disconnects(pbx: FakeAster
     assert bytes(received) == half
 
 
-async def test_stream_file_with_a_sample_offset_plays_the_rest_of_the_file(pbx: FakeAsterisk) -> None:
+async def test_stream_file_with_a_sample_offset_plays_the_rest_of_the_file(
+    pbx: FakeAsterisk,
+) -> None:
     """STREAM FILE's sample offset starts playback inside the file; endpos is the file position."""
     pbx.switch.sound_lengths["music"] = 0.05  # 400 samples
     carol = await _carol(pbx)
-    async with ScriptedAgiServer(['STREAM FILE music "" 300', 'STREAM FILE music "" 1000']) as server:
+    async with ScriptedAgiServer(
+        ['STREAM FILE music "" 300', 'STREAM FILE music "" 1000']
+    ) as server:
         await pbx.agi(carol, server.url, idle_timeout_s=0.5)
     assert server.reply_lines == ["200 result=0 endpos=400", "200 result=0 endpos=400"]
 
@@ -321,8 +325,14 @@ async def test_hanging_up_a_local_channel_interrupts_its_agi_command(pbx: FakeAs
         await client.login()
         client.send(
             "Originate",
-            [("Channel", "Local/602@from-ua/n"), ("Application", "AGI"), ("Data", server.url),
-             ("Async", "true"), ("ChannelId", "loc-1"), ("OtherChannelId", "loc-2")],
+            [
+                ("Channel", "Local/602@from-ua/n"),
+                ("Application", "AGI"),
+                ("Data", server.url),
+                ("Async", "true"),
+                ("ChannelId", "loc-1"),
+                ("OtherChannelId", "loc-2"),
+            ],
             "o1",
         )
         await client.response("o1")

@@ -171,9 +171,7 @@ async def test_callee_voice_is_chosen_by_the_number_dialled(
     """script_callee_voice picks who answers an originated call by the number dialled."""
     srv, verdicts = server
     pbx.script_callee_voice("79160000001", CalleeVoice.MACHINE)
-    pbx.dialplan.add(
-        "cb", "s", [("Answer", ""), ("AudioSocket", f"{STREAM},127.0.0.1:{srv.port}")]
-    )
+    pbx.dialplan.add("cb", "s", [("Answer", ""), ("AudioSocket", f"{STREAM},127.0.0.1:{srv.port}")])
     pbx.switch.start_originate(
         OriginateRequest(
             dial_string="PJSIP/79160000001@trunk",
