@@ -147,6 +147,24 @@ def test_voices_behind_the_callee_are_not_their_speech(level: float, onset_s: fl
     assert verdict_of(clip, GATE_OFF).kind is VerdictKind.MACHINE
 
 
+@pytest.mark.parametrize("level", [-50.0, -35.0, -20.0])
+def test_gate_60_counts_every_speech_frame_as_the_callees(level: float):
+    """foreground_gate_db = 60 is documented as the check turned off: every frame the voice
+    activity calls speech counts as the callee's, loud voices behind them or quiet."""
+    clip = s.render(
+        s.silence(0.6), s.syllables(3, level_dbfs=-12.0), s.silence(0.8),
+        s.syllables(2, level_dbfs=-30.0, seed=7), seconds=6,
+        background=s.voices(6, level, talkers=3, seed=4),
+    )  # fmt: skip
+    off, on = AmdDetector(GATE_OFF), AmdDetector()
+    run_scorer(off, clip)
+    run_scorer(on, clip)
+    assert any(off._own_voice.speech)
+    assert off._own_voice.counted == off._own_voice.speech
+    if level <= -35.0:  # the same clip with the check on: the voices are not the callee's
+        assert on._own_voice.counted != on._own_voice.speech
+
+
 def test_voices_heard_before_the_callee_speaks_are_recounted():
     """Voices heard first count as speech until the callee is heard far louder; then the
     frames counted so far are counted again, and the voices' are no longer speech."""
