@@ -45,7 +45,7 @@ import hashlib
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import TypeVar
@@ -133,6 +133,20 @@ TIMINGS: dict[str, CorpusTiming] = {
         voices_dbfs=(-45.0, -40.0, -35.0, -30.0),
     ),
 }
+
+VOICES_BEHIND_DBFS: Range = (-60.0, -10.0)  # levels accepted by with_voices_behind
+
+
+def with_voices_behind(timing: CorpusTiming, level_dbfs: float) -> CorpusTiming:
+    """``timing`` with every person heard with 1-3 voices behind them at ``level_dbfs``:
+    the stress mix that measures the voices-behind check level by level. The draws are
+    those of ``timing`` (the other clips of a seed stay as they were)."""
+    low, high = VOICES_BEHIND_DBFS
+    if not low <= level_dbfs <= high:
+        msg = f"voices behind at {level_dbfs:g} dBFS refused; accepted: {low:g} to {high:g} dBFS"
+        raise ValueError(msg)
+    return replace(timing, voices_share=1.0, voices_dbfs=(float(level_dbfs),))
+
 
 # Phrase pools. Index i % 3 == 2 goes to the validation split, the rest to train.
 _HUMAN_SHORT = {

@@ -1,7 +1,8 @@
 """``pbx-agent amd``: the answering-machine detection corpus and its evaluation.
 
-- ``amd corpus --out DIR --seed N [--size N]`` generates the labelled development corpus
-  (``DIR/train`` and ``DIR/validation``; needs espeak-ng and sox).
+- ``amd corpus --out DIR --seed N [--size N] [--timing T] [--voices-behind DBFS]``
+  generates the labelled development corpus (``DIR/train`` and ``DIR/validation``; needs
+  espeak-ng and sox); ``--voices-behind`` puts voices behind every person at one level.
 - ``amd evaluate DIR [--json] [--errors] [--config FILE]`` scores, on the same clips in the
   same run, the daemon's detector, the classic Asterisk ``AMD()`` heuristic, and the two
   FreeSWITCH talk-event paths (simulated from the audio with the timings measured on a real
@@ -20,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from pbx_agent.amd.classic import ClassicAmd
-from pbx_agent.amd.corpus import TIMINGS, CorpusToolMissingError, generate_corpus
+from pbx_agent.amd.corpus import (
+    TIMINGS,
+    CorpusToolMissingError,
+    generate_corpus,
+    with_voices_behind,
+)
 from pbx_agent.amd.detector import AmdDetector
 from pbx_agent.amd.evaluate import Score, TalkEventScorer, load_clips, score
 from pbx_agent.amd.params import VerdictKind, classic_params, detector_params
@@ -70,6 +76,16 @@ def register(subparsers: Any) -> None:
             "distribution moved, to check a tuning on timings it was not fitted to)"
         ),
     )
+    corpus.add_argument(
+        "--voices-behind",
+        type=float,
+        metavar="DBFS",
+        help=(
+            "every person heard with 1-3 voices behind them at this level (-60 to -10): "
+            "the stress mix that measures the voices-behind check level by level; the "
+            "machines' clips are those of the same seed without it"
+        ),
+    )
     corpus.set_defaults(handler=handle_corpus)
 
     evaluate = sub.add_parser(
@@ -91,8 +107,11 @@ def register(subparsers: Any) -> None:
 
 def handle_corpus(args: argparse.Namespace) -> int:
     try:
+        timing = TIMINGS[args.timing]
+        if args.voices_behind is not None:
+            timing = with_voices_behind(timing, args.voices_behind)
         splits = generate_corpus(
-            args.out, args.seed, args.size, args.validation_share, timing=TIMINGS[args.timing]
+            args.out, args.seed, args.size, args.validation_share, timing=timing
         )
     except CorpusToolMissingError as exc:
         sys.stderr.write(f"pbx-agent amd corpus: {exc}\n")

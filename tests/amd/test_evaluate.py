@@ -293,3 +293,40 @@ def test_corpus_command_refuses_an_unknown_timing(tmp_path: Path, capsys):
     assert exc.value.code == 2
     assert "choose from 'default', 'shifted'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
+def test_corpus_command_puts_voices_behind_every_person(tmp_path: Path, capsys):
+    """`amd corpus --voices-behind -35`: every person has voices behind at -35 dBFS (the
+    stress mix measured level by level in docs/amd.md), the machines are the seed's own."""
+    argv = ["amd", "corpus", "--out", str(tmp_path / "cli"), "--seed", "7", "--size", "8"]
+    assert main([*argv, "--voices-behind", "-35"]) == 0
+    plain = generate_corpus(tmp_path / "plain", seed=7, size=8)
+    labels = load_clips(tmp_path / "cli" / "train")
+    notes = (tmp_path / "cli" / "train" / "labels.csv").read_text(encoding="utf-8")
+    people = [c for c in labels if c.label == VerdictKind.HUMAN]
+    assert people
+    assert notes.count("behind at -35 dBFS") == len(people)
+    for clip in plain["train"]:
+        cli = (tmp_path / "cli" / "train" / clip.file).read_bytes()
+        same = cli == (tmp_path / "plain" / "train" / clip.file).read_bytes()
+        assert same == (clip.label == "MACHINE")
+    assert "validation: 2 clips" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("level", ["-5", "-75", "nan"])
+def test_corpus_command_refuses_voices_behind_out_of_range(tmp_path: Path, capsys, level: str):
+    """A level outside -60..-10 dBFS is refused with the accepted range, nothing written."""
+    argv = ["amd", "corpus", "--out", str(tmp_path / "c"), "--seed", "1"]
+    assert main([*argv, f"--voices-behind={level}"]) == 2
+    assert "accepted: -60 to -10 dBFS" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_corpus_command_refuses_a_level_that_is_not_a_number(tmp_path: Path, capsys):
+    argv = ["amd", "corpus", "--out", str(tmp_path / "c"), "--seed", "1"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--voices-behind", "loud"])
+    assert exc.value.code == 2
+    assert "--voices-behind: invalid float value: 'loud'" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
