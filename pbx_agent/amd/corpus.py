@@ -652,7 +652,10 @@ class _ClipMaker:
         if rng.random() < 0.7:
             noise_db = float(rng.choice(list(self.timing.noise_dbfs)))
             colour = str(rng.choice(["white", "pink", "brown"]))
-            clip = clip + _set_rms(_noise(rng, colour, clip.size), noise_db)
+            # The level is the one heard in the telephone band: set on the whole spectrum,
+            # brown noise (nearly all of it under 300 Hz) would be heard ~35 dB quieter.
+            noise = _telephone_band(_noise(rng, colour, clip.size))
+            clip = clip + _set_rms(noise, noise_db)
         clip = _telephone_band(clip)
         if rng.random() < 0.7:
             clip = _mulaw_round_trip(clip)

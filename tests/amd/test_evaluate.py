@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import wave
 from pathlib import Path
@@ -13,9 +14,9 @@ import pytest
 
 from pbx_agent.amd import corpus as corpus_module
 from pbx_agent.amd import signals as s
-from pbx_agent.amd.audio import read_wav, write_wav
+from pbx_agent.amd.audio import SAMPLE_RATE, read_wav, write_wav
 from pbx_agent.amd.classic import ClassicAmd
-from pbx_agent.amd.corpus import TIMINGS, CorpusToolMissingError, generate_corpus
+from pbx_agent.amd.corpus import TIMINGS, CorpusToolMissingError, _ClipMaker, generate_corpus
 from pbx_agent.amd.detector import AmdDetector
 from pbx_agent.amd.evaluate import load_clips, run_scorer, score, simulate_talk_events
 from pbx_agent.amd.params import VerdictKind
@@ -330,3 +331,20 @@ def test_corpus_command_refuses_a_level_that_is_not_a_number(tmp_path: Path, cap
     assert exc.value.code == 2
     assert "--voices-behind: invalid float value: 'loud'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("colour", ["white", "pink", "brown"])
+def test_corpus_noise_is_heard_at_its_labelled_level(colour: str):
+    """labels.csv's noise_dbfs is the level heard in the telephone band, whatever the
+    colour: brown noise scaled on its whole spectrum would lose ~35 dB to the band and make
+    a "noisy" clip a quiet one."""
+    for seed in range(40):
+        maker = _ClipMaker(np.random.default_rng(seed), "train", TIMINGS["default"])
+        clip, level, heard = maker.channel(np.zeros(8 * SAMPLE_RATE))
+        if heard != colour:
+            continue
+        assert level is not None
+        rms_db = 20 * math.log10(float(np.sqrt(np.mean(clip**2))))
+        assert abs(rms_db - level) < 1.0, (colour, level, rms_db)
+        return
+    pytest.fail(f"no seed under 40 drew {colour} noise")
