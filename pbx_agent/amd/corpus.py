@@ -22,9 +22,11 @@ MACHINE
 - ``tone``: a bare beep or a fax/modem tone.
 
 The channel: speech level −26…−12 dBFS, background noise (white, pink or brown; none or
-−60…−30 dBFS RMS), the telephone band (300–3400 Hz) and, most of the time, a G.711 µ-law
-round trip. A fifth of the people are heard with one to three other people talking behind
-them (−50…−30 dBFS: an office, a shop, a television).
+−60…−30 dBFS RMS as heard in the telephone band), the telephone band (300–3400 Hz) and,
+most of the time, a G.711 µ-law round trip. A fifth of the people are heard with one to
+three other people talking behind them (−50…−30 dBFS: an office, a shop, a television).
+``with_voices_behind`` and ``with_street_noise`` make the stress mixes: voices, or street
+noise that swells, behind every person at one level.
 
 The timings (onset delays, pauses, speaking rates, noise levels) are a ``CorpusTiming``;
 ``TIMINGS["default"]`` is the mix above, ``TIMINGS["shifted"]`` moves every distribution
@@ -108,6 +110,8 @@ class CorpusTiming:
     noise_dbfs: tuple[float, ...] = (-60.0, -50.0, -45.0, -40.0, -35.0, -30.0)
     voices_share: float = 0.2  # of people, heard with other people talking behind them
     voices_dbfs: tuple[float, ...] = (-50.0, -45.0, -40.0, -35.0, -30.0)
+    street_share: float = 0.0  # of people, heard with street noise swelling behind them
+    street_dbfs: tuple[float, ...] = (-40.0,)
 
 
 TIMINGS: dict[str, CorpusTiming] = {
@@ -134,18 +138,29 @@ TIMINGS: dict[str, CorpusTiming] = {
     ),
 }
 
-VOICES_BEHIND_DBFS: Range = (-60.0, -10.0)  # levels accepted by with_voices_behind
+STRESS_DBFS: Range = (-60.0, -10.0)  # levels accepted by with_voices_behind and with_street_noise
+
+
+def _stress_level(what: str, level_dbfs: float) -> tuple[float]:
+    low, high = STRESS_DBFS
+    if not low <= level_dbfs <= high:
+        msg = f"{what} at {level_dbfs:g} dBFS refused; accepted: {low:g} to {high:g} dBFS"
+        raise ValueError(msg)
+    return (float(level_dbfs),)
 
 
 def with_voices_behind(timing: CorpusTiming, level_dbfs: float) -> CorpusTiming:
     """``timing`` with every person heard with 1-3 voices behind them at ``level_dbfs``:
     the stress mix that measures the voices-behind check level by level. The draws are
     those of ``timing`` (the other clips of a seed stay as they were)."""
-    low, high = VOICES_BEHIND_DBFS
-    if not low <= level_dbfs <= high:
-        msg = f"voices behind at {level_dbfs:g} dBFS refused; accepted: {low:g} to {high:g} dBFS"
-        raise ValueError(msg)
-    return replace(timing, voices_share=1.0, voices_dbfs=(float(level_dbfs),))
+    return replace(timing, voices_share=1.0, voices_dbfs=_stress_level("voices behind", level_dbfs))
+
+
+def with_street_noise(timing: CorpusTiming, level_dbfs: float) -> CorpusTiming:
+    """``timing`` with every person heard over street noise at ``level_dbfs`` that swells
+    by 6-12 dB for 0.3-1 s at a time (traffic passing). Drawn apart like the voices: the
+    machines' clips stay those of ``timing``."""
+    return replace(timing, street_share=1.0, street_dbfs=_stress_level("street noise", level_dbfs))
 
 
 # Phrase pools. Index i % 3 == 2 goes to the validation split, the rest to train.
@@ -731,6 +746,22 @@ def _noise(rng: np.random.Generator, colour: str, n: int) -> Signal:
     return shaped
 
 
+def _street_noise(rng: np.random.Generator, n: int, level_dbfs: float) -> Signal:
+    """Brown noise heard at ``level_dbfs`` in the telephone band, swelling by 6-12 dB for
+    0.3-1 s (a raised-cosine rise and fall) every 0.5-2.5 s: traffic passing a person."""
+    steady = _set_rms(_telephone_band(_noise(rng, "brown", n)), level_dbfs)
+    swell_db = np.zeros(n)
+    at = int(rng.integers(0, SAMPLE_RATE))
+    while at < n:
+        length = int(rng.uniform(0.3, 1.0) * SAMPLE_RATE)
+        end = min(n, at + length)
+        shape = float(rng.uniform(6.0, 12.0)) * np.hanning(length)[: end - at]
+        swell_db[at:end] = np.maximum(swell_db[at:end], shape)
+        at = end + int(rng.uniform(0.5, 2.5) * SAMPLE_RATE)
+    swelled: Signal = steady * 10.0 ** (swell_db / 20.0)
+    return swelled
+
+
 def _telephone_band(signal: Signal) -> Signal:
     spectrum = np.fft.rfft(signal)
     freqs = np.fft.rfftfreq(signal.size, 1 / SAMPLE_RATE)
@@ -785,6 +816,7 @@ def generate_split(
     # Voices behind a person come from a generator of their own, so adding them left every
     # other clip of a seed as it was.
     behind = _VoicesBehind(np.random.default_rng(_split_seed(seed, f"{split}:voices")), split)
+    street = np.random.default_rng(_split_seed(seed, f"{split}:street"))
     infos: list[ClipInfo] = []
     for index, kind in enumerate(kinds):
         language = str(rng.choice(["ru", "en", "cmn"]))
@@ -799,6 +831,10 @@ def generate_split(
             clip = clip + behind.voices(clip.size, level, talkers)
             people = "1 voice" if talkers == 1 else f"{talkers} voices"
             note = f"{note} +{people} behind at {level:g} dBFS"
+        if kind.startswith("human") and street.random() < maker.timing.street_share:
+            level = float(street.choice(list(maker.timing.street_dbfs)))
+            clip = clip + _street_noise(street, clip.size, level)
+            note = f"{note} +street noise at {level:g} dBFS"
         clip, noise_db, colour = maker.channel(clip)
         name = f"{split}-{index:04d}-{kind}.wav"
         write_wav(out / name, to_pcm(clip))

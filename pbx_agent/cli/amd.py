@@ -1,8 +1,9 @@
 """``pbx-agent amd``: the answering-machine detection corpus and its evaluation.
 
-- ``amd corpus --out DIR --seed N [--size N] [--timing T] [--voices-behind DBFS]``
-  generates the labelled development corpus (``DIR/train`` and ``DIR/validation``; needs
-  espeak-ng and sox); ``--voices-behind`` puts voices behind every person at one level.
+- ``amd corpus --out DIR --seed N [--size N] [--timing T] [--voices-behind DBFS]
+  [--street-noise DBFS]`` generates the labelled development corpus (``DIR/train`` and
+  ``DIR/validation``; needs espeak-ng and sox); ``--voices-behind`` and ``--street-noise``
+  put voices or swelling street noise behind every person at one level.
 - ``amd evaluate DIR [--json] [--errors] [--config FILE]`` scores, on the same clips in the
   same run, the daemon's detector, the classic Asterisk ``AMD()`` heuristic, and the two
   FreeSWITCH talk-event paths (simulated from the audio with the timings measured on a real
@@ -25,6 +26,7 @@ from pbx_agent.amd.corpus import (
     TIMINGS,
     CorpusToolMissingError,
     generate_corpus,
+    with_street_noise,
     with_voices_behind,
 )
 from pbx_agent.amd.detector import AmdDetector
@@ -86,6 +88,16 @@ def register(subparsers: Any) -> None:
             "machines' clips are those of the same seed without it"
         ),
     )
+    corpus.add_argument(
+        "--street-noise",
+        type=float,
+        metavar="DBFS",
+        help=(
+            "every person heard over street noise at this level (-60 to -10) swelling by "
+            "6-12 dB for 0.3-1 s at a time; the machines' clips are those of the same seed "
+            "without it"
+        ),
+    )
     corpus.set_defaults(handler=handle_corpus)
 
     evaluate = sub.add_parser(
@@ -110,6 +122,8 @@ def handle_corpus(args: argparse.Namespace) -> int:
         timing = TIMINGS[args.timing]
         if args.voices_behind is not None:
             timing = with_voices_behind(timing, args.voices_behind)
+        if args.street_noise is not None:
+            timing = with_street_noise(timing, args.street_noise)
         splits = generate_corpus(
             args.out, args.seed, args.size, args.validation_share, timing=timing
         )

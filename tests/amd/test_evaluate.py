@@ -16,7 +16,13 @@ from pbx_agent.amd import corpus as corpus_module
 from pbx_agent.amd import signals as s
 from pbx_agent.amd.audio import SAMPLE_RATE, read_wav, write_wav
 from pbx_agent.amd.classic import ClassicAmd
-from pbx_agent.amd.corpus import TIMINGS, CorpusToolMissingError, _ClipMaker, generate_corpus
+from pbx_agent.amd.corpus import (
+    TIMINGS,
+    CorpusToolMissingError,
+    _ClipMaker,
+    _street_noise,
+    generate_corpus,
+)
 from pbx_agent.amd.detector import AmdDetector
 from pbx_agent.amd.evaluate import load_clips, run_scorer, score, simulate_talk_events
 from pbx_agent.amd.params import VerdictKind
@@ -296,18 +302,28 @@ def test_corpus_command_refuses_an_unknown_timing(tmp_path: Path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+STRESS_OPTIONS = [
+    ("--voices-behind", "behind at -35 dBFS"),
+    ("--street-noise", "street noise at -35 dBFS"),
+]
+
+
 @pytest.mark.skipif(not HAVE_TOOLS, reason="espeak-ng and sox are not installed")
-def test_corpus_command_puts_voices_behind_every_person(tmp_path: Path, capsys):
-    """`amd corpus --voices-behind -35`: every person has voices behind at -35 dBFS (the
-    stress mix measured level by level in docs/amd.md), the machines are the seed's own."""
+@pytest.mark.parametrize(("option", "note"), STRESS_OPTIONS)
+def test_corpus_command_puts_the_stress_behind_every_person(
+    tmp_path: Path, capsys, option: str, note: str
+):
+    """`amd corpus --voices-behind -35` / `--street-noise -35`: every person has it behind
+    them at -35 dBFS (the stress mixes measured level by level in docs/amd.md), the
+    machines are the seed's own."""
     argv = ["amd", "corpus", "--out", str(tmp_path / "cli"), "--seed", "7", "--size", "8"]
-    assert main([*argv, "--voices-behind", "-35"]) == 0
+    assert main([*argv, option, "-35"]) == 0
     plain = generate_corpus(tmp_path / "plain", seed=7, size=8)
     labels = load_clips(tmp_path / "cli" / "train")
     notes = (tmp_path / "cli" / "train" / "labels.csv").read_text(encoding="utf-8")
     people = [c for c in labels if c.label == VerdictKind.HUMAN]
     assert people
-    assert notes.count("behind at -35 dBFS") == len(people)
+    assert notes.count(note) == len(people)
     for clip in plain["train"]:
         cli = (tmp_path / "cli" / "train" / clip.file).read_bytes()
         same = cli == (tmp_path / "plain" / "train" / clip.file).read_bytes()
@@ -315,21 +331,25 @@ def test_corpus_command_puts_voices_behind_every_person(tmp_path: Path, capsys):
     assert "validation: 2 clips" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("option", ["--voices-behind", "--street-noise"])
 @pytest.mark.parametrize("level", ["-5", "-75", "nan"])
-def test_corpus_command_refuses_voices_behind_out_of_range(tmp_path: Path, capsys, level: str):
+def test_corpus_command_refuses_a_stress_level_out_of_range(
+    tmp_path: Path, capsys, option: str, level: str
+):
     """A level outside -60..-10 dBFS is refused with the accepted range, nothing written."""
     argv = ["amd", "corpus", "--out", str(tmp_path / "c"), "--seed", "1"]
-    assert main([*argv, f"--voices-behind={level}"]) == 2
+    assert main([*argv, f"{option}={level}"]) == 2
     assert "accepted: -60 to -10 dBFS" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
-def test_corpus_command_refuses_a_level_that_is_not_a_number(tmp_path: Path, capsys):
+@pytest.mark.parametrize("option", ["--voices-behind", "--street-noise"])
+def test_corpus_command_refuses_a_level_that_is_not_a_number(tmp_path: Path, capsys, option: str):
     argv = ["amd", "corpus", "--out", str(tmp_path / "c"), "--seed", "1"]
     with pytest.raises(SystemExit) as exc:
-        main([*argv, "--voices-behind", "loud"])
+        main([*argv, option, "loud"])
     assert exc.value.code == 2
-    assert "--voices-behind: invalid float value: 'loud'" in capsys.readouterr().err
+    assert f"{option}: invalid float value: 'loud'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
@@ -348,3 +368,19 @@ def test_corpus_noise_is_heard_at_its_labelled_level(colour: str):
         assert abs(rms_db - level) < 1.0, (colour, level, rms_db)
         return
     pytest.fail(f"no seed under 40 drew {colour} noise")
+
+
+def test_street_noise_is_heard_at_its_level_and_swells_6_to_12_db():
+    """The street noise's quiet stretches are at the level asked for (in the telephone
+    band), and it swells 6-12 dB above them for 0.3-1 s at a time."""
+    noise = _street_noise(np.random.default_rng(3), 20 * SAMPLE_RATE, -40.0)
+    frames = noise[: noise.size // 400 * 400].reshape(-1, 400)  # 50 ms
+    level = 10 * np.log10(np.mean(frames**2, axis=1))
+    quiet = np.median(level)
+    assert abs(quiet - -40.0) < 2.0
+    above = level - quiet
+    assert 5.0 < above.max() < 14.0
+    swelling = above > 3.0
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, swelling.astype(int), 0])))[::2]
+    assert len(runs) >= 5
+    assert all(2 <= run <= 20 for run in runs)  # 0.1-1 s above +3 dB, in 50 ms frames
