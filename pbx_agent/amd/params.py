@@ -43,7 +43,7 @@ class DetectorTuning(BaseModel):
     # --- voice activity (vad.py) -------------------------------------------------------
     vad_mode: int = Field(2, ge=0, le=3, description="webrtcvad aggressiveness, 0..3")
     speech_margin_db: float = Field(
-        6.0, ge=3.0, le=30.0, description="a voiced frame must be this far above the noise floor"
+        3.0, ge=3.0, le=30.0, description="a voiced frame must be this far above the noise floor"
     )
     strong_margin_db: float = Field(
         18.0, ge=6.0, le=40.0, description="a frame this far above the floor is speech anyway"
@@ -89,7 +89,7 @@ class DetectorTuning(BaseModel):
         60, ge=0, le=1000, description="shorter sound bursts (clicks, breaths) are ignored"
     )
     burst_gap_ms: int = Field(
-        200, ge=20, le=2000, description="a pause shorter than this does not end a burst"
+        300, ge=20, le=2000, description="a pause shorter than this does not end a burst"
     )
 
     # --- the decision --------------------------------------------------------------------
