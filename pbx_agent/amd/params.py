@@ -43,7 +43,7 @@ class DetectorTuning(BaseModel):
     # --- voice activity (vad.py) -------------------------------------------------------
     vad_mode: int = Field(2, ge=0, le=3, description="webrtcvad aggressiveness, 0..3")
     speech_margin_db: float = Field(
-        3.0, ge=3.0, le=30.0, description="a voiced frame must be this far above the noise floor"
+        3.5, ge=3.0, le=30.0, description="a voiced frame must be this far above the noise floor"
     )
     strong_margin_db: float = Field(
         18.0, ge=6.0, le=40.0, description="a frame this far above the floor is speech anyway"

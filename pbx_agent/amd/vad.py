@@ -79,7 +79,7 @@ class VoiceActivity:
         self,
         *,
         vad_mode: int = 2,
-        speech_margin_db: float = 3.0,
+        speech_margin_db: float = 3.5,
         strong_margin_db: float = 18.0,
         min_speech_dbfs: float = -55.0,
         floor_rise_db_per_s: float = 4.0,
