@@ -667,10 +667,7 @@ class _ClipMaker:
         if rng.random() < 0.7:
             noise_db = float(rng.choice(list(self.timing.noise_dbfs)))
             colour = str(rng.choice(["white", "pink", "brown"]))
-            # The level is the one heard in the telephone band: set on the whole spectrum,
-            # brown noise (nearly all of it under 300 Hz) would be heard ~35 dB quieter.
-            noise = _telephone_band(_noise(rng, colour, clip.size))
-            clip = clip + _set_rms(noise, noise_db)
+            clip = clip + _heard_noise(rng, colour, clip.size, noise_db)
         clip = _telephone_band(clip)
         if rng.random() < 0.7:
             clip = _mulaw_round_trip(clip)
@@ -746,10 +743,17 @@ def _noise(rng: np.random.Generator, colour: str, n: int) -> Signal:
     return shaped
 
 
+def _heard_noise(rng: np.random.Generator, colour: str, n: int, level_dbfs: float) -> Signal:
+    """Noise of ``colour`` at ``level_dbfs`` as heard in the telephone band. Scaled on the
+    whole spectrum instead, brown noise (nearly all of it under 300 Hz) would be heard
+    ~35 dB quieter than its level, pink ~5 dB."""
+    return _set_rms(_telephone_band(_noise(rng, colour, n)), level_dbfs)
+
+
 def _street_noise(rng: np.random.Generator, n: int, level_dbfs: float) -> Signal:
     """Brown noise heard at ``level_dbfs`` in the telephone band, swelling by 6-12 dB for
     0.3-1 s (a raised-cosine rise and fall) every 0.5-2.5 s: traffic passing a person."""
-    steady = _set_rms(_telephone_band(_noise(rng, "brown", n)), level_dbfs)
+    steady = _heard_noise(rng, "brown", n, level_dbfs)
     swell_db = np.zeros(n)
     at = int(rng.integers(0, SAMPLE_RATE))
     while at < n:
