@@ -30,10 +30,37 @@ displaced files (``-ERR`` for a second one of the same file, ``stop`` by path, t
 (``recordings``). ``extensions`` maps an extension to a scripted stand-in for what the
 dialplan does there, run when a leg is transferred or originated to it.
 
+The core ``unicast`` call-command (``switch_ivr_parse_event``, ``switch_ivr_activate_unicast``,
+``switch_ivr_park`` in ``src/switch_ivr.c``): ``sendmsg <uuid>`` (or an outbound session's
+plain ``sendmsg``) with ``call-command: unicast`` answers ``+OK`` like any sendmsg, whatever
+becomes of it. Empty or missing headers take FreeSWITCH's defaults (``local-ip``/``remote-ip``
+127.0.0.1, ``local-port`` 8025, ``remote-port`` 8026, ``transport`` udp); ports are read as
+``atoi`` into a 16-bit port. A ``transport`` other than udp/tcp (any case) is refused; either
+way the socket is an IPv4 UDP one bound to ``local-ip:local-port`` (0: an ephemeral port);
+a failed bind or an unresolvable address streams nothing. While the leg is parked (a park
+application, or an async outbound-socket session) each 20 ms frame of the party on the leg
+(``set_callee_audio``: 8 kHz 16-bit little-endian, from the leg's answer on, silence after
+it and before the answer) goes out as one 320-byte datagram from the bound socket to
+``remote-ip:remote-port``; what the switch read before the unicast, and while another
+application or a bridge held the leg, is lost (the stream goes on from wherever the audio
+is then). Leaving park (transfer, bridge out of a park, the socket application returning)
+or hanging up closes the socket; a failed send does too. Datagrams arriving on the socket
+(audio FreeSWITCH would write into the channel) are counted and dropped. Every request is
+kept in ``unicasts`` (``UnicastStream``: what was asked, what was bound, frames sent, why it
+was refused or ended); ``stall_unicast`` makes a leg's stream activate and send nothing.
+Frames are paced on the event loop's clock, 20 ms x ``time_scale`` each, at most five per
+tick (each its own datagram, in order) so tiny time scales lag rather than skip.
+Not modelled there: ``flags: native`` (refused: nothing is sent), comfort noise (FreeSWITCH
+sends bytes 0xff; the fake sends zeros, also for a leg whose far end died), read rates other
+than 8 kHz, and a second unicast while one is active on the channel (FreeSWITCH overwrites
+its private pointer and binds a second socket the park loop never uses; the fake refuses
+it: recorded, nothing bound).
+
 Not modelled (no transcript): ``event xml`` output (the fake answers ``-ERR``), the
-PRIVATE_COMMAND events of uuid_broadcast, media itself. ``uuid_transfer`` is approximate:
-the leg leaves its bridge (the peer hangs up) and parks at the new destination.
-Durations (ringing, playback, linger) are multiplied by ``time_scale`` so tests run fast.
+PRIVATE_COMMAND events of uuid_broadcast, media itself (except the unicast stream above).
+``uuid_transfer`` is approximate: the leg leaves its bridge (the peer hangs up) and parks at
+the new destination. Durations (ringing, playback, linger) are multiplied by ``time_scale``
+so tests run fast.
 """
 
 from __future__ import annotations
@@ -41,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -71,6 +99,7 @@ __all__ = [
     "OriginateOutcome",
     "OutboundCall",
     "ReceivedCommand",
+    "UnicastStream",
 ]
 
 _READ_CHUNK = 65536
@@ -327,6 +356,172 @@ class _RunningApp:
     done: Callable[[str, str | None], None] | None = None  # (response, terminator used)
 
 
+# -- unicast (switch_ivr.c) ------------------------------------------------------------------
+
+_UNICAST_DEFAULTS = {
+    "local-ip": "127.0.0.1",
+    "local-port": "8025",
+    "remote-ip": "127.0.0.1",
+    "remote-port": "8026",
+    "transport": "udp",
+}
+_UNICAST_FRAME_S = 0.02  # one packet time of the legs' PCMU
+_UNICAST_FRAME_BYTES = 320  # 160 samples of L16 at the read rate, 8000 Hz
+_UNICAST_SILENCE = bytes(_UNICAST_FRAME_BYTES)
+_UNICAST_BATCH = 5  # frames sent per tick at most when the stream is behind
+_UNICAST_MIN_TICK_S = 0.001  # receivers get the loop between two batches
+_UNICAST_DRAIN = 64  # datagrams read per readable callback at most
+
+
+def _endpoint_user(endpoint: str) -> str:
+    """``sofia/internal/bob@127.0.0.1:5181`` -> ``bob``."""
+    return endpoint.rsplit("/", maxsplit=1)[-1].split("@", maxsplit=1)[0]
+
+
+def _c_port(text: str) -> int:
+    """``(switch_port_t) atoi(text)``: leading blanks, a sign, digits; 16 bits kept."""
+    rest = text.lstrip(" \t\n\r\f\v")
+    sign = -1 if rest[:1] == "-" else 1
+    rest = rest[1:] if rest[:1] in ("-", "+") else rest
+    digits = ""
+    for ch in rest:
+        if not ("0" <= ch <= "9"):
+            break
+        digits += ch
+    return (sign * int(digits or "0")) % 65536
+
+
+def _ipv4_address(host: str, port: int) -> tuple[str, int]:
+    """The IPv4 socket address of ``host`` (a literal, or a name the system resolves)."""
+    infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    address = infos[0][4]
+    return str(address[0]), int(address[1])
+
+
+@dataclass(slots=True, eq=False)
+class UnicastStream:
+    """One ``call-command: unicast`` the fake received, and what became of it.
+
+    ``requested_local`` and ``remote`` are the headers after FreeSWITCH's defaults, ports
+    as ``atoi`` reads them; ``local`` is the address actually bound (None when nothing was).
+    ``refused`` says why nothing was bound (what the real switch only logs); ``ended`` why an
+    active stream stopped: ``hangup``, ``unpark``, ``closed`` (the fake closed),
+    ``send-failed: ...`` (as FreeSWITCH deactivates on a failed send) or ``failed: ...``
+    (a fault of the fake itself, kept out of the event loop). ``audio_offset`` is the byte
+    offset in the callee's audio of the first datagram sent after the answer: from it on,
+    while the leg stayed parked, the datagrams are that audio followed by zeros.
+    """
+
+    uuid: str
+    requested_local: tuple[str, int]
+    remote: tuple[str, int]
+    transport: str
+    flags: str
+    local: tuple[str, int] | None = None
+    refused: str | None = None
+    active: bool = False
+    ended: str | None = None
+    closed: bool = False
+    frames_sent: int = 0
+    audio_offset: int | None = None
+    datagrams_received: int = 0
+
+
+class _UnicastSession:
+    """An active unicast: the bound socket, where it sends, the task that paces it."""
+
+    def __init__(
+        self,
+        switch: FakeFreeSwitch,
+        channel: FakeChannel,
+        record: UnicastStream,
+        sock: socket.socket,
+        remote: tuple[str, int],
+    ) -> None:
+        self.switch = switch
+        self.channel = channel
+        self.record = record
+        self.sock = sock
+        self.remote = remote
+        self.loop = asyncio.get_running_loop()
+        self.fd = sock.fileno()
+        self.task: asyncio.Task[None] | None = None
+        self.ended = False
+        # Pacing on the loop's clock: the answer, the frame (since the answer) read next,
+        # and when it has been read and goes out.
+        self.frame_s = _UNICAST_FRAME_S * switch.time_scale
+        self.answered_at: float | None = None
+        self.index = 0
+        self.next_at = self.loop.time() + self.frame_s
+        self.loop.add_reader(self.fd, self.readable)
+
+    def answered(self, at: float, now: float) -> None:
+        """The leg answered at ``at``: frames from now on are its audio from there."""
+        self.answered_at = at
+        self.realign(now)
+
+    def realign(self, now: float) -> None:
+        """Skip to the frame being read at ``now`` (what was read before is lost)."""
+        if self.answered_at is None:
+            self.next_at = now + self.frame_s
+            return
+        self.index = max(0, int((now - self.answered_at) // self.frame_s))
+        self.next_at = self.answered_at + (self.index + 1) * self.frame_s
+
+    def send_due(self, now: float, frame_of: Callable[[int | None], bytes]) -> None:
+        """Send the frames read by ``now``, at most a batch; ``frame_of(None)``: before
+        the answer."""
+        record = self.record
+        for _ in range(_UNICAST_BATCH):
+            if self.next_at > now or self.ended:
+                return
+            index = self.index if self.answered_at is not None else None
+            sent = record.frames_sent
+            self.send(frame_of(index))
+            if index is not None:
+                if record.audio_offset is None and record.frames_sent > sent:
+                    record.audio_offset = index * _UNICAST_FRAME_BYTES
+                self.index += 1
+            self.next_at += self.frame_s
+
+    def readable(self) -> None:
+        """What the far end sends (FreeSWITCH would write it into the channel): counted."""
+        for _ in range(_UNICAST_DRAIN):
+            try:
+                self.sock.recvfrom(65536)
+            except OSError:  # BlockingIOError once drained; ICMP errors are not ours
+                return
+            self.record.datagrams_received += 1
+
+    def send(self, frame: bytes) -> None:
+        """One frame, one datagram; a failed send deactivates the stream (switch_ivr_park)."""
+        try:
+            self.sock.sendto(frame, self.remote)
+        except BlockingIOError:
+            return  # a full buffer drops the datagram, as UDP does
+        except OSError as exc:
+            self.end(f"send-failed: {exc}")
+            return
+        self.record.frames_sent += 1
+
+    def end(self, reason: str) -> None:
+        """Deactivate: stop the reader and the task, close the socket (idempotent)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.record.active = False
+        self.record.ended = reason
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.fd)
+        self.sock.close()
+        self.record.closed = True
+        if self.switch._unicast.get(self.channel.uuid) is self:  # noqa: SLF001
+            del self.switch._unicast[self.channel.uuid]  # noqa: SLF001
+        task = self.task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+
 class FakeFreeSwitch:
     """The fake switch: an inbound ESL server plus a channel model and scripted calls.
 
@@ -374,6 +569,12 @@ class FakeFreeSwitch:
         # What the dialplan does at an extension a leg is transferred or originated to
         # (``uuid_transfer``, ``originate ... <exten>``): a scripted stand-in, by extension.
         self.extensions: dict[str, Callable[[FakeChannel], Coroutine[Any, Any, None]]] = {}
+        # call-command unicast: every request in order, the active stream of each channel,
+        # what the party at each endpoint user says, and the legs (or users) whose media stalls.
+        self.unicasts: list[UnicastStream] = []
+        self.callee_audio: dict[str, bytes] = {}
+        self._unicast: dict[str, _UnicastSession] = {}
+        self._unicast_stalled: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -388,6 +589,8 @@ class FakeFreeSwitch:
         self._heartbeat = asyncio.create_task(self._heartbeats(), name="fake-fs-heartbeat")
 
     async def close(self) -> None:
+        for session in list(self._unicast.values()):
+            session.end("closed")
         if self._server is not None:
             self._server.close()
         for sock in list(self.sockets):
@@ -485,6 +688,29 @@ class FakeFreeSwitch:
     def set_originate_outcome(self, user: str, outcome: OriginateOutcome | str) -> None:
         """What dialling ``user`` (``sofia/internal/<user>@...``) does."""
         self.outcomes[user] = OriginateOutcome(outcome)
+
+    def set_callee_audio(self, user: str, audio: bytes) -> None:
+        """The party reached at endpoint user ``user`` (as ``set_originate_outcome``; for an
+        inbound leg, its caller) says ``audio`` (8 kHz 16-bit little-endian mono) from the
+        moment the leg answers, then silence. Legs without audio are silent."""
+        if len(audio) % 2:
+            msg = f"callee audio for {user!r} has {len(audio)} bytes: not whole 16-bit samples"
+            raise ValueError(msg)
+        self.callee_audio[user] = bytes(audio)
+
+    def stall_unicast(self, target: str, *, stalled: bool = True) -> None:
+        """The media of ``target`` (a channel uuid, or an endpoint user: every leg to it)
+        stalls: a unicast on it activates (binds, is recorded) but sends nothing; with
+        ``stalled=False`` it flows again from where the audio is then."""
+        if stalled:
+            self._unicast_stalled.add(target)
+        else:
+            self._unicast_stalled.discard(target)
+
+    def unicast(self, uuid: str) -> UnicastStream | None:
+        """The active unicast stream of channel ``uuid``, if any."""
+        session = self._unicast.get(uuid)
+        return session.record if session is not None else None
 
     def channel(self, uuid: str) -> FakeChannel | None:
         return self.model.channels.get(uuid)
@@ -907,8 +1133,7 @@ class FakeFreeSwitch:
     # -- originate ---------------------------------------------------------------------------------
 
     def _outcome_for(self, endpoint: str) -> OriginateOutcome:
-        user = endpoint.rsplit("/", maxsplit=1)[-1].split("@", maxsplit=1)[0]
-        return self.outcomes.get(user, self.default_outcome)
+        return self.outcomes.get(_endpoint_user(endpoint), self.default_outcome)
 
     async def _originate(self, argv: list[str]) -> str:
         if len(argv) < 2:
@@ -1006,7 +1231,7 @@ class FakeFreeSwitch:
         self, a: FakeChannel, dial: str, *, caller_number: str | None = None
     ) -> FakeChannel | None:
         """A runs ``bridge(<dial>)``: a B-leg is placed and, if it answers, joined to A."""
-        self.model.unpark(a)
+        self._unpark(a)
         app_uuid = new_uuid()
         self.model.execute(a, "bridge", dial, app_uuid)
         self.model.set_call_state(a, "RING_WAIT")
@@ -1106,6 +1331,8 @@ class FakeFreeSwitch:
         if peer is not None and peer.alive:
             self.model.unbridge(ch, peer, b_cause="NORMAL_CLEARING")
             self.model.end_alone(peer, "NORMAL_CLEARING")
+        if self._in_park(ch):
+            self._end_unicast(ch, "unpark")
         self.model.unpark(ch)
         ch.destination = destination
         self.model.park(ch, new_uuid())
@@ -1142,6 +1369,7 @@ class FakeFreeSwitch:
 
     def _channel_hung_up(self, ch: FakeChannel) -> None:
         """Right after CHANNEL_HANGUP: running applications end, parks return."""
+        self._end_unicast(ch, "hangup")
         self._finish_app(ch.uuid, "FILE PLAYED", None)
         self.model.unpark(ch)
         call = self._outbound.get(ch.uuid)
@@ -1258,7 +1486,8 @@ class FakeFreeSwitch:
         command: EslCommand,
         done: Callable[[], None] | None = None,
     ) -> None:
-        """call-command execute / hangup on ``ch``; ``done`` runs when it has completed."""
+        """call-command execute / hangup / unicast on ``ch``; ``done`` runs when it has
+        completed."""
         call_command = (command.get("call-command") or "").lower()
         if call_command == "execute":
             app = command.get("execute-app-name") or ""
@@ -1269,8 +1498,125 @@ class FakeFreeSwitch:
         if call_command == "hangup":
             cause = command.get("hangup-cause") or "NORMAL_CLEARING"
             self.hangup(ch, cause, disposition="send_bye")
+        elif call_command == "unicast":
+            self._activate_unicast(ch, command)
         if done is not None:
             done()
+
+    # -- unicast ---------------------------------------------------------------------------------
+
+    def _activate_unicast(self, ch: FakeChannel, command: EslCommand) -> UnicastStream:
+        """switch_ivr_activate_unicast: bind the socket now; the park loop sends the frames."""
+
+        def header(name: str) -> str:
+            return command.get(name) or _UNICAST_DEFAULTS.get(name, "")
+
+        local_ip, remote_ip = header("local-ip"), header("remote-ip")
+        transport, flags = header("transport"), header("flags")
+        record = UnicastStream(
+            uuid=ch.uuid,
+            requested_local=(local_ip, _c_port(header("local-port"))),
+            remote=(remote_ip, _c_port(header("remote-port"))),
+            transport=transport,
+            flags=flags,
+            closed=True,
+        )
+        self.unicasts.append(record)
+        if not ch.alive:
+            record.refused = "the channel has hung up"
+        elif transport.lower() not in ("udp", "tcp"):
+            record.refused = f"Invalid transport {transport}"
+        elif "native" in flags:
+            record.refused = "flags native: raw codec frames are not modelled"
+        elif ch.uuid in self._unicast:
+            record.refused = "a unicast is already active on this channel"
+        if record.refused is not None:
+            return record
+        try:
+            local = _ipv4_address(*record.requested_local)
+            remote = _ipv4_address(*record.remote)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except OSError as exc:
+            record.refused = f"Failure creating unicast connection: {exc}"
+            return record
+        try:
+            sock.settimeout(0.0)  # non-blocking
+            sock.bind(local)
+            bound = sock.getsockname()
+            session = _UnicastSession(self, ch, record, sock, remote)
+        except OSError as exc:
+            sock.close()
+            record.refused = f"Failure creating unicast connection: {exc}"
+            return record
+        record.local = (str(bound[0]), int(bound[1]))
+        record.active, record.closed = True, False
+        self._unicast[ch.uuid] = session
+        session.task = self.spawn(self._unicast_stream(session), f"fake-fs-unicast-{ch.uuid}")
+        return record
+
+    def _end_unicast(self, ch: FakeChannel, reason: str) -> None:
+        session = self._unicast.get(ch.uuid)
+        if session is not None:
+            session.end(reason)
+
+    def _unpark(self, ch: FakeChannel) -> None:
+        """The park application ends (bridge): so does its unicast (switch_ivr_park)."""
+        if ch.parked_app_uuid is not None:
+            self._end_unicast(ch, "unpark")
+        self.model.unpark(ch)
+
+    def _in_park(self, ch: FakeChannel) -> bool:
+        """``ch`` runs switch_ivr_park: a park application, or an async outbound socket."""
+        if not ch.alive:
+            return False
+        if ch.parked_app_uuid is not None:
+            return True
+        call = self._outbound.get(ch.uuid)
+        return call is not None and call.parked
+
+    def _unicast_flowing(self, ch: FakeChannel) -> bool:
+        """The park loop reads and sends frames now: parked, not inside another application
+        (a playback blocks the loop), not bridged, not stalled."""
+        return (
+            self._in_park(ch)
+            and ch.uuid not in self._running
+            and (ch.peer is None or not ch.peer.alive)
+            and ch.uuid not in self._unicast_stalled
+            and _endpoint_user(ch.name) not in self._unicast_stalled
+        )
+
+    def _callee_frame(self, ch: FakeChannel, index: int | None) -> bytes:
+        """Frame ``index`` (since the answer) of what the party on ``ch`` says."""
+        if index is None or ch.dead_media:
+            return _UNICAST_SILENCE
+        audio = self.callee_audio.get(_endpoint_user(ch.name), b"")
+        start = index * _UNICAST_FRAME_BYTES
+        return audio[start : start + _UNICAST_FRAME_BYTES].ljust(_UNICAST_FRAME_BYTES, b"\0")
+
+    async def _unicast_stream(self, session: _UnicastSession) -> None:
+        """The park loop's sending: one datagram per 20 ms frame (x time_scale), in order."""
+        loop, ch = session.loop, session.channel
+        try:
+            while not session.ended:
+                now = loop.time()
+                if not ch.alive:
+                    session.end("hangup")
+                    return
+                if session.answered_at is None and ch.answered:
+                    since = max(0.0, self.model.now() - ch.answered_us / 1_000_000)
+                    session.answered(now - since, now)
+                if self._unicast_flowing(ch):
+                    session.send_due(now, lambda index: self._callee_frame(ch, index))
+                    delay = session.next_at - loop.time()
+                else:
+                    # What the switch reads meanwhile never reaches the socket.
+                    session.realign(now)
+                    delay = session.frame_s
+                await asyncio.sleep(max(delay, _UNICAST_MIN_TICK_S))
+        except Exception as exc:  # noqa: BLE001 - a fake's fault must not reach the loop
+            session.end(f"failed: {exc}")
+        finally:
+            session.end("closed")
 
     # -- outbound socket -------------------------------------------------------------------------
 
@@ -1368,6 +1714,12 @@ class OutboundCall:
         self._hung_up = False
 
     @property
+    def parked(self) -> bool:
+        """In async mode the socket application parks the channel until it hangs up or the
+        daemon closes the socket (mod_event_socket); sync mode never parks."""
+        return self.mode == "async" and not self._hung_up and not self.finished.is_set()
+
+    @property
     def commands(self) -> list[EslCommand]:
         """What the daemon sent on this socket, in order."""
         return [c.command for c in self.switch.commands if c.socket == self.sock.label]
@@ -1402,7 +1754,9 @@ class OutboundCall:
                 self.switch.sockets.remove(self.sock)
             ch = self.channel
             if ch.alive and self.closed_by_daemon:
-                # The socket application returns and the dialplan goes on.
+                # The socket application returns (its park ends) and the dialplan goes on.
+                if self.mode == "async":
+                    self.switch._end_unicast(ch, "unpark")  # noqa: SLF001
                 app_uuid = new_uuid()
                 self.switch.model.execute_complete(
                     ch, "socket", ch.application_data, "_none_", app_uuid
