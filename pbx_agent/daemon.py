@@ -21,10 +21,11 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from pbx_agent.amd.detector import Verdict
 from pbx_agent.clock import Clock, LoopClock
 from pbx_agent.config import Config, ConfigError, load_config
-from pbx_agent.config.settings import AsteriskSettings
-from pbx_agent.config.types import split_host_port
+from pbx_agent.config.settings import AsteriskSettings, FreeswitchSettings
+from pbx_agent.config.types import split_host_port, split_port_range
 from pbx_agent.engine import Engine
 from pbx_agent.hooks.entry import entry_hook_factory
 from pbx_agent.hooks.route import route_hook_factory
@@ -53,6 +54,7 @@ from pbx_agent.pbx.freeswitch import (
     prompt_lengths_for,
 )
 from pbx_agent.pbx.freeswitch_dialer import FreeswitchDetection, FreeswitchDialer
+from pbx_agent.pbx.unicast_server import UnicastAudioServer
 from pbx_agent.policies.base import Policy
 from pbx_agent.policies.callbacks import CallbackRules, callbacks_policy_factory
 from pbx_agent.policies.dead_air import dead_air_policy_factory
@@ -316,6 +318,9 @@ class Daemon:
             callback_caller_id_name=settings.callback_caller_id_name,
             callback_target=FreeswitchTarget(settings.callback_extension, context),
             callback_connect=FreeswitchTarget(settings.callback_connect_extension, context),
+            callback_audio_target=FreeswitchTarget(settings.callback_audio_extension, context),
+            unicast_address=settings.unicast_address,
+            unicast_switch_ip=settings.unicast_switch_ip,
             recording_dir=settings.recording_dir,
             watched_variables=rules.watched_variables() | EXTRA_WATCHED_VARIABLES,
             talk_debounce_ms=settings.talk_debounce_ms,
@@ -356,6 +361,7 @@ class Daemon:
         self._closers.append(adapter.close)
         if isinstance(self.dialer, FreeswitchDialer):
             self.dialer.attach(adapter)
+            await self._start_unicast(settings, adapter)
 
     def _build_callbacks(self) -> None:
         """R7 and R6: the callback service and its dialer (the adapter is attached when it
@@ -367,7 +373,8 @@ class Daemon:
         site = config.standards_for()
         dialer: AsteriskDialer | FreeswitchDialer
         if config.pbx.kind == "freeswitch":
-            dialer = FreeswitchDialer(FreeswitchDetection.from_rule(site.amd))
+            audio = config.freeswitch is None or config.freeswitch.amd_audio == "unicast"
+            dialer = FreeswitchDialer(FreeswitchDetection.from_rule(site.amd, audio=audio))
         else:
             dialer = AsteriskDialer(MachineDetection.from_rule(site.amd))
         service = CallbackService(
@@ -415,6 +422,49 @@ class Daemon:
         self.audiosocket = server
         self._closers.append(server.close)
         return audiosocket_address(host, server.port)
+
+    async def _start_unicast(
+        self, settings: FreeswitchSettings, adapter: FreeswitchAdapter
+    ) -> None:
+        """The receiver of FreeSWITCH's unicast streams, for machine detection on the leg's
+        audio. Not started when ``standards.amd`` detects nothing or ``freeswitch.amd_audio``
+        is ``talk_events``. A bind address that cannot be used is logged once, here, and
+        callbacks are judged on talk events instead (a customer is never hung up on for it)."""
+        amd = self.config.standards_for().amd
+        if not amd.enabled or settings.amd_audio != "unicast":
+            return
+        low, high = split_port_range(settings.unicast_ports)
+        try:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                probe.bind((settings.unicast_bind, 0))
+            finally:
+                probe.close()
+        except OSError as exc:
+            log.error(
+                "unicast_unavailable",
+                bind=settings.unicast_bind,
+                error=str(exc),
+                fallback="talk events (freeswitch.amd_audio = talk_events)",
+                advice="set freeswitch.unicast_bind to an address of this host",
+            )
+            return
+        assert self.clock is not None
+        metrics = self.metrics
+
+        def on_verdict(leg: str, verdict: Verdict) -> None:
+            metrics.count_machine_verdict(verdict.kind.value)
+            adapter.unicast_verdict(leg, verdict)
+
+        server = UnicastAudioServer(
+            on_verdict,
+            params=detector_params(amd),
+            host=settings.unicast_bind,
+            ports=(low, high),
+            now=self.clock.now,
+        )
+        adapter.attach_unicast(server)
+        self._closers.append(server.close)
 
     def _run_callbacks(self) -> None:
         """Run the callback scheduler (not in shadow mode); stopped first at shutdown."""

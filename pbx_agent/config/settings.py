@@ -41,7 +41,9 @@ from pbx_agent.config.standards import Standards, fill_company, reference_proble
 from pbx_agent.config.types import (
     Host,
     HostPort,
+    Ipv4,
     Name,
+    PortRange,
     PromptKey,
     SubProblem,
     custom_error,
@@ -227,6 +229,22 @@ class FreeswitchSettings(_Connection):
     requeue_extension: DialplanName = "pbxagent_requeue"
     callback_extension: DialplanName = "pbxagent_callback"
     callback_connect_extension: DialplanName = "pbxagent_callback_connect"
+    # How machine detection hears an answered callback (docs/amd.md, docs/freeswitch.md):
+    # "unicast": the leg parks in callback_audio_extension and core FreeSWITCH streams its
+    # audio to the daemon, which runs the same detector as on Asterisk; "talk_events": the
+    # leg is bridged to a listener in callback_extension and the detector's rules run on
+    # the switch's TALK/NOTALK events (no audio: it calls far more people machines).
+    amd_audio: Literal["unicast", "talk_events"] = "unicast"
+    callback_audio_extension: DialplanName = "pbxagent_callback_audio"
+    # The daemon's end of the streams: the address it binds, one port of this range per leg
+    # being judged (a port is held for the few seconds of detection) ...
+    unicast_bind: Host = "127.0.0.1"
+    unicast_ports: PortRange = "9100-9299"
+    # ... the address FreeSWITCH sends to (the daemon as the switch reaches it) ...
+    unicast_address: Ipv4 = "127.0.0.1"
+    # ... and the switch's own end (local-ip of the unicast command): datagrams must come
+    # from it. 0.0.0.0 lets the switch pick, and then any source is taken for the first.
+    unicast_switch_ip: Ipv4 = "127.0.0.1"
     # How a callback is dialled: {number} is the number without '+', {e164} with it.
     callback_dial_string: Annotated[
         str, StringConstraints(pattern=r"^[^\s{}]*\{(number|e164)\}")

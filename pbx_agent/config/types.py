@@ -10,6 +10,7 @@ model's key.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import time
@@ -107,6 +108,40 @@ def _check_host_port(value: Any) -> Any:
 
 Host = Annotated[str, BeforeValidator(_check_host)]
 HostPort = Annotated[str, BeforeValidator(_check_host_port)]
+
+
+def _check_ipv4(value: Any) -> Any:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except (ValueError, TypeError):
+        raise custom_error(
+            "ipv4", "not an IPv4 address", "an IPv4 address such as 10.0.0.5"
+        ) from None
+
+
+def _check_port_range(value: Any) -> Any:
+    low, sep, high = str(value).partition("-") if isinstance(value, str) else ("", "", "")
+    if (
+        not sep
+        or not low.isdigit()
+        or not high.isdigit()
+        or not 1 <= int(low) <= int(high) <= 65535
+    ):
+        raise custom_error(
+            "port_range", "not a port range", "'low-high' with 1 <= low <= high <= 65535"
+        )
+    return value
+
+
+# FreeSWITCH's unicast socket is IPv4 only (switch_ivr_activate_unicast).
+Ipv4 = Annotated[str, BeforeValidator(_check_ipv4)]
+PortRange = Annotated[str, BeforeValidator(_check_port_range)]
+
+
+def split_port_range(value: str) -> tuple[int, int]:
+    """A validated ``PortRange`` as (low, high)."""
+    low, _, high = value.partition("-")
+    return int(low), int(high)
 
 
 def split_host_port(value: str) -> tuple[str, int]:

@@ -17,6 +17,9 @@ What a real FreeSWITCH would do, and how it is imitated here:
   talk detection hears the lone party; ``pbxagent_requeue`` and
   ``pbxagent_callback_connect`` bridge it to the next member of the queue; a scripted callee
   speaks (and a machine beeps, ``avmd::beep``) once bridged to the listener.
+  ``pbxagent_callback_audio`` parks the leg: the daemon's ``unicast`` command then streams the
+  scripted callee's audio (the same synthetic voices as the fake Asterisk's AudioSocket
+  stream: "Алло?", the same over noise and voices behind, a greeting and its beep).
 - A dialplan hook: the caller's channel reaches ``socket 127.0.0.1:<port> async full`` with
   ``pbx_agent_hook`` and its ``pbx_agent_*`` parameters set.
 """
@@ -28,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pbx_agent.policies.callbacks import FREESWITCH_CAUSES
+from pbx_agent.testing.audiosocket_client import CalleeVoice, callee_audio
 from pbx_agent.testing.fake_freeswitch import (
     FakeFreeSwitch,
     OriginateOutcome,
@@ -177,6 +181,7 @@ class FreeswitchLabPbx:
                 "pbxagent_linger": self._linger,
                 "pbxagent_requeue": self._requeue,
                 "pbxagent_callback": self._callback,
+                "pbxagent_callback_audio": self._callback_audio,
                 "pbxagent_callback_connect": self._callback_connect,
             }
         )
@@ -202,6 +207,8 @@ class FreeswitchLabPbx:
             voice = "machine" if machine else "human"
         if voice is not None:
             self.voices[number.lstrip("+")] = voice
+            if voice in set(CalleeVoice):
+                self.fake.set_callee_audio(number.lstrip("+"), callee_audio(CalleeVoice(voice)))
 
     def originated_numbers(self) -> list[str]:
         numbers = []
@@ -280,6 +287,11 @@ class FreeswitchLabPbx:
             await asyncio.sleep(0.5)
             if channel.alive:
                 self.fake.avmd_beep(channel)
+
+    async def _callback_audio(self, channel: FakeChannel) -> None:
+        """sched_transfer, then park: the fake parks every leg originated into an extension
+        before its script runs, and a parked leg streams once the daemon asks for it."""
+        del channel
 
     async def _callback_connect(self, channel: FakeChannel) -> None:
         queue = channel.variables.get("pbx_agent_callback_target") or "support"

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from pbx_agent.amd.detector import Verdict
 from pbx_agent.errors import (
     ConfigError,
     PbxActionFailed,
@@ -71,9 +72,11 @@ from pbx_agent.pbx.freeswitch_events import (
     HELPER_VARIABLE,
     FreeswitchTranslator,
 )
+from pbx_agent.pbx.unicast_server import UnicastAudioServer, UnicastUnavailableError
 from pbx_agent.policies.callbacks import FREESWITCH_CAUSES
 from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.esl import EslEvent, channel_variables, quote_api_arg
+from pbx_agent.wire.unicast import UnicastProtocolError, parse_read_rate, unicast_headers
 
 if TYPE_CHECKING:
     from pbx_agent.amd.params import DetectorParams
@@ -120,6 +123,11 @@ class FreeswitchOptions:
     callback_caller_id_name: str = "Call centre"
     callback_target: FreeswitchTarget = FreeswitchTarget("pbxagent_callback")
     callback_connect: FreeswitchTarget = FreeswitchTarget("pbxagent_callback_connect")
+    # Machine detection on the leg's own audio (``unicast``): the extension that parks it,
+    # the address the switch sends to and the switch's end (see ``attach_unicast``).
+    callback_audio_target: FreeswitchTarget = FreeswitchTarget("pbxagent_callback_audio")
+    unicast_address: str = "127.0.0.1"
+    unicast_switch_ip: str = "127.0.0.1"
     recording_dir: str = "/var/lib/freeswitch/recordings/pbx-agent"
     # A callback leg whose far end sends no RTP for this long ends with MEDIA_TIMEOUT (07b).
     media_timeout_ms: int = 4000
@@ -187,6 +195,10 @@ class FreeswitchAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._resyncing = False
         self._gone_during_resync: set[str] = set()
+        # Callback legs judged on their audio: the receiver, and each leg's read rate once
+        # it answered (None until then).
+        self.unicast: UnicastAudioServer | None = None
+        self._unicast_legs: dict[str, str | None] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -209,6 +221,8 @@ class FreeswitchAdapter:
     # -- events in ------------------------------------------------------------------------
 
     def _on_esl_event(self, event: EslEvent) -> None:
+        if event.name == "CHANNEL_ANSWER" and (event.unique_id or "") in self._unicast_legs:
+            self._unicast_legs[event.unique_id or ""] = event.get("Channel-Read-Codec-Rate") or ""
         self._deliver(self.translator.feed(event, self.clock.now()))
 
     def _deliver(self, events: Sequence[ev.PbxEvent]) -> None:
@@ -219,7 +233,12 @@ class FreeswitchAdapter:
                     self._forget_program(program)
                 if self._resyncing:
                     self._gone_during_resync.add(event.leg)
+                self._unicast_ended(event.leg)
             self._handle(event)
+            if isinstance(event, ev.OriginateOutcome) and event.outcome != "answered":
+                self._unicast_legs.pop(event.request, None)  # no leg may ever have existed
+            if isinstance(event, ev.LegAnswered) and self._unicast_legs.get(event.leg) is not None:
+                self._spawn(self._start_unicast(event.leg), f"unicast:{event.leg}")
         self._schedule_poll()
 
     def _schedule_poll(self) -> None:
@@ -600,18 +619,26 @@ class FreeswitchAdapter:
         variables: Sequence[tuple[str, str]] = (),
         machine: DetectorParams | None = None,
         amd_deadline_ms: int = 6000,
+        audio: bool = False,
     ) -> None:
         """Place one callback attempt; ``request_id`` becomes the leg's uuid and Job-UUID.
 
         Returns once the switch accepted the ``bgapi``; the outcome comes as an
-        ``OriginateOutcome`` (and, with ``machine``, a ``MachineDetected``) event.
+        ``OriginateOutcome`` (and, with ``machine``, a ``MachineDetected``) event. With
+        ``audio`` (and a receiver attached) the machine is judged on the leg's own audio:
+        the leg parks in ``callback_audio_target`` and streams to the receiver once it
+        answers; without, on the switch's talk events (``callback_target``).
         """
         if not _E164.match(number):
             msg = f"refusing to dial {printable(number)!r}: not a normalised number"
             raise UnsafeValueError(msg)
         options = self.options
         ring = max(MIN_RING_TIME_S, round(ring_time_s))
-        target = options.callback_target if machine is not None else options.callback_connect
+        by_audio = machine is not None and audio and self.unicast is not None
+        if machine is None:
+            target = options.callback_connect
+        else:
+            target = options.callback_audio_target if by_audio else options.callback_target
         block = channel_variables(
             [
                 ("origination_uuid", request_id),
@@ -633,7 +660,10 @@ class FreeswitchAdapter:
             f"{quote_api_arg(target.dialplan)} {quote_api_arg(target.context)}"
         )
         self.translator.expect_origination(request_id, request_id, "callback", job=request_id)
-        if machine is not None:
+        if by_audio:
+            if not self.shadow:  # nothing is dialled in shadow mode: no answer will come
+                self._unicast_legs[request_id] = None
+        elif machine is not None:
             self.translator.detect_machine(request_id, machine, deadline_ms=amd_deadline_ms)
         if self.shadow:
             log.info("shadow_action", pbx=self.name, call_id=request_id, esl=printable(line))
@@ -642,7 +672,80 @@ class FreeswitchAdapter:
             f"bgapi {line}", [("Job-UUID", request_id)], timeout=options.bgapi_timeout_s
         )
         if not reply.ok:
+            self._unicast_legs.pop(request_id, None)
             raise PbxActionFailed("bgapi originate", reply.reply_text or "no reply text")
+
+    # -- machine detection on the leg's audio ---------------------------------------------------
+
+    def attach_unicast(self, server: UnicastAudioServer) -> None:
+        """Judge callback legs on their audio with ``server`` (its verdicts must come back
+        through ``unicast_verdict``)."""
+        self.unicast = server
+
+    def unicast_verdict(self, leg: str, verdict: Verdict) -> None:
+        """The receiver's verdict for ``leg``: the same event as from talk events."""
+        self._unicast_legs.pop(leg, None)
+        self._handle(
+            ev.MachineDetected(
+                LegId(leg), verdict.kind.value.lower(), verdict.reason, verdict.decided_at_ms
+            )
+        )
+
+    async def _start_unicast(self, leg: str) -> None:
+        """The leg answered: open its socket, then ask the switch to stream to it. Any
+        failure gives the deadline's verdict at once (``on_deadline``: the NOTSURE choice of
+        ``standards.amd``), so a customer is never left waiting for audio that cannot come."""
+        server = self.unicast
+        rate_text = self._unicast_legs.get(leg)
+        if server is None or rate_text is None:
+            return
+        answered_at = self.clock.now()
+        if not _LEG_UUID.match(leg):  # the sendmsg line names it: nothing else gets in
+            log.warning(
+                "unicast_not_started", pbx=self.name, leg=printable(leg),
+                error="leg id refused; accepted: a lower-case UUID",
+            )  # fmt: skip
+            self.unicast_verdict(leg, Verdict(server.params.on_deadline, "no-audio-stream", 0))
+            return
+        try:
+            rate = parse_read_rate(rate_text)
+            port = await server.open(
+                leg,
+                answered_at=answered_at,
+                rate=rate,
+                source_host=None
+                if self.options.unicast_switch_ip == "0.0.0.0"  # noqa: S104 - "the switch picks"
+                else self.options.unicast_switch_ip,
+            )
+        except (UnicastProtocolError, UnicastUnavailableError) as exc:
+            log.warning("unicast_not_started", pbx=self.name, leg=leg, error=str(exc))
+            self.unicast_verdict(leg, Verdict(server.params.on_deadline, "no-audio-stream", 0))
+            return
+        headers = unicast_headers(
+            local_ip=self.options.unicast_switch_ip,
+            local_port=0,
+            remote_ip=self.options.unicast_address,
+            remote_port=port,
+        )
+        try:
+            reply = await self.client.command(f"sendmsg {leg}", headers)
+        except PbxAgentError as exc:
+            server.cancel(leg, "unicast-not-sent")
+            log.warning("unicast_not_started", pbx=self.name, leg=leg, error=str(exc))
+            return
+        if not reply.ok:
+            server.cancel(leg, "unicast-refused")
+            log.warning(
+                "unicast_not_started", pbx=self.name, leg=leg, error=reply.reply_text or "-ERR"
+            )
+
+    def _unicast_ended(self, leg: str) -> None:
+        if leg not in self._unicast_legs:
+            return
+        # Hung up before it answered: no stream, no verdict to wait for.
+        answered = self._unicast_legs.pop(leg) is not None
+        if answered and self.unicast is not None:
+            self.unicast.ended(leg)
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -663,6 +766,9 @@ class FreeswitchAdapter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+_LEG_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def _safe_value(value: str) -> str:

@@ -79,17 +79,20 @@ class FreeswitchDetection:
     notsure_as: VerdictKind = VerdictKind.HUMAN
     params: DetectorParams = field(default_factory=DetectorParams)
     deadline_ms: int = 6000
+    audio: bool = True  # on the leg's audio (unicast), else on the switch's talk events
 
     @classmethod
-    def from_rule(cls, amd: AmdRule) -> FreeswitchDetection:
+    def from_rule(cls, amd: AmdRule, *, audio: bool = True) -> FreeswitchDetection:
         """``standards.amd``: the detector's settings, the NOTSURE choice and the deadline.
         Both engines mean the daemon's detector on FreeSWITCH (there is no ``AMD()``), run
-        on the switch's talk events instead of the audio."""
+        on the leg's audio (``audio``, ``freeswitch.amd_audio = "unicast"``) or on the
+        switch's talk events."""
         return cls(
             enabled=amd.enabled,
             notsure_as=VerdictKind(amd.notsure_action.upper()),
             params=detector_params(amd),
             deadline_ms=amd.deadline_ms,
+            audio=audio,
         )
 
 
@@ -173,7 +176,9 @@ class FreeswitchDialer:
             variables=variables,
             machine=self.detection.params if detect else None,
             amd_deadline_ms=self.detection.deadline_ms,
+            audio=self.detection.audio,
         )
+        heard = "audio" if self.detection.audio and adapter.unicast is not None else "talk-events"
         log.info(
             "callback.originated",
             request_id=request.request_id,
@@ -183,6 +188,7 @@ class FreeswitchDialer:
             ring_time_s=request.ring_time_s,
             target=request.target,
             amd_engine="daemon" if detect else "none",
+            amd_input=heard if detect else None,
             shadow=adapter.shadow,
         )
 

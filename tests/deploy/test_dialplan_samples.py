@@ -173,7 +173,7 @@ def test_an_extension_the_daemon_transfers_freeswitch_legs_to_must_exist(tmp_pat
             for name in (
                 "pbxagent_ivr",
                 "pbxagent_requeue",
-                "pbxagent_callback",
+                "pbxagent_callback_audio",
                 "pbxagent_callback_connect",
             )
         )

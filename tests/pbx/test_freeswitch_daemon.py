@@ -115,3 +115,41 @@ async def test_an_outbound_session_that_hangs_up_mid_command_ends_cleanly(
     assert "freeswitch_pre_queue_unheard" in names
     assert names.count("esl_outbound_session_crashed") == 0
     assert second.connected
+
+
+async def test_callbacks_are_judged_on_their_audio_by_default(tmp_path: Path) -> None:
+    """freeswitch.amd_audio = unicast: the adapter gets the unicast receiver, with the
+    detector's settings of standards.amd."""
+    from pbx_agent.pbx.unicast_server import UnicastAudioServer  # noqa: PLC0415
+
+    async with running(tmp_path) as (_fs, daemon):
+        assert isinstance(daemon.adapter, FreeswitchAdapter)
+        assert isinstance(daemon.adapter.unicast, UnicastAudioServer)
+        assert daemon.adapter.unicast.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"freeswitch": {"amd_audio": "talk_events"}},
+        {"standards": {"amd": {"enabled": False}}},
+    ],
+)
+async def test_no_receiver_when_talk_events_are_chosen_or_nothing_is_detected(
+    tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    async with running(tmp_path, overrides) as (_fs, daemon):
+        assert isinstance(daemon.adapter, FreeswitchAdapter)
+        assert daemon.adapter.unicast is None
+
+
+async def test_an_address_that_cannot_be_bound_falls_back_to_talk_events(tmp_path: Path) -> None:
+    """192.0.2.1 (TEST-NET-1) is no address of this host: said once at start, and callbacks
+    go on with talk events."""
+    with capture_logs() as logs:
+        async with running(tmp_path, {"freeswitch": {"unicast_bind": "192.0.2.1"}}) as (_, d):
+            assert isinstance(d.adapter, FreeswitchAdapter)
+            assert d.adapter.unicast is None
+    [error] = [e for e in logs if e["event"] == "unicast_unavailable"]
+    assert error["bind"] == "192.0.2.1"
+    assert "talk events" in error["fallback"]

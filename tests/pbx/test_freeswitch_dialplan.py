@@ -34,6 +34,7 @@ def test_every_extension_the_daemon_transfers_to_is_shipped() -> None:
         settings.linger_extension,
         settings.requeue_extension,
         settings.callback_extension,
+        settings.callback_audio_extension,
         settings.callback_connect_extension,
     } <= names
 
@@ -93,3 +94,11 @@ def test_the_sip_profile_switches_the_detector_on() -> None:
     assert params["vad"] == "both"
     assert params["sip-ip"] == "127.0.0.1"
     assert params["apply-inbound-acl"] == "loopback.auto"
+
+
+def test_the_audio_callback_extension_parks_the_leg_with_a_safe_side() -> None:
+    """unicast streams only from the park loop; sched_transfer connects the callee if the
+    daemon never decides, before the park (an application after park never runs)."""
+    actions = _extensions(STANDARDS)[FreeswitchSettings().callback_audio_extension]
+    assert [app for app, _ in actions] == ["sched_transfer", "park"]
+    assert actions[0][1] == "+8 pbxagent_callback_connect XML default"
