@@ -31,15 +31,17 @@ from typing import Protocol
 
 import numpy as np
 
-from pbx_agent.amd.audio import FRAME_MS, FRAME_SAMPLES, Pcm, read_wav
+from pbx_agent.amd.audio import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Pcm, read_wav
 from pbx_agent.amd.beep import BeepTracker, ToneAnalyser
-from pbx_agent.amd.detector import SpeechSegment, Verdict
+from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict
 from pbx_agent.amd.params import ClassicParams, DetectorParams, VerdictKind
 from pbx_agent.amd.segments import ReportedBeep, classic_on_segments, detector_on_segments
 from pbx_agent.amd.vad import level_dbfs
 
 __all__ = [
+    "UNICAST_LOST_MS",
     "Clip",
+    "LateStartScorer",
     "Score",
     "Scorer",
     "TalkEventScorer",
@@ -249,6 +251,36 @@ def score(
         if on_clip is not None:
             on_clip(clip, verdicts)
     return list(scores.values())
+
+
+# --- FreeSWITCH's unicast stream ------------------------------------------------------------
+# The daemon asks for the stream when the leg's CHANNEL_ANSWER reaches it; the park loop
+# sends from the moment the command reaches it: an ESL round trip after the answer.
+UNICAST_LOST_MS = 100
+
+
+class LateStartScorer:
+    """The detector on audio that only starts ``lost_ms`` after the answer, as FreeSWITCH's
+    ``unicast`` delivers it (what came before is never heard)."""
+
+    def __init__(
+        self, params: DetectorParams | None = None, *, lost_ms: int = UNICAST_LOST_MS
+    ) -> None:
+        self._detector = AmdDetector(params)
+        self._lost_ms = lost_ms
+
+    def feed_pcm(self, pcm: Pcm, at_ms: int) -> Verdict | None:
+        lost = self._lost_ms
+        end_ms = at_ms + pcm.size * 1000 // SAMPLE_RATE
+        if end_ms <= lost:
+            return None
+        if at_ms < lost:
+            pcm = pcm[(lost - at_ms) * SAMPLE_RATE // 1000 :]
+            at_ms = lost
+        return self._detector.feed_pcm(pcm, at_ms)
+
+    def finish(self, at_ms: int) -> Verdict:
+        return self._detector.finish(at_ms)
 
 
 # --- the FreeSWITCH path, simulated ------------------------------------------------------

@@ -30,7 +30,7 @@ from pbx_agent.amd.corpus import (
     with_voices_behind,
 )
 from pbx_agent.amd.detector import AmdDetector
-from pbx_agent.amd.evaluate import Score, TalkEventScorer, load_clips, score
+from pbx_agent.amd.evaluate import LateStartScorer, Score, TalkEventScorer, load_clips, score
 from pbx_agent.amd.params import VerdictKind, classic_params, detector_params
 from pbx_agent.cli.common import add_config_option, load_or_report
 from pbx_agent.config.standards import AmdRule
@@ -38,6 +38,7 @@ from pbx_agent.config.standards import AmdRule
 _SCORERS = {
     "detector": "daemon detector (AudioSocket audio)",
     "classic": "Asterisk AMD() heuristic, standards.amd's parameters",
+    "fs-unicast": "daemon detector on FreeSWITCH unicast audio (from 100 ms after the answer)",
     "fs-detector": "detector rules on FreeSWITCH talk events + avmd (simulated)",
     "fs-classic": "AMD() rules on FreeSWITCH talk events + avmd (simulated)",
 }
@@ -147,6 +148,7 @@ def _scorer_factories(amd: AmdRule) -> dict[str, Any]:
     return {
         "detector": lambda: AmdDetector(detector),
         "classic": lambda: ClassicAmd(classic),
+        "fs-unicast": lambda: LateStartScorer(detector),
         "fs-detector": lambda: TalkEventScorer("detector", detector_params=detector),
         "fs-classic": lambda: TalkEventScorer("classic", classic_params=classic),
     }

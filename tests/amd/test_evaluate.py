@@ -24,7 +24,13 @@ from pbx_agent.amd.corpus import (
     generate_corpus,
 )
 from pbx_agent.amd.detector import AmdDetector
-from pbx_agent.amd.evaluate import load_clips, run_scorer, score, simulate_talk_events
+from pbx_agent.amd.evaluate import (
+    LateStartScorer,
+    load_clips,
+    run_scorer,
+    score,
+    simulate_talk_events,
+)
 from pbx_agent.amd.params import VerdictKind
 from pbx_agent.cli import main
 
@@ -119,6 +125,20 @@ def test_decision_times_are_also_given_per_label(labelled: Path):
     }
 
 
+def test_the_unicast_scorer_never_hears_what_came_before_the_stream():
+    """FreeSWITCH's unicast starts after the answer: a beep that ends before the stream
+    starts is not heard, the same beep later is (and its time is still after the answer)."""
+    early = s.render(s.tone(1000.0, 0.3), seconds=1.5)
+    late = s.render(s.silence(0.5), s.tone(1000.0, 0.3), seconds=1.5)
+    missed = run_scorer(LateStartScorer(lost_ms=400), early)  # type: ignore[arg-type]
+    assert (missed.kind, missed.reason) == (VerdictKind.NOTSURE, "silence")
+    heard = run_scorer(LateStartScorer(lost_ms=400), late)  # type: ignore[arg-type]
+    assert (heard.kind, heard.reason) == (VerdictKind.MACHINE, "tone-1000hz")
+    assert heard.decided_at_ms > 500
+    at_once = run_scorer(LateStartScorer(lost_ms=0), early)  # type: ignore[arg-type]
+    assert (at_once.reason, at_once.decided_at_ms) == ("tone-1000hz", 180)
+
+
 def test_talk_event_simulation_reports_segments_and_a_beep():
     """The FreeSWITCH simulation turns audio into talk segments and one avmd beep."""
     segments, beeps = simulate_talk_events(voicemail_beep())  # type: ignore[arg-type]
@@ -133,7 +153,7 @@ def test_evaluate_command_prints_the_table(labelled: Path, capsys: pytest.Captur
     assert main(["amd", "evaluate", str(labelled)]) == 0
     out = capsys.readouterr().out
     for needle in ("accuracy", "recall HUMAN", "NOTSURE rate", "decision median", "p90",
-                   "detector", "classic", "fs-classic"):  # fmt: skip
+                   "detector", "classic", "fs-unicast", "fs-classic"):  # fmt: skip
         assert needle in out
 
 
@@ -143,7 +163,9 @@ def test_evaluate_command_prints_json(labelled: Path, capsys: pytest.CaptureFixt
     payload = json.loads(capsys.readouterr().out)
     assert payload["clips"] == 4
     assert payload["scorers"]["detector"]["accuracy"] == 1.0
-    assert set(payload["scorers"]) == {"detector", "classic", "fs-detector", "fs-classic"}
+    assert set(payload["scorers"]) == {
+        "detector", "classic", "fs-unicast", "fs-detector", "fs-classic"
+    }  # fmt: skip
 
 
 def test_evaluate_command_scores_the_configured_settings(
