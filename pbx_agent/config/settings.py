@@ -16,6 +16,7 @@ Invariants of a ``Config`` instance:
 from __future__ import annotations
 
 import copy
+import ipaddress
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -259,6 +260,25 @@ class FreeswitchSettings(_Connection):
     recording_dir: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = (
         "/var/lib/freeswitch/recordings/pbx-agent"
     )
+
+    @model_validator(mode="after")
+    def _reachable_stream(self) -> Self:
+        # A socket bound to loopback cannot send to another host: the stream would never
+        # come, and every callback would wait for the no-audio default.
+        switch_loopback = ipaddress.IPv4Address(self.unicast_switch_ip).is_loopback
+        if switch_loopback and not ipaddress.IPv4Address(self.unicast_address).is_loopback:
+            raise problems_error(
+                [
+                    SubProblem(
+                        "unicast_switch_ip",
+                        self.unicast_switch_ip,
+                        "the switch's own address (or 0.0.0.0) when unicast_address is "
+                        f"another host ({self.unicast_address})",
+                        "FreeSWITCH would send from loopback to another host: nothing arrives",
+                    )
+                ]
+            )
+        return self
 
 
 class AgentsSettings(_Section):

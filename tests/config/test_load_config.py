@@ -457,3 +457,41 @@ def test_a_queue_wording_a_site_phrase_differently_is_refused(tmp_path: Path) ->
     problem = by_key(problems(tmp_path, text), 'queues.vip.phrases."hold.announce"')
     assert problem.value == "Минуточку, пожалуйста."
     assert "one file per key" in problem.message
+
+
+FREESWITCH = '[pbx]\nkind = "freeswitch"\n[freeswitch]\npassword = "x"\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "accepted"),
+    [
+        ('unicast_ports = "9300-9100"', "freeswitch.unicast_ports", "'low-high'"),
+        ('unicast_ports = "9100"', "freeswitch.unicast_ports", "'low-high'"),
+        ('unicast_address = "::1"', "freeswitch.unicast_address", "an IPv4 address"),
+        ('unicast_switch_ip = "fs.example"', "freeswitch.unicast_switch_ip", "an IPv4 address"),
+        ('amd_audio = "audio"', "freeswitch.amd_audio", "unicast"),
+    ],
+)
+def test_a_bad_unicast_setting_is_named_with_what_is_accepted(
+    tmp_path: Path, line: str, key: str, accepted: str
+) -> None:
+    problem = by_key(problems(tmp_path, FREESWITCH + line + "\n"), key)
+    assert accepted in problem.accepted
+
+
+def test_a_stream_from_loopback_to_another_host_is_refused(tmp_path: Path) -> None:
+    """unicast_address on another host needs the switch to send from an address of its own."""
+    problem = by_key(
+        problems(tmp_path, FREESWITCH + 'unicast_address = "10.0.0.9"\n'),
+        "freeswitch.unicast_switch_ip",
+    )
+    assert problem.value == "127.0.0.1"
+    assert "nothing arrives" in problem.message
+    config = load_config(
+        write(
+            tmp_path, FREESWITCH + 'unicast_address = "10.0.0.9"\nunicast_switch_ip = "0.0.0.0"\n'
+        ),
+        env={},
+    )
+    assert config.freeswitch is not None
+    assert config.freeswitch.unicast_switch_ip == "0.0.0.0"
