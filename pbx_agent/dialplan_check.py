@@ -17,8 +17,8 @@ FreeSWITCH (``*.xml``):
   than ``freeswitch.outbound_bind``'s;
 - no extension ``freeswitch.ivr_extension`` in the context ``freeswitch.ivr_context``, or
   none of the extensions the daemon transfers legs to (``linger_extension``,
-  ``requeue_extension``, ``callback_audio_extension`` or, with ``freeswitch.amd_audio =
-  "talk_events"``, ``callback_extension``, and ``callback_connect_extension``) in
+  ``requeue_extension``, ``callback_extension``, ``callback_audio_extension`` unless
+  ``freeswitch.amd_audio = "talk_events"``, and ``callback_connect_extension``) in
   ``freeswitch.dialplan_context``.
 
 ``DIR`` is either one switch's folder or the project's ``dialplan/`` with ``asterisk/`` and
@@ -303,11 +303,12 @@ def _check_freeswitch(
          "lingering callers"),
         ("requeue_extension", settings.requeue_extension, settings.dialplan_context,
          "callers going back to the queue"),
-        ("callback_audio_extension" if settings.amd_audio == "unicast"
-         else "callback_extension",
-         settings.callback_audio_extension if settings.amd_audio == "unicast"
-         else settings.callback_extension,
-         settings.dialplan_context, "answered callbacks"),
+        # Talk events are also the fallback when the unicast receiver cannot bind.
+        ("callback_extension", settings.callback_extension, settings.dialplan_context,
+         "answered callbacks heard through talk events"),
+        *([("callback_audio_extension", settings.callback_audio_extension,
+            settings.dialplan_context, "answered callbacks heard through unicast")]
+          if settings.amd_audio == "unicast" else []),
         ("callback_connect_extension", settings.callback_connect_extension,
          settings.dialplan_context, "callback customers found to be people"),
     ]  # fmt: skip

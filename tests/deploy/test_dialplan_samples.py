@@ -173,6 +173,7 @@ def test_an_extension_the_daemon_transfers_freeswitch_legs_to_must_exist(tmp_pat
             for name in (
                 "pbxagent_ivr",
                 "pbxagent_requeue",
+                "pbxagent_callback",
                 "pbxagent_callback_audio",
                 "pbxagent_callback_connect",
             )
@@ -204,3 +205,29 @@ def test_a_lingering_caller_is_sent_audio_a_whisper_can_be_mixed_into() -> None:
     [files] = [data for application, data in steps if application == "Playback"]
     assert set(files.split("&")) == {"silence/10"}
     assert len(files.split("&")) * 10 >= 120  # as long as the Wait(120) it replaced
+
+
+@pytest.mark.parametrize(("amd_audio", "missing"), [("unicast", True), ("talk_events", False)])
+def test_the_audio_callback_extension_is_required_only_when_unicast_is_used(
+    tmp_path: Path, amd_audio: str, missing: bool
+) -> None:
+    (tmp_path / "freeswitch").mkdir()
+    names = ("pbxagent_ivr", "pbxagent_linger", "pbxagent_requeue", "pbxagent_callback",
+             "pbxagent_callback_connect")  # fmt: skip
+    (tmp_path / "freeswitch" / "only.xml").write_text(
+        "<include>"
+        + "".join(f'<extension name="{n}"><condition/></extension>' for n in names)
+        + "</include>",
+        encoding="utf-8",
+    )
+    config = load_config(
+        None,
+        env={
+            "PBX_AGENT_PBX__KIND": "freeswitch",
+            "PBX_AGENT_FREESWITCH__PASSWORD": "x",
+            "PBX_AGENT_FREESWITCH__AMD_AUDIO": amd_audio,
+        },
+    )
+    keys = [(p.key, p.value) for p in check_dialplan(config, tmp_path)]
+    expected = [("freeswitch.callback_audio_extension", "pbxagent_callback_audio")]
+    assert keys == (expected if missing else [])
