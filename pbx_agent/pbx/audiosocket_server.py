@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ import structlog
 from pbx_agent.amd.detector import AmdDetector, Verdict
 from pbx_agent.amd.params import DetectorParams
 from pbx_agent.errors import ProtocolError
+from pbx_agent.pbx.verdicts import deliver_verdict
 from pbx_agent.wire.audiosocket import (
     AudioSocketAudio,
     AudioSocketDecoder,
@@ -188,20 +188,13 @@ class AudioSocketServer:
                     await writer.wait_closed()
 
     async def _deliver(self, stream_id: uuid.UUID, verdict: Verdict) -> None:
-        fields = {
-            "stream": str(stream_id),
-            "verdict": verdict.kind.value,
-            "reason": verdict.reason,
-            "decided_at_ms": verdict.decided_at_ms,
-        }
-        log.info("amd_verdict", **fields)
-        try:
-            async with asyncio.timeout(self._callback_timeout_s):
-                result = self._on_verdict(stream_id, verdict)
-                if inspect.isawaitable(result):
-                    await result
-        except Exception as exc:  # noqa: BLE001 - the consumer's failure is logged, contained
-            log.error("amd_verdict_callback_failed", error=repr(exc), **fields)
+        await deliver_verdict(
+            self._on_verdict,
+            stream_id,
+            verdict,
+            timeout_s=self._callback_timeout_s,
+            stream=str(stream_id),
+        )
 
 
 class _Session:

@@ -29,7 +29,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Self
@@ -40,6 +39,7 @@ from pbx_agent.amd.audio import FRAME_MS, SAMPLE_RATE
 from pbx_agent.amd.detector import AmdDetector, Verdict
 from pbx_agent.amd.params import DetectorParams
 from pbx_agent.errors import PbxAgentError
+from pbx_agent.pbx.verdicts import deliver_verdict
 from pbx_agent.wire.unicast import UnicastAudioDecoder, UnicastProtocolError
 
 __all__ = ["UnicastAudioServer", "UnicastUnavailableError", "UnicastVerdictCallback"]
@@ -352,11 +352,6 @@ class UnicastAudioServer:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, leg: str, verdict: Verdict) -> None:
-        fields = {"leg": leg, "verdict": verdict.kind.value, "reason": verdict.reason}
-        try:
-            async with asyncio.timeout(self._callback_timeout_s):
-                result = self._on_verdict(leg, verdict)
-                if inspect.isawaitable(result):
-                    await result
-        except Exception as exc:  # noqa: BLE001 - the consumer's failure is logged, contained
-            log.error("amd_verdict_callback_failed", error=repr(exc), **fields)
+        await deliver_verdict(
+            self._on_verdict, leg, verdict, timeout_s=self._callback_timeout_s, leg=leg
+        )
