@@ -2,7 +2,8 @@
 
 ``PBX_AGENT_TEST_ESL=host:port:password``. This test places one call: a ``loopback/`` leg to
 the extension ``PBX_AGENT_TEST_ESL_MOH`` (9664, the vanilla configuration's hold music, by
-default), parked; it asks for the leg's audio with ``unicast`` and hangs the leg up.
+default; the transcripts' lab dialplan has no such extension: point it at one that plays
+sound), parked; it asks for the leg's audio with ``unicast`` and hangs the leg up.
 ``PBX_AGENT_TEST_UNICAST_ADDRESS`` is this host as the switch reaches it (127.0.0.1 when both
 run on one machine) and ``PBX_AGENT_TEST_UNICAST_SWITCH_IP`` the switch's own (its end of
 the stream; 0.0.0.0 lets it choose). It checks what the daemon relies on: datagrams of
@@ -20,6 +21,7 @@ import pytest
 
 from pbx_agent.pbx.esl_client import EslClient, EslSettings
 from pbx_agent.wire.unicast import parse_read_rate, unicast_headers
+from tests.real.conftest import RealFreeswitch
 
 pytestmark = pytest.mark.real_freeswitch
 
@@ -32,16 +34,9 @@ class _Collector(asyncio.DatagramProtocol):
         self.datagrams.append((data, (str(addr[0]), int(addr[1]))))
 
 
-@pytest.fixture
-def real() -> EslSettings:
-    spec = os.environ.get("PBX_AGENT_TEST_ESL")
-    if not spec:
-        pytest.skip("no real FreeSWITCH: set PBX_AGENT_TEST_ESL=host:port:password")
-    host, port, password = spec.split(":", 2)
-    return EslSettings(host=host, port=int(port), password=password, events=("HEARTBEAT",))
-
-
-async def test_a_parked_leg_streams_its_audio_as_l16_datagrams(real: EslSettings) -> None:
+async def test_a_parked_leg_streams_its_audio_as_l16_datagrams(
+    real_freeswitch: RealFreeswitch,
+) -> None:
     address = os.environ.get("PBX_AGENT_TEST_UNICAST_ADDRESS", "127.0.0.1")
     switch_ip = os.environ.get("PBX_AGENT_TEST_UNICAST_SWITCH_IP", "0.0.0.0")
     extension = os.environ.get("PBX_AGENT_TEST_ESL_MOH", "9664")
@@ -52,7 +47,14 @@ async def test_a_parked_leg_streams_its_audio_as_l16_datagrams(real: EslSettings
     )
     port = transport.get_extra_info("sockname")[1]
     leg = str(uuid.uuid4())
-    client = EslClient(real)
+    client = EslClient(
+        EslSettings(
+            host=real_freeswitch.host,
+            port=real_freeswitch.port,
+            password=real_freeswitch.password,
+            events=("HEARTBEAT",),
+        )
+    )
     await client.start()
     try:
         result = await client.api(
