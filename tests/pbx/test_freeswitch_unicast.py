@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from structlog.testing import capture_logs
 
 from pbx_agent.amd.params import DetectorParams
@@ -26,33 +25,24 @@ from pbx_agent.pbx.unicast_server import UnicastAudioServer
 from pbx_agent.services.callbacks import CallbackDial
 from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
 
-from .test_freeswitch_dialer import NUMBER, Sink
+from .test_freeswitch_dialer import NUMBER, Rig, Sink
 
 REQUEST = "7d2c9a41-5e3b-4f80-9b1a-3c6e8f0d2a11"
 
 
 @dataclass
-class Rig:
-    fs: FakeFreeSwitch
-    lab: FreeswitchLabPbx
-    adapter: FreeswitchAdapter
-    dialer: FreeswitchDialer
-    server: UnicastAudioServer
-    sink: Sink
+class AudioRig(Rig):
+    """The dialer's rig with the unicast receiver attached."""
 
-    async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 8.0) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    await asyncio.sleep(0.02)
-        except TimeoutError:
-            pytest.fail(f"timed out waiting for {what}")
-
-    def api(self) -> list[str]:
-        return [c.args for c in self.fs.commands_for("api")]
+    server: UnicastAudioServer | None = None
 
     def unicast_commands(self) -> list[Any]:
         return [c for c in self.fs.commands_for("sendmsg") if c.get("call-command") == "unicast"]
+
+    @property
+    def receiver(self) -> UnicastAudioServer:
+        assert self.server is not None
+        return self.server
 
 
 def dial(request_id: str = REQUEST) -> CallbackDial:
@@ -68,7 +58,7 @@ def dial(request_id: str = REQUEST) -> CallbackDial:
 
 
 @contextlib.asynccontextmanager
-async def rig(*, audio: bool = True, **server_options: Any) -> AsyncIterator[Rig]:
+async def rig(*, audio: bool = True, **server_options: Any) -> AsyncIterator[AudioRig]:
     async with FakeFreeSwitch(playback_s=1.0, time_scale=0.5) as fs:
         clock = LoopClock()
         engine = Engine(clock=clock, policies=[])
@@ -95,7 +85,7 @@ async def rig(*, audio: bool = True, **server_options: Any) -> AsyncIterator[Rig
         dialer.attach(adapter)
         lab = FreeswitchLabPbx(fs, "127.0.0.1", 1)
         try:
-            yield Rig(fs, lab, adapter, dialer, server, sink)
+            yield AudioRig(fs, lab, adapter, dialer, sink, server)
         finally:
             await dialer.close()
             await server.close()
@@ -125,7 +115,7 @@ async def test_a_person_is_heard_on_the_stream_and_goes_to_the_queue() -> None:
         assert stream.frames_sent > 20
         await r.until(lambda: stream.ended is not None, "the stream's end")
         assert stream.ended == "unpark"
-        assert r.server.active_sessions == 0
+        assert r.receiver.active_sessions == 0
 
 
 async def test_a_greeting_and_its_beep_are_a_machine_and_are_hung_up() -> None:
@@ -172,7 +162,7 @@ async def test_a_callee_hanging_up_during_detection_is_judged_once() -> None:
         await asyncio.sleep(0.3)
         assert len(r.sink.verdicts) == 1
         assert r.sink.verdicts[0][2].startswith("peer-hangup:")
-        assert r.server.active_sessions == 0
+        assert r.receiver.active_sessions == 0
 
 
 async def test_a_refused_unicast_connects_the_callee_at_once() -> None:
@@ -189,7 +179,7 @@ async def test_a_refused_unicast_connects_the_callee_at_once() -> None:
         await r.dialer.place_callback(dial())
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.verdicts[0][1:] == ("human", "unicast-refused")
-        assert r.server.active_sessions == 0
+        assert r.receiver.active_sessions == 0
 
 
 async def test_no_free_port_connects_the_callee_at_once() -> None:
@@ -232,4 +222,4 @@ async def test_an_attempt_that_is_never_answered_leaves_nothing_waiting() -> Non
         await asyncio.sleep(0.1)
         assert r.adapter._unicast_legs == {}
         assert r.sink.verdicts == []
-        assert r.server.active_sessions == 0
+        assert r.receiver.active_sessions == 0
