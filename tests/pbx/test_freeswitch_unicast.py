@@ -22,10 +22,9 @@ from pbx_agent.pbx.esl_client import EslSettings
 from pbx_agent.pbx.freeswitch import FreeswitchAdapter, FreeswitchOptions
 from pbx_agent.pbx.freeswitch_dialer import FreeswitchDetection, FreeswitchDialer
 from pbx_agent.pbx.unicast_server import UnicastAudioServer
-from pbx_agent.services.callbacks import CallbackDial
 from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
 
-from .test_freeswitch_dialer import NUMBER, Rig, Sink
+from .test_freeswitch_dialer import NUMBER, Rig, Sink, dial
 
 REQUEST = "7d2c9a41-5e3b-4f80-9b1a-3c6e8f0d2a11"
 
@@ -43,18 +42,6 @@ class AudioRig(Rig):
     def receiver(self) -> UnicastAudioServer:
         assert self.server is not None
         return self.server
-
-
-def dial(request_id: str = REQUEST) -> CallbackDial:
-    return CallbackDial(
-        request_id=request_id,
-        job_id=1,
-        attempt_no=1,
-        number=f"+{NUMBER}",
-        ring_time_s=40,
-        target="support",
-        detect_machine=True,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -96,7 +83,7 @@ async def rig(*, audio: bool = True, **server_options: Any) -> AsyncIterator[Aud
 async def test_a_person_is_heard_on_the_stream_and_goes_to_the_queue() -> None:
     async with rig() as r:
         r.lab.script_callee(NUMBER, "answer", voice="human")
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.verdicts[0][:2] == (REQUEST, "human")
         assert r.sink.verdicts[0][2] == "answer-then-silence"
@@ -121,7 +108,7 @@ async def test_a_person_is_heard_on_the_stream_and_goes_to_the_queue() -> None:
 async def test_a_greeting_and_its_beep_are_a_machine_and_are_hung_up() -> None:
     async with rig() as r:
         r.lab.script_callee(NUMBER, "answer", voice="machine")
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.verdicts[0][1] == "machine"
         await r.until(lambda: r.fs.channel(REQUEST) is None, "the hang-up")
@@ -132,7 +119,7 @@ async def test_a_person_in_noise_with_voices_behind_is_still_a_person() -> None:
     """What talk events cannot do: the noise floor and the voices-behind check need audio."""
     async with rig() as r:
         r.lab.script_callee(NUMBER, "answer", voice="noisy_human")
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.verdicts[0][1] == "human"
 
@@ -143,7 +130,7 @@ async def test_a_stream_that_never_comes_connects_the_callee_soon() -> None:
         r.lab.script_callee(NUMBER, "answer", voice="human")
         r.fs.stall_unicast(NUMBER)
         with capture_logs() as logs:
-            await r.dialer.place_callback(dial())
+            await r.dialer.place_callback(dial(REQUEST))
             await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.verdicts[0][1:] == ("human", "no-audio")
         await r.until(lambda: any("uuid_transfer" in line for line in r.api()), "the transfer")
@@ -153,7 +140,7 @@ async def test_a_stream_that_never_comes_connects_the_callee_soon() -> None:
 async def test_a_callee_hanging_up_during_detection_is_judged_once() -> None:
     async with rig() as r:
         r.lab.script_callee(NUMBER, "answer", voice="silence")
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.fs.unicasts) and r.fs.unicasts[0].active, "the stream")
         channel = r.fs.channel(REQUEST)
         assert channel is not None
@@ -176,7 +163,7 @@ async def test_a_refused_unicast_connects_the_callee_at_once() -> None:
             return await real(line, *args, **kwargs)
 
         r.adapter.client.command = refusing  # type: ignore[method-assign]
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.verdicts[0][1:] == ("human", "unicast-refused")
         assert r.receiver.active_sessions == 0
@@ -185,7 +172,7 @@ async def test_a_refused_unicast_connects_the_callee_at_once() -> None:
 async def test_no_free_port_connects_the_callee_at_once() -> None:
     async with rig(max_sessions=0) as r:
         r.lab.script_callee(NUMBER, "answer", voice="machine")
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         assert r.sink.verdicts[0][1:] == ("human", "no-audio-stream")
         assert r.unicast_commands() == []
@@ -194,7 +181,7 @@ async def test_no_free_port_connects_the_callee_at_once() -> None:
 async def test_talk_events_chosen_the_leg_is_bridged_to_the_listener_instead() -> None:
     async with rig(audio=False) as r:
         r.lab.script_callee(NUMBER, "answer", voice="human")
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.sink.verdicts), "the verdict")
         originate = r.fs.commands_for("bgapi")[-1].args
         assert " pbxagent_callback " in f"{originate} ".replace("'", " ")
@@ -216,7 +203,7 @@ async def test_a_leg_id_that_is_not_a_plain_uuid_never_reaches_a_sendmsg_line() 
 async def test_an_attempt_that_is_never_answered_leaves_nothing_waiting() -> None:
     async with rig() as r:
         r.lab.script_callee(NUMBER, "busy")
-        await r.dialer.place_callback(dial())
+        await r.dialer.place_callback(dial(REQUEST))
         await r.until(lambda: bool(r.sink.outcomes), "the outcome")
         assert r.sink.outcomes == [(REQUEST, "busy")]
         await asyncio.sleep(0.1)
