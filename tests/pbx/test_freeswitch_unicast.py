@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from pbx_agent.amd.params import DetectorParams
@@ -210,3 +211,26 @@ async def test_an_attempt_that_is_never_answered_leaves_nothing_waiting() -> Non
         assert r.adapter._unicast_legs == {}
         assert r.sink.verdicts == []
         assert r.receiver.active_sessions == 0
+
+
+async def test_a_read_rate_the_receiver_cannot_take_connects_the_callee_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An 11025 Hz leg (no codec of FreeSWITCH's, but a header is input): refused by name."""
+    from pbx_agent.testing.fake_freeswitch_model import ChannelModel  # noqa: PLC0415
+
+    real_basic = ChannelModel.basic
+
+    def odd_rate(ch: Any) -> list[tuple[str, str]]:
+        return [(k, "11025" if k == "Channel-Read-Codec-Rate" else v) for k, v in real_basic(ch)]
+
+    monkeypatch.setattr(ChannelModel, "basic", staticmethod(odd_rate))
+    async with rig() as r:
+        r.lab.script_callee(NUMBER, "answer", voice="machine")
+        with capture_logs() as logs:
+            await r.dialer.place_callback(dial(REQUEST))
+            await r.until(lambda: bool(r.sink.verdicts), "the verdict")
+        assert r.sink.verdicts[0][1:] == ("human", "no-audio-stream")
+        assert r.unicast_commands() == []
+    [warning] = [e for e in logs if e["event"] == "unicast_not_started"]
+    assert "'11025' refused; accepted: 8000, 16000, 24000, 32000, 48000 Hz" in warning["error"]
