@@ -19,6 +19,7 @@ that the exit status is non-zero when a benchmark crashed or found a duplicate c
 | route  | 5          | route_bench.py (+ route_profile.py)      |
 | claims | 6          | claims_bench.py                          |
 | amd    | (issue 10) | amd_bench.py: detector CPU, no goal set  |
+| unicast| (issue 10) | unicast_bench.py: FS legs at once, no goal |
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 from common import BENCH, RESULTS, ROOT, machine, write_json
 
 DEFAULT_PG = os.environ.get("PBX_AGENT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-ORDER = ("parse", "live", "route", "claims", "amd")
+ORDER = ("parse", "live", "route", "claims", "amd", "unicast")
 
 
 def commands(mode: str, out: Path, pg: str, profile: bool) -> dict[str, tuple[list[str], float]]:
@@ -63,8 +64,12 @@ def commands(mode: str, out: Path, pg: str, profile: bool) -> dict[str, tuple[li
     amd = [py, str(BENCH / "amd_bench.py"), "--json", str(out / "amd.json")]
     if quick:
         amd.append("--quick")
+    unicast = [py, str(BENCH / "unicast_bench.py"), "--json", str(out / "unicast.json")]
+    if quick:
+        unicast.append("--quick")
     return {
         "amd": (amd, 300 if quick else 900),
+        "unicast": (unicast, 300 if quick else 900),
         "parse": (parse, 300 if quick else 1200),
         "live": (live, 300 if quick else 1800),
         "route": (route, 300 if quick else 1800),
@@ -201,6 +206,17 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "none set",
             )
         )
+    rows.extend(
+        (
+            f"unicast receiver, {row['legs']} legs at once",
+            (
+                f"{row['correct']}/{row['legs']} right, lag p50 {row['lag']['p50_ms']:.0f} ms "
+                f"max {row['lag']['max_ms']:.0f} ms, {row['receiver_cpu_per_s']} core"
+            ),
+            "none set",
+        )
+        for row in (results.get("unicast") or {}).get("rounds", [])
+    )
     return rows
 
 
