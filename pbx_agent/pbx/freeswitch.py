@@ -721,6 +721,9 @@ class FreeswitchAdapter:
             log.warning("unicast_not_started", pbx=self.name, leg=leg, error=str(exc))
             self.unicast_verdict(leg, Verdict(server.params.on_deadline, "no-audio-stream", 0))
             return
+        if leg not in self._unicast_legs:
+            server.ended(leg)  # it hung up while the socket was being opened
+            return
         headers = unicast_headers(
             local_ip=self.options.unicast_switch_ip,
             local_port=0,

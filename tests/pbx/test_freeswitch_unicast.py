@@ -234,3 +234,25 @@ async def test_a_read_rate_the_receiver_cannot_take_connects_the_callee_at_once(
         assert r.unicast_commands() == []
     [warning] = [e for e in logs if e["event"] == "unicast_not_started"]
     assert "'11025' refused; accepted: 8000, 16000, 24000, 32000, 48000 Hz" in warning["error"]
+
+
+async def test_a_hang_up_while_the_socket_opens_is_judged_at_once() -> None:
+    """No sendmsg for a leg already gone, and no waiting for the no-audio default."""
+    async with rig(first_audio_timeout_s=5.0) as r:
+        r.lab.script_callee(NUMBER, "answer", voice="machine")
+        real_open = r.receiver.open
+
+        async def open_then_hang_up(leg: str, **kwargs: Any) -> int:
+            # The hang-up reaches the adapter while the socket is being bound.
+            channel = r.fs.channel(leg)
+            assert channel is not None
+            r.fs.hangup(channel)
+            await asyncio.sleep(0.05)
+            return await real_open(leg, **kwargs)
+
+        r.receiver.open = open_then_hang_up  # type: ignore[method-assign]
+        await r.dialer.place_callback(dial(REQUEST))
+        await r.until(lambda: bool(r.sink.verdicts), "the verdict", timeout=2.0)
+        assert r.sink.verdicts[0][2].startswith("peer-hangup:")
+        assert r.unicast_commands() == []
+        assert r.receiver.active_sessions == 0
