@@ -415,7 +415,7 @@ class Daemon:
         server = AudioSocketServer(on_verdict, params=detector_params(amd), host=host, port=port)
         try:
             await server.start()
-        except OSError as exc:
+        except ConfigError as exc:
             log.error("audiosocket_unavailable", bind=settings.audiosocket_bind, error=str(exc))
             await server.close()
             return None

@@ -54,9 +54,11 @@ def handle(args: argparse.Namespace) -> int:
 async def _serve(config: Any, path: Path | None) -> None:
     daemon = Daemon(config, config_path=path)
     daemon.handle_signals()
-    await daemon.start()
-    tune_garbage_collector()
     try:
+        # A start that fails half-way (a port already taken) still closes what it opened:
+        # the store is closed cleanly and the AMI/ESL link logged off.
+        await daemon.start()
+        tune_garbage_collector()
         await daemon.run_until_stopped()
     finally:
         await daemon.stop()

@@ -29,18 +29,16 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Self
 
 import structlog
 
 from pbx_agent.amd.detector import AmdDetector, Verdict
 from pbx_agent.amd.params import DetectorParams
 from pbx_agent.errors import ProtocolError
+from pbx_agent.pbx.listener import SessionListener
 from pbx_agent.pbx.verdicts import deliver_verdict
 from pbx_agent.wire.audiosocket import (
     AudioSocketAudio,
@@ -61,7 +59,6 @@ log = structlog.get_logger()
 VerdictCallback = Callable[[uuid.UUID, Verdict], Awaitable[None] | None]
 
 _READ_CHUNK = 8192
-_CLOSE_TIMEOUT_S = 1.0
 
 
 class _PeerGoneError(Exception):
@@ -78,7 +75,7 @@ class _SessionConfig:
     deliver: Callable[[uuid.UUID, Verdict], Awaitable[None]]
 
 
-class AudioSocketServer:
+class AudioSocketServer(SessionListener):
     """Listens for ``AudioSocket()`` connections and reports one AMD verdict per call.
 
     Use as ``async with AudioSocketServer(on_verdict) as server:``, or ``start()``/``close()``.
@@ -98,12 +95,18 @@ class AudioSocketServer:
         max_sessions: int = 200,
         max_payload_bytes: int = 8000,
     ) -> None:
+        super().__init__(
+            host=host,
+            port=port,
+            event="audiosocket",
+            serves="AudioSocket streams",
+            setting="asterisk.audiosocket_bind",
+            exposure="feed verdicts",
+            max_sessions=max_sessions,
+        )
         self._on_verdict = on_verdict
         self.params = params or DetectorParams()
-        self._host = host
-        self._port = port
         self._callback_timeout_s = callback_timeout_s
-        self._max_sessions = max_sessions
         self._config = _SessionConfig(
             params=self.params,
             uuid_timeout_s=uuid_timeout_s,
@@ -112,80 +115,11 @@ class AudioSocketServer:
             max_payload_bytes=max_payload_bytes,
             deliver=self._deliver,
         )
-        self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
-        """The port really bound (useful with ``port=0``)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def active_sessions(self) -> int:
-        return len(self._sessions)
-
-    async def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = await asyncio.start_server(self._on_connection, self._host, self._port)
-        if not _is_loopback(self._host):
-            log.warning(
-                "audiosocket_not_loopback",
-                host=self._host,
-                port=self.port,
-                advice="anyone who can reach this port can feed verdicts; bind to 127.0.0.1 "
-                "or firewall it",
-            )
-        log.info("audiosocket_listening", host=self._host, port=self.port)
-
-    async def close(self) -> None:
-        """Stop listening, cancel every session and wait for them to finish."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        sessions = list(self._sessions)
-        for task in sessions:
-            task.cancel()
-        if sessions:
-            await asyncio.wait(sessions, timeout=_CLOSE_TIMEOUT_S * 2)
-        if server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                    await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    # --- one connection -----------------------------------------------------------------
-
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
-        peer = str(writer.get_extra_info("peername"))
-        if len(self._sessions) >= self._max_sessions:
-            log.warning("audiosocket_too_many_sessions", peer=peer, limit=self._max_sessions)
-            writer.close()
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._sessions.add(task)
-        try:
-            await _Session(self._config, reader, writer, peer).run()
-        except Exception as exc:  # a session must never take the server down
-            log.exception("audiosocket_session_crashed", peer=peer, error=repr(exc))
-        finally:
-            if task is not None:
-                self._sessions.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                    await writer.wait_closed()
+        await _Session(self._config, reader, writer, peer).run()
 
     async def _deliver(self, stream_id: uuid.UUID, verdict: Verdict) -> None:
         await deliver_verdict(
@@ -318,12 +252,3 @@ class _Session:
                 await self._writer.drain()
         except (TimeoutError, ConnectionError, OSError) as exc:
             log.info("audiosocket_hangup_not_sent", stream=str(stream_id), error=repr(exc))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

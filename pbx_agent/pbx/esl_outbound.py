@@ -40,17 +40,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import uuid as uuidlib
 from collections import deque
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import structlog
 
 from pbx_agent.errors import (
     ChannelHungUp,
-    ConfigError,
     PbxActionFailed,
     PbxActionTimeout,
     PbxConnectionLost,
@@ -58,6 +56,7 @@ from pbx_agent.errors import (
 )
 from pbx_agent.model.events import CallId, LegId
 from pbx_agent.model.hooks import HookRegistry, HookSession, HookSpec, PlayResult
+from pbx_agent.pbx.listener import SessionListener
 from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.esl import (
     ContentType,
@@ -425,7 +424,7 @@ class EslOutboundSession:
         self._wakeup.set()
 
 
-class EslOutboundServer:
+class EslOutboundServer(SessionListener):
     """Listens for FreeSWITCH's outbound-socket connections and serves registered hooks.
 
     Use as ``async with EslOutboundServer(registry) as server:``, or ``start()``/``close()``.
@@ -444,95 +443,25 @@ class EslOutboundServer:
         hook_variable: str = "pbx_agent_hook",
         param_prefix: str = "pbx_agent_",
     ) -> None:
+        super().__init__(
+            host=host,
+            port=port,
+            event="esl_outbound",
+            serves="FreeSWITCH outbound sockets",
+            setting="freeswitch.outbound_bind (and the dialplan's socket address)",
+            exposure="drive calls",
+        )
         self._registry = registry
-        self._host = host
-        self._port = port
         self._handshake_timeout_s = handshake_timeout_s
         self._command_timeout_s = command_timeout_s
         self._default_deadline_s = default_deadline_s
         self._linger_s = linger_s
         self._hook_variable = hook_variable
         self._param_prefix = param_prefix
-        self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
-        """The port really bound (useful with ``port=0``)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def active_sessions(self) -> int:
-        return len(self._sessions)
-
-    async def start(self) -> None:
-        if self._server is not None:
-            return
-        try:
-            self._server = await asyncio.start_server(self._on_connection, self._host, self._port)
-        except OSError as exc:
-            msg = (
-                f"cannot listen for FreeSWITCH outbound sockets on {self._host}:{self._port} "
-                f"({exc.strerror or exc}); set freeswitch.outbound_port (and the dialplan's "
-                "socket address) to a free port, or stop what holds this one"
-            )
-            raise ConfigError(msg) from exc
-        if not _is_loopback(self._host):
-            log.warning(
-                "esl_outbound_not_loopback",
-                host=self._host,
-                port=self.port,
-                advice="anyone who can reach this port can drive calls; bind to 127.0.0.1 "
-                "or firewall it",
-            )
-        log.info("esl_outbound_listening", host=self._host, port=self.port)
-
-    async def close(self) -> None:
-        """Stop listening, cancel every session and wait for them to finish."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        sessions = list(self._sessions)
-        for task in sessions:
-            task.cancel()
-        if sessions:
-            await asyncio.wait(sessions, timeout=_CLOSE_TIMEOUT_S * 2)
-        if server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                    await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    # -- one connection ---------------------------------------------------------------------
-
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._sessions.add(task)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            # Shutdown: Python 3.11's start_server callback would log a cancelled handler.
-            return
-        except Exception as exc:  # a session must never take the server down
-            log.exception("esl_outbound_session_crashed", error=repr(exc))
-        finally:
-            if task is not None:
-                self._sessions.discard(task)
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = str(writer.get_extra_info("peername"))
         decoder = EslDecoder()
         try:
             async with asyncio.timeout(self._handshake_timeout_s):
@@ -652,12 +581,3 @@ async def _read_channel_data(reader: asyncio.StreamReader, decoder: EslDecoder) 
             msg = "FreeSWITCH closed the outbound socket before answering connect"
             raise PbxConnectionLost(msg)
         decoder.feed(await reader.read(_READ_CHUNK))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -46,6 +45,7 @@ from pbx_agent.errors import (
 )
 from pbx_agent.model.events import CallId, LegId
 from pbx_agent.model.hooks import PlayResult
+from pbx_agent.pbx.listener import SessionListener
 from pbx_agent.wire.agi import (
     AgiDecoder,
     AgiEnvironment,
@@ -276,7 +276,7 @@ class AgiSession:
                 await self._writer.wait_closed()
 
 
-class FastAgiServer:
+class FastAgiServer(SessionListener):
     """Listens for Asterisk's FastAGI connections and serves the registered hooks.
 
     Use as ``async with FastAgiServer(registry) as server:``, or ``start()``/``close()``.
@@ -293,86 +293,23 @@ class FastAgiServer:
         default_deadline_s: float = 1.0,
         unknown_hook_default: SafeDefault | None = None,
     ) -> None:
+        super().__init__(
+            host=host,
+            port=port,
+            event="fastagi",
+            serves="FastAGI connections",
+            setting="asterisk.fastagi_bind (and the address in the dialplan's AGI() calls)",
+            exposure="drive calls",
+        )
         self._registry = registry
         self._unknown_hook_default = unknown_hook_default
-        self._host = host
-        self._port = port
         self._header_timeout_s = header_timeout_s
         self._command_timeout_s = command_timeout_s
         self._default_deadline_s = default_deadline_s
-        self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
-        """The port really bound (useful with ``port=0``)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def active_sessions(self) -> int:
-        return len(self._sessions)
-
-    async def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = await asyncio.start_server(self._on_connection, self._host, self._port)
-        if not _is_loopback(self._host):
-            log.warning(
-                "fastagi_not_loopback",
-                host=self._host,
-                port=self.port,
-                advice="anyone who can reach this port can drive calls; bind to 127.0.0.1 "
-                "or firewall it",
-            )
-        log.info("fastagi_listening", host=self._host, port=self.port)
-
-    async def close(self) -> None:
-        """Stop listening, cancel every session and wait for them to finish."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        sessions = list(self._sessions)
-        for task in sessions:
-            task.cancel()
-        if sessions:
-            await asyncio.wait(sessions, timeout=_CLOSE_TIMEOUT_S * 2)
-        if server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-                    await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    # --- one connection -----------------------------------------------------------------
-
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._sessions.add(task)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            # close() cancels sessions on purpose. Ending the callback task normally keeps
-            # asyncio's stream machinery from reporting the cancellation as an error.
-            pass
-        except Exception as exc:  # a session must never take the server down
-            log.exception("fastagi_session_crashed", error=repr(exc))
-        finally:
-            if task is not None:
-                self._sessions.discard(task)
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = str(writer.get_extra_info("peername"))
         decoder = AgiDecoder()
         try:
             async with asyncio.timeout(self._header_timeout_s):
@@ -478,12 +415,3 @@ async def _read_environment(
         if decoder.at_eof:
             return None
         decoder.feed(await reader.read(_READ_CHUNK))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
