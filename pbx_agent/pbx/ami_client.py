@@ -9,9 +9,10 @@ Invariants:
   re-sent ``Originate`` would ring a customer twice.
 - A Ping is sent every ``ping_interval`` and must be answered within ``ping_timeout``;
   otherwise the connection is treated as half-open, closed and re-opened.
-- Reconnects back off exponentially (with jitter) up to ``reconnect_max`` and reset after a
-  successful login. A refused login is ``PbxAuthenticationFailed``: fatal on the first
-  connection (``start()`` raises), logged and retried at the maximum backoff afterwards.
+- The connect/login/reconnect loop is ``pbx_agent.pbx.link.SwitchLink``'s: any failed
+  attempt (a Login nobody answers included) is retried with exponential backoff, for ever;
+  a refused login is ``PbxAuthenticationFailed``: fatal on the first connection (``start()``
+  raises), logged and retried at the maximum backoff afterwards.
 - After every login ``on_connected`` runs (the adapter resyncs live calls there) before
   ``connected`` is reported.
 - Events go to ``on_event`` synchronously, in arrival order; an exception there is logged
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import random
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from pbx_agent.errors import (
     PbxConnectionLost,
     ProtocolError,
 )
+from pbx_agent.pbx.link import SwitchLink
 from pbx_agent.wire.ami import AmiBanner, AmiDecoder, AmiMessage, encode_action
 
 log = structlog.get_logger("pbx_agent.ami")
@@ -68,7 +69,7 @@ class AmiSettings:
     events: str = "on"
 
 
-class AmiClient:
+class AmiClient(SwitchLink):
     def __init__(
         self,
         settings: AmiSettings,
@@ -78,62 +79,24 @@ class AmiClient:
         on_disconnected: Callable[[str], None] | None = None,
         name: str = "asterisk",
     ) -> None:
+        super().__init__(
+            settings,
+            name=name,
+            event="ami",
+            protocol="AMI",
+            on_connected=on_connected,
+            on_disconnected=on_disconnected,
+        )
         self.settings = settings
-        self.name = name
         self.on_event = on_event
-        self.on_connected = on_connected
-        self.on_disconnected = on_disconnected
         self._prefix = f"pa{secrets.token_hex(3)}"
         self._ids = itertools.count(1)
         self._pending: dict[str, _Pending] = {}
-        self._writer: asyncio.StreamWriter | None = None
-        self._connected = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._first: asyncio.Future[None] | None = None
-        self._closing = False
         self.banner: AmiBanner | None = None
         self._banner_seen = asyncio.Event()
-        self._serve_task: asyncio.Task[str] | None = None
         self._last_rx = 0.0  # loop time of the last bytes read from the PBX
-        self.connections = 0  # successful logins so far (tests and metrics read it)
 
     # -- public API -------------------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    async def start(self) -> None:
-        """Connect and log in once. Raises ``PbxAuthenticationFailed`` on a refused login.
-
-        If the PBX cannot be reached the client keeps trying in the background and
-        ``start`` returns; ``wait_connected`` waits for the first login.
-        """
-        loop = asyncio.get_running_loop()
-        self._first = loop.create_future()
-        self._runner = asyncio.create_task(self._run(), name=f"ami:{self.name}")
-        await asyncio.shield(self._first)
-
-    async def wait_connected(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError as exc:
-            msg = (
-                f"no AMI connection to {self.settings.host}:{self.settings.port} after {timeout} s"
-            )
-            raise PbxConnectionLost(msg) from exc
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.write(encode_action("Logoff", action_id=self._next_id()))
-            self._abort()
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-        self._fail_pending("the daemon is shutting down")
 
     async def send_action(
         self,
@@ -202,51 +165,8 @@ class AmiClient:
 
     # -- the connection loop --------------------------------------------------------------
 
-    async def _run(self) -> None:
-        attempt = 0
-        while not self._closing:
-            reason = "closed"
-            try:
-                await self._connect_once()
-                attempt = 0
-                reason = await self._serve()
-            except PbxAuthenticationFailed as exc:
-                if self._first is not None and not self._first.done():
-                    self._first.set_exception(exc)
-                    return
-                log.error("ami_auth_failed", pbx=self.name, error=str(exc))
-                attempt = max(attempt, 30)
-                reason = "login refused"
-            except (OSError, PbxConnectionLost, ProtocolError, TimeoutError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                log.warning("ami_connect_failed", pbx=self.name, error=reason, attempt=attempt + 1)
-                if self._first is not None and not self._first.done():
-                    self._first.set_result(None)  # keep trying in the background
-            finally:
-                was_connected = self.connected
-                self._connected.clear()
-                self._abort()
-                self._writer = None
-                await self._stop_reader()
-                self._fail_pending(f"connection to {self.name} lost ({reason})")
-                if was_connected:
-                    log.warning("ami_disconnected", pbx=self.name, reason=reason)
-                    if self.on_disconnected is not None:
-                        try:
-                            self.on_disconnected(reason)
-                        except Exception:
-                            log.exception("ami_event_handler_failed", handler="on_disconnected")
-            if self._closing:
-                return
-            delay = self._backoff(attempt)
-            attempt += 1
-            await asyncio.sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        base = min(
-            self.settings.reconnect_max_s, self.settings.reconnect_initial_s * (2.0**attempt)
-        )
-        return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+    def _goodbye(self) -> bytes:
+        return encode_action("Logoff", action_id=self._next_id())
 
     async def _connect_once(self) -> None:
         s = self.settings
@@ -255,7 +175,7 @@ class AmiClient:
         self._writer = writer
         self._banner_seen = asyncio.Event()
         # The banner and the login reply are read by the same loop that serves later traffic.
-        self._serve_task = asyncio.create_task(
+        self._reader_task = asyncio.create_task(
             self._read_loop(reader, AmiDecoder(expect_banner=True)), name=f"ami-read:{self.name}"
         )
         try:
@@ -286,27 +206,14 @@ class AmiClient:
             banner=self.banner.text if self.banner else None,
             connections=self.connections,
         )
-        if self.on_connected is not None:
-            # The adapter resyncs here; actions are allowed on this writer before
-            # ``connected`` is announced to the rest of the daemon.
-            self._connected.set()
-            try:
-                await self.on_connected()
-            except Exception as exc:
-                self._connected.clear()
-                log.exception("ami_resync_failed", pbx=self.name)
-                msg = f"resync after login failed: {exc}"
-                raise PbxConnectionLost(msg) from exc
-        self._connected.set()
-        if self._first is not None and not self._first.done():
-            self._first.set_result(None)
+        await self._logged_in()
 
     async def _serve(self) -> str:
         """Run the watchdog beside the read loop until the connection ends; say why."""
         ping = asyncio.create_task(self._watchdog(), name=f"ami-ping:{self.name}")
-        assert self._serve_task is not None
+        assert self._reader_task is not None
         try:
-            return await asyncio.shield(self._serve_task)
+            return await asyncio.shield(self._reader_task)
         finally:
             ping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -398,21 +305,6 @@ class AmiClient:
             log.exception("ami_event_handler_failed", pbx=self.name, ami_event=message.name)
 
     # -- teardown -----------------------------------------------------------------------------
-
-    async def _stop_reader(self) -> None:
-        task = self._serve_task
-        self._serve_task = None
-        if task is not None and not task.done():
-            task.cancel()
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def _abort(self) -> None:
-        writer = self._writer
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
 
     def _fail_pending(self, why: str) -> None:
         for pending in list(self._pending.values()):

@@ -19,8 +19,9 @@ Invariants:
 - Watchdog: FreeSWITCH sends a HEARTBEAT every 20 s. After ``idle_probe_s`` of silence the
   client sends ``api status``; if nothing at all arrives within ``probe_timeout_s`` more,
   the connection is half-open: it is closed and re-opened.
-- Reconnects back off exponentially (with jitter) up to ``reconnect_max_s``, reset after a
-  successful auth, and restore the subscription. A refused password (``-ERR invalid``) or an
+- Reconnects (``pbx_agent.pbx.link.SwitchLink``'s loop) back off exponentially with
+  jitter up to ``reconnect_max_s``, reset after a successful auth, and restore the
+  subscription. A refused password (``-ERR invalid``) or an
   ACL refusal is ``PbxAuthenticationFailed``: fatal on the first connection (``start()``
   raises), logged and retried at the maximum backoff afterwards.
 - After every auth and subscription ``on_connected`` runs (the adapter resyncs live calls
@@ -34,12 +35,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import uuid as uuidlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Self
 
 import structlog
 
@@ -49,8 +48,8 @@ from pbx_agent.errors import (
     PbxActionTimeout,
     PbxAuthenticationFailed,
     PbxConnectionLost,
-    ProtocolError,
 )
+from pbx_agent.pbx.link import SwitchLink
 from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.esl import (
     ContentType,
@@ -139,7 +138,7 @@ def _failed(body: str) -> bool:
     return body.startswith(_ERROR_PREFIXES)
 
 
-class EslClient:
+class EslClient(SwitchLink):
     """One inbound ESL connection, kept alive. ``start()``, commands, ``close()``."""
 
     def __init__(
@@ -151,67 +150,20 @@ class EslClient:
         on_disconnected: Callable[[str], None] | None = None,
         name: str = "freeswitch",
     ) -> None:
+        super().__init__(
+            settings,
+            name=name,
+            event="esl",
+            protocol="ESL",
+            on_connected=on_connected,
+            on_disconnected=on_disconnected,
+        )
         self.settings = settings
-        self.name = name
         self.on_event = on_event
-        self.on_connected = on_connected
-        self.on_disconnected = on_disconnected
         self._pending: deque[_Pending] = deque()
         self._jobs: dict[str, asyncio.Future[str]] = {}
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[str] | None = None
-        self._connected = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._first: asyncio.Future[None] | None = None
-        self._closing = False
-        self.connections = 0  # successful auths so far (tests and metrics read it)
 
     # -- public API -------------------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    async def start(self) -> None:
-        """Connect and authenticate once. Raises ``PbxAuthenticationFailed`` on refusal.
-
-        If FreeSWITCH cannot be reached the client keeps trying in the background and
-        ``start`` returns; ``wait_connected`` waits for the first connection.
-        """
-        loop = asyncio.get_running_loop()
-        self._first = loop.create_future()
-        self._runner = asyncio.create_task(self._run(), name=f"esl:{self.name}")
-        await asyncio.shield(self._first)
-
-    async def wait_connected(self, timeout: float) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._connected.wait()
-        except TimeoutError as exc:
-            s = self.settings
-            msg = f"no ESL connection to {s.host}:{s.port} after {timeout} s"
-            raise PbxConnectionLost(msg) from exc
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.write(encode_command("exit"))
-            self._abort()
-        runner = self._runner
-        if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-        await self._stop_reader()
-        self._fail_pending("the daemon is shutting down")
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
 
     async def command(
         self,
@@ -365,58 +317,8 @@ class EslClient:
 
     # -- the connection loop ------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        attempt = 0
-        while not self._closing:
-            reason = "closed"
-            try:
-                await self._connect_once()
-                attempt = 0
-                reason = await self._serve()
-            except PbxAuthenticationFailed as exc:
-                if self._first is not None and not self._first.done():
-                    self._first.set_exception(exc)
-                    return
-                log.error("esl_auth_failed", pbx=self.name, error=str(exc))
-                attempt = max(attempt, 30)
-                reason = "auth refused"
-            except (
-                OSError,
-                PbxConnectionLost,
-                ProtocolError,
-                PbxActionFailed,
-                PbxActionTimeout,
-                TimeoutError,
-            ) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                log.warning("esl_connect_failed", pbx=self.name, error=reason, attempt=attempt + 1)
-                if self._first is not None and not self._first.done():
-                    self._first.set_result(None)  # keep trying in the background
-            finally:
-                was_connected = self.connected
-                self._connected.clear()
-                self._abort()
-                self._writer = None
-                await self._stop_reader()
-                self._fail_pending(f"connection to {self.name} lost ({reason})")
-                if was_connected:
-                    log.warning("esl_disconnected", pbx=self.name, reason=reason)
-                    if self.on_disconnected is not None:
-                        try:
-                            self.on_disconnected(reason)
-                        except Exception:
-                            log.exception("esl_event_handler_failed", handler="on_disconnected")
-            if self._closing:
-                return
-            delay = self._backoff(attempt)
-            attempt += 1
-            log.info("esl_reconnect_scheduled", pbx=self.name, delay_s=round(delay, 3))
-            await asyncio.sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        base = min(s.reconnect_max_s, s.reconnect_initial_s * (2.0 ** min(attempt, 30)))
-        return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+    def _goodbye(self) -> bytes:
+        return encode_command("exit")
 
     async def _connect_once(self) -> None:
         s = self.settings
@@ -464,20 +366,7 @@ class EslClient:
             connections=self.connections,
             subscription=s.subscription(),
         )
-        if self.on_connected is not None:
-            # The adapter resyncs here; commands are allowed before ``connected`` is
-            # announced to the rest of the daemon.
-            self._connected.set()
-            try:
-                await self.on_connected()
-            except Exception as exc:
-                self._connected.clear()
-                log.exception("esl_resync_failed", pbx=self.name)
-                msg = f"resync after connecting failed: {exc}"
-                raise PbxConnectionLost(msg) from exc
-        self._connected.set()
-        if self._first is not None and not self._first.done():
-            self._first.set_result(None)
+        await self._logged_in()
 
     async def _serve(self) -> str:
         """Wait for the read loop to end; say why."""
@@ -581,20 +470,6 @@ class EslClient:
             log.exception("esl_event_handler_failed", pbx=self.name, esl_event=event.name)
 
     # -- teardown -----------------------------------------------------------------------------
-
-    async def _stop_reader(self) -> None:
-        task, self._reader_task = self._reader_task, None
-        if task is not None and not task.done():
-            task.cancel()
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def _abort(self) -> None:
-        writer = self._writer
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
 
     def _fail_pending(self, why: str) -> None:
         while self._pending:

@@ -283,3 +283,28 @@ async def test_a_busy_link_that_is_slow_to_answer_ping_is_kept(pbx: FakeAsterisk
             assert any(e["event"] == "ami_watchdog_busy" for e in logs)
             assert not any(e["event"] == "ami_watchdog" for e in logs)
             await wait_for(lambda: any(e["event"] == "ami_watchdog" for e in logs))
+
+
+async def test_a_login_nobody_answers_is_retried_and_start_returns(pbx: FakeAsterisk) -> None:
+    """An AMI that sends its banner and never answers Login (overloaded, or a manager
+    stuck in a module) used to end the connection loop for good: start() waited for ever
+    and the daemon never reconnected. Now the attempt fails, start() returns, the link
+    keeps trying and logs in once the switch answers again."""
+    pbx.ignore_actions = {"Login"}
+    ami = AmiClient(settings(pbx, connect_timeout_s=0.2))
+    with capture_logs() as logs:
+        try:
+            await asyncio.wait_for(ami.start(), 5)
+            assert not ami.connected
+            for _ in range(200):
+                failed = [e for e in logs if e["event"] == "ami_connect_failed"]
+                if len(failed) >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(failed) >= 2
+            assert "PbxActionTimeout" in failed[0]["error"]
+            pbx.ignore_actions = set()
+            await ami.wait_connected(5)
+            assert ami.connections == 1
+        finally:
+            await ami.close()
