@@ -47,10 +47,9 @@ is not a UUID is not an attempt of ours and is ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 
@@ -58,6 +57,7 @@ from pbx_agent.amd.detector import Verdict
 from pbx_agent.amd.params import VerdictKind, classic_params, detector_params
 from pbx_agent.errors import PbxAgentError
 from pbx_agent.model import events as ev
+from pbx_agent.pbx.callback_reports import OutcomeSink, ReportQueue, VerdictReport
 from pbx_agent.services.callbacks import CallbackDial, CallbackNotPlacedError
 
 if TYPE_CHECKING:
@@ -68,34 +68,14 @@ __all__ = [
     "AMD_VARIABLE",
     "AsteriskDialer",
     "MachineDetection",
-    "OutcomeSink",
     "audiosocket_address",
     "detector_params",
-    "is_attempt_id",
 ]
 
 log = structlog.get_logger("pbx_agent.callbacks")
 
 AMD_VARIABLE = "PBXAGENT_AMD"
 DetectorEngine = Literal["daemon", "asterisk", "none"]
-
-
-class OutcomeSink(Protocol):
-    """Where attempt outcomes go (``CallbackService``)."""
-
-    async def on_originate_outcome(
-        self,
-        request_id: str,
-        outcome: str,
-        *,
-        cause: int | None = None,
-        cause_text: str = "",
-        tech_cause: str = "",
-    ) -> object: ...
-
-    async def on_machine_verdict(
-        self, request_id: str, verdict: str, *, cause: str = ""
-    ) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,30 +98,6 @@ class MachineDetection:
         )
 
 
-def is_attempt_id(value: str) -> bool:
-    """Callback request ids are UUIDs; Asterisk's own Uniqueids (``1795339557.35``) are not."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class _OutcomeReport:
-    event: ev.OriginateOutcome
-
-
-@dataclass(frozen=True, slots=True)
-class _VerdictReport:
-    request_id: str
-    verdict: str  # human | machine | notsure (as detected; the service applies notsure_as)
-    cause: str
-
-
-_Report = _OutcomeReport | _VerdictReport
-
-
 class AsteriskDialer:
     """Places callback attempts on Asterisk and reports their outcomes to the service.
 
@@ -161,11 +117,8 @@ class AsteriskDialer:
         self.detection = detection
         self.audiosocket: str | None = None
         self._setvar_timeout_s = setvar_timeout_s
-        self._close_timeout_s = close_timeout_s
         self._adapter: AsteriskAdapter | None = None
-        self._sink: OutcomeSink | None = None
-        self._reports: asyncio.Queue[_Report] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._reports = ReportQueue(close_timeout_s=close_timeout_s)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -184,23 +137,14 @@ class AsteriskDialer:
             self.detection = MachineDetection("none", detection.notsure_as, detection.amd_args)
 
     def report_to(self, sink: OutcomeSink) -> None:
-        self._sink = sink
+        self._reports.report_to(sink)
 
     async def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._deliver_reports(), name="callback-reports")
+        await self._reports.start()
 
     async def close(self) -> None:
         """Deliver the reports already queued (bounded by ``close_timeout_s``), then stop."""
-        worker, self._worker = self._worker, None
-        if worker is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._close_timeout_s):
-                await self._reports.join()
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        await self._reports.close()
 
     # -- placing ---------------------------------------------------------------------------
 
@@ -246,20 +190,16 @@ class AsteriskDialer:
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def on_event(self, event: ev.PbxEvent, _now: float) -> None:
+    def on_event(self, event: ev.PbxEvent, now: float) -> None:
         """Engine listener for ``OriginateOutcome`` and ``MachineDetected`` (never blocks)."""
-        if isinstance(event, ev.OriginateOutcome):
-            if is_attempt_id(event.request):
-                self._reports.put_nowait(_OutcomeReport(event))
-        elif isinstance(event, ev.MachineDetected) and is_attempt_id(event.leg):
-            self._reports.put_nowait(_VerdictReport(event.leg, event.verdict.lower(), event.cause))
+        self._reports.on_event(event, now)
 
     async def on_audiosocket_verdict(self, stream: uuid.UUID, verdict: Verdict) -> None:
         """The AudioSocket server's verdict: recorded, and put on the leg for the dialplan
         before the server sends its hang-up frame (see the module docstring)."""
         request_id = str(stream)
         cause = f"{verdict.reason} at {verdict.decided_at_ms} ms"
-        self._reports.put_nowait(_VerdictReport(request_id, verdict.kind.value.lower(), cause))
+        self._reports.put_verdict(VerdictReport(request_id, verdict.kind.value.lower(), cause))
         applied = verdict.kind
         if applied is VerdictKind.NOTSURE:
             applied = self.detection.notsure_as
@@ -288,35 +228,6 @@ class AsteriskDialer:
             log.warning("callback.verdict_not_applied", error=str(exc) or repr(exc), **fields)
             return
         log.info("callback.verdict_applied", **fields)
-
-    async def _deliver_reports(self) -> None:
-        while True:
-            report = await self._reports.get()
-            try:
-                await self._deliver(report)
-            # A report that cannot be recorded is logged; the scheduler's own timeouts then
-            # settle the attempt (unknown, or the NOTSURE choice), so nothing waits for ever.
-            except Exception:
-                log.exception("callback.report_failed", report=repr(report))
-            finally:
-                self._reports.task_done()
-
-    async def _deliver(self, report: _Report) -> None:
-        sink = self._sink
-        if sink is None:
-            log.warning("callback.report_dropped", report=repr(report), reason="no service")
-            return
-        if isinstance(report, _OutcomeReport):
-            event = report.event
-            await sink.on_originate_outcome(
-                event.request,
-                event.outcome,
-                cause=event.cause,
-                cause_text=event.cause_text,
-                tech_cause=event.tech_cause,
-            )
-            return
-        await sink.on_machine_verdict(report.request_id, report.verdict, cause=report.cause)
 
 
 def audiosocket_address(host: str, port: int) -> str:

@@ -31,17 +31,15 @@ command timeout); a request id that is not a UUID is not an attempt of ours.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
 from pbx_agent.amd.params import DetectorParams, VerdictKind, detector_params
 from pbx_agent.errors import PbxAgentError
 from pbx_agent.model import events as ev
+from pbx_agent.pbx.callback_reports import OutcomeSink, ReportQueue, VerdictReport
 from pbx_agent.services.callbacks import CallbackDial, CallbackNotPlacedError
 
 if TYPE_CHECKING:
@@ -51,24 +49,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("pbx_agent.callbacks")
 
 TARGET_VARIABLE = "pbx_agent_callback_target"
-
-
-class OutcomeSink(Protocol):
-    """Where attempt outcomes go (``CallbackService``)."""
-
-    async def on_originate_outcome(
-        self,
-        request_id: str,
-        outcome: str,
-        *,
-        cause: int | None = None,
-        cause_text: str = "",
-        tech_cause: str = "",
-    ) -> object: ...
-
-    async def on_machine_verdict(
-        self, request_id: str, verdict: str, *, cause: str = ""
-    ) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,28 +76,6 @@ class FreeswitchDetection:
         )
 
 
-def is_attempt_id(value: str) -> bool:
-    """Callback request ids are UUIDs."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class _OutcomeReport:
-    event: ev.OriginateOutcome
-
-
-@dataclass(frozen=True, slots=True)
-class _VerdictReport:
-    event: ev.MachineDetected
-
-
-_Report = _OutcomeReport | _VerdictReport
-
-
 class FreeswitchDialer:
     """Places callback attempts on FreeSWITCH and reports their outcomes to the service.
 
@@ -128,11 +86,8 @@ class FreeswitchDialer:
 
     def __init__(self, detection: FreeswitchDetection, *, close_timeout_s: float = 2.0) -> None:
         self.detection = detection
-        self._close_timeout_s = close_timeout_s
         self._adapter: FreeswitchAdapter | None = None
-        self._sink: OutcomeSink | None = None
-        self._reports: asyncio.Queue[_Report] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._reports = ReportQueue(close_timeout_s=close_timeout_s, on_verdict=self._apply)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -140,23 +95,14 @@ class FreeswitchDialer:
         self._adapter = adapter
 
     def report_to(self, sink: OutcomeSink) -> None:
-        self._sink = sink
+        self._reports.report_to(sink)
 
     async def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._deliver_reports(), name="callback-reports")
+        await self._reports.start()
 
     async def close(self) -> None:
         """Deliver the reports already queued (bounded by ``close_timeout_s``), then stop."""
-        worker, self._worker = self._worker, None
-        if worker is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._close_timeout_s):
-                await self._reports.join()
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        await self._reports.close()
 
     # -- placing ---------------------------------------------------------------------------
 
@@ -194,53 +140,19 @@ class FreeswitchDialer:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def on_event(self, event: ev.PbxEvent, _now: float) -> None:
-        """Engine listener for ``OriginateOutcome`` and ``MachineDetected`` (never blocks)."""
-        if isinstance(event, ev.OriginateOutcome):
-            if is_attempt_id(event.request):
-                self._reports.put_nowait(_OutcomeReport(event))
-        elif isinstance(event, ev.MachineDetected) and is_attempt_id(event.leg):
-            self._reports.put_nowait(_VerdictReport(event))
+    def on_event(self, event: ev.PbxEvent, now: float) -> None:
+        """Engine listener for ``OriginateOutcome`` and ``MachineDetected`` (never blocks);
+        a verdict is applied to the leg (``_apply``) before it is recorded."""
+        self._reports.on_event(event, now)
 
-    async def _deliver_reports(self) -> None:
-        while True:
-            report = await self._reports.get()
-            try:
-                await self._deliver(report)
-            # A report that cannot be recorded is logged; the scheduler's own timeouts then
-            # settle the attempt (unknown, or the NOTSURE choice), so nothing waits for ever.
-            except Exception:
-                log.exception("callback.report_failed", report=repr(report))
-            finally:
-                self._reports.task_done()
-
-    async def _deliver(self, report: _Report) -> None:
-        if isinstance(report, _VerdictReport):
-            await self._apply(report.event)
-        sink = self._sink
-        if sink is None:
-            log.warning("callback.report_dropped", report=repr(report), reason="no service")
-            return
-        if isinstance(report, _OutcomeReport):
-            event = report.event
-            await sink.on_originate_outcome(
-                event.request,
-                event.outcome,
-                cause=event.cause,
-                cause_text=event.cause_text,
-                tech_cause=event.tech_cause,
-            )
-            return
-        verdict = report.event
-        await sink.on_machine_verdict(verdict.leg, verdict.verdict.lower(), cause=verdict.cause)
-
-    async def _apply(self, verdict: ev.MachineDetected) -> None:
+    async def _apply(self, verdict: VerdictReport) -> None:
         """A machine is hung up; a person (or NOTSURE counted as one) goes to the queue."""
         adapter = self._adapter
         kind = VerdictKind(verdict.verdict.upper())
         applied = self.detection.notsure_as if kind is VerdictKind.NOTSURE else kind
+        leg = verdict.request_id
         fields = {
-            "request_id": verdict.leg,
+            "request_id": leg,
             "verdict": kind.value,
             "applied": applied.value,
             "reason": verdict.cause,
@@ -250,11 +162,9 @@ class FreeswitchDialer:
             return
         try:
             if applied is VerdictKind.MACHINE:
-                await adapter.kill(verdict.leg, 16, call_id=verdict.leg)
+                await adapter.kill(leg, 16, call_id=leg)
             else:
-                await adapter.transfer(
-                    verdict.leg, adapter.options.callback_connect, call_id=verdict.leg
-                )
+                await adapter.transfer(leg, adapter.options.callback_connect, call_id=leg)
         except PbxAgentError as exc:
             # The dialplan's sched_transfer connects the callee at the deadline.
             log.warning("callback.verdict_not_applied", error=str(exc), **fields)
@@ -266,6 +176,4 @@ __all__ = [
     "TARGET_VARIABLE",
     "FreeswitchDetection",
     "FreeswitchDialer",
-    "OutcomeSink",
-    "is_attempt_id",
 ]
