@@ -44,6 +44,7 @@ from pbx_agent.pbx.ami_client import AmiClient, AmiSettings
 from pbx_agent.pbx.ami_permissions import is_permission_denied, missing_class_advice
 from pbx_agent.pbx.asterisk_events import AsteriskTranslator
 from pbx_agent.pbx.asterisk_version import WhisperSupport, whisper_verdict
+from pbx_agent.pbx.tasks import ActionTasks
 from pbx_agent.wire.ami import AmiMessage
 from pbx_agent.wire.escaping import dialplan_arg, printable
 
@@ -140,7 +141,7 @@ class AsteriskAdapter:
         self._whispers: dict[str, _Whisper] = {}
         self._resyncing = False
         self._gone_during_resync: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = ActionTasks(self.name)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -148,9 +149,7 @@ class AsteriskAdapter:
         await self.client.start()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.client.close()
 
     # -- events in ------------------------------------------------------------------------------
@@ -518,21 +517,7 @@ class AsteriskAdapter:
             )
 
     def _spawn(self, coro: Any, name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except PbxAgentError as exc:
-                log.warning("action_failed", pbx=self.name, task=name, error=str(exc))
-            except Exception as exc:
-                # Not one of ours: a bug, logged with its traceback (a task's exception that
-                # nobody reads is lost). CancelledError is not an Exception and goes through.
-                log.exception(
-                    "task_failed", pbx=self.name, task=name, error=f"{type(exc).__name__}: {exc}"
-                )
-
-        task = asyncio.create_task(guarded(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro, name)
 
     # -- callbacks (the Dialer of the callback service) -----------------------------------------
 

@@ -72,6 +72,7 @@ from pbx_agent.pbx.freeswitch_events import (
     HELPER_VARIABLE,
     FreeswitchTranslator,
 )
+from pbx_agent.pbx.tasks import ActionTasks
 from pbx_agent.pbx.unicast_server import UnicastAudioServer, UnicastUnavailableError
 from pbx_agent.policies.callbacks import FREESWITCH_CAUSES
 from pbx_agent.wire.escaping import printable
@@ -192,7 +193,7 @@ class FreeswitchAdapter:
         self._poll_at: float | None = None
         self._poll_timer: TimerHandle | None = None
         self._timers: set[TimerHandle] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = ActionTasks(self.name)
         self._resyncing = False
         self._gone_during_resync: set[str] = set()
         # Callback legs judged on their audio: the receiver, and each leg's read rate once
@@ -213,9 +214,7 @@ class FreeswitchAdapter:
         self._timers.clear()
         if self._poll_timer is not None:
             self._poll_timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.client.close()
 
     # -- events in ------------------------------------------------------------------------
@@ -753,22 +752,7 @@ class FreeswitchAdapter:
     # -- tasks ----------------------------------------------------------------------------------
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
-        async def guarded() -> None:
-            try:
-                await coro
-            except PbxAgentError as exc:
-                log.warning("action_failed", pbx=self.name, task=name, error=str(exc))
-            except Exception as exc:
-                # Not one of ours: a bug, logged with its traceback (a task's exception that
-                # nobody reads is lost). CancelledError is not an Exception and goes through.
-                log.exception(
-                    "task_failed", pbx=self.name, task=name, error=f"{type(exc).__name__}: {exc}"
-                )
-
-        task = asyncio.create_task(guarded(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro, name)
 
 
 _LEG_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -316,7 +316,7 @@ async def test_an_unexpected_error_in_a_background_action_is_logged_with_its_tra
 
     with capture_logs() as logs:
         adapter._spawn(broken(), "talk-detect")
-        await asyncio.gather(*adapter._tasks)
+        await adapter._tasks.wait()
     [failed] = [e for e in logs if e["event"] == "task_failed"]
     assert (failed["pbx"], failed["task"], failed["error"]) == (
         adapter.name,
