@@ -56,9 +56,10 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 
 from pbx_agent.errors import ProtocolError, UnsafeValueError
 from pbx_agent.wire.escaping import printable
+from pbx_agent.wire.headers import HeaderLookup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
 __all__ = [
     "AmiBanner",
@@ -105,7 +106,7 @@ class AmiBanner:
 
 
 @dataclass(frozen=True, slots=True)
-class AmiMessage:
+class AmiMessage(HeaderLookup):
     """One AMI block: a Response, an Event, or (read by a server) an Action.
 
     ``fields`` keeps wire order and repeated names. Name look-ups ignore case and return
@@ -117,32 +118,8 @@ class AmiMessage:
         default=None, init=False, repr=False, compare=False, hash=False
     )
 
-    def _lookup(self) -> dict[str, str]:
-        index = self._index
-        if index is None:
-            # Built once, on first look-up; reversed so that the first occurrence wins.
-            index = {name.lower(): value for name, value in reversed(self.fields)}
-            object.__setattr__(self, "_index", index)
-        return index
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self._lookup().get(name.lower(), default)
-
-    def get_all(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.fields if key.lower() == wanted]
-
-    def __getitem__(self, name: str) -> str:
-        return self._lookup()[name.lower()]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lookup()
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self.fields)
-
-    def __len__(self) -> int:
-        return len(self.fields)
+    def _pairs(self) -> tuple[tuple[str, str], ...]:
+        return self.fields
 
     @property
     def kind(self) -> Literal["response", "event", "action"]:

@@ -64,7 +64,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NoReturn
@@ -72,6 +72,7 @@ from urllib.parse import unquote_to_bytes
 
 from pbx_agent.errors import ProtocolError, UnsafeValueError
 from pbx_agent.wire.escaping import printable
+from pbx_agent.wire.headers import HeaderLookup
 
 __all__ = [
     "DISCONNECT_GOODBYE",
@@ -157,44 +158,17 @@ def _url_decode(value: bytes) -> str:
     return _text(unquote_to_bytes(value))
 
 
-class _Headers:
-    """Case-insensitive look-ups over ordered, possibly repeated, name/value pairs."""
-
+class _EslHeaders(HeaderLookup):
     __slots__ = ()
 
     headers: tuple[tuple[str, str], ...]
-    _index: dict[str, str] | None
 
-    def _lookup(self) -> dict[str, str]:
-        index = self._index
-        if index is None:
-            # Built once, on first look-up; reversed so that the first occurrence wins.
-            index = {name.lower(): value for name, value in reversed(self.headers)}
-            object.__setattr__(self, "_index", index)
-        return index
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self._lookup().get(name.lower(), default)
-
-    def get_all(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
-
-    def __getitem__(self, name: str) -> str:
-        return self._lookup()[name.lower()]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lookup()
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self.headers)
-
-    def __len__(self) -> int:
-        return len(self.headers)
+    def _pairs(self) -> tuple[tuple[str, str], ...]:
+        return self.headers
 
 
 @dataclass(frozen=True, slots=True)
-class EslEvent(_Headers):
+class EslEvent(_EslHeaders):
     """One FreeSWITCH event, decoded from any of the three formats.
 
     ``headers`` keeps wire order and repeated names (``Hangup-Cause`` twice in
@@ -249,7 +223,7 @@ class EslEvent(_Headers):
 
 
 @dataclass(frozen=True, slots=True)
-class EslMessage(_Headers):
+class EslMessage(_EslHeaders):
     """One message from FreeSWITCH: its outer headers (raw, ordered) and raw body bytes."""
 
     headers: tuple[tuple[str, str], ...]
@@ -350,7 +324,7 @@ class EslMessage(_Headers):
 
 
 @dataclass(frozen=True, slots=True)
-class EslCommand(_Headers):
+class EslCommand(_EslHeaders):
     """One command from an ESL client: the command line, its headers and optional body."""
 
     line: str
