@@ -443,27 +443,13 @@ class CallbackRepository:
     ) -> list[CallbackJob]:
         """Scheduled jobs whose window ended before anyone could dial them."""
         c = callback_jobs.c
-        async with self._db.write("expire callback jobs") as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        sa.select(callback_jobs)
-                        .where(c.status == str(JobStatus.SCHEDULED))
-                        .where(c.window_ends_at < now)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-            finished: list[CallbackJob] = []
-            for row in rows:
-                job = _job(row)
-                transition = decide(job)
-                if transition is not None:
-                    finished.append(await _apply(conn, job, transition, now))
-            return finished
+        return await self._transition_scheduled(
+            "expire callback jobs",
+            c.window_ends_at < now,
+            now=now,
+            limit=limit,
+            decide=decide,
+        )
 
     async def reschedule_due(
         self,
@@ -475,13 +461,33 @@ class CallbackRepository:
         """Apply ``decide`` to scheduled jobs that are due now (jobs it returns None for
         are left alone); the jobs it changed."""
         c = callback_jobs.c
-        async with self._db.write("reschedule due callback jobs") as conn:
+        return await self._transition_scheduled(
+            "reschedule due callback jobs",
+            c.next_attempt_at <= now,
+            now=now,
+            limit=limit,
+            decide=decide,
+        )
+
+    async def _transition_scheduled(
+        self,
+        what: str,
+        condition: sa.ColumnElement[bool],
+        *,
+        now: datetime,
+        limit: int,
+        decide: Callable[[CallbackJob], JobTransition | None],
+    ) -> list[CallbackJob]:
+        """Up to ``limit`` scheduled jobs matching ``condition``, earliest due first (rows
+        another daemon holds are skipped), through ``decide``; the jobs it changed."""
+        c = callback_jobs.c
+        async with self._db.write(what) as conn:
             rows = (
                 (
                     await conn.execute(
                         sa.select(callback_jobs)
                         .where(c.status == str(JobStatus.SCHEDULED))
-                        .where(c.next_attempt_at <= now)
+                        .where(condition)
                         .order_by(c.next_attempt_at, c.id)
                         .limit(limit)
                         .with_for_update(skip_locked=True)
