@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -187,8 +187,6 @@ async def _run_scenario(
     real0, virtual0 = time.monotonic(), loop.time()
     first_event = len(events)
     decisions: list[Decision] = []
-    problems: list[str] = []
-    notes: list[str] = []
     log.info(
         "lab_scenario_started", scenario=scenario.name, rule=scenario.rule, title=scenario.title
     )
@@ -201,24 +199,12 @@ async def _run_scenario(
             async with FakeAsterisk() as fake:
                 config = _lab_config(base_config, scenario, fake.ami_address, Path(tmp))
                 _install_hold_music(fake, config)
-                clock = LoopClock(start_epoch=_start_epoch(config, scenario.at_local_time))
-                daemon = Daemon(config, clock=clock)
-                try:
-                    await daemon.start()
-                    daemon.engine.on_decision(decisions.append)
+
+                def asterisk(daemon: Daemon) -> LabPbx:
                     assert daemon.fastagi is not None
-                    pbx: LabPbx = AsteriskLabPbx(fake, "127.0.0.1", daemon.fastagi.port)
-                    ctx = LabContext(pbx=pbx, daemon=daemon, decisions=decisions, log_events=events)
-                    await scenario.run(ctx)
-                    await asyncio.sleep(0.5)  # let the last commands and outcomes be logged
-                    await daemon.engine.drain()
-                    notes = ctx.notes
-                except AssertionError as exc:
-                    problems.append(str(exc))
-                except Exception as exc:  # noqa: BLE001 - a broken scenario is reported, the lab goes on
-                    problems.append(f"{type(exc).__name__}: {exc}")
-                finally:
-                    await daemon.stop()
+                    return AsteriskLabPbx(fake, "127.0.0.1", daemon.fastagi.port)
+
+                problems, notes = await _play(scenario, config, asterisk, decisions, events)
     problems.extend(_check(scenario, decisions, events[first_event:], switch))
     result = ScenarioResult(
         scenario=scenario,
@@ -247,28 +233,45 @@ async def _run_on_freeswitch(
     events: list[dict[str, Any]],
 ) -> tuple[list[str], list[str]]:
     """One scenario against the fake FreeSWITCH; the problems and the notes."""
-    problems: list[str] = []
-    notes: list[str] = []
     async with FakeFreeSwitch(FREESWITCH_LAB_PASSWORD, playback_s=1.0) as fake:
         config = _freeswitch_lab_config(base_config, scenario, ("127.0.0.1", fake.port), folder)
-        clock = LoopClock(start_epoch=_start_epoch(config, scenario.at_local_time))
-        daemon = Daemon(config, clock=clock)
-        try:
-            await daemon.start()
-            daemon.engine.on_decision(decisions.append)
+
+        def freeswitch(daemon: Daemon) -> LabPbx:
             assert daemon.esl_outbound is not None
-            pbx: LabPbx = FreeswitchLabPbx(fake, "127.0.0.1", daemon.esl_outbound.port)
-            ctx = LabContext(pbx=pbx, daemon=daemon, decisions=decisions, log_events=events)
-            await scenario.run(ctx)
-            await asyncio.sleep(0.5)  # let the last commands and outcomes be logged
-            await daemon.engine.drain()
-            notes = ctx.notes
-        except AssertionError as exc:
-            problems.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a broken scenario is reported, the lab goes on
-            problems.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            await daemon.stop()
+            return FreeswitchLabPbx(fake, "127.0.0.1", daemon.esl_outbound.port)
+
+        return await _play(scenario, config, freeswitch, decisions, events)
+
+
+async def _play(
+    scenario: Scenario,
+    config: Config,
+    make_pbx: Callable[[Daemon], LabPbx],
+    decisions: list[Decision],
+    events: list[dict[str, Any]],
+) -> tuple[list[str], list[str]]:
+    """Start a daemon on ``config`` at the scenario's local time, play the scenario through
+    the switch ``make_pbx`` drives, stop the daemon; the problems and the notes."""
+    problems: list[str] = []
+    notes: list[str] = []
+    clock = LoopClock(start_epoch=_start_epoch(config, scenario.at_local_time))
+    daemon = Daemon(config, clock=clock)
+    try:
+        await daemon.start()
+        daemon.engine.on_decision(decisions.append)
+        ctx = LabContext(
+            pbx=make_pbx(daemon), daemon=daemon, decisions=decisions, log_events=events
+        )
+        await scenario.run(ctx)
+        await asyncio.sleep(0.5)  # let the last commands and outcomes be logged
+        await daemon.engine.drain()
+        notes = ctx.notes
+    except AssertionError as exc:
+        problems.append(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a broken scenario is reported, the lab goes on
+        problems.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        await daemon.stop()
     return problems, notes
 
 
