@@ -249,22 +249,8 @@ class CallbackService:
         customer = await self._usable(number, call_id=call_id, reason=reason, now=now)
         if customer is None:
             return None
-        pending = [
-            job
-            for job in await self._store.callbacks.pending_for_number(customer.e164)
-            if job.kind is not JobKind.PROMISED
-        ]
-        if pending:
-            log.info(
-                "callback.already_pending",
-                call_id=call_id,
-                number=customer.e164,
-                job_id=pending[0].id,
-                reason=reason,
-            )
-            return pending[0]
         anchor, window_ends_at, first = new_drop_job_times(trigger_at, now, self._rules)
-        job = await self._store.callbacks.create(
+        job, created = await self._store.callbacks.create_unless_pending(
             NewJob(
                 number=customer.e164,
                 kind=kind,
@@ -278,6 +264,15 @@ class CallbackService:
                 target=self._rules.target or queue,
             )
         )
+        if not created:
+            log.info(
+                "callback.already_pending",
+                call_id=call_id,
+                number=customer.e164,
+                job_id=job.id,
+                reason=reason,
+            )
+            return job
         await self._log_created(job, call_id=call_id, cause=cause, now=now)
         return job
 

@@ -202,32 +202,38 @@ class CallbackRepository:
     # ------------------------------------------------------------------ creating
 
     async def create(self, new: NewJob) -> CallbackJob:
-        values = {
-            "number": new.number,
-            "kind": str(new.kind),
-            "status": str(JobStatus.SCHEDULED),
-            "reason": new.reason,
-            "trigger_call_id": new.trigger_call_id,
-            "trigger_cause": new.trigger_cause,
-            "target": new.target,
-            "created_at": new.created_at,
-            "anchor_at": new.anchor_at,
-            "window_ends_at": new.window_ends_at,
-            "deadline_at": new.deadline_at,
-            "next_attempt_at": new.next_attempt_at,
-            "note": new.note,
-        }
-        if new.next_attempt_at is None:
-            values["status"] = str(
-                JobStatus.OVERDUE if new.kind is JobKind.PROMISED else JobStatus.EXHAUSTED
-            )
-            values["finished_at"] = new.created_at
-            values["finish_reason"] = "no attempt fits in the window"
         async with self._db.write("create callback job") as conn:
-            result = await conn.execute(
-                sa.insert(callback_jobs).values(values).returning(*callback_jobs.c)
+            return await _insert_job(conn, new)
+
+    async def create_unless_pending(self, new: NewJob) -> tuple[CallbackJob, bool]:
+        """Create ``new`` unless a job for its number is pending already (promises aside:
+        they are kept whatever else happens); ``(job, True)`` when created, ``(the pending
+        job, False)`` when not. The check and the insert are one transaction, serialised per
+        number (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock
+        on the number), so two drops handled at once, by one daemon or two, make one job."""
+        c = callback_jobs.c
+        async with self._db.write("create callback job") as conn:
+            if self._db.dialect == "postgresql":
+                await conn.execute(
+                    sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(new.number)))
+                )
+            pending = (
+                (
+                    await conn.execute(
+                        sa.select(callback_jobs)
+                        .where(c.number == new.number)
+                        .where(c.status.in_([str(st) for st in PENDING_STATUSES]))
+                        .where(c.kind != str(JobKind.PROMISED))
+                        .order_by(c.id.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
             )
-            return _job(result.mappings().one())
+            if pending is not None:
+                return _job(pending), False
+            return await _insert_job(conn, new), True
 
     # ------------------------------------------------------------------ claiming
 
@@ -730,3 +736,29 @@ def _attempt(row: Any) -> CallbackAttempt:
         amd_result=row["amd_result"],
         amd_cause=row["amd_cause"],
     )
+
+
+async def _insert_job(conn: AsyncConnection, new: NewJob) -> CallbackJob:
+    values = {
+        "number": new.number,
+        "kind": str(new.kind),
+        "status": str(JobStatus.SCHEDULED),
+        "reason": new.reason,
+        "trigger_call_id": new.trigger_call_id,
+        "trigger_cause": new.trigger_cause,
+        "target": new.target,
+        "created_at": new.created_at,
+        "anchor_at": new.anchor_at,
+        "window_ends_at": new.window_ends_at,
+        "deadline_at": new.deadline_at,
+        "next_attempt_at": new.next_attempt_at,
+        "note": new.note,
+    }
+    if new.next_attempt_at is None:
+        values["status"] = str(
+            JobStatus.OVERDUE if new.kind is JobKind.PROMISED else JobStatus.EXHAUSTED
+        )
+        values["finished_at"] = new.created_at
+        values["finish_reason"] = "no attempt fits in the window"
+    result = await conn.execute(sa.insert(callback_jobs).values(values).returning(*callback_jobs.c))
+    return _job(result.mappings().one())

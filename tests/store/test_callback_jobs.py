@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -359,3 +360,39 @@ async def test_jobs_are_listed_newest_first_and_filtered(store: Store) -> None:
         JobStatus.SCHEDULED: 1,
         JobStatus.CANCELLED: 1,
     }
+
+
+async def test_two_drops_at_once_make_one_job_even_from_two_daemons(db_url: str) -> None:
+    """The pending check and the insert are one serialised transaction: before, two drops
+    handled at once on PostgreSQL both found nothing pending and made two jobs (two calls
+    at T+30 s, up to six attempts)."""
+    stores = [Store.open(db_url), Store.open(db_url)]
+    try:
+        await stores[0].upgrade()
+        for _round in range(5):
+            number = f"+7916123450{_round}"
+            results = await asyncio.gather(
+                *(s.callbacks.create_unless_pending(new_job(number)) for s in stores * 2)
+            )
+            assert sorted(created for _job, created in results) == [False, False, False, True]
+            assert len({job.id for job, _created in results}) == 1
+            assert len(await stores[0].callbacks.pending_for_number(number)) == 1
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_promise_or_a_finished_job_does_not_stop_a_new_drop_job(store: Store) -> None:
+    promise = await store.callbacks.create(
+        new_job(kind=JobKind.PROMISED, deadline_at=T0 + timedelta(hours=4))
+    )
+    job, created = await store.callbacks.create_unless_pending(new_job())
+    assert created
+    assert job.id != promise.id
+    assert await store.callbacks.cancel(job.id, reason="test", now=T0) is not None
+    again, created = await store.callbacks.create_unless_pending(new_job())
+    assert created
+    assert again.id not in (job.id, promise.id)
+    same, created = await store.callbacks.create_unless_pending(new_job())
+    assert not created
+    assert same.id == again.id
