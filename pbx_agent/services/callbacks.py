@@ -46,7 +46,12 @@ from typing import Any, Protocol
 import structlog
 
 from pbx_agent.clock import Clock, to_datetime
-from pbx_agent.errors import PbxAgentError, StoreUnavailable
+from pbx_agent.errors import (
+    PbxActionTimeout,
+    PbxAgentError,
+    PbxConnectionLost,
+    StoreUnavailable,
+)
 from pbx_agent.model.calls import Call
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback
 from pbx_agent.model.hooks import HookSession, HookSpec
@@ -104,7 +109,9 @@ class Dialer(Protocol):
 class CallbackNotPlacedError(PbxAgentError):
     """Raised by a ``Dialer`` when it is certain nothing reached the PBX (not connected,
     refused locally). The attempt is recorded ``not_placed``, does not count, and the job
-    is retried shortly. Any other failure counts as a failed attempt."""
+    is retried shortly. Any other failure counts: ``unknown`` when the Originate may have
+    gone out (no answer in ``dial_timeout_s``, the link lost while sending; an outcome
+    that still arrives is applied), ``failed`` otherwise."""
 
 
 class NumberUnusableError(PbxAgentError):
@@ -141,6 +148,19 @@ class _InFlight:
     answered_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Unsaved:
+    """A drop's callback the store could not take when it happened: retried every cycle."""
+
+    new: NewJob
+    call_id: str | None
+    cause: str
+
+
+# How many unsaved drops are held in memory while the store is away (oldest kept).
+_MAX_UNSAVED = 10_000
+
+
 def default_owner() -> str:
     """A name for this daemon instance, unique across hosts and restarts."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -169,6 +189,9 @@ class CallbackService:
         self.owner = owner or default_owner()
         self._settings = settings or SchedulerSettings()
         self._in_flight: dict[str, _InFlight] = {}
+        self._unsaved: list[_Unsaved] = []
+        # Attempts whose outcome the store could not take: recorded again every cycle.
+        self._unrecorded: dict[str, AttemptResult] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_renewal: datetime | None = None
@@ -186,6 +209,11 @@ class CallbackService:
             except StoreUnavailable as exc:
                 log.error("callback.store_unavailable", error=str(exc))
                 pause = settings.store_retry_s
+            except Exception as exc:
+                # A bug in one cycle must not end the scheduling of every callback for the
+                # rest of the daemon's life: logged with its traceback, the next cycle runs.
+                log.exception("callback.cycle_failed", error=f"{type(exc).__name__}: {exc}")
+                pause = settings.store_retry_s
             self._wake.clear()
             if self._stopping.is_set():
                 break
@@ -199,6 +227,13 @@ class CallbackService:
         """Make ``run`` return after the cycle in progress."""
         self._stopping.set()
         self._wake.set()
+        for item in self._unsaved:
+            log.error(
+                "callback.lost",
+                number=item.new.number,
+                call_id=item.call_id,
+                reason="the store never took this drop's callback before the daemon stopped",
+            )
 
     @property
     def in_flight(self) -> int:
@@ -208,6 +243,8 @@ class CallbackService:
     async def run_once(self) -> int:
         """One scheduling cycle (see the module docstring); returns how many calls it placed."""
         now = self._now()
+        await self._save_unsaved(now)
+        await self._record_unrecorded()
         sweep_every = timedelta(seconds=self._settings.sweep_interval_s)
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
             self._last_sweep = now
@@ -250,7 +287,7 @@ class CallbackService:
         if customer is None:
             return None
         anchor, window_ends_at, first = new_drop_job_times(trigger_at, now, self._rules)
-        job, created = await self._store.callbacks.create_unless_pending(
+        return await self._create_drop_job(
             NewJob(
                 number=customer.e164,
                 kind=kind,
@@ -262,19 +299,80 @@ class CallbackService:
                 trigger_call_id=call_id,
                 trigger_cause=cause,
                 target=self._rules.target or queue,
-            )
+            ),
+            call_id=call_id,
+            cause=cause,
+            now=now,
         )
+
+    async def _create_drop_job(
+        self, new: NewJob, *, call_id: str | None, cause: str, now: datetime
+    ) -> CallbackJob | None:
+        """The job, or None when the store is away: then the request is kept and saved by
+        a later cycle (``_save_unsaved``), so a store outage at the moment of the drop does
+        not lose the customer's callback."""
+        try:
+            job, created = await self._store.callbacks.create_unless_pending(new)
+        except StoreUnavailable as exc:
+            self._keep_unsaved(_Unsaved(new, call_id, cause), error=str(exc))
+            return None
         if not created:
             log.info(
                 "callback.already_pending",
                 call_id=call_id,
-                number=customer.e164,
+                number=new.number,
                 job_id=job.id,
-                reason=reason,
+                reason=new.reason,
             )
             return job
         await self._log_created(job, call_id=call_id, cause=cause, now=now)
         return job
+
+    def _keep_unsaved(self, item: _Unsaved, *, error: str) -> None:
+        if len(self._unsaved) >= _MAX_UNSAVED:
+            log.error(
+                "callback.lost",
+                number=item.new.number,
+                call_id=item.call_id,
+                reason=f"the store is away and {_MAX_UNSAVED} callbacks already wait for it",
+            )
+            return
+        self._unsaved.append(item)
+        log.error(
+            "callback.not_saved_yet",
+            number=item.new.number,
+            call_id=item.call_id,
+            error=error,
+            waiting=len(self._unsaved),
+            retry="every scheduler cycle until the store takes it or its window ends",
+        )
+
+    async def _save_unsaved(self, now: datetime) -> None:
+        """Drops' callbacks the store could not take, oldest first; a store still away
+        raises ``StoreUnavailable`` and the rest wait for the next cycle."""
+        while self._unsaved:
+            item = self._unsaved[0]
+            if now > item.new.window_ends_at:
+                self._unsaved.pop(0)
+                log.error(
+                    "callback.lost",
+                    number=item.new.number,
+                    call_id=item.call_id,
+                    reason="the store was away for the whole callback window",
+                )
+                continue
+            job, created = await self._store.callbacks.create_unless_pending(item.new)
+            self._unsaved.pop(0)
+            if created:
+                await self._log_created(job, call_id=item.call_id, cause=item.cause, now=now)
+            else:
+                log.info(
+                    "callback.already_pending",
+                    call_id=item.call_id,
+                    number=item.new.number,
+                    job_id=job.id,
+                    reason=item.new.reason,
+                )
 
     async def register_promise(
         self,
@@ -575,12 +673,16 @@ class CallbackService:
                 await self._dialer.place_callback(request)
         except CallbackNotPlacedError as exc:
             result = AttemptResult(AttemptOutcome.NOT_PLACED, self._now(), cause_text=str(exc))
-        except TimeoutError:
-            result = AttemptResult(
-                AttemptOutcome.FAILED,
-                self._now(),
-                cause_text=f"dialer gave no answer within {self._settings.dial_timeout_s} s",
+        except (TimeoutError, PbxConnectionLost, PbxActionTimeout) as exc:
+            # The Originate may have reached the switch and may ring the customer: the
+            # attempt counts, and an outcome that still arrives is applied (a late report
+            # on an UNKNOWN attempt), so a customer who answers is not called again.
+            why = (
+                f"dialer gave no answer within {self._settings.dial_timeout_s} s"
+                if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__}: {exc}"
             )
+            result = AttemptResult(AttemptOutcome.UNKNOWN, self._now(), cause_text=why)
         # One attempt's dialer failure must not stop the other attempts of the batch; it is
         # recorded on the attempt and logged with its traceback.
         except Exception as exc:
@@ -590,7 +692,25 @@ class CallbackService:
             )
         else:
             return
-        await self._finish(request.request_id, result)
+        try:
+            await self._finish(request.request_id, result)
+        except StoreUnavailable as exc:
+            # Inside the batch's TaskGroup: raising would end the cycle's other attempts
+            # mid-Originate and, as an ExceptionGroup, the scheduler itself.
+            self._unrecorded[request.request_id] = result
+            log.error(
+                "callback.outcome_not_recorded",
+                request_id=request.request_id,
+                outcome=str(result.outcome),
+                error=str(exc),
+                retry="every scheduler cycle",
+            )
+
+    async def _record_unrecorded(self) -> None:
+        """Attempt outcomes the store could not take; ``StoreUnavailable`` while it is away."""
+        for request_id, result in list(self._unrecorded.items()):
+            await self._finish(request_id, result)
+            del self._unrecorded[request_id]
 
     async def _finish(self, request_id: str, result: AttemptResult) -> Finished | None:
         rules = self._rules

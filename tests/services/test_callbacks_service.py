@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from pbx_agent.clock import ManualClock
-from pbx_agent.errors import PbxConnectionLost
+from pbx_agent.errors import PbxConnectionLost, StoreUnavailable
 from pbx_agent.model.calls import Call
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback
 from pbx_agent.model.events import CallId
@@ -455,34 +455,154 @@ async def test_dialer_that_could_not_send_does_not_use_up_an_attempt(
     assert attempts[0].cause_text == "AMI not connected"
 
 
-async def test_dialer_failure_counts_as_a_failed_attempt(
+async def test_dialer_failure_counts_as_an_attempt(
     service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
 ) -> None:
-    """The connection dropped while sending: the call may have gone out, so it counts."""
+    """The connection dropped while sending: the call may have gone out, so it counts, as
+    UNKNOWN (a report that still arrives is applied); any other dialer error is FAILED."""
     job_id = await drop(service)
     dialer.fail_with = PbxConnectionLost("reset by peer")
     clock.advance(30)
     await service.run_once()
     [attempt] = await store.callbacks.attempts(job_id)
-    assert attempt.outcome is AttemptOutcome.FAILED
+    assert attempt.outcome is AttemptOutcome.UNKNOWN
     assert "PbxConnectionLost" in attempt.cause_text
     job = await store.callbacks.get(job_id)
     assert job is not None
     assert job.attempts_made == 1
+    assert job.next_attempt_at is not None
+    dialer.fail_with = RuntimeError("a bug in the adapter")
+    clock.advance((job.next_attempt_at.timestamp() - clock.now()) + 1)
+    await service.run_once()
+    second = (await store.callbacks.attempts(job_id))[-1]
+    assert second.attempt_no == 2
+    assert second.outcome is AttemptOutcome.FAILED
 
 
 async def test_dialer_that_hangs_is_timed_out(
     store: Store, clock: ManualClock, dialer: RecordingDialer
 ) -> None:
-    """A dialer call is bounded by dial_timeout_s; the attempt is then failed."""
+    """A dialer call is bounded by dial_timeout_s. The Originate may still ring the
+    customer, so the attempt is UNKNOWN (it counts), and an answer that arrives after it
+    finishes the job: the customer reached is not called again (it was FAILED, and the
+    late answer was dropped as a duplicate)."""
     service = service_for(store, clock, dialer, dial_timeout_s=0.05)
     job_id = await drop(service)
     dialer.hang = True
     clock.advance(30)
     await service.run_once()
     [attempt] = await store.callbacks.attempts(job_id)
-    assert attempt.outcome is AttemptOutcome.FAILED
+    assert attempt.outcome is AttemptOutcome.UNKNOWN
     assert "no answer within" in attempt.cause_text
+    await service.on_originate_outcome(attempt.request_id, "answered")
+    await service.on_machine_verdict(attempt.request_id, "HUMAN", cause="answer-then-silence")
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.DONE
+    dialer.hang = False
+    clock.advance(5 * 3600)
+    assert await service.run_once() == 0
+    assert dialer.requests == []
+
+
+async def test_a_store_error_recording_an_attempt_does_not_stop_the_scheduler(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """Recording an attempt runs inside the batch's TaskGroup: a StoreUnavailable there came
+    out as an ExceptionGroup that ended run() for good (nothing dialled until a restart).
+    Now the outcome is kept and recorded by a later cycle, and dialling goes on."""
+    service = service_for(store, clock, dialer, poll_interval_s=0.01, store_retry_s=0.01)
+    first = await drop(service)
+    clock.advance(30)
+    dialer.fail_with = CallbackNotPlacedError("not connected to Asterisk's AMI")
+    real = store.callbacks.finish_attempt
+    failures = [StoreUnavailable("database is locked")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    store.callbacks.finish_attempt = flaky  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        runner = asyncio.create_task(service.run())
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                [attempt] = await store.callbacks.attempts(first)
+                if attempt.outcome is AttemptOutcome.NOT_PLACED:
+                    break
+            assert attempt.outcome is AttemptOutcome.NOT_PLACED
+            dialer.fail_with = None
+            second = await drop(service, "+7 903 000 11 22")
+            for _ in range(100):
+                clock.advance(60)
+                await asyncio.sleep(0.02)
+                if {r.job_id for r in dialer.requests} >= {first, second}:
+                    break
+            assert {r.job_id for r in dialer.requests} >= {first, second}
+            assert not runner.done()
+        finally:
+            service.stop()
+            await asyncio.wait_for(runner, 5)
+    assert [e["event"] for e in logs if e["event"].startswith("callback.outcome_not")] == [
+        "callback.outcome_not_recorded"
+    ]
+
+
+async def test_a_drop_met_by_a_store_outage_is_saved_when_the_store_is_back(
+    store: Store, clock: ManualClock, dialer: RecordingDialer, service: CallbackService
+) -> None:
+    """The callback request of a drop that happens while the store is away is kept and
+    saved by the next cycle that reaches the store (it was dropped with command_failed)."""
+    real = store.callbacks.create_unless_pending
+    failures = [StoreUnavailable("database is locked"), StoreUnavailable("database is locked")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    store.callbacks.create_unless_pending = flaky  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        job = await service.schedule_after_drop(NUMBER, reason="caller_leg_failed", call_id="c1")
+        assert job is None
+        with pytest.raises(StoreUnavailable):
+            await service.run_once()  # still away: kept for the next cycle
+        assert await store.callbacks.list_jobs() == []
+        assert await service.run_once() == 0
+    [saved] = await store.callbacks.list_jobs()
+    assert saved.number == E164
+    assert saved.trigger_call_id == "c1"
+    assert [e["event"] for e in logs if e["event"].startswith("callback.")][:2] == [
+        "callback.not_saved_yet",
+        "callback.scheduled",
+    ]
+    clock.advance(30)
+    assert await service.run_once() == 1
+    assert [r.number for r in dialer.requests] == [E164]
+
+
+async def test_a_drop_never_saved_within_its_window_is_reported_lost(
+    store: Store, clock: ManualClock, service: CallbackService
+) -> None:
+    async def away(*_args: Any, **_kwargs: Any) -> Any:
+        raise StoreUnavailable("database is locked")
+
+    real = store.callbacks.create_unless_pending
+    store.callbacks.create_unless_pending = away  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        assert (
+            await service.schedule_after_drop(NUMBER, reason="caller_leg_failed", call_id="c1")
+            is None
+        )
+        clock.advance(49 * 3600)
+        store.callbacks.create_unless_pending = real  # type: ignore[method-assign]
+        await service.run_once()
+    assert await store.callbacks.list_jobs() == []
+    [lost] = [e for e in logs if e["event"] == "callback.lost"]
+    assert lost["call_id"] == "c1"
+    assert "whole callback window" in lost["reason"]
 
 
 async def test_engine_commands_reach_the_service(service: CallbackService, store: Store) -> None:
