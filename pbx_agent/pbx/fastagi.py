@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
@@ -256,17 +256,23 @@ class AgiSession:
             raise
 
     def _check_nothing_unsolicited(self, verb: str) -> None:
-        """Replies come one per command; a second one already buffered is forged or lost."""
+        """Replies come one per command; a second one already buffered, whole or begun, is
+        forged (a value with a newline in it) or lost."""
         while (message := self._next_message()) is not None:
             if isinstance(message, AgiHangup):
                 self._hung_up = True
                 continue
-            self._broken = "unsolicited reply"
-            msg = (
-                f"FastAGI peer sent a reply nobody asked for after {verb} ({message!r}); "
-                "replies would no longer match commands"
-            )
-            raise AgiProtocolError(msg)
+            self._unsolicited(verb, repr(message))
+        if self._decoder.unsolicited_partial:
+            self._unsolicited(verb, "the start of another line")
+
+    def _unsolicited(self, verb: str, what: str) -> NoReturn:
+        self._broken = "unsolicited reply"
+        msg = (
+            f"FastAGI peer sent a reply nobody asked for after {verb} ({what}); "
+            "replies would no longer match commands"
+        )
+        raise AgiProtocolError(msg)
 
     async def close(self) -> None:
         self._broken = self._broken or "closed"

@@ -130,6 +130,9 @@ _LONGEST_COMMAND: Final = max(len(c.split(" ")) for c in KNOWN_COMMANDS)
 _SHOWN_CHARS = 200
 _USAGE_MAX_LINES = 1000
 _ENV_MAX_LINES = 1000
+# A sample offset: 18 digits is far past any recording, and int() stays cheap.
+_MAX_ENDPOS_DIGITS = 18
+
 _RESULT_LINE = re.compile(
     r"result=(?P<result>\S*)"
     r"(?: \((?P<data>.*)\))?"
@@ -533,6 +536,11 @@ class _LineReader:
     def drained(self) -> bool:
         return self._eof and not self._buf
 
+    @property
+    def partial(self) -> bytes:
+        """The start of a line not complete yet (what ``next_line`` left buffered)."""
+        return bytes(self._buf)
+
     def next_line(self) -> str | None:
         """The next line without its LF; ``None`` if incomplete. Raises for an overlong line."""
         buf = self._buf
@@ -609,6 +617,9 @@ def _parse_reply_line(line: str) -> AgiReply:
         result = _RESULT_LINE.fullmatch(rest)
         if result is not None:
             endpos = result["endpos"]
+            if endpos is not None and len(endpos.lstrip("-")) > _MAX_ENDPOS_DIGITS:
+                msg = f"AGI reply {_show(line)!r} has an endpos of {len(endpos)} digits"
+                raise AgiProtocolError(msg)
             return AgiReply(
                 code=code,
                 result=result["result"],
@@ -646,6 +657,13 @@ class AgiDecoder:
     @property
     def environment_received(self) -> bool:
         return self._env_done
+
+    @property
+    def unsolicited_partial(self) -> bool:
+        """After every complete message was taken: bytes of a line begun that can only be
+        another reply (anything but the start of Asterisk's own ``HANGUP`` line)."""
+        partial = self._lines.partial
+        return bool(partial) and not b"HANGUP\n".startswith(partial)
 
     def next_message(self) -> AgiEnvironment | AgiReply | AgiHangup | None:
         while True:

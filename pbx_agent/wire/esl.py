@@ -678,7 +678,8 @@ def decode_xml_event(body: bytes) -> EslEvent:
     length_element = root.find("Content-Length")
     declared = (length_element.text or "").strip() if length_element is not None else ""
     raw = text.encode("utf-8", "surrogateescape")
-    if declared.isdigit() and int(declared) <= len(raw):
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if declared.isascii() and declared.isdigit() and int(declared) <= len(raw):
         raw = raw[: int(declared)]
     pairs.append(("Content-Length", str(len(raw))))
     return EslEvent(tuple(pairs), _text(raw))

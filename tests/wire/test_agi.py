@@ -496,3 +496,29 @@ def test_hostile_command_lines_parse_without_surprises(data: bytes) -> None:
         except ProtocolError:
             continue
     assert decoder.at_eof
+
+
+def test_an_endpos_too_long_for_int_is_a_protocol_error() -> None:
+    """int() refuses more than 4300 digits with a ValueError, which escaped the codec: the
+    session was neither marked broken nor given its default. Now it is a protocol error."""
+    decoder = AgiDecoder(expect_environment=False)
+    decoder.feed(b"200 result=0 endpos=" + b"9" * 5000 + b"\n")
+    with pytest.raises(ProtocolError, match="endpos of 5000 digits"):
+        decoder.next_message()
+    decoder.feed(b"200 result=0 endpos=" + b"9" * 18 + b"\n")
+    reply = decoder.next_message()
+    assert reply is not None
+    assert reply.endpos == 10**18 - 1  # type: ignore[union-attr]
+
+
+def test_the_start_of_another_reply_behind_a_complete_one_is_seen() -> None:
+    decoder = AgiDecoder(expect_environment=False)
+    decoder.feed(b"200 result=1 (x)\n200 res")
+    assert decoder.next_message() is not None
+    assert decoder.next_message() is None
+    assert decoder.unsolicited_partial
+    hangup = AgiDecoder(expect_environment=False)
+    hangup.feed(b"200 result=1 (x)\nHANG")
+    assert hangup.next_message() is not None
+    assert hangup.next_message() is None
+    assert not hangup.unsolicited_partial

@@ -707,3 +707,14 @@ def test_url_encode_matches_freeswitch_for_reserved_and_non_ascii() -> None:
     assert (
         decode_plain_event(f"Caller: {url_encode('Иван; ы')}\n\n".encode())["Caller"] == "Иван; ы"
     )
+
+
+def test_an_xml_content_length_of_non_ascii_digits_is_ignored_not_a_crash() -> None:
+    """'²'.isdigit() is True but int('²') raises ValueError, which escaped the codec and
+    ended the outbound session without its safe default."""
+    event = decode_xml_event(
+        "<event><headers><Event-Name>CUSTOM</Event-Name></headers>"
+        "<Content-Length>²</Content-Length><body>hello</body></event>".encode()
+    )
+    assert event.get("Event-Name") == "CUSTOM"
+    assert event.body == "hello"
