@@ -422,6 +422,10 @@ class EslClient(SwitchLink):
                 if decoder.at_eof:
                     return f"connection closed mid-frame ({exc})"
                 log.warning("esl_protocol_error", pbx=self.name, error=str(exc))
+                if self._pending:
+                    # The skipped frame may have been a waiting command's reply: every
+                    # later reply would answer the wrong command. Reopen the link.
+                    return f"protocol error with a reply awaited: {exc}"
                 continue
             if message is None:
                 return None

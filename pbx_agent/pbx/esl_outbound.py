@@ -354,6 +354,12 @@ class EslOutboundSession:
                 if self._decoder.broken or self._decoder.at_eof:
                     self._broken = f"protocol error: {exc}"
                     return False
+                if self._pending:
+                    # The skipped frame may have been a waiting command's reply: every
+                    # later reply would answer the wrong command.
+                    self._broken = f"protocol error with a reply awaited: {exc}"
+                    log.warning("esl_outbound_protocol_error", leg=self.leg, error=str(exc))
+                    return False
                 log.warning("esl_outbound_protocol_error", leg=self.leg, error=str(exc))
                 continue
             if message is None:

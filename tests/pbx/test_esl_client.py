@@ -438,3 +438,33 @@ def test_backoff_doubles_up_to_the_maximum() -> None:
     for attempt, base in [(0, 0.5), (1, 1.0), (3, 4.0), (6, 30.0), (40, 30.0)]:
         delay = esl._backoff(attempt)
         assert base * 0.8 <= delay <= base * 1.2
+
+
+async def test_a_malformed_frame_while_a_reply_is_awaited_reopens_the_link(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The skipped frame may have been the awaited reply: going on would hand every later
+    reply to the wrong command. The waiting api fails and the link is reopened."""
+    async with client(fs) as esl:
+        slow = asyncio.create_task(esl.api("msleep 500000", timeout=8.0))
+        await wait_for(lambda: bool(fs.commands_for("api")))
+        fs.send_raw(
+            b"Content-Type: api/response\nGarbled-Line-Without-Colon\nContent-Length: 3\n\n+OK"
+        )
+        with pytest.raises(PbxConnectionLost, match="reply awaited"):
+            await slow
+        await wait_for(lambda: esl.connections == 2 and esl.connected)
+        assert (await esl.api("status")).startswith("UP")
+
+
+async def test_a_malformed_frame_with_no_reply_awaited_is_skipped(fs: FakeFreeSwitch) -> None:
+    """Nothing waits for a reply: the frame can only have been an event; it is skipped."""
+    async with client(fs) as esl:
+        with capture_logs() as logs:
+            fs.send_raw(
+                b"Content-Type: text/event-plain\nGarbled-Line-Without-Colon\n"
+                b"Content-Length: 3\n\nabc"
+            )
+            await wait_for(lambda: any(e["event"] == "esl_protocol_error" for e in logs))
+        assert (await esl.api("status")).startswith("UP")
+        assert esl.connections == 1

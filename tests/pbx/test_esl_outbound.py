@@ -420,3 +420,32 @@ async def test_one_stuck_call_does_not_delay_another(fs: FakeFreeSwitch) -> None
         assert not slow.finished.is_set()
         await slow.wait_finished(timeout_s=2.0)
     assert fast.channel.variables["served"] == "yes"
+
+
+async def test_a_malformed_frame_while_a_reply_is_awaited_ends_the_session_at_once(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The skipped frame may have been the awaited reply: before, every later reply went
+    to the command before it, each command timed out and the safe default's own reply was
+    swallowed. Now the session stops trusting the socket at once."""
+    errors: list[BaseException] = []
+    outbound: OutboundCall | None = None
+
+    async def handler(session: HookSession) -> None:
+        assert outbound is not None
+        outbound.send_raw(
+            b"Content-Type: api/response\nGarbled-Line-Without-Colon\nContent-Length: 3\n\n+OK"
+        )
+        try:
+            await session.get_variable("pbx_agent_tier")
+        except PbxConnectionLost as exc:
+            errors.append(exc)
+            raise
+
+    with capture_logs() as logs:
+        async with serving(handler) as server:
+            outbound = await call(fs, server)
+            await outbound.wait_finished()
+    assert len(errors) == 1
+    assert "reply awaited" in str(errors[0])
+    assert "hook_default_deadline" not in log_events(logs)
