@@ -560,15 +560,19 @@ def next_allowed(at: datetime, rules: CallbackRules) -> datetime:
         return at
     tz = rules.timezone
     local = at.astimezone(tz)
-    end_today = datetime.combine(local.date(), rules.quiet_hours.end, tzinfo=tz)
-    candidate = (
-        end_today
-        if end_today > local
-        else datetime.combine(local.date() + timedelta(days=1), rules.quiet_hours.end, tzinfo=tz)
-    )
-    # A wall time inside a DST gap does not exist; zoneinfo reads it with the offset in
-    # force before the gap, which lands after the gap: later, never earlier.
-    return candidate.astimezone(UTC)
+    end = rules.quiet_hours.end
+    today = datetime.combine(local.date(), end, tzinfo=tz)
+    # The first end after ``at``, compared as instants (two datetimes of one tzinfo
+    # compare as wall times, ignoring fold). On the night clocks go back an end inside
+    # the repeated hour comes twice: fold=0 the first time, fold=1 the second. A wall
+    # time inside a DST gap does not exist; zoneinfo reads fold=0 with the offset in force
+    # before the gap, which lands after the gap: later, never earlier.
+    for candidate in (today, today.replace(fold=1)):
+        instant = candidate.astimezone(UTC)
+        if instant > at:
+            return instant
+    tomorrow = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=tz)
+    return tomorrow.astimezone(UTC)
 
 
 def plan_attempt(

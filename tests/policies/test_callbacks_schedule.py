@@ -97,6 +97,22 @@ def test_quiet_hours_end_is_found_in_local_time_across_autumn_dst_change() -> No
     assert first == datetime(2024, 10, 27, 8, 0, tzinfo=UTC)
 
 
+def test_quiet_hours_ending_in_the_repeated_hour_end_the_second_time_round() -> None:
+    """Berlin, 27 October 2024, quiet hours 21:00-02:30: 02:00-03:00 comes twice. At the
+    second 02:10 the end is the second 02:30 (01:30 UTC); it was the first one (00:30 UTC),
+    already past, so a due job was deferred to the past again every cycle."""
+    rules = CallbackRules(timezone=BERLIN, quiet_hours=QuietHours(time(21, 0), time(2, 30)))
+    second = datetime(2024, 10, 27, 1, 10, tzinfo=UTC)  # 02:10 CET, after the change
+    assert is_quiet(second, rules)
+    assert next_allowed(second, rules) == datetime(2024, 10, 27, 1, 30, tzinfo=UTC)
+    first = datetime(2024, 10, 27, 0, 10, tzinfo=UTC)  # 02:10 CEST, before it
+    assert next_allowed(first, rules) == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
+    for minute in range(0, 180, 5):  # every instant of the night: an end later than it
+        at = datetime(2024, 10, 26, 23, 0, tzinfo=UTC) + timedelta(minutes=minute)
+        assert next_allowed(at, rules) >= at
+        assert not is_quiet(next_allowed(at, rules), rules)
+
+
 def test_quiet_hours_inside_one_day_are_honoured() -> None:
     """Quiet hours that do not cross midnight (a 13:00-14:00 break)."""
     rules = CallbackRules(timezone=MOSCOW, quiet_hours=QuietHours(time(13, 0), time(14, 0)))
