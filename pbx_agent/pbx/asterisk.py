@@ -534,7 +534,7 @@ class AsteriskAdapter:
             msg = f"refusing to dial {printable(number)!r}: not a normalised number"
             raise UnsafeValueError(msg)
         dial = self.options.callback_channel.format(number=number.lstrip("+"), e164=number)
-        self.translator.expect_origination(request_id, request_id, "callback")
+        self.translator.expect_origination(request_id, request_id, "callback", callee=number)
         fields: Fields = [
             ("Channel", dial),
             ("Context", self.options.callback_context),

@@ -85,13 +85,21 @@ class AsteriskTranslator:
     origins: dict[str, str] = field(default_factory=dict)
     # Originate ChannelId → request id, for callback attempts awaiting an outcome.
     originations: dict[str, _Origination] = field(default_factory=dict)
+    # Callback attempts: the customer's number, by channel id. The leg's own CallerIDNum is
+    # the caller ID the daemon presents (or <unknown>, trace 07a), not the customer.
+    callees: dict[str, str] = field(default_factory=dict)
     channels: dict[str, _Channel] = field(default_factory=dict)
     _amd_status: dict[str, str] = field(default_factory=dict)
 
-    def expect_origination(self, request: str, channel_id: str, origin: str) -> None:
-        """Register a daemon-originated channel before the Originate is sent."""
+    def expect_origination(
+        self, request: str, channel_id: str, origin: str, *, callee: str = ""
+    ) -> None:
+        """Register a daemon-originated channel before the Originate is sent; ``callee``:
+        the number dialled, which is the leg's caller number in the call model."""
         self.origins[channel_id] = origin
         self.originations[channel_id] = _Origination(request, LegId(channel_id))
+        if callee:
+            self.callees[channel_id] = callee
 
     def expect_helper(self, *channel_ids: str) -> None:
         for channel_id in channel_ids:
@@ -163,7 +171,7 @@ class AsteriskTranslator:
             call=CallId(linkedid),
             channel=channel,
             endpoint=endpoint_of(channel),
-            caller_number=message.get("CallerIDNum") or "",
+            caller_number=self.callees.get(uid) or message.get("CallerIDNum") or "",
             caller_name=message.get("CallerIDName") or "",
             dialed=message.get("Exten") or "",
             direction=direction,
@@ -238,6 +246,7 @@ class AsteriskTranslator:
         )
         if uid not in self.originations:
             self.origins.pop(uid, None)
+            self.callees.pop(uid, None)
         return out
 
     def _originate_response(self, message: AmiMessage) -> list[ev.PbxEvent]:
@@ -267,6 +276,7 @@ class AsteriskTranslator:
             # 07e: no such endpoint, no channel was ever created: nothing more will come.
             self.originations.pop(uid, None)
             self.origins.pop(uid, None)
+            self.callees.pop(uid, None)
             return [
                 ev.OriginateOutcome(
                     origination.request,
@@ -304,6 +314,7 @@ class AsteriskTranslator:
     def _forget_origin_if_gone(self, origination: _Origination) -> None:
         if origination.hung_up or not origination.channel_seen:
             self.origins.pop(origination.leg, None)
+            self.callees.pop(origination.leg, None)
 
     def forget(self, uids: Iterable[str]) -> None:
         for uid in uids:

@@ -658,7 +658,9 @@ class FreeswitchAdapter:
             f"originate {quote_api_arg(block + dial)} {quote_api_arg(target.extension)} "
             f"{quote_api_arg(target.dialplan)} {quote_api_arg(target.context)}"
         )
-        self.translator.expect_origination(request_id, request_id, "callback", job=request_id)
+        self.translator.expect_origination(
+            request_id, request_id, "callback", job=request_id, callee=number
+        )
         if by_audio:
             if not self.shadow:  # nothing is dialled in shadow mode: no answer will come
                 self._unicast_legs[request_id] = None

@@ -172,6 +172,8 @@ class FreeswitchTranslator:
     hold_music_prefixes: tuple[str, ...] = DEFAULT_HOLD_MUSIC_PREFIXES
     legs: dict[str, _Leg] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)  # leg uuid → origin we gave it
+    # Callback attempts: the customer's number by leg uuid (the leg's Caller-ID is ours).
+    callees: dict[str, str] = field(default_factory=dict)
     originations: dict[str, _Origination] = field(default_factory=dict)  # by Job-UUID
     _by_leg: dict[str, _Origination] = field(default_factory=dict)
     _prompts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -180,11 +182,16 @@ class FreeswitchTranslator:
 
     # -- what the adapter tells the translator ------------------------------------------
 
-    def expect_origination(self, request: str, leg: str, origin: str, *, job: str) -> None:
+    def expect_origination(
+        self, request: str, leg: str, origin: str, *, job: str, callee: str = ""
+    ) -> None:
         """A leg the daemon is about to originate: ``leg`` is its ``origination_uuid``,
-        ``job`` the ``Job-UUID`` of the ``bgapi originate``."""
+        ``job`` the ``Job-UUID`` of the ``bgapi originate``, ``callee`` the number dialled
+        (the leg's caller number in the call model: its own Caller-ID is the daemon's)."""
         origination = _Origination(request, leg, origin)
         self.origins[leg] = origin
+        if callee:
+            self.callees[leg] = callee
         self.originations[job] = origination
         self._by_leg[leg] = origination
 
@@ -354,7 +361,7 @@ class FreeswitchTranslator:
             call=CallId(call),
             channel=channel,
             endpoint=endpoint_of(channel),
-            caller_number=event.get("Caller-Caller-ID-Number") or "",
+            caller_number=self.callees.get(uid) or event.get("Caller-Caller-ID-Number") or "",
             caller_name=event.get("Caller-Caller-ID-Name") or "",
             dialed=event.get("Caller-Destination-Number") or "",
             direction=direction,
@@ -684,6 +691,7 @@ class FreeswitchTranslator:
         self._amd.pop(uid, None)
         if uid not in self._by_leg:
             self.origins.pop(uid, None)
+            self.callees.pop(uid, None)
         for key in [k for k in self._prompts if k[0] == uid]:
             del self._prompts[key]
 
@@ -701,6 +709,7 @@ class FreeswitchTranslator:
         state = self.legs.get(origination.leg)
         if state is None or state.hung_up:
             self.origins.pop(origination.leg, None)
+            self.callees.pop(origination.leg, None)
         return [
             ev.OriginateOutcome(
                 origination.request,

@@ -226,3 +226,18 @@ def test_feature_code_user_event() -> None:
     assert AsteriskTranslator().feed(message) == [
         ev.FeatureRequested(LegId("1795339557.32"), "abuse")
     ]
+
+
+def test_a_callback_legs_caller_number_is_the_customer_dialled() -> None:
+    """The originated channel's CallerIDNum is <unknown> (07a) or the caller ID the daemon
+    presents: an abnormal drop of a connected callback then asked for a callback to that,
+    not to the customer. The number dialled is the leg's caller number."""
+    name = "07a-originate-answered"
+    channel_id = _uniqueid_of_first_channel(name)
+    assert channel_id != "<none>"
+    translator = AsteriskTranslator()
+    translator.expect_origination("req-1", channel_id, "callback", callee="+79161234567")
+    created = [e for e in translate(name, translator) if isinstance(e, ev.LegCreated)]
+    assert [e.caller_number for e in created if e.leg == channel_id] == ["+79161234567"]
+    plain = [e for e in translate(name) if isinstance(e, ev.LegCreated)]
+    assert [e.caller_number for e in plain if e.leg == channel_id] == ["<unknown>"]

@@ -536,3 +536,19 @@ def test_a_resync_marks_the_peer_of_a_holding_leg_as_hearing_music() -> None:
     unhold = EslEvent((("Event-Name", "CHANNEL_UNHOLD"), ("Unique-ID", "a")))
     assert translator.feed(unhold, 1.0) == [ev.MusicOnHoldStopped("b"), ev.HoldReleased("a")]
     assert not translator.hears_hold_music("b")
+
+
+def test_a_callback_legs_caller_number_is_the_customer_dialled() -> None:
+    """The originated leg's Caller-Caller-ID-Number is the daemon's own caller ID: an
+    abnormal drop of a connected callback would have asked for a callback to it."""
+    name = "07a-originate-outcomes-plain"
+    translator = FreeswitchTranslator()
+    uuids = originated_uuids(name)
+    for job, uuid in zip(bgapi_jobs(name), uuids, strict=True):
+        translator.expect_origination(uuid, uuid, "callback", job=job, callee="+79161234567")
+    created = [e for _, e in of_type(replay(name, translator), ev.LegCreated)]
+    ours = [e.caller_number for e in created if e.leg in uuids]
+    assert ours
+    assert set(ours) == {"+79161234567"}
+    plain = [e for _, e in of_type(replay(name), ev.LegCreated)]
+    assert "+79161234567" not in {e.caller_number for e in plain}
