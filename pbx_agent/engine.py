@@ -172,6 +172,10 @@ class Engine:
             return
         for call_event in call_events:
             self._dispatch(call_event, now)
+        for absorbed in self.model.take_forgotten():
+            # Merged into another call (a transfer target placed as its own call): its
+            # rules' state and timers go with it, or they would stay for ever.
+            self._finish_call(absorbed)
         for types, listener in self._listeners:
             if isinstance(event, types):
                 try:

@@ -355,6 +355,9 @@ class CallModel:
         self._agent_re = self.rules.compiled_patterns()
         self._watched = self.rules.watched_variables()
         self.calls: dict[CallId, Call] = {}
+        # Calls that left the model without a CallEnded (absorbed into another call, or a
+        # helper's own call): whoever keeps per-call state takes them (``take_forgotten``).
+        self._forgotten: list[CallId] = []
         self.legs: dict[LegId, Leg] = {}
         self.bridges: dict[str, set[LegId]] = {}
 
@@ -525,6 +528,7 @@ class CallModel:
                     helper.call = call.id
                     call.legs[helper.id] = helper
                 self.calls.pop(old.id, None)
+                self._forgotten.append(old.id)
         leg.call = call.id
         call.legs[leg.id] = leg
 
@@ -736,6 +740,12 @@ class CallModel:
             # A call that only ever held the daemon's own helper (a whisper channel on a
             # call id of its own) ends with it; it was never a customer's call.
             del self.calls[call.id]
+            self._forgotten.append(call.id)
+
+    def take_forgotten(self) -> list[CallId]:
+        """The calls gone from the model without a ``CallEnded`` since the last call."""
+        forgotten, self._forgotten = self._forgotten, []
+        return forgotten
 
     def _forget_call(self, call: Call) -> None:
         for leg_id in call.legs:

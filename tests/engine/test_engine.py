@@ -19,8 +19,8 @@ from pbx_agent.logging import configure_logging
 from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
-from pbx_agent.model.events import LegId
-from tests.engine.builders import bridged_call_events
+from pbx_agent.model.events import CallId, Direction, LegId
+from tests.engine.builders import bridged_call_events, created
 
 
 class RecordingExecutor:
@@ -407,3 +407,44 @@ async def test_a_service_bug_is_logged_with_its_traceback() -> None:
         await engine.drain()
     [failed] = [e for e in logs if e["event"] == "command_failed"]
     assert (failed["action"], failed["exc_info"]) == ("record_fact", True)
+
+
+async def test_a_call_absorbed_by_a_transfer_leaves_no_state_behind() -> None:
+    """A transfer target placed as its own PBX call is merged into the caller's call
+    without a CallEnded of its own: its rules' state and last view stayed in the engine
+    for ever, one per transfer."""
+    engine, clock, _ = make_engine()
+    for n in range(3):
+        engine.handle(created(f"c{n}.1", f"c{n}.1"))
+        engine.handle(
+            created(
+                f"c{n}.2",
+                f"c{n}.1",
+                endpoint="PJSIP/agent-1001",
+                number="100",
+                direction=Direction.OUTBOUND,
+            )
+        )
+        for leg in (f"c{n}.2", f"c{n}.1"):
+            engine.handle(ev.LegAnswered(LegId(leg)))
+            engine.handle(ev.LegJoinedBridge(LegId(leg), f"b{n}"))
+        engine.handle(ev.LegLeftBridge(LegId(f"c{n}.2"), f"b{n}"))
+        engine.handle(ev.LegHungUp(LegId(f"c{n}.2"), 16))
+        engine.handle(
+            created(
+                f"d{n}.1",
+                f"d{n}.1",
+                endpoint="PJSIP/agent-1002",
+                number="101",
+                direction=Direction.OUTBOUND,
+            )
+        )
+        engine.handle(ev.LegJoinedBridge(LegId(f"d{n}.1"), f"b{n}"))
+        assert CallId(f"d{n}.1") not in engine._calls
+        engine.handle(ev.LegHungUp(LegId(f"d{n}.1"), 16))
+        engine.handle(ev.LegHungUp(LegId(f"c{n}.1"), 16))
+    clock.advance(3600)
+    await engine.drain()
+    assert engine.live_calls == 0
+    assert engine._calls == {}
+    assert engine._last_view == {}
