@@ -424,14 +424,27 @@ class CallModel:
                 leg.talking_since = now
                 return [SpeechStarted(call.id, leg.id, leg.role)]
             case ev.TalkingStopped():
-                if leg.role is Role.HELPER or not leg.talking:
+                if leg.role is Role.HELPER:
                     return []
+                started: list[CallEvent] = []
+                if not leg.talking:
+                    if not event.speech_ms:
+                        return []
+                    # Its start was missed (it came while the link to the switch was down;
+                    # Asterisk sends it once): the end says how long the speech lasted, and
+                    # a caller who spoke must not be taken for a silent one.
+                    leg.talking = True
+                    leg.talking_since = now - (event.silence_ms + event.speech_ms) / 1000.0
+                    started.append(SpeechStarted(call.id, leg.id, leg.role))
                 leg.talking = False
                 ended_at = now - event.silence_ms / 1000.0
                 if leg.talking_since is not None:
                     ended_at = max(ended_at, leg.talking_since)
                 leg.speech_ended_at = ended_at
-                return [SpeechEnded(call.id, leg.id, leg.role, ended_at, event.speech_ms)]
+                return [
+                    *started,
+                    SpeechEnded(call.id, leg.id, leg.role, ended_at, event.speech_ms),
+                ]
             case ev.DigitPressed():
                 return [DigitReceived(call.id, leg.id, leg.role, event.digit)]
             case ev.FeatureRequested():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pbx_agent.model import calls as cm
 from pbx_agent.model import events as ev
 from pbx_agent.model.events import CallId, Direction, LegId, Role
@@ -266,3 +268,21 @@ def test_a_helper_on_a_call_id_of_its_own_leaves_no_call_behind() -> None:
     model.apply(ev.LegHungUp(LegId("pbxagent-prompt-1"), 0), T0)
     assert model.calls == {}
     assert model.legs == {}
+
+
+def test_a_talk_end_whose_start_was_missed_is_still_speech() -> None:
+    """Asterisk sends ChannelTalkingStart once: one that came while the AMI link was down is
+    never seen. The end that follows says how long the caller spoke; it was dropped, and
+    the silent-caller rule hung up on a caller who had just spoken for 1.2 s."""
+    model = cm.CallModel()
+    feed(model, bridged_call_events())
+    out = model.apply(ev.TalkingStopped(LegId("c.1"), silence_ms=300, speech_ms=1200), T0 + 10)
+    assert out == [
+        cm.SpeechStarted(CallId("c.1"), LegId("c.1"), Role.CALLER),
+        cm.SpeechEnded(CallId("c.1"), LegId("c.1"), Role.CALLER, T0 + 9.7, 1200),
+    ]
+    leg = model.legs[LegId("c.1")]
+    assert not leg.talking
+    assert leg.talking_since == pytest.approx(T0 + 8.5)
+    # An end with no length (FreeSWITCH's NOTALK) and no start seen says nothing.
+    assert model.apply(ev.TalkingStopped(LegId("c.1"), silence_ms=300), T0 + 11) == []
