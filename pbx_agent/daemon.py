@@ -612,6 +612,15 @@ class Daemon:
                 problems=[str(p) for p in getattr(exc, "problems", [])] or [str(exc)],
             )
             return
+        except Exception as exc:
+            # A check that fails instead of reporting (a bug): the reload is refused all
+            # the same, in the log operators read, and the running configuration stays.
+            log.exception(
+                "config_reload_rejected",
+                path=str(self.config_path),
+                problems=[f"the configuration could not be checked: {type(exc).__name__}: {exc}"],
+            )
+            return
         running = self.config
         changed = changed_keys(running, fresh)
         phrasing = [key for key in changed if key in _PHRASING_KEYS]

@@ -87,7 +87,9 @@ class SiteSettings(_Section):
     def _known_zone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        # A region alone ("Europe") is a folder of the zone database (IsADirectoryError);
+        # an overlong name is ENAMETOOLONG: both OSError, both a typo to report.
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise custom_error(
                 "timezone", "unknown time zone", "an IANA time zone such as 'Europe/Moscow'"
             ) from exc
@@ -666,7 +668,7 @@ def _layer_site(info: ValidationInfo) -> tuple[str, str] | None:
     if isinstance(raw, Mapping):
         profile = raw.get("profile", "ru")
         company = raw.get("company_name", "")
-        if profile in PROFILES and isinstance(company, str):
+        if isinstance(profile, str) and profile in PROFILES and isinstance(company, str):
             return profile, company
     return None
 

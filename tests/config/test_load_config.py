@@ -115,6 +115,27 @@ def test_unknown_time_zone_is_rejected(tmp_path: Path) -> None:
     assert problem.message == "unknown time zone"
 
 
+@pytest.mark.parametrize("zone", ["Europe", "America", "A" * 300])
+def test_a_region_alone_or_an_overlong_zone_is_a_problem_not_a_traceback(
+    tmp_path: Path, zone: str
+) -> None:
+    """zoneinfo raises IsADirectoryError for a region folder and ENAMETOOLONG for a long
+    name (both OSError): they escaped the check as tracebacks."""
+    problem = by_key(problems(tmp_path, f'[site]\ntimezone = "{zone}"\n'), "site.timezone")
+    assert problem.message == "unknown time zone"
+
+
+@pytest.mark.parametrize("profile", ['["ru"]', "{ a = 1 }"])
+def test_a_profile_that_is_not_a_string_is_a_problem_with_layers_present(
+    tmp_path: Path, profile: str
+) -> None:
+    """With a standards layer in the file the profile was looked up raw: a list or table
+    is unhashable and raised TypeError."""
+    text = f"[site]\nprofile = {profile}\n[standards.hold]\nreminder_interval_s = 30\n"
+    problem = by_key(problems(tmp_path, text), "site.profile")
+    assert "not an accepted value" in problem.message
+
+
 def test_bad_time_of_day_is_rejected(tmp_path: Path) -> None:
     """Times of day are 'HH:MM' between 00:00 and 23:59."""
     found = problems(tmp_path, '[standards.night_routing]\nwindow_start = "25:00"\n')

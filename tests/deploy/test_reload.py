@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from pbx_agent.clock import ManualClock
@@ -116,6 +117,28 @@ async def test_reload_changing_the_profile_is_refused(tmp_path: Path) -> None:
             assert daemon.config.site.profile == "ru"
             rejected = [e for e in logs if e["event"] == "config_reload_rejected"]
             assert rejected and "site.profile" in rejected[0]["problems"][0]
+
+
+async def test_reload_of_a_file_that_breaks_a_check_is_rejected_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check that raises instead of reporting (a bug) ended in asyncio's traceback on
+    stderr with no config_reload_rejected line; the running configuration must stay."""
+
+    def broken(_path: object) -> object:
+        msg = "a check that fails"
+        raise RuntimeError(msg)
+
+    async with FakeAsterisk() as pbx:
+        path = write(tmp_path / "pbx-agent.toml", pbx)
+        async with running(path) as daemon:
+            before = daemon.config
+            monkeypatch.setattr("pbx_agent.daemon.load_config", broken)
+            with capture_logs() as logs:
+                daemon.reload()
+            assert daemon.config is before
+            [rejected] = [e for e in logs if e["event"] == "config_reload_rejected"]
+            assert "RuntimeError: a check that fails" in rejected["problems"][0]
 
 
 def test_changed_keys_lists_leaves_not_sections() -> None:
