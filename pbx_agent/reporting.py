@@ -56,7 +56,11 @@ def parse_moment(text: str, *, now: datetime, zone: tzinfo) -> datetime:
     match = _SPAN.match(text)
     if match:
         seconds = float(match.group(1)) * _SPAN_UNITS[match.group(2)]
-        return now - timedelta(seconds=seconds)
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:  # before year 1 (or past timedelta's range)
+            msg = f"{text!r} reaches back before the calendar starts; accepted: a shorter length"
+            raise ConfigError(msg) from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

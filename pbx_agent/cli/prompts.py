@@ -116,6 +116,10 @@ def handle_render(args: argparse.Namespace) -> int:
     except (SoundToolMissingError, SoundRenderError) as exc:
         sys.stderr.write(f"pbx-agent: {exc}\n")
         return 1
+    except OSError as exc:  # the folder cannot be made or written
+        where = exc.filename or out
+        sys.stderr.write(f"pbx-agent: cannot write the sounds to {where}: {exc.strerror or exc}\n")
+        return 1
     write = sys.stdout.write
     write(
         f"{result.directory}: {len(result.written)} file(s) written, "

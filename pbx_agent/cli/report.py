@@ -84,7 +84,10 @@ def handle(args: argparse.Namespace) -> int:
     status = run_with_store(args, report)
     if status == 0 and rendered:
         if args.out:
-            Path(args.out).write_text(rendered[0], encoding="utf-8")
+            try:
+                Path(args.out).write_text(rendered[0], encoding="utf-8")
+            except OSError as exc:
+                return fail(f"cannot write the report to {args.out}: {exc.strerror or exc}")
         else:
             sys.stdout.write(rendered[0])
     return status

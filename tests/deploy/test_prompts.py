@@ -169,6 +169,20 @@ def test_the_command_exits_1_naming_the_package_when_sox_is_missing(
     assert "apt-get install sox" in capsys.readouterr().err
 
 
+def test_render_into_a_folder_that_cannot_be_made_says_so_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: real(name) or f"/usr/bin/{name}")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    status = cli.main(["prompts", "render", "--out", str(blocker / "sounds")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "cannot write the sounds to" in err
+    assert "Traceback" not in err
+
+
 def test_check_config_reports_each_missing_prompt_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

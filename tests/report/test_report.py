@@ -128,6 +128,9 @@ def test_period_starts_are_lengths_back_or_iso_times() -> None:
     assert parse_moment("2026-06-10T08:00+00:00", now=now, zone=zone).hour == 8
     with pytest.raises(ConfigError, match="24h"):
         parse_moment("yesterday", now=now, zone=zone)
+    for too_far in ("1000000d", "99999999999d"):  # OverflowError before year 1
+        with pytest.raises(ConfigError, match="before the calendar starts"):
+            parse_moment(too_far, now=now, zone=zone)
 
 
 @pytest.fixture
@@ -175,3 +178,22 @@ async def test_the_command_prints_json_for_a_period(
 async def _run_cli(args: list[str]) -> int:
     # The command runs its own event loop: keep it off this test's loop.
     return await asyncio.to_thread(cli.main, args)
+
+
+async def test_report_out_to_a_missing_folder_says_so_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.upper().startswith("PBX_AGENT_")]:
+        monkeypatch.delenv(name)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
+    seeded = Store.open(url)
+    await seeded.upgrade()
+    await seeded.close()
+    config = tmp_path / "site.toml"
+    config.write_text(f'[site]\ntimezone = "UTC"\n[store]\nurl = "{url}"\n', encoding="utf-8")
+    missing = tmp_path / "no-such-folder" / "report.csv"
+    status = await _run_cli(["report", "--config", str(config), "--out", str(missing)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"cannot write the report to {missing}" in err
+    assert "Traceback" not in err
