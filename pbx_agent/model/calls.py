@@ -771,8 +771,9 @@ class CallModel:
         """Reconcile with the PBX's list of live legs after a (re)connect.
 
         Legs we track that the PBX no longer has ended while we were away: they end with an
-        unknown cause. Legs the PBX has that we do not know are added. Known legs are kept as
-        they are (nothing duplicated, nothing forgotten).
+        unknown cause. Legs the PBX has that we do not know are added. Known legs keep their
+        history; an answer or a bridge change the switch lists for them is applied (nothing
+        duplicated, nothing forgotten).
 
         Holds known before the cut end (``how="link_lost"``): a switch does not list hold
         states, and an ``Unhold`` sent while the link was down is lost for good. Carrying on
@@ -802,7 +803,9 @@ class CallModel:
                 )
             )
         for live in event.legs:
-            if live.created.leg in self.legs:
+            known = self.legs.get(live.created.leg)
+            if known is not None:
+                out.extend(self._reconcile(known, live, now))
                 continue
             out.extend(self._leg_created(live.created, now))
             leg = self.legs[live.created.leg]
@@ -815,6 +818,25 @@ class CallModel:
             if live.on_hold_music:
                 leg.hearing_music = True
                 out.extend(self._music_started(call, leg, now))
+        return out
+
+
+    def _reconcile(self, leg: Leg, live: ev.LiveLeg, now: float) -> list[CallEvent]:
+        """A leg known before the cut, as the switch lists it now: an answer or a bridge
+        change made while the link was down (a queued caller connected to an agent) is
+        taken, or the call would never be seen as connected."""
+        if leg.end is not None:
+            return []
+        call = self.calls[leg.call]
+        out: list[CallEvent] = []
+        if live.answered and not leg.answered:
+            leg.answered = True
+            leg.answered_at = now
+        if live.bridge != leg.bridge:
+            if leg.bridge is not None:
+                out.extend(self._left(call, leg, leg.bridge, now))
+            if live.bridge:
+                out.extend(self._joined(self.calls[leg.call], leg, live.bridge, now))
         return out
 
 

@@ -286,3 +286,39 @@ def test_a_talk_end_whose_start_was_missed_is_still_speech() -> None:
     assert leg.talking_since == pytest.approx(T0 + 8.5)
     # An end with no length (FreeSWITCH's NOTALK) and no start seen says nothing.
     assert model.apply(ev.TalkingStopped(LegId("c.1"), silence_ms=300), T0 + 11) == []
+
+
+def test_a_resync_connects_a_caller_bridged_to_an_agent_while_the_link_was_down() -> None:
+    """Known legs were kept as they were: a queued caller bridged to an agent during the
+    cut was never seen as connected (no hold program, no silent-caller rule). The bridges
+    the switch lists for known legs are applied."""
+    model = cm.CallModel()
+    agent = created("c.2", "c.1", endpoint="PJSIP/agent-1001", number="100")
+    feed(model, [created("c.1", "c.1"), agent, ev.LegAnswered(LegId("c.1"))])
+    assert model.calls[CallId("c.1")].agent is None
+    out = model.apply(
+        ev.PbxResynced(
+            "asterisk",
+            (
+                ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
+                ev.LiveLeg(agent, answered=True, bridge="b1"),
+            ),
+        ),
+        T0 + 5,
+    )
+    assert [type(e) for e in out] == [cm.PartiesConnected]
+    call = model.calls[CallId("c.1")]
+    assert call.agent == "c.2"
+    assert model.legs[LegId("c.2")].answered
+    # The same listing again changes nothing.
+    again = model.apply(
+        ev.PbxResynced(
+            "asterisk",
+            (
+                ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
+                ev.LiveLeg(agent, answered=True, bridge="b1"),
+            ),
+        ),
+        T0 + 6,
+    )
+    assert again == []
