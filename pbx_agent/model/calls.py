@@ -820,7 +820,6 @@ class CallModel:
                 out.extend(self._music_started(call, leg, now))
         return out
 
-
     def _reconcile(self, leg: Leg, live: ev.LiveLeg, now: float) -> list[CallEvent]:
         """A leg known before the cut, as the switch lists it now: an answer or a bridge
         change made while the link was down (a queued caller connected to an agent) is
