@@ -296,29 +296,16 @@ def test_a_resync_connects_a_caller_bridged_to_an_agent_while_the_link_was_down(
     agent = created("c.2", "c.1", endpoint="PJSIP/agent-1001", number="100")
     feed(model, [created("c.1", "c.1"), agent, ev.LegAnswered(LegId("c.1"))])
     assert model.calls[CallId("c.1")].agent is None
-    out = model.apply(
-        ev.PbxResynced(
-            "asterisk",
-            (
-                ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
-                ev.LiveLeg(agent, answered=True, bridge="b1"),
-            ),
+    listing = ev.PbxResynced(
+        "asterisk",
+        (
+            ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
+            ev.LiveLeg(agent, answered=True, bridge="b1"),
         ),
-        T0 + 5,
     )
+    out = model.apply(listing, T0 + 5)
     assert [type(e) for e in out] == [cm.PartiesConnected]
     call = model.calls[CallId("c.1")]
     assert call.agent == "c.2"
     assert model.legs[LegId("c.2")].answered
-    # The same listing again changes nothing.
-    again = model.apply(
-        ev.PbxResynced(
-            "asterisk",
-            (
-                ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
-                ev.LiveLeg(agent, answered=True, bridge="b1"),
-            ),
-        ),
-        T0 + 6,
-    )
-    assert again == []
+    assert model.apply(listing, T0 + 6) == []  # the same listing again changes nothing

@@ -147,15 +147,7 @@ async def test_the_command_prints_json_for_a_period(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`pbx-agent report --since ... --until ... --format json` against a seeded SQLite file."""
-    for name in [n for n in os.environ if n.upper().startswith("PBX_AGENT_")]:
-        monkeypatch.delenv(name)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
-    seeded = Store.open(url)
-    await seeded.upgrade()
-    await seed(seeded)
-    await seeded.close()
-    config = tmp_path / "site.toml"
-    config.write_text(f'[site]\ntimezone = "UTC"\n[store]\nurl = "{url}"\n', encoding="utf-8")
+    config = await _site_with_store(tmp_path, monkeypatch, seeded=True)
     args = [
         "report",
         "--config",
@@ -175,6 +167,23 @@ async def test_the_command_prints_json_for_a_period(
     assert data["routing"]["night_ivr"] == 3
 
 
+async def _site_with_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, seeded: bool
+) -> Path:
+    """A site file (UTC) whose SQLite store is upgraded, and seeded when asked."""
+    for name in [n for n in os.environ if n.upper().startswith("PBX_AGENT_")]:
+        monkeypatch.delenv(name)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
+    store = Store.open(url)
+    await store.upgrade()
+    if seeded:
+        await seed(store)
+    await store.close()
+    config = tmp_path / "site.toml"
+    config.write_text(f'[site]\ntimezone = "UTC"\n[store]\nurl = "{url}"\n', encoding="utf-8")
+    return config
+
+
 async def _run_cli(args: list[str]) -> int:
     # The command runs its own event loop: keep it off this test's loop.
     return await asyncio.to_thread(cli.main, args)
@@ -183,14 +192,7 @@ async def _run_cli(args: list[str]) -> int:
 async def test_report_out_to_a_missing_folder_says_so_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in [n for n in os.environ if n.upper().startswith("PBX_AGENT_")]:
-        monkeypatch.delenv(name)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
-    seeded = Store.open(url)
-    await seeded.upgrade()
-    await seeded.close()
-    config = tmp_path / "site.toml"
-    config.write_text(f'[site]\ntimezone = "UTC"\n[store]\nurl = "{url}"\n', encoding="utf-8")
+    config = await _site_with_store(tmp_path, monkeypatch, seeded=False)
     missing = tmp_path / "no-such-folder" / "report.csv"
     status = await _run_cli(["report", "--config", str(config), "--out", str(missing)])
     err = capsys.readouterr().err
