@@ -311,21 +311,26 @@ class CallbackService:
         """The job, or None when the store is away: then the request is kept and saved by
         a later cycle (``_save_unsaved``), so a store outage at the moment of the drop does
         not lose the customer's callback."""
+        item = _Unsaved(new, call_id, cause)
         try:
-            job, created = await self._store.callbacks.create_unless_pending(new)
+            return await self._save(item, now)
         except StoreUnavailable as exc:
-            self._keep_unsaved(_Unsaved(new, call_id, cause), error=str(exc))
+            self._keep_unsaved(item, error=str(exc))
             return None
-        if not created:
+
+    async def _save(self, item: _Unsaved, now: datetime) -> CallbackJob:
+        """Write the drop's job unless one is pending for the number; log which."""
+        job, created = await self._store.callbacks.create_unless_pending(item.new)
+        if created:
+            await self._log_created(job, call_id=item.call_id, cause=item.cause, now=now)
+        else:
             log.info(
                 "callback.already_pending",
-                call_id=call_id,
-                number=new.number,
+                call_id=item.call_id,
+                number=item.new.number,
                 job_id=job.id,
-                reason=new.reason,
+                reason=item.new.reason,
             )
-            return job
-        await self._log_created(job, call_id=call_id, cause=cause, now=now)
         return job
 
     def _keep_unsaved(self, item: _Unsaved, *, error: str) -> None:
@@ -361,18 +366,8 @@ class CallbackService:
                     reason="the store was away for the whole callback window",
                 )
                 continue
-            job, created = await self._store.callbacks.create_unless_pending(item.new)
+            await self._save(item, now)
             self._unsaved.pop(0)
-            if created:
-                await self._log_created(job, call_id=item.call_id, cause=item.cause, now=now)
-            else:
-                log.info(
-                    "callback.already_pending",
-                    call_id=item.call_id,
-                    number=item.new.number,
-                    job_id=job.id,
-                    reason=item.new.reason,
-                )
 
     async def register_promise(
         self,
