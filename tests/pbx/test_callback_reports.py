@@ -9,31 +9,7 @@ from structlog.testing import capture_logs
 
 from pbx_agent.model import events as ev
 from pbx_agent.pbx.callback_reports import ReportQueue, VerdictReport, is_attempt_id
-
-
-class Sink:
-    def __init__(self, *, failing: set[str] | None = None) -> None:
-        self.seen: list[tuple[str, str, str]] = []
-        self.failing = failing or set()
-
-    async def on_originate_outcome(
-        self,
-        request_id: str,
-        outcome: str,
-        *,
-        cause: int | None = None,
-        cause_text: str = "",
-        tech_cause: str = "",
-    ) -> object:
-        if request_id in self.failing:
-            msg = "the store is down"
-            raise RuntimeError(msg)
-        self.seen.append(("outcome", request_id, outcome))
-        return None
-
-    async def on_machine_verdict(self, request_id: str, verdict: str, *, cause: str = "") -> object:
-        self.seen.append(("verdict", request_id, f"{verdict}/{cause}"))
-        return None
+from tests.pbx.test_freeswitch_dialer import Sink
 
 
 def _ids(n: int) -> list[str]:

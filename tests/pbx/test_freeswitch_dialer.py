@@ -31,6 +31,8 @@ class Sink:
 
     outcomes: list[tuple[str, str]] = field(default_factory=list)
     verdicts: list[tuple[str, str, str]] = field(default_factory=list)
+    seen: list[tuple[str, str, str]] = field(default_factory=list)  # both, in arrival order
+    failing: set[str] = field(default_factory=set)  # request ids whose outcome raises
 
     async def on_originate_outcome(
         self,
@@ -41,11 +43,16 @@ class Sink:
         cause_text: str = "",
         tech_cause: str = "",
     ) -> object:
+        if request_id in self.failing:
+            msg = "the store is down"
+            raise RuntimeError(msg)
         self.outcomes.append((request_id, outcome))
+        self.seen.append(("outcome", request_id, outcome))
         return None
 
     async def on_machine_verdict(self, request_id: str, verdict: str, *, cause: str = "") -> object:
         self.verdicts.append((request_id, verdict, cause))
+        self.seen.append(("verdict", request_id, f"{verdict}/{cause}"))
         return None
 
 
