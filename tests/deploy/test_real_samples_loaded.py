@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pbx_agent.pbx.ami_client import AmiClient, AmiSettings
-from pbx_agent.pbx.esl_client import EslClient, EslSettings
+from pbx_agent.pbx.esl_client import EslClient
 from tests.real.conftest import RealAsterisk, RealFreeswitch
 
 DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan"
@@ -86,14 +86,7 @@ async def test_every_sample_extension_is_in_the_freeswitch_dialplan(
         for e in ET.parse(DIALPLAN / "freeswitch" / file).getroot().iter("extension")
     ]
     profile = ET.parse(DIALPLAN / "freeswitch" / "pbx-agent-profile.xml").getroot().get("name")
-    client = EslClient(
-        EslSettings(
-            host=real_freeswitch.host,
-            port=real_freeswitch.port,
-            password=real_freeswitch.password,
-            events=("HEARTBEAT",),
-        )
-    )
+    client = EslClient(real_freeswitch.esl_settings())
     await client.start()
     try:
         located = await client.api("xml_locate dialplan")

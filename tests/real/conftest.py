@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from pbx_agent.pbx.esl_client import EslSettings
+
 
 @dataclass(frozen=True)
 class RealAsterisk:
@@ -33,6 +35,12 @@ class RealFreeswitch:
     host: str
     port: int
     password: str
+
+    def esl_settings(self) -> EslSettings:
+        """An inbound Event Socket to this switch that asks only for HEARTBEAT events."""
+        return EslSettings(
+            host=self.host, port=self.port, password=self.password, events=("HEARTBEAT",)
+        )
 
 
 def _split(value: str, parts: int, name: str) -> list[str]:

@@ -19,7 +19,7 @@ import uuid
 import numpy as np
 import pytest
 
-from pbx_agent.pbx.esl_client import EslClient, EslSettings
+from pbx_agent.pbx.esl_client import EslClient
 from pbx_agent.wire.unicast import parse_read_rate, unicast_headers
 from tests.real.conftest import RealFreeswitch
 
@@ -47,14 +47,7 @@ async def test_a_parked_leg_streams_its_audio_as_l16_datagrams(
     )
     port = transport.get_extra_info("sockname")[1]
     leg = str(uuid.uuid4())
-    client = EslClient(
-        EslSettings(
-            host=real_freeswitch.host,
-            port=real_freeswitch.port,
-            password=real_freeswitch.password,
-            events=("HEARTBEAT",),
-        )
-    )
+    client = EslClient(real_freeswitch.esl_settings())
     await client.start()
     try:
         result = await client.api(
