@@ -49,7 +49,13 @@ Transitions (``stage`` x ``signal``; every signal in ``OVER`` is ignored)::
     any      CallerSoundEnded >= min         -> OVER HEARD, Disarm
     any      CallerSoundEnded < min          -> same, NoiseIgnored; WAITING/CLOSING: Arm(due),
                                                 or act at once if due passed meanwhile
-    PLAYING/CLOSING  Other*                  -> ignored (the agent may talk over a prompt)
+    PLAYING  Other*                          -> remembered (the agent may talk over a prompt;
+                                                a prompt that ends while they still talk
+                                                leaves the count stopped: WAITING/CLOSING
+                                                with nothing armed, Disarm)
+    CLOSING  OtherSpeechStarted              -> CLOSING  due = None, Disarm (no drop over the
+                                                agent's words)
+    CLOSING  OtherSpeechEnded(t)             -> CLOSING  Arm(t + final_wait_s)
 
 *The policy* (``SilentCallerPolicy``, R2 on one call): when the caller and an agent are
 connected the procedure begins with the greeting not yet over; the agent's first speech ends
@@ -139,6 +145,7 @@ class Silence:
     stage: Stage = Stage.WAITING
     step: int = 0  # the step being waited for (WAITING) or played (PLAYING)
     quiet_since: float | None = None  # start of the silence being counted; None: other talks
+    other_talking: bool = False  # the other party (the agent) is speaking
     due: float | None = None  # when the current wait ends (step, prompt guard, drop)
     sound_since: float | None = None  # a sound from the caller is pending judgement
     prompt_done_at: float | None = None  # when the last prompt finished (CLOSING)
@@ -255,13 +262,21 @@ def advance(state: Silence, signal: Signal, now: float) -> Transition:  # noqa: 
         case CallerSoundEnded():
             return _sound_ended(state, signal, now)
         case OtherSpeechStarted():
-            if state.stage is not Stage.WAITING:
-                return state, []
-            return replace(state, quiet_since=None, due=None), [Disarm()]
+            talking = replace(state, other_talking=True)
+            if state.stage is Stage.PLAYING:
+                return talking, []
+            if state.stage is Stage.WAITING:
+                talking = replace(talking, quiet_since=None)
+            return replace(talking, due=None), [Disarm()]
         case OtherSpeechEnded():
-            if state.stage is not Stage.WAITING:
-                return state, []
-            return _wait_for_step(state, state.step, signal.ended_at, now)
+            quiet = replace(state, other_talking=False)
+            match state.stage:
+                case Stage.PLAYING:
+                    return quiet, []
+                case Stage.WAITING:
+                    return _wait_for_step(quiet, state.step, signal.ended_at, now)
+                case Stage.CLOSING:
+                    return _close_after(quiet, signal.ended_at, now)
         case Due():
             if state.due is None or now < state.due - _EARLY_TOLERANCE_S:
                 return state, []  # stale: re-armed or disarmed since
@@ -348,10 +363,26 @@ def _due(state: Silence, now: float) -> Transition:
 
 def _prompt_played(state: Silence, now: float) -> Transition:
     plan = state.plan
-    if state.step + 1 < len(plan.steps):
+    last = state.step + 1 >= len(plan.steps)
+    if state.other_talking:
+        # The agent is still speaking: nothing is counted (and nothing said or dropped over
+        # their words) until they stop; OtherSpeechEnded arms from their real end.
+        if last:
+            closing = replace(state, stage=Stage.CLOSING, due=None, prompt_done_at=now)
+            return closing, [Disarm()]
+        waiting = replace(
+            state, stage=Stage.WAITING, step=state.step + 1, quiet_since=None, due=None
+        )
+        return waiting, [Disarm()]
+    if not last:
         return _wait_for_step(state, state.step + 1, now, now)
-    closing = replace(state, stage=Stage.CLOSING, due=now + plan.final_wait_s, prompt_done_at=now)
-    if plan.final_wait_s <= 0 and closing.sound_since is None:
+    return _close_after(replace(state, stage=Stage.CLOSING, prompt_done_at=now), now, now)
+
+
+def _close_after(state: Silence, quiet_since: float, now: float) -> Transition:
+    """CLOSING: the drop falls due ``final_wait_s`` after ``quiet_since``."""
+    closing = replace(state, due=quiet_since + state.plan.final_wait_s)
+    if closing.due is not None and closing.due <= now and closing.sound_since is None:
         return _drop(closing, now)
     return closing, _arm_unless_sounding(closing, now)
 

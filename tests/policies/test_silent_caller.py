@@ -187,6 +187,51 @@ def test_agent_speech_between_steps_restarts_the_silence_from_its_end() -> None:
     assert d.prompts()[1] == (pytest.approx(agent_end + 2.5, abs=1e-6), "silent.closing")
 
 
+def test_agent_still_talking_when_a_prompt_ends_holds_the_next_step_until_they_stop() -> None:
+    """The agent starts talking over "Говорите, пожалуйста" and goes on after it ends: the
+    closing phrase is not said over their words; the count starts when they stop."""
+    d = greeted()
+    first = d.until_prompt()
+    agent_end = first + 7.0
+    d.handle(ev.TalkingStarted(AGENT), at=first + 1.0)
+    d.prompt_finished("silent.prompt", after_s=2.0)
+    d.run_until(agent_end + 0.3)
+    assert [p for _, p in d.prompts()] == ["silent.prompt"]
+    d.handle(ev.TalkingStopped(AGENT, 300, 6000), at=agent_end + 0.3)
+    d.after(10)
+    assert d.prompts()[1] == (pytest.approx(agent_end + 2.5, abs=1e-6), "silent.closing")
+
+
+def test_agent_talking_after_the_closing_phrase_delays_the_drop_until_they_stop() -> None:
+    """zh waits 3 s after the closing phrase; an agent still speaking then is not cut off:
+    the drop comes 3 s after the end of their words."""
+    d = greeted("zh", silent_caller={"one_way_audio_callback": False})
+    for prompt in ("silent.prompt1", "silent.prompt2"):
+        d.after(4.0)
+        d.prompt_finished(prompt, after_s=2.0)
+    closing = d.until_prompt()
+    d.handle(ev.TalkingStarted(AGENT), at=closing + 1.0)
+    d.prompt_finished("silent.closing", after_s=2.0)
+    agent_end = closing + 8.0
+    d.run_until(agent_end + 0.3)
+    assert d.of_type(cmd.HangupCall) == []
+    d.handle(ev.TalkingStopped(AGENT, 300, 7000), at=agent_end + 0.3)
+    d.after(10)
+    assert [at for at, _ in d.of_type(cmd.HangupCall)] == [pytest.approx(agent_end + 3, abs=1e-6)]
+
+
+def test_agent_starting_to_talk_in_the_pause_after_the_closing_phrase_delays_the_drop() -> None:
+    """The agent speaks again after the closing phrase, before the drop: the drop waits."""
+    d = greeted("zh", silent_caller={"one_way_audio_callback": False})
+    for prompt in ("silent.prompt1", "silent.prompt2", "silent.closing"):
+        d.after(4.0)
+        d.prompt_finished(prompt, after_s=2.0)
+    agent_end = d.now + 4.0
+    d.speech(AGENT, d.now + 1.0, agent_end)
+    d.after(10)
+    assert [at for at, _ in d.of_type(cmd.HangupCall)] == [pytest.approx(agent_end + 3, abs=1e-6)]
+
+
 def test_long_greeting_with_pauses_counts_from_its_last_part() -> None:
     """A greeting split by a pause longer than the detector's threshold is one greeting."""
     d = driver()
