@@ -127,6 +127,7 @@ class Leg:
     speech_ended_at: float | None = None
     agent: str | None = None
     tier: str | None = None
+    tier_given: bool = False  # the tier came from the tier variable, not from agents.tiers
     queue: str | None = None
     end: LegEnd | None = None
 
@@ -514,6 +515,13 @@ class CallModel:
             return self.rules.tiers[agent]
         return self.rules.default_tier
 
+    def _retier(self, leg: Leg) -> None:
+        """The tier of ``leg`` for the agent it now names: the tier variable wins, else
+        ``agents.tiers`` for the agent id (known only once the queue or the dialplan names
+        the agent, after the leg was first given one by its endpoint name)."""
+        if not leg.tier_given:
+            leg.tier = self._tier_for(leg.agent)
+
     def _make_agent(self, call: Call, leg: Leg, agent: str | None, queue: str | None) -> None:
         leg.role = Role.AGENT
         leg.role_fixed = True
@@ -521,7 +529,7 @@ class CallModel:
             leg.agent = agent
         elif leg.agent is None:
             leg.agent = _endpoint_name(leg.endpoint)
-        leg.tier = leg.tier or self._tier_for(leg.agent)
+        self._retier(leg)
         if queue:
             leg.queue = queue
             call.queue = queue
@@ -633,9 +641,11 @@ class CallModel:
                     call.caller = leg.id
         elif name == rules.tier_variable and value:
             leg.tier = value.strip()
+            leg.tier_given = True
         elif name == rules.agent_variable and value:
             leg.agent = value
-            leg.tier = leg.tier or self._tier_for(value)
+            if leg.role is Role.AGENT:
+                self._retier(leg)
         elif name == rules.queue_variable and value:
             leg.queue = value
             call.queue = value

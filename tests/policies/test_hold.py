@@ -153,6 +153,33 @@ def test_senior_tier_from_the_configuration_has_three_minutes() -> None:
     assert len(of(r.advance(180), cmd.AlertAgent)) == 1
 
 
+@pytest.mark.parametrize(
+    "naming",
+    [
+        ev.LegVariable(AGENT, "PBXAGENT_AGENT", "1001"),
+        ev.AgentConnected(CALLER, AGENT, "1001", "support"),
+    ],
+    ids=["agent-variable", "queue-agent"],
+)
+def test_senior_tier_keyed_by_agent_id_applies_once_the_agent_is_named(naming: ev.PbxEvent) -> None:
+    """agents.tiers is keyed by agent id; the id comes after the leg was first tiered by its
+    endpoint name (the default tier): the configured tier still applies (180 s, not 120 s)."""
+    r = runner("ru", tiers={"1001": "senior"})
+    r.at(1, naming)
+    assert r.call().legs[AGENT].tier == "senior"
+    r.agent_holds(2)
+    assert of(r.advance(181.9), cmd.AlertAgent) == []
+    assert len(of(r.advance(182), cmd.AlertAgent)) == 1
+
+
+def test_tier_variable_wins_over_the_configured_tier_of_the_agent_id() -> None:
+    """PBXAGENT_TIER set by the dialplan is kept when the agent id is learnt later."""
+    r = runner("ru", tiers={"1001": "senior"})
+    r.at(1, ev.LegVariable(AGENT, "PBXAGENT_TIER", "specialist"))
+    r.at(1.5, ev.LegVariable(AGENT, "PBXAGENT_AGENT", "1001"))
+    assert r.call().legs[AGENT].tier == "specialist"
+
+
 def test_tier_from_the_channel_variable() -> None:
     """The leg's tier variable (PBXAGENT_TIER=senior) sets the agent's limit."""
     r = runner("ru")
