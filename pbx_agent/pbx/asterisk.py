@@ -105,6 +105,9 @@ class HoldProgram:
 class _Whisper:
     leg: LegId
     prompt: str
+    # Playback's PLAYBACKSTATUS on the helper when it was not SUCCESS (a missing sound file):
+    # the helper still ends normally, so its end alone does not say the prompt was heard.
+    failed: str | None = None
 
 
 class AsteriskAdapter:
@@ -155,6 +158,8 @@ class AsteriskAdapter:
     # -- events in ------------------------------------------------------------------------------
 
     def _on_ami_event(self, message: AmiMessage) -> None:
+        if message.name == "VarSet" and message.get("Variable") == "PLAYBACKSTATUS":
+            self._playback_status(message)
         for event in self.translator.feed(message):
             if isinstance(event, ev.LegHungUp):
                 self._helper_gone(event.leg)
@@ -173,10 +178,26 @@ class AsteriskAdapter:
                     held.music_class = event.music_class
             self._handle(event)
 
+    def _playback_status(self, message: AmiMessage) -> None:
+        whisper = self._whispers.get(LegId(message.get("Uniqueid") or ""))
+        status = message.get("Value") or ""
+        if whisper is not None and status != "SUCCESS":
+            whisper.failed = status or "(empty)"
+
     def _helper_gone(self, leg: LegId) -> None:
         whisper = self._whispers.pop(leg, None)
         if whisper is not None:
-            self._handle(ev.PromptFinished(whisper.leg, whisper.prompt, ok=True))
+            if whisper.failed is not None:
+                log.warning(
+                    "prompt_failed",
+                    pbx=self.name,
+                    leg=whisper.leg,
+                    prompt=whisper.prompt,
+                    reason=f"Playback ended with PLAYBACKSTATUS={whisper.failed} "
+                    f"(is the sound file {self.options.sounds(whisper.prompt)} on the switch?)",
+                )
+            ok = whisper.failed is None
+            self._handle(ev.PromptFinished(whisper.leg, whisper.prompt, ok=ok))
         program = self.hold_programs.get(leg)
         if program is not None:
             # Gone although nobody stopped it: tell the policy, the held party may hear silence.

@@ -84,3 +84,19 @@ async def test_noise_burst_does_not_stop_the_procedure_over_ami() -> None:
         noise = rig.decided("silent_caller_noise")
     assert first.at == pytest.approx(greeting_end + 2.5, abs=BOUND_S)
     assert len(noise) == 1
+
+
+async def test_a_phrase_whose_sound_file_is_missing_on_the_switch_never_leads_to_the_drop() -> None:
+    """Playback of a missing file ends the helper normally with PLAYBACKSTATUS=FAILED: the
+    caller heard nothing, so the procedure is abandoned and the caller is not hung up on."""
+    async with loopback([SilentCallerPolicy()], standards()) as rig:
+        rig.pbx.switch.missing_sounds.add(sound("silent.prompt"))
+        caller, agent = await rig.connected_call()
+        start = rig.clock.now()
+        await agent.talk(1.0)
+        await rig.until(lambda: rig.decided("silent_caller_abandoned"), what="the abandon")
+        await rig.sleep(10.0)
+        actions = rig.actions("Originate", "Hangup", since=start)
+    assert [a.message.get("Data") for a in actions] == [sound("silent.prompt")]
+    assert caller.alive and agent.alive
+    assert rig.decided("silent_caller_drop") == []
