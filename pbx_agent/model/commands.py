@@ -36,6 +36,10 @@ class PlayPrompt:
     prompt: str
     audience: Audience = Audience.LEG
     reason: str = ""
+    # The party behind ``leg`` may answer while it plays, and that answer must still be heard
+    # (R2: any speech cancels the drop). A switch that can play to both parties only by
+    # interrupting the conversation plays it to ``leg`` alone, over the conversation.
+    answerable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

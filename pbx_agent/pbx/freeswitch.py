@@ -372,15 +372,20 @@ class FreeswitchAdapter:
             # Never a broadcast to the leg hearing hold music (trace 03b).
             await self._displace(command.leg, command.prompt, path, mux=False, call_id=call.id)
             return f"displaced {path} over the hold music of {uuid}"
-        if command.audience is cmd.Audience.LEG and translator.bridged_to_party(uuid):
-            await self._displace(command.leg, command.prompt, path, mux=True, call_id=call.id)
-            return f"whispered {path} to {uuid}"
         peer = translator.peer_of(uuid)
         both = (
             command.audience is cmd.Audience.BOTH
             and translator.bridged_to_party(uuid)
             and not (peer is not None and translator.hears_hold_music(peer))
         )
+        if peer is not None and (
+            command.audience is cmd.Audience.LEG or (both and command.answerable)
+        ):
+            # A broadcast to a bridged leg stops what the bridge carries from it (03a): its
+            # party's answer would reach neither the agent nor the talk detector (on the
+            # agent's leg, or the listener's). Displaced over the conversation instead.
+            await self._displace(command.leg, command.prompt, path, mux=True, call_id=call.id)
+            return f"displaced {path} over the conversation to {uuid}"
         legs = "both" if both else "aleg"
         translator.expect_prompt(uuid, path, command.prompt)
         try:

@@ -277,7 +277,9 @@ class LingeringPolicy:
                             "late_s": round(effect.late_s, 3),
                         },
                     ),
-                    cmd.PlayPrompt(state.caller, effect.prompt, cmd.Audience.LEG, reason),
+                    cmd.PlayPrompt(
+                        state.caller, effect.prompt, cmd.Audience.LEG, reason, answerable=True
+                    ),
                 ]
             case NoiseIgnored():
                 return [

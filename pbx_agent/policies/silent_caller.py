@@ -593,7 +593,9 @@ class SilentCallerPolicy:
                             "late_s": _r(effect.late_s),
                         },
                     ),
-                    cmd.PlayPrompt(state.caller, effect.prompt, cmd.Audience.BOTH, reason),
+                    cmd.PlayPrompt(
+                        state.caller, effect.prompt, cmd.Audience.BOTH, reason, answerable=True
+                    ),
                 ]
             case NoiseIgnored():
                 return [

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from pbx_agent.clock import LoopClock
 from pbx_agent.engine import Engine
 from pbx_agent.errors import UnsafeValueError
+from pbx_agent.lab.freeswitch_driver import LISTENER_DIAL
 from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
@@ -302,6 +303,41 @@ async def test_a_prompt_to_a_party_alone_is_a_broadcast_to_that_leg(fs: FakeFree
         await a.until(lambda: bool(a.engine.model.calls), "the call")
         await a.run(cmd.PlayPrompt(LegId(caller.uuid), "linger.ask"))
         assert a.api()[-1] == f"uuid_broadcast {caller.uuid} {path('linger.ask')} aleg"
+
+
+async def test_an_answerable_prompt_to_both_parties_is_displaced_on_the_caller_alone(
+    fs: FakeFreeSwitch,
+) -> None:
+    """R2's phrases: a broadcast to both would stop the caller's voice reaching the agent's
+    leg, where the switch detects it; displaced over the conversation, the caller's answer
+    during the phrase is still heard (by the agent and as the caller's speech)."""
+    async with attached(fs) as a:
+        caller, _agent = await bridged(a)
+        play = cmd.PlayPrompt(
+            LegId(caller.uuid), "silent.prompt", cmd.Audience.BOTH, answerable=True
+        )
+        await a.run(play)
+        assert a.api()[-1] == f"uuid_displace {caller.uuid} start {path('silent.prompt')} 0 mux"
+        fs.talk(caller)
+        await a.until(lambda: bool(a.seen(cm.SpeechStarted)), "the caller's speech")
+        assert a.seen(cm.SpeechStarted)[0].leg == caller.uuid
+
+
+async def test_a_prompt_to_a_caller_bridged_to_the_listener_is_displaced(
+    fs: FakeFreeSwitch,
+) -> None:
+    """A lingering caller is bridged to the listener so that their speech is detected: a
+    broadcast would stop that audio for the prompt's length; a displaced prompt does not."""
+    async with attached(fs) as a:
+        caller = fs.inbound_call("79161234567", "Иван", "100")
+        await a.until(lambda: bool(a.engine.model.calls), "the call")
+        listener = await fs.bridge(caller, LISTENER_DIAL)
+        assert listener is not None
+        await a.until(lambda: a.adapter.translator.peer_of(caller.uuid) is not None, "bridge")
+        await a.run(cmd.PlayPrompt(LegId(caller.uuid), "linger.ask", answerable=True))
+        assert a.api()[-1] == f"uuid_displace {caller.uuid} start {path('linger.ask')} 0 mux"
+        fs.talk(caller)
+        await a.until(lambda: bool(a.seen(cm.SpeechStarted)), "the caller's speech")
 
 
 async def test_a_missing_file_is_a_failed_prompt(fs: FakeFreeSwitch) -> None:
