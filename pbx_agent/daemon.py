@@ -21,7 +21,6 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-from pbx_agent.amd.detector import Verdict
 from pbx_agent.clock import Clock, LoopClock
 from pbx_agent.config import Config, ConfigError, load_config
 from pbx_agent.config.settings import AsteriskSettings, FreeswitchSettings
@@ -450,14 +449,10 @@ class Daemon:
             )
             return
         assert self.clock is not None
-        metrics = self.metrics
-
-        def on_verdict(leg: str, verdict: Verdict) -> None:
-            metrics.count_machine_verdict(verdict.kind.value)
-            adapter.unicast_verdict(leg, verdict)
-
+        # The adapter hands the verdict to the engine as MachineDetected, which the metrics
+        # count (as they count the switch's own verdicts): not counted here as well.
         server = UnicastAudioServer(
-            on_verdict,
+            adapter.unicast_verdict,
             params=detector_params(amd),
             host=settings.unicast_bind,
             ports=(low, high),

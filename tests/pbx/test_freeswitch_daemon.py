@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from pbx_agent.amd.detector import Verdict
+from pbx_agent.amd.params import VerdictKind
 from pbx_agent.clock import Clock, LoopClock, ManualClock
 from pbx_agent.config import Config
 from pbx_agent.config.settings import deep_merge
@@ -126,6 +128,22 @@ async def test_callbacks_are_judged_on_their_audio_by_default(tmp_path: Path) ->
         assert isinstance(daemon.adapter, FreeswitchAdapter)
         assert isinstance(daemon.adapter.unicast, UnicastAudioServer)
         assert daemon.adapter.unicast.host == "127.0.0.1"
+
+
+async def test_a_verdict_from_the_stream_is_counted_once(tmp_path: Path) -> None:
+    """The receiver's verdict reaches the engine as MachineDetected, which the metrics count:
+    one verdict, one count in pbx_agent_amd_results_total."""
+    async with running(tmp_path) as (_fs, daemon):
+        assert isinstance(daemon.adapter, FreeswitchAdapter)
+        receiver = daemon.adapter.unicast
+        assert receiver is not None
+        leg = "0b0e3c1e-1111-4222-8333-944445555666"
+        result = receiver._on_verdict(leg, Verdict(VerdictKind.MACHINE, "tone-1000hz", 2100))
+        if asyncio.iscoroutine(result):
+            await result
+        registry = daemon.metrics.registry
+        sample = registry.get_sample_value("pbx_agent_amd_results_total", {"result": "machine"})
+    assert sample == 1
 
 
 @pytest.mark.parametrize(
