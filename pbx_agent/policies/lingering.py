@@ -226,8 +226,10 @@ class LingeringPolicy:
             commands.extend(self._command_for(lingering, effect, call))
         caller = call.legs.get(state.caller)
         if caller is not None and caller.talking:
-            since = caller.talking_since if caller.talking_since is not None else now
-            lingering, more = self._signal(lingering, CallerSoundStarted(since), call, now)
+            # Speaking over the press (their own goodbye): only what they say after it can be
+            # an answer; what came before was said to the agent.
+            sound = CallerSoundStarted(now, clipped=True)
+            lingering, more = self._signal(lingering, sound, call, now)
             commands.extend(more)
         return lingering, commands
 

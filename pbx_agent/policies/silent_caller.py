@@ -148,6 +148,7 @@ class Silence:
     other_talking: bool = False  # the other party (the agent) is speaking
     due: float | None = None  # when the current wait ends (step, prompt guard, drop)
     sound_since: float | None = None  # a sound from the caller is pending judgement
+    sound_clipped: bool = False  # it began before the procedure: measured from sound_since
     prompt_done_at: float | None = None  # when the last prompt finished (CLOSING)
     silences: tuple[float, ...] = ()  # the silence measured before each prompt (and the drop)
     outcome: Outcome | None = None
@@ -160,6 +161,9 @@ class Silence:
 @dataclass(frozen=True, slots=True)
 class CallerSoundStarted:
     at: float
+    # The sound began before the procedure (the caller's goodbye over R3's farewell press):
+    # only its part from ``at`` counts, not the detector's measure of all of it.
+    clipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +261,7 @@ def advance(state: Silence, signal: Signal, now: float) -> Transition:  # noqa: 
         case CallerSoundStarted():
             if state.sound_since is not None:
                 return state, []
-            held = replace(state, sound_since=signal.at)
+            held = replace(state, sound_since=signal.at, sound_clipped=signal.clipped)
             return held, [Disarm()] if state.stage is not Stage.PLAYING else []
         case CallerSoundEnded():
             return _sound_ended(state, signal, now)
@@ -306,11 +310,11 @@ def _arm_unless_sounding(state: Silence, now: float) -> list[Effect]:
 def _sound_ended(state: Silence, signal: CallerSoundEnded, now: float) -> Transition:
     if state.sound_since is None:
         return state, []  # an end we never saw begin (detection enabled mid-sound)
-    if signal.speech_ms is not None:
+    if signal.speech_ms is not None and not state.sound_clipped:
         duration_ms = signal.speech_ms
     else:
         duration_ms = round(max(0.0, signal.ended_at - state.sound_since) * 1000)
-    cleared = replace(state, sound_since=None)
+    cleared = replace(state, sound_since=None, sound_clipped=False)
     if duration_ms >= state.plan.min_speech_ms:
         return _finish(
             cleared, Outcome.HEARD, f"the caller spoke for {duration_ms} ms", speech_ms=duration_ms

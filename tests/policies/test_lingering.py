@@ -102,6 +102,32 @@ def test_caller_speech_before_the_question_requeues_without_asking() -> None:
     assert [r.target for r in redirects(d)] == ["linger", "requeue"]
 
 
+def test_the_callers_goodbye_over_the_press_is_not_taken_for_a_question() -> None:
+    """ "Спасибо, до свидания" from 1 s before the press to 0.1 s after it (the detector's
+    Duration: 1100 ms): only the 100 ms after the press could be an answer, and that is noise.
+    The caller is asked, not sent back to the queue."""
+    d = CallDriver(LingeringPolicy(prompt_guard_s=30), standards("ru"))
+    d.connect(at=T0)
+    d.handle(ev.TalkingStarted(CALLER), at=PRESS - 1.0 + 0.02)
+    d.handle(ev.FeatureRequested(AGENT, FAREWELL), at=PRESS)
+    d.handle(ev.TalkingStopped(CALLER, 300, 1100), at=PRESS + 0.1 + 0.3)
+    d.after(10)
+    assert [r.target for r in redirects(d)] == ["linger"]
+    assert [p for _, p in d.prompts()] == ["linger.ask"]
+
+
+def test_the_caller_still_talking_well_after_the_press_is_heard() -> None:
+    """Speech that began before the press and goes on 1 s after it is an answer: requeued."""
+    d = CallDriver(LingeringPolicy(prompt_guard_s=30), standards("ru"))
+    d.connect(at=T0)
+    d.handle(ev.TalkingStarted(CALLER), at=PRESS - 0.5)
+    d.handle(ev.FeatureRequested(AGENT, FAREWELL), at=PRESS)
+    d.handle(ev.TalkingStopped(CALLER, 300, 1500), at=PRESS + 1.0 + 0.3)
+    d.after(10)
+    assert d.prompts() == []
+    assert [r.target for r in redirects(d)] == ["linger", "requeue"]
+
+
 def test_caller_speech_after_the_closing_phrase_requeues_instead_of_dropping() -> None:
     """Speech in the last 2-3 s still continues the conversation."""
     d = pressed()
