@@ -135,6 +135,7 @@ async def test_every_decision_is_logged_once_with_rule_and_reason() -> None:
             "leg": "c.1",
             "prompt": "silent.prompt",
             "audience": cmd.Audience.LEG,
+            "answerable": False,
         }
     ]
 
