@@ -201,6 +201,19 @@ class Call:
         found = self.legs.get(leg)
         return found is not None and found.alive
 
+    def bridged_together(self, one: LegId, other: LegId) -> bool:
+        """Both legs are alive and in the same bridge (talking to each other, or one holding
+        the other), not e.g. an agent away consulting a colleague."""
+        a, b = self.legs.get(one), self.legs.get(other)
+        return (
+            a is not None
+            and b is not None
+            and a.alive
+            and b.alive
+            and a.bridge is not None
+            and a.bridge == b.bridge
+        )
+
     def parties(self) -> list[Leg]:
         return [leg for leg in self.legs.values() if leg.role is not Role.HELPER]
 

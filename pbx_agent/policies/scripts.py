@@ -31,6 +31,12 @@ Transitions (per call; ``playing`` is the step under way)::
     playing  PromptDone(failed) | guard timer   -> idle     AlertAgent; the step does not count
     any      CallEnded                          -> dropped
 
+A press counts only while the agent is in the caller's bridge: an agent away consulting a
+colleague (an attended transfer) is ignored, and if they step away while the farewell plays
+only the caller's leg is ended (never the colleague's). When the call's standards change
+under it (a new queue, a reload) to fewer steps than were said, the next press says the last
+step, the farewell.
+
 Invariants: pure; only the agent's presses count; at most one step plays at a time; the call is
 dropped at most once.
 """
@@ -41,7 +47,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from pbx_agent.config.standards import ScriptRule, Standards
 from pbx_agent.model import calls as cm
 from pbx_agent.model import commands as cmd
 from pbx_agent.model.events import LegId, Role
@@ -71,6 +76,7 @@ class Playing:
     prompt: str
     pressed_at: float
     agent: LegId
+    flag_number: bool = False  # the script flags the caller's number when it drops the call
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,16 @@ class ScriptsPolicy:
                     {"script": name, "feature": event.feature},
                 )
             ]
+        if not call.bridged_together(caller, event.leg):
+            # Away from the caller (consulting a colleague): a drop now would end the
+            # colleague's leg with the call, and the caller would hear it alone.
+            return state, [
+                cmd.Note(
+                    "script_press_ignored",
+                    f"{name} pressed while the agent is not connected to the caller",
+                    {"script": name, "feature": event.feature},
+                )
+            ]
         if state.playing is not None:
             return state, [
                 cmd.Note(
@@ -145,9 +161,13 @@ class ScriptsPolicy:
                     {"script": name, "playing": state.playing.script},
                 )
             ]
-        number = state.said(name) + 1
+        # The standards can change under a call (a new queue, a reload) to fewer steps than
+        # were said already: the next press says the new last step, the farewell.
+        number = min(state.said(name) + 1, len(script.steps))
         prompt = script.steps[number - 1]
-        playing = Playing(name, number, len(script.steps), prompt, now, event.leg)
+        playing = Playing(
+            name, number, len(script.steps), prompt, now, event.leg, script.flag_number
+        )
         commands: list[cmd.Command] = []
         recording = state.recording
         if script.record and not recording:
@@ -208,19 +228,10 @@ class ScriptsPolicy:
         ]
         if playing.step < playing.of:
             return after, commands
-        assert call.standards is not None
-        script = call.standards.scripts[playing.script]
-        commands.extend(self._drop(after, playing, script, call.standards, call))
+        commands.extend(self._drop(after, playing, call))
         return replace(after, dropped=True), commands
 
-    def _drop(
-        self,
-        state: ScriptsState,
-        last: Playing,
-        script: ScriptRule,
-        standards: Standards,
-        call: cm.Call,
-    ) -> list[cmd.Command]:
+    def _drop(self, state: ScriptsState, last: Playing, call: cm.Call) -> list[cmd.Command]:
         steps = [s for s in state.history if s.script == last.script]
         reason = (
             f"{last.script} script finished: {len(steps)} step(s) said at the presses of "
@@ -244,7 +255,8 @@ class ScriptsPolicy:
                 },
             )
         ]
-        if script.flag_number and standards.flags.enabled:
+        standards = call.standards
+        if last.flag_number and standards is not None and standards.flags.enabled:
             if call.caller_number:
                 commands.append(
                     cmd.FlagNumber(
@@ -258,7 +270,13 @@ class ScriptsPolicy:
                 commands.append(
                     cmd.Note("flag_skipped", "the caller's number is withheld: nothing to flag")
                 )
-        commands.append(cmd.HangupCall(call.id, 16, reason))
+        caller = call.caller
+        if caller is not None and not call.bridged_together(caller, last.agent):
+            # The agent left the caller while the farewell played (a consultation): only the
+            # caller's leg is ended, never the colleague's the agent is talking to.
+            commands.append(cmd.HangupLeg(caller, 16, reason))
+        else:
+            commands.append(cmd.HangupCall(call.id, 16, reason))
         return commands
 
     def _failed(

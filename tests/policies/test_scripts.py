@@ -271,3 +271,41 @@ def test_press_before_the_parties_are_connected_is_ignored() -> None:
     )
     assert d.prompts() == []
     assert d.notes("script_press_ignored")
+
+
+def test_standards_with_fewer_steps_mid_call_make_the_next_press_the_farewell() -> None:
+    """Two warnings said, then the call's standards change (a new queue, a reload) to a
+    two-step abuse script: the next press says its farewell and drops the call."""
+    d = connected()
+    press(d, ABUSE, at=T0 + 10)
+    press(d, ABUSE, at=T0 + 30)
+    assert d.call is not None
+    d.call.standards = standards(
+        "ru", scripts={"abuse": {"steps": ["abuse.warning", "abuse.farewell"]}}
+    )
+    press(d, ABUSE, at=T0 + 50)
+    assert [p for _, p in d.prompts()][-1] == "abuse.farewell"
+    assert [c.call for _, c in d.of_type(cmd.HangupCall)] == [CALL]
+
+
+def test_a_press_while_the_agent_consults_a_colleague_is_ignored() -> None:
+    """The agent left the caller's bridge (an attended transfer's consultation): nothing is
+    said, nothing dropped (the drop would end the colleague's leg too)."""
+    d = connected()
+    d.handle(ev.LegLeftBridge(AGENT, "b1"), at=T0 + 5)
+    d.handle(ev.LegJoinedBridge(AGENT, "b2"), at=T0 + 5)
+    press(d, "pbxagent_prank", at=T0 + 10)
+    assert d.prompts() == []
+    assert d.notes("script_press_ignored")
+    assert d.of_type(cmd.HangupCall) == []
+
+
+def test_an_agent_who_left_during_the_farewell_is_not_dropped_with_the_caller() -> None:
+    """The farewell plays, the agent steps away to consult: only the caller's leg is ended."""
+    d = connected()
+    press(d, "pbxagent_prank", at=T0 + 10, plays_s=None)
+    d.handle(ev.LegLeftBridge(AGENT, "b1"), at=T0 + 12)
+    d.handle(ev.LegJoinedBridge(AGENT, "b2"), at=T0 + 12)
+    d.prompt_finished(d.prompts()[-1][1], after_s=5.0)
+    assert d.of_type(cmd.HangupCall) == []
+    assert [c.leg for _, c in d.of_type(cmd.HangupLeg)] == [CALLER]
