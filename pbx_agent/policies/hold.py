@@ -283,19 +283,8 @@ class HoldPolicy:
                 {"held_leg": event.held, "holder_leg": event.holder},
             )
             return state, [note]
-        held_leg = call.legs.get(event.held)
-        held_role = held_leg.role if held_leg is not None else Role.OTHER
-        agent_leg = _agent_leg_of(call, event.holder)
-        hold = ActiveHold(
-            held=event.held,
-            holder=event.holder,
-            held_role=held_role,
-            started_at=event.started_at,
-            agent=agent_leg.agent if agent_leg is not None else None,
-            agent_leg=agent_leg.id if agent_leg is not None else None,
-            tier=agent_leg.tier if agent_leg is not None else None,
-            announced=False,
-        )
+        hold = _new_hold(event.held, event.holder, event.started_at, call)
+        held_role = hold.held_role
         rule = _hold_rule(call.standards)
         why_not = _why_not_announced(rule, held_role)
         if why_not is not None or rule is None:
@@ -425,6 +414,21 @@ class HoldPolicy:
 
     def _ended(self, state: HoldPolicyState, event: cm.HoldEnded, call: cm.Call) -> Step:
         hold = state.find(event.held)
+        still = call.hold_on(event.held)
+        if still is not None and still.holder != event.holder:
+            # One of two holders let go (a three-way bridge): the party is still on hold, so
+            # its one hold goes on (program, limit, one record), now the remaining holder's.
+            if hold is not None and hold.holder == event.holder:
+                state = state.put(replace(hold, holder=still.holder))
+            note = cmd.Note(
+                "hold_still_held",
+                "one holder released the held party, another still holds it",
+                {"held_leg": event.held, "released_by": event.holder, "holder_leg": still.holder},
+            )
+            return state, [note]
+        if hold is not None and hold.holder == event.holder and hold.started_at < event.started_at:
+            # Handed over from the first holder: the hold began with the first.
+            event = replace(event, started_at=hold.started_at)
         if hold is None or hold.holder != event.holder:
             # A hold that began before this policy saw the call (a daemon restart): record
             # what is known.
@@ -502,17 +506,28 @@ def _offer_from(plan: HoldPlan, rule: HoldRule, started_at: float) -> float | No
 
 
 def _untracked_hold(event: cm.HoldEnded, call: cm.Call) -> ActiveHold:
-    held_leg = call.legs.get(event.held)
-    agent_leg = _agent_leg_of(call, event.holder)
+    return _new_hold(event.held, event.holder, event.started_at, call)
+
+
+def _new_hold(held: LegId, holder: LegId, started_at: float, call: cm.Call) -> ActiveHold:
+    """A hold as first seen, not announced. A customer's hold carries its agent's tier limit
+    whether or not it is announced: the figures count holds over the limit either way."""
+    held_leg = call.legs.get(held)
+    held_role = held_leg.role if held_leg is not None else Role.OTHER
+    agent_leg = _agent_leg_of(call, holder)
+    tier = agent_leg.tier if agent_leg is not None else None
+    rule = _hold_rule(call.standards)
+    limit_s = tier_limit(rule, tier)[0] if rule is not None and held_role is Role.CALLER else None
     return ActiveHold(
-        held=event.held,
-        holder=event.holder,
-        held_role=held_leg.role if held_leg is not None else Role.OTHER,
-        started_at=event.started_at,
+        held=held,
+        holder=holder,
+        held_role=held_role,
+        started_at=started_at,
         agent=agent_leg.agent if agent_leg is not None else None,
         agent_leg=agent_leg.id if agent_leg is not None else None,
-        tier=agent_leg.tier if agent_leg is not None else None,
+        tier=tier,
         announced=False,
+        limit_s=limit_s,
     )
 
 

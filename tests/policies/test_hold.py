@@ -531,3 +531,58 @@ def test_the_held_parties_music_class_goes_with_every_program() -> None:
     r.advance(121)
     taken = r.at(121, ev.DigitPressed(CALLER, "1"))
     assert program(taken).music_class == "sales"
+
+
+def test_a_hold_not_announced_is_still_measured_against_the_tier_limit() -> None:
+    """hold.enabled = false for a queue: no program, but a 10-minute hold by a specialist
+    (limit 120 s) is recorded as over the limit, for the figures (R8)."""
+    r = runner("ru", overrides=[{"hold": {"enabled": False}}])
+    assert of(r.agent_holds(0), cmd.StartHoldProgram) == []
+    r.advance(600)
+    r.agent_resumes(600)
+    (fact,) = hold_facts(r)
+    assert (fact["limit_s"], fact["over_limit"], fact["announced"]) == (120.0, True, False)
+
+
+SUPERVISOR = LegId("c.3")
+
+
+def three_way() -> R1Runner:
+    """The customer, the agent and a second agent (a supervisor) in one bridge."""
+    r = runner("ru")
+    r.at(1, created(str(SUPERVISOR), "c.1", endpoint="PJSIP/agent-2002", number="200",
+                    name="", direction=Direction.OUTBOUND))  # fmt: skip
+    r.at(1, ev.LegAnswered(SUPERVISOR))
+    r.at(1, ev.LegJoinedBridge(SUPERVISOR, "b1"))
+    return r
+
+
+def test_the_second_holder_letting_go_leaves_the_first_hold_running() -> None:
+    """Agent and supervisor both hold the customer; the supervisor releases first: the
+    program goes on, the limit alert still comes, one record of the whole hold at the end."""
+    r = three_way()
+    r.at(10, ev.HoldPressed(AGENT))
+    r.at(20, ev.HoldPressed(SUPERVISOR))
+    released = r.at(30, ev.HoldReleased(SUPERVISOR))
+    assert of(released, cmd.StopHoldProgram) == [] and of(released, cmd.PlayPrompt) == []
+    assert len(of(r.advance(130), cmd.AlertAgent)) == 1
+    ended = r.at(200, ev.HoldReleased(AGENT))
+    assert len(of(ended, cmd.StopHoldProgram)) == 1
+    assert [p.prompt for p in of(ended, cmd.PlayPrompt)] == ["hold.resume_long"]
+    (fact,) = hold_facts(r)
+    assert (fact["duration_s"], fact["over_limit"]) == (190.0, True)
+
+
+def test_the_first_holder_letting_go_hands_the_hold_to_the_other() -> None:
+    """The agent releases while the supervisor still holds: no thanks yet, the program goes
+    on; the supervisor's release ends the hold, timed from the agent's press."""
+    r = three_way()
+    r.at(10, ev.HoldPressed(AGENT))
+    r.at(20, ev.HoldPressed(SUPERVISOR))
+    released = r.at(30, ev.HoldReleased(AGENT))
+    assert of(released, cmd.StopHoldProgram) == [] and of(released, cmd.PlayPrompt) == []
+    ended = r.at(50, ev.HoldReleased(SUPERVISOR))
+    assert len(of(ended, cmd.StopHoldProgram)) == 1
+    assert [p.prompt for p in of(ended, cmd.PlayPrompt)] == ["hold.resume"]
+    (fact,) = hold_facts(r)
+    assert fact["duration_s"] == 40.0
