@@ -6,9 +6,12 @@ here knows a PBX, and nothing writes.
 
 Where each figure comes from:
 
-- **share of calls with hold**: ``calls`` that started in the period, and among them those
-  marked ``had_hold`` or having a row in ``holds`` (holds of the customer only). Compared
-  with the target ``quality.hold_share_target`` (5 % in both profiles: 001 "95 % without hold").
+- **share of calls with hold**: ``calls`` that started in the period and were **served** (an
+  agent took them: every end reason but ``abandoned`` and ``not_connected``), and among them
+  those marked ``had_hold`` or having a row in ``holds`` (holds of the customer only).
+  Compared with the target ``quality.hold_share_target`` (5 % in both profiles: 001 "95 % of
+  calls served without hold"); callers who hung up in the queue and unanswered callbacks are
+  counted in ``calls`` but are not served, so they cannot make the share look better.
 - **holds**, their durations and **holds over the tier limit by agent**: ``holds`` that began
   in the period (``over_limit`` is set when the hold reached the agent's tier limit).
 - **silent-caller, lingering and script drops, night IVR and flagged-queue routings**: the
@@ -45,6 +48,8 @@ from pbx_agent.policies.callbacks import (
 from pbx_agent.store import Store
 
 DEFAULT_HOLD_TARGET = 0.05
+# End reasons of calls no agent took (``pbx_agent.policies.interactions.end_reason``).
+_NOT_SERVED = frozenset({"abandoned", "not_connected"})
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -90,9 +95,10 @@ class AgentHolds:
 class CallFigures:
     calls: int
     with_hold: int
-    hold_share: float | None  # None when there were no calls
+    hold_share: float | None  # of the served calls; None when no call was served
     hold_target: float
     target_met: bool | None
+    served: int = 0  # taken by an agent: the share's denominator
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +182,16 @@ async def build_report(
     open_promises = await store.callbacks.overdue_promises(until)
 
     held_calls = {h.call_id for h in holds}
-    with_hold = sum(1 for c in calls if c.had_hold or c.call_id in held_calls)
-    share = with_hold / len(calls) if calls else None
+    served = [c for c in calls if c.end_reason not in _NOT_SERVED]
+    with_hold = sum(1 for c in served if c.had_hold or c.call_id in held_calls)
+    share = with_hold / len(served) if served else None
     call_figures = CallFigures(
         calls=len(calls),
         with_hold=with_hold,
         hold_share=share,
         hold_target=hold_target,
         target_met=None if share is None else share <= hold_target,
+        served=len(served),
     )
 
     durations = sorted(
@@ -308,6 +316,7 @@ def rows(report: Report) -> list[tuple[str, str, str, str]]:
     add("period", "since", report.since.isoformat())
     add("period", "until", report.until.isoformat())
     add("calls", "calls", c.calls)
+    add("calls", "served", c.served)
     add("calls", "with_hold", c.with_hold)
     add("calls", "hold_share", c.hold_share)
     add("calls", "hold_target", c.hold_target)
@@ -369,15 +378,15 @@ def render_table(report: Report, zone: tzinfo | None = None) -> str:
     c = report.calls
     target = f"target <= {c.hold_target:.0%}"
     if c.hold_share is None:
-        share = f"- (no calls; {target})"
+        share = f"- (no calls served; {target})"
     else:
         verdict = "met" if c.target_met else "NOT MET"
-        share = f"{c.hold_share:.1%} ({c.with_hold} of {c.calls}; {target}: {verdict})"
+        share = f"{c.hold_share:.1%} ({c.with_hold} of {c.served} served; {target}: {verdict})"
     h = report.holds
     d = report.drops
     cb = report.callbacks
     table: list[tuple[str, str]] = [
-        ("Calls", str(c.calls)),
+        ("Calls", f"{c.calls} ({c.served} served by an agent)"),
         ("Calls with hold", share),
         ("Holds", str(h.holds)),
         (

@@ -28,15 +28,17 @@ the end of the part. The topic is the call's ``topic``: the value of the configu
 channel variable (``agents.topic_variable``), set by the dialplan or by the agent's
 desktop (AMI ``Setvar`` on either party's channel) before the part ends.
 
-``CallFacts`` writes one ``RecordFact("call", ...)`` when the call ends: when it started
+``CallFacts`` writes one ``RecordFact("call", ...)`` when a customer call ends (a call with
+no customer leg, agent to agent, writes none: it is no service): when it started
 and ended, the caller's number, the last agent and queue, whether the customer was put on
 hold, and how it ended (``end_reason``): ``abandoned`` (the caller hung up before any
-agent), ``not_connected`` (it ended otherwise before any agent), else by the first party
+agent), ``not_connected`` (it ended otherwise before any agent, or it was a callback attempt
+that never reached an agent: the customer hung up on nobody), else by the first party
 leg to end: ``media_timeout`` (its media died), ``caller_hangup``, ``agent_hangup`` or
 ``other_hangup``.
 
 Invariants: pure (no I/O, no clock, no logging); at most one open part per call; every
-part that began is recorded exactly once; exactly one call fact per call that ends.
+part that began is recorded exactly once; exactly one call fact per customer call that ends.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ class CallFacts:
                 return replace(state, connected_at=now), []
             case cm.HoldStarted(held=held) if held == call.caller and not state.had_hold:
                 return replace(state, had_hold=True), []
-            case cm.CallEnded(legs=legs, ended_at=ended_at):
+            case cm.CallEnded(legs=legs, ended_at=ended_at) if call.caller is not None:
                 return state, [_call_fact(state, call, legs, ended_at)]
         return state, []
 
@@ -193,16 +195,21 @@ def _call_fact(
             "had_hold": state.had_hold,
             "connected_at": state.connected_at,
             "origin": caller.origin if caller is not None else None,
-            "end_reason": end_reason(legs, connected=state.connected_at is not None),
+            "end_reason": end_reason(
+                legs,
+                connected=state.connected_at is not None,
+                callback=caller is not None and caller.origin == "callback",
+            ),
         },
     )
 
 
-def end_reason(legs: tuple[cm.LegEnd, ...], *, connected: bool) -> str:
+def end_reason(legs: tuple[cm.LegEnd, ...], *, connected: bool, callback: bool = False) -> str:
     """How a call ended, from the legs in the order they ended (see the module docstring)."""
     first = next((leg for leg in legs if leg.role is not Role.HELPER), None)
     if not connected:
-        return "abandoned" if first is not None and first.role is Role.CALLER else "not_connected"
+        abandoned = not callback and first is not None and first.role is Role.CALLER
+        return "abandoned" if abandoned else "not_connected"
     if first is None:
         return "other_hangup"
     if first.media_timeout:

@@ -217,3 +217,25 @@ def test_a_dead_media_leg_ending_first_is_a_media_timeout() -> None:
 def test_end_reason_of_a_call_that_ended_before_anyone_else_joined() -> None:
     """Not connected and not ended by the caller first: not_connected."""
     assert end_reason((), connected=False) == "not_connected"
+
+
+def test_a_call_between_two_agents_is_no_customer_call() -> None:
+    """Agent 1001 calls agent 1002: no customer leg, so no call fact (it would be counted in
+    the calls the hold share is measured on)."""
+    rules = cm.RoleRules(agent_endpoint_patterns=("PJSIP/agent-*",))
+    d = Driver(CallFacts(), model=cm.CallModel(rules))
+    d.feed(created("c.1", "c.1", endpoint="PJSIP/agent-1001"), at=T0)
+    d.feed(created("c.2", "c.1", endpoint="PJSIP/agent-1002", direction=Direction.OUTBOUND))
+    d.feed(ev.LegAnswered(LegId("c.2")), ev.LegJoinedBridge(LegId("c.1"), "b1"))
+    d.feed(ev.LegJoinedBridge(LegId("c.2"), "b1"))
+    d.feed(ev.LegHungUp(LegId("c.1"), 16), ev.LegHungUp(LegId("c.2"), 16), at=T0 + 60)
+    assert d.facts("call") == []
+
+
+def test_an_unanswered_callback_is_not_connected_not_abandoned() -> None:
+    """A callback attempt nobody answered: the customer hung up on nobody."""
+    d = Driver(CallFacts())
+    d.feed(created("c.1", "c.1", direction=Direction.OUTBOUND, origin="callback"), at=T0)
+    hang_up(d, CALLER, at=T0 + 35)
+    [fact] = d.facts("call")
+    assert fact["end_reason"] == "not_connected"

@@ -37,8 +37,10 @@ async def report(store: Store) -> Report:
 
 
 async def test_share_of_calls_with_hold_is_measured_against_the_target(report: Report) -> None:
-    """3 of 20 calls had a hold (holds rows or had_hold): 15 %, over the 5 % target."""
-    assert report.calls.calls == 20
+    """3 of the 20 calls served had a hold (holds rows or had_hold): 15 %, over the 5 %
+    target. The 4 calls no agent took count as calls, not in the share."""
+    assert report.calls.calls == 24
+    assert report.calls.served == 20
     assert report.calls.with_hold == 3
     assert report.calls.hold_share == pytest.approx(0.15)
     assert report.calls.target_met is False
@@ -98,7 +100,7 @@ async def test_an_empty_period_has_no_share_rather_than_zero(store: Store) -> No
 async def test_the_table_reads_as_a_manager_would_ask(report: Report) -> None:
     """The terminal table states the share against the target and lists agents."""
     text = render_table(report, ZoneInfo("UTC"))
-    assert "15.0% (3 of 20; target <= 5%: NOT MET)" in text
+    assert "15.0% (3 of 20 served; target <= 5%: NOT MET)" in text
     assert re.search(r"^Holds over the tier limit +2$", text, re.MULTILINE)
     assert re.search(r"^Callback attempts made +5$", text, re.MULTILINE)
     assert re.search(r"^1001 +specialist +3 +2 +3:20$", text, re.MULTILINE)
