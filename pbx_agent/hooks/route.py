@@ -119,7 +119,9 @@ class StoreRouteLookup:
         if row is not None:
             found = FlagInfo(row.reason, row.set_by, row.set_at, row.expires_at)
             flag = found if found.active(now) else None
-        return flag, [PastInteraction(started_at, topic) for started_at, topic in rows]
+        return flag, [
+            PastInteraction(started_at, topic, call_id) for started_at, topic, call_id in rows
+        ]
 
 
 def default_ivr_target(config: Config, pbx: str) -> str:

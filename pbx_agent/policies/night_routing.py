@@ -37,8 +37,10 @@ night never ends and begins again when the clock goes back.
 
 The repeat count covers the trailing ``trailing_hours`` of elapsed time (not wall-clock
 time: across a DST change "24 h" is still 24 hours) and includes an interaction that
-started exactly ``trailing_hours`` ago. With ``count_mode = "all"`` every interaction
-counts. With ``"per_topic_when_known"`` interactions are grouped by topic, those without a
+started exactly ``trailing_hours`` ago. One call is one contact however many agents took
+part in it (a transfer, a requeue after R3's farewell). With ``count_mode = "all"`` every
+contact counts. With ``"per_topic_when_known"`` contacts are grouped by topic (a call that
+touched two topics counts once in each), those without a
 topic forming one group of their own, and the count is the largest group: with no topic
 known the count is over all interactions; with every topic known it is "the same question"
 (000); a mix never counts one interaction twice. The rule needs *more than* ``threshold``
@@ -85,6 +87,7 @@ class PastInteraction:
 
     started_at: datetime
     topic: str | None = None
+    call_id: str | None = None  # the call it was part of (a transfer: several of one call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +219,12 @@ def repeat_count(
     ``mode`` is ``night_routing.count_mode`` (see the module docstring).
     """
     counted = [i for i in interactions if _aware(i.started_at) >= since]
+    # One call is one contact however many agents took part (a transfer, a requeue after
+    # the farewell): the customer did not call again. Per topic, one per call and topic.
+    contacts = {(i.topic or None, i.call_id or f"#{n}") for n, i in enumerate(counted)}
     if mode == "all":
-        return len(counted), None
-    groups = Counter(i.topic or None for i in counted)
+        return len({call for _, call in contacts}), None
+    groups = Counter(topic for topic, _ in contacts)
     if not groups:
         return 0, None
     # The largest group; among equals, a known topic names the count better than "unknown".

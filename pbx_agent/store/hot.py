@@ -46,14 +46,14 @@ class FlagRow:
     expires_at: datetime | None
 
 
-History = list[tuple[datetime, str | None]]
+History = list[tuple[datetime, str | None, str | None]]  # started_at, topic, call_id
 
 _FLAG = sa.select(
     caller_flags.c.reason, caller_flags.c.set_by, caller_flags.c.set_at, caller_flags.c.expires_at
 ).where(caller_flags.c.number == sa.bindparam("number"))
 
 _HISTORY = (
-    sa.select(interactions.c.started_at, interactions.c.topic)
+    sa.select(interactions.c.started_at, interactions.c.topic, interactions.c.call_id)
     .where(interactions.c.number == sa.bindparam("number"))
     .where(interactions.c.started_at >= sa.bindparam("since", type_=interactions.c.started_at.type))
     .order_by(interactions.c.started_at.desc())
@@ -64,7 +64,7 @@ _HISTORY = (
 # PostgreSQL: the flag and the history in one round trip (a lateral join on a one-row seed;
 # the flag's columns repeat on every history row, and are NULL when there is no flag).
 _HISTORY_SUB = (
-    sa.select(interactions.c.started_at, interactions.c.topic)
+    sa.select(interactions.c.started_at, interactions.c.topic, interactions.c.call_id)
     .where(interactions.c.number == sa.bindparam("number"))
     .where(interactions.c.started_at >= sa.bindparam("since", type_=interactions.c.started_at.type))
     .order_by(interactions.c.started_at.desc())
@@ -79,6 +79,7 @@ _FLAG_AND_HISTORY = sa.select(
     caller_flags.c.expires_at,
     _HISTORY_SUB.c.started_at,
     _HISTORY_SUB.c.topic,
+    _HISTORY_SUB.c.call_id,
 ).select_from(
     _SEED.outerjoin(caller_flags, caller_flags.c.number == sa.bindparam("number")).outerjoin(
         _HISTORY_SUB, sa.true()
@@ -140,7 +141,7 @@ class HotReads:
                 rows = conn.execute(
                     _HISTORY, {"number": number, "since": since, "max_rows": max_rows}
                 )
-                history = [(row.started_at, row.topic) for row in rows]
+                history = [(row.started_at, row.topic, row.call_id) for row in rows]
             conn.rollback()
         return flag, history
 
@@ -178,7 +179,7 @@ class HotReads:
                 if with_flag and flag is None and row.set_at is not None:
                     flag = _flag_row(row)
                 if row.started_at is not None:
-                    history.append((row.started_at, row.topic))
+                    history.append((row.started_at, row.topic, row.call_id))
         return flag, history
 
     # -- the read -------------------------------------------------------------------------

@@ -128,7 +128,7 @@ interactions = sa.Table(
     sa.Column("queue", sa.String(128), nullable=True),
     sa.Column("topic", sa.String(128), nullable=True),
     sa.Column("call_id", sa.String(128), nullable=True),
-    # "How many interactions did this number have since T" (night routing) reads only
+    # "Which interactions did this number have since T" (night routing) finds its rows by
     # this index.
     sa.Index(None, "number", "started_at"),
 )

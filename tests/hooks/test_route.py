@@ -132,6 +132,22 @@ async def test_a_night_call_after_three_handled_ones_goes_to_the_ivr_after_the_n
     assert logged["window"] == "22:00-08:00"
 
 
+async def test_one_call_passed_between_three_agents_is_one_contact(store: Store) -> None:
+    """A call transferred alice -> bob -> carol left three interaction rows of one call:
+    one contact, so the customer's next night call goes to an agent."""
+    now = NIGHT.astimezone(UTC)
+    for minutes, agent in ((60, "alice"), (55, "bob"), (50, "carol")):
+        started = now - timedelta(minutes=minutes)
+        await store.interactions.add(
+            Interaction(number=E164, started_at=started, agent=agent, call_id="call-1")
+        )
+    with capture_logs() as logs:
+        _, result = await run(hook_at(store, NIGHT), "89161234567")
+    assert variables(result)[ROUTE_VARIABLE] == "agent"
+    [logged] = decisions(logs)
+    assert logged["count"] == 1
+
+
 async def test_the_same_caller_by_day_goes_to_an_agent(store: Store) -> None:
     """By day the history is not even read: agent, reason day."""
     await add_interactions(store, DAY, 1, 2, 3)
@@ -305,8 +321,8 @@ async def test_the_history_is_read_newest_first_from_the_trailing_window(store: 
     )
     assert flag is None
     assert got == [
-        PastInteraction(now - timedelta(hours=1), "tariff"),
-        PastInteraction(now - timedelta(hours=2), None),
+        PastInteraction(now - timedelta(hours=1), "tariff", None),
+        PastInteraction(now - timedelta(hours=2), None, None),
     ]
 
 

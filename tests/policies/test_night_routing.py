@@ -391,3 +391,20 @@ def test_a_naive_now_is_refused() -> None:
     """Times without a zone would make the window ambiguous: refused with a clear message."""
     with pytest.raises(ValueError, match="naive"):
         decide_route(RouteInputs(NUMBER), datetime(2026, 6, 10, 23, 0), rules())  # noqa: DTZ001
+
+
+def test_the_parts_of_one_call_are_one_contact_per_topic() -> None:
+    """Three agents on one call (two of them on the tariff): one contact over all, and one
+    in each topic it touched; other calls count one each."""
+    now = datetime(2026, 6, 10, 23, 0, tzinfo=UTC)
+    since = now - timedelta(hours=24)
+    past = [
+        PastInteraction(now - timedelta(hours=3), "tariff", "call-1"),
+        PastInteraction(now - timedelta(hours=2.9), "tariff", "call-1"),
+        PastInteraction(now - timedelta(hours=2.8), "roaming", "call-1"),
+        PastInteraction(now - timedelta(hours=1), "tariff", "call-2"),
+        PastInteraction(now - timedelta(hours=0.5), "tariff", None),
+    ]
+    assert repeat_count(past, since, "all") == (3, None)
+    assert repeat_count(past, since, "per_topic_when_known") == (3, "tariff")
+    assert repeat_count(past[:3], since, "per_topic_when_known")[0] == 1
