@@ -180,6 +180,14 @@ class Metrics:
             "playback that failed is logged as hold_prompt_failed).",
             namespace=ns, registry=r,
         )  # fmt: skip
+        self.silences = Counter(
+            "silences", "Silences longer than quality.dead_air_s in a bridged call not on hold.",
+            namespace=ns, registry=r,
+        )  # fmt: skip
+        self.talk_overs = Counter(
+            "talk_overs", "Both parties speaking at once longer than dead_air.talk_over_s.",
+            namespace=ns, registry=r,
+        )  # fmt: skip
         self.holds_over_limit = Counter(
             "holds_over_limit", "Holds that reached the agent's tier limit, by tier.",
             ["tier"], namespace=ns, registry=r,
@@ -327,6 +335,10 @@ class Metrics:
         match action:
             case "record_fact" if fields.get("kind") == "hold":
                 self._hold_fact(_mapping(fields.get("fields")))
+            case "record_fact" if fields.get("kind") == "dead_air":
+                self.silences.inc()
+            case "record_fact" if fields.get("kind") == "talk_over":
+                self.talk_overs.inc()
             case "silent_caller_drop":
                 self.silent_drops.labels(stage=_label(fields.get("stage"), default="call")).inc()
             case "lingering_drop":

@@ -14,6 +14,9 @@ Where each figure comes from:
   counted in ``calls`` but are not served, so they cannot make the share look better.
 - **holds**, their durations and **holds over the tier limit by agent**: ``holds`` that began
   in the period (``over_limit`` is set when the hold reached the agent's tier limit).
+- **silences and talk-over** (R8 from talk detection): the ``record_fact`` decisions of the
+  dead-air policy of kind ``dead_air`` (silences longer than ``quality.dead_air_s`` in a
+  bridged call not on hold) and ``talk_over`` (longer than ``dead_air.talk_over_s``).
 - **silent-caller, lingering and script drops, night IVR and flagged-queue routings**: the
   ``decisions`` log (``silent_caller_drop`` R2, ``lingering_drop`` R3, ``script_drop`` R4,
   ``night_ivr`` R5, ``flagged_queue`` R9).
@@ -33,7 +36,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -46,6 +49,7 @@ from pbx_agent.policies.callbacks import (
     JobStatus,
 )
 from pbx_agent.store import Store
+from pbx_agent.store.records import Decision
 
 DEFAULT_HOLD_TARGET = 0.05
 # End reasons of calls no agent took (``pbx_agent.policies.interactions.end_reason``).
@@ -125,6 +129,18 @@ class DropFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationFigures:
+    """R8 from talk detection (003 §17, "抢话"): silences longer than ``quality.dead_air_s``
+    in a bridged call not on hold, and both parties talking at once longer than
+    ``dead_air.talk_over_s``."""
+
+    silences: int = 0
+    longest_silence_s: float | None = None
+    talk_overs: int = 0
+    longest_talk_over_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingFigures:
     night_ivr: int
     flagged_queue: int
@@ -154,6 +170,7 @@ class Report:
     drops: DropFigures
     routing: RoutingFigures
     callbacks: CallbackFigures
+    conversation: ConversationFigures = field(default_factory=ConversationFigures)
     notes: tuple[str, ...] = field(default=())
 
 
@@ -177,6 +194,7 @@ async def build_report(
     counts = await store.decisions.count_by_action(since, until)
     silent = await store.decisions.between(since, until, rule="R2", action="silent_caller_drop")
     scripts = await store.decisions.between(since, until, rule="R4", action="script_drop")
+    facts = await store.decisions.between(since, until, rule="R1", action="record_fact")
     attempts = await store.callbacks.attempts_between(since, until)
     jobs = await store.callbacks.jobs_between(since, until)
     open_promises = await store.callbacks.overdue_promises(until)
@@ -237,6 +255,7 @@ async def build_report(
         overdue=finished.get(str(JobStatus.OVERDUE), 0),
         overdue_open=sum(1 for j in open_promises if j.status in PENDING_STATUSES),
     )
+    conversation = _conversation(facts)
     notes: list[str] = []
     if not calls and (holds or attempts or counts):
         notes.append(
@@ -252,7 +271,27 @@ async def build_report(
         drops=drop_figures,
         routing=routing,
         callbacks=callback_figures,
+        conversation=conversation,
         notes=tuple(notes),
+    )
+
+
+def _conversation(facts: Sequence[Decision]) -> ConversationFigures:
+    """The dead-air policy's ``dead_air`` and ``talk_over`` facts (their decisions)."""
+    lengths: dict[str, list[float]] = {"dead_air": [], "talk_over": []}
+    for fact in facts:
+        kind = fact.details.get("kind")
+        fields = fact.details.get("fields")
+        if kind not in lengths or not isinstance(fields, Mapping):
+            continue
+        value = fields.get("silent_s" if kind == "dead_air" else "overlap_s")
+        lengths[str(kind)].append(float(value) if isinstance(value, int | float) else 0.0)
+    silences, overlaps = lengths["dead_air"], lengths["talk_over"]
+    return ConversationFigures(
+        silences=len(silences),
+        longest_silence_s=max(silences, default=None),
+        talk_overs=len(overlaps),
+        longest_talk_over_s=max(overlaps, default=None),
     )
 
 
@@ -338,6 +377,11 @@ def rows(report: Report) -> list[tuple[str, str, str, str]]:
     add("drops", "scripts", d.script_total)
     for script, count in d.scripts.items():
         add("drops", "script", count, script)
+    v = report.conversation
+    add("conversation", "silences", v.silences)
+    add("conversation", "longest_silence_s", v.longest_silence_s)
+    add("conversation", "talk_overs", v.talk_overs)
+    add("conversation", "longest_talk_over_s", v.longest_talk_over_s)
     add("routing", "night_ivr", report.routing.night_ivr)
     add("routing", "flagged_queue", report.routing.flagged_queue)
     cb = report.callbacks
@@ -385,6 +429,7 @@ def render_table(report: Report, zone: tzinfo | None = None) -> str:
     h = report.holds
     d = report.drops
     cb = report.callbacks
+    v = report.conversation
     table: list[tuple[str, str]] = [
         ("Calls", f"{c.calls} ({c.served} served by an agent)"),
         ("Calls with hold", share),
@@ -398,6 +443,14 @@ def render_table(report: Report, zone: tzinfo | None = None) -> str:
         ),
         ("Holds over the tier limit", str(h.over_limit)),
         ("Callback offers taken on hold", str(h.callback_offers_taken)),
+        (
+            "Silences over the limit, not on hold",
+            f"{v.silences} (longest {_seconds(v.longest_silence_s)})",
+        ),
+        (
+            "Talk-over (both speaking)",
+            f"{v.talk_overs} (longest {_seconds(v.longest_talk_over_s)})",
+        ),
         (
             "Silent callers dropped",
             f"{d.silent_caller} ({d.silent_caller_before_queue} before the queue)",

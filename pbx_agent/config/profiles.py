@@ -81,7 +81,6 @@ _CALLBACKS: Final[dict[str, Any]] = {
 _QUALITY: Final[dict[str, Any]] = {
     "hold_share_target": 0.05,
     "dead_air_s": 3,
-    "talk_over_s": 3,
 }
 
 _FLAGS: Final[dict[str, Any]] = {

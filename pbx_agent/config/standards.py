@@ -402,8 +402,10 @@ class QualityRule(_Rule):
     """R8: the figures the daemon measures and reports against."""
 
     hold_share_target: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # Silence in a bridged call not on hold longer than this is one "unannounced silence"
+    # of the figures (003 §17: 3 s), whatever dead_air.log_after_s says for the log.
+    # (Talk-over's threshold is dead_air.talk_over_s.)
     dead_air_s: Annotated[float, Field(gt=0, le=60)] = 3
-    talk_over_s: Annotated[float, Field(gt=0, le=60)] = 3
 
 
 Phrase = Annotated[str, StringConstraints(min_length=1, max_length=2000)]

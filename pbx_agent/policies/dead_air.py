@@ -24,8 +24,9 @@ run from that moment::
                                               agent hears ("put the call on hold or talk"),
                                               and an event for the agent's desktop
 
-Leaving SILENT cancels both; a silence that was long enough to be logged is recorded when it
-ends (``RecordFact("dead_air", ...)`` with its full length and what ended it).
+Leaving SILENT cancels both. A silence longer than ``quality.dead_air_s`` (3 s, 003 §17: the
+R8 figure "unannounced silence over 3 s") is recorded when it ends (``RecordFact("dead_air",
+...)`` with its full length and what ended it), whether or not it was long enough to log.
 
 Talk-over (R8, 003 "抢话"): both parties speaking at once. The overlap starts when one
 starts speaking while the other is; it ends at the real end of either's speech. An overlap
@@ -259,7 +260,11 @@ def _begin_silence(
 def _end_silence(
     state: DeadAirState, call: cm.Call, ended_at: float, ended_by: str
 ) -> list[cmd.Command]:
-    if not state.logged or state.silence_since is None:
+    if state.silence_since is None:
+        return []
+    figure_s = call.standards.quality.dead_air_s if call.standards is not None else None
+    long_enough = figure_s is not None and ended_at - state.silence_since > figure_s
+    if not (state.logged or long_enough):
         return []
     return [
         cmd.RecordFact(
@@ -271,6 +276,7 @@ def _end_silence(
                 "ended_at": ended_at,
                 "silent_s": round(ended_at - state.silence_since, 3),
                 "agent_reminded": state.reminded,
+                "logged": state.logged,
                 "ended_by": ended_by,
             },
         )

@@ -219,3 +219,14 @@ def test_one_event_in_eight_is_timed() -> None:
         client.on_event(AmiMessage((("Event", "RTCPSent"),)))
     assert len(seen) == 16
     assert value(m, "pbx_agent_event_handling_seconds_count", pbx="asterisk") == 2
+
+
+def test_silences_and_talk_overs_count_from_the_dead_air_facts() -> None:
+    """R8: each dead_air fact is one silence over the limit, each talk_over fact one overlap."""
+    m = metrics()
+    m.on_decision(decision("R1", "record_fact", kind="dead_air", fields={"silent_s": 4.0}))
+    m.on_decision(decision("R1", "record_fact", kind="dead_air", fields={"silent_s": 9.0}))
+    m.on_decision(decision("R1", "record_fact", kind="talk_over", fields={"overlap_s": 5.0}))
+    assert value(m, "pbx_agent_silences_total") == 2
+    assert value(m, "pbx_agent_talk_overs_total") == 1
+    assert value(m, "pbx_agent_holds_total", tier="specialist") == 0

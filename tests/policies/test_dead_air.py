@@ -68,13 +68,24 @@ def test_the_agent_is_reminded_past_ten_seconds() -> None:
     assert (alert.leg, alert.alert, alert.prompt) == (AGENT, "dead_air", "dead_air.agent_reminder")
 
 
-def test_speech_before_the_limit_cancels_dead_air() -> None:
-    """Someone speaking within the limit means no dead air at all."""
+def test_speech_before_the_log_limit_is_no_dead_air_log_but_counts_in_the_figures() -> None:
+    """ru logs dead air after 10 s; a 9.9 s silence is not logged, but it is longer than the
+    figures' 3 s (003 §17: unannounced silence over 3 s) and is recorded for them."""
     r = runner("ru")
     talk(r, AGENT, 1, 2)
     out = r.at(11.9, ev.TalkingStarted(CALLER))
     assert cmd.CancelTimer("log") in out
     assert notes(r.advance(60)) == []
+    (fact,) = facts(r, "dead_air")
+    assert (fact["silent_s"], fact["logged"]) == (9.9, False)
+
+
+def test_a_pause_within_the_figures_3_s_is_not_recorded() -> None:
+    """A 2.9 s pause in the conversation is no unannounced silence."""
+    r = runner("ru")
+    talk(r, AGENT, 1, 2)
+    r.at(4.9, ev.TalkingStarted(CALLER))
+    r.advance(60)
     assert facts(r, "dead_air") == []
 
 

@@ -68,7 +68,15 @@ async def seed(store: Store) -> None:
         ("R5", "night_ivr", {}),
         ("R9", "flagged_queue", {}),
         *[("R5", "route_agent", {}) for _ in range(5)],
-    ]
+        # The dead-air policy's facts, as the facts service stores their decisions.
+        ("R1", "record_fact", {"policy": "dead_air", "kind": "dead_air",
+                               "fields": {"silent_s": 4.2}}),
+        ("R1", "record_fact", {"policy": "dead_air", "kind": "dead_air",
+                               "fields": {"silent_s": 12.5}}),
+        ("R1", "record_fact", {"policy": "dead_air", "kind": "talk_over",
+                               "fields": {"overlap_s": 5.7}}),
+        ("R1", "record_fact", {"policy": "hold", "kind": "hold", "fields": {"duration_s": 30}}),
+    ]  # fmt: skip
     for i, (rule, action, details) in enumerate(decisions):
         await store.decisions.record(
             Decision(at=at(i), rule=rule, action=action, reason="seed", details=details)

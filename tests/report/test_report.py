@@ -60,6 +60,13 @@ async def test_holds_over_the_tier_limit_are_counted_by_agent(report: Report) ->
     assert holds.callback_offers_taken == 1
 
 
+async def test_silences_and_talk_over_come_from_the_dead_air_facts(report: Report) -> None:
+    """R8 (003 §17, "抢话"): two silences over 3 s, one talk-over, with the longest of each."""
+    v = report.conversation
+    assert (v.silences, v.longest_silence_s) == (2, 12.5)
+    assert (v.talk_overs, v.longest_talk_over_s) == (1, 5.7)
+
+
 async def test_drops_and_routings_come_from_the_decisions_of_the_period(report: Report) -> None:
     """Silent (one before the queue), lingering and script drops; night IVR and flagged."""
     drops = report.drops
@@ -101,6 +108,9 @@ async def test_the_table_reads_as_a_manager_would_ask(report: Report) -> None:
     """The terminal table states the share against the target and lists agents."""
     text = render_table(report, ZoneInfo("UTC"))
     assert "15.0% (3 of 20 served; target <= 5%: NOT MET)" in text
+    assert re.search(
+        r"^Silences over the limit, not on hold +2 \(longest 12 s\)$", text, re.MULTILINE
+    )
     assert re.search(r"^Holds over the tier limit +2$", text, re.MULTILINE)
     assert re.search(r"^Callback attempts made +5$", text, re.MULTILINE)
     assert re.search(r"^1001 +specialist +3 +2 +3:20$", text, re.MULTILINE)
