@@ -246,8 +246,30 @@ def _plan(
         elif not force and entries.get(key, {}).get("text") == text and _all_match(targets, hashes):
             result.unchanged.extend(targets)
         else:
+            if entries.get(key, {}).get("text") != text:
+                _drop_stale_formats(directory, targets, hashes, result)
             to_render.append((key, text, targets, hashes))
     return to_render
+
+
+def _drop_stale_formats(
+    directory: Path, targets: Sequence[Path], hashes: dict[str, str], result: RenderResult
+) -> None:
+    """The phrase's text changed and only some formats are rendered now: the other formats
+    rendered earlier say the old text (and Asterisk may prefer them), so they go; a file
+    that is not the one rendered (a recording put there by hand) stays, but is no longer
+    counted as the phrase's."""
+    for name in list(hashes):
+        stale = directory / name
+        if stale in targets:
+            continue
+        if Path(name).name != name:  # not a file of this folder: nothing we rendered
+            hashes.pop(name)
+            continue
+        if stale.exists() and _sha256(stale) == hashes[name]:
+            stale.unlink()
+            result.removed.append(stale)
+        hashes.pop(name)
 
 
 def render_music(

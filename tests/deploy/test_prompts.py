@@ -132,6 +132,23 @@ def test_a_changed_phrase_is_rendered_again(copy: Path) -> None:
 
 
 @needs_tools
+def test_a_changed_phrase_rendered_in_fewer_formats_leaves_no_old_twin(copy: Path) -> None:
+    """Reworded and rendered as wav only: the ulaw rendered earlier says the old phrase (and
+    Asterisk prefers it on G.711 calls), so it is removed, and a later render in both
+    formats renders the ulaw again instead of calling it unchanged."""
+    toml = copy / "site.toml"
+    toml.write_text(
+        '[standards.phrases]\n"hold.resume" = "Благодарим за ожидание."\n', encoding="utf-8"
+    )
+    config = load_config(toml, env={})
+    result = render_prompts(config, copy, formats=("wav",))
+    assert [p.name for p in result.removed] == ["hold-resume.ulaw"]
+    assert not (copy / "ru" / "hold-resume.ulaw").exists()
+    again = render_prompts(config, copy, formats=("wav", "ulaw"))
+    assert sorted(p.name for p in again.written) == ["hold-resume.ulaw", "hold-resume.wav"]
+
+
+@needs_tools
 def test_the_command_renders_the_zh_profile_with_the_mandarin_voice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
