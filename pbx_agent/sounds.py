@@ -46,7 +46,10 @@ from pbx_agent.errors import PbxAgentError
 from pbx_agent.prompts import file_stem, sound_path
 
 # espeak-ng voice per profile.
-VOICES: Mapping[str, str] = {"ru": "ru", "zh": "cmn"}
+# zh: "cmn-latn-pinyin", not "cmn": espeak-ng 1.51 (Debian 12, the Dockerfile's base) turns
+# each hanzi into pinyin and "cmn" then reads that as English, tone numbers as English digit
+# words ("nin two hao three"); the pinyin voice reads the same text as Mandarin.
+VOICES: Mapping[str, str] = {"ru": "ru", "zh": "cmn-latn-pinyin"}
 # Speaking rate (words per minute): a little slower than espeak-ng's 175 for the phone.
 RATE_WPM = 150
 MUSIC_STEM = "hold-music"  # as pbx_agent.pbx.asterisk_hold names it
@@ -174,7 +177,12 @@ def render_prompts(
     directory.mkdir(parents=True, exist_ok=True)
     texts, conflicts = phrases_to_render(config)
     result = RenderResult(directory=directory, conflicts=conflicts)
-    entries: dict[str, Any] = _read_manifest(directory).get("prompts", {})
+    manifest = _read_manifest(directory)
+    entries: dict[str, Any] = manifest.get("prompts", {})
+    if manifest.get("voice", VOICES[profile]) != VOICES[profile]:
+        # Rendered with another voice (an older release): every phrase is rendered again;
+        # the hashes stay, so recordings put in by hand are still known from ours.
+        entries = {key: {**entry, "text": None} for key, entry in entries.items()}
     to_render = _plan(config, texts, entries, directory, chosen, force, result)
 
     def render_one(job: _Job) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import wave
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pbx_agent.config import Config, load_config
 from pbx_agent.pbx.asterisk_hold import read_wav_info
 from pbx_agent.prompts import file_stem
 from pbx_agent.sounds import (
+    VOICES,
     SoundToolMissingError,
     find_tools,
     phrases_to_render,
@@ -163,7 +165,33 @@ def test_the_command_renders_the_zh_profile_with_the_mandarin_voice(
         f"{file_stem(k)}.wav" for k in texts
     )
     manifest = json.loads((tmp_path / "zh" / "prompts.json").read_text(encoding="utf-8"))
-    assert manifest["voice"] == "cmn"
+    assert manifest["voice"] == "cmn-latn-pinyin"
+
+
+@needs_tools
+def test_the_mandarin_voice_reads_hanzi_as_mandarin_not_english() -> None:
+    """espeak-ng's plain "cmn" voice reads the pinyin it makes of hanzi as English (1.51,
+    Debian 12): it switches language, "(en)", and says tone numbers as English words. The
+    voice the renderer uses gives Mandarin phonemes only."""
+    phrase = "您好，听不到您的声音"
+    phonemes = subprocess.run(
+        ["espeak-ng", "-v", VOICES["zh"], "-q", "-x", "--stdin"],
+        input=phrase.encode("utf-8"), capture_output=True, check=True, timeout=30,
+    ).stdout.decode("utf-8")  # fmt: skip
+    assert phonemes.strip()
+    assert "(en)" not in phonemes
+
+
+@needs_tools
+def test_phrases_rendered_with_an_earlier_voice_are_rendered_again(copy: Path) -> None:
+    """A folder whose manifest names another voice (an older release's) is rendered anew."""
+    manifest_path = copy / "ru" / "prompts.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["voice"] = "ru-old"
+    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    result = render_prompts(load_config(None, env={}), copy, formats=("wav", "ulaw"))
+    assert result.unchanged == [] and result.kept == []
+    assert len(result.written) == 2 * len(manifest["prompts"])
 
 
 def test_a_missing_tool_is_named_with_its_package() -> None:
