@@ -38,7 +38,9 @@ Transitions, per hold (keyed by the held leg)::
                                                               PlayPrompt(thanks, BOTH),
                                                               RecordFact(hold)
     HoldEnded(released)        the customer's phone still     the same without the thanks
-                               holds the agent                (Note hold_resume_skipped)
+                               holds the agent                (Note hold_resume_skipped); it
+                                                              is said when that hold ends
+                                                              released (not when hung up)
     HoldEnded(holder_left,     customer held                  StopHoldProgram, CancelTimer,
       held_left, hung_up)                                     RecordFact(hold); no thanks:
                                                               the parties are not together
@@ -82,8 +84,6 @@ from pbx_agent.model.commands import Audience, HoldAnnouncement
 from pbx_agent.model.events import LegId, Role
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from pbx_agent.config import Config
     from pbx_agent.config.standards import HoldRule, Standards
 
@@ -211,15 +211,19 @@ class ActiveHold:
 @dataclass(frozen=True, slots=True)
 class HoldPolicyState:
     holds: tuple[ActiveHold, ...] = ()
+    # Thanks not said because the customer's own phone still held the call when the agent
+    # resumed: said when the customer's phone lets go.
+    owed: tuple[cmd.PlayPrompt, ...] = ()
 
     def find(self, held: LegId) -> ActiveHold | None:
         return next((h for h in self.holds if h.held == held), None)
 
     def without(self, held: LegId) -> HoldPolicyState:
-        return HoldPolicyState(tuple(h for h in self.holds if h.held != held))
+        return replace(self, holds=tuple(h for h in self.holds if h.held != held))
 
     def put(self, hold: ActiveHold) -> HoldPolicyState:
-        return HoldPolicyState((*self.without(hold.held).holds, hold))
+        rest = self.without(hold.held)
+        return replace(rest, holds=(*rest.holds, hold))
 
 
 Step = tuple[HoldPolicyState, list[cmd.Command]]
@@ -439,25 +443,32 @@ class HoldPolicy:
         if hold.announced:
             commands.append(cmd.CancelTimer(hold.limit_key))
             commands.append(cmd.StopHoldProgram(event.held, reason=f"the hold ended ({event.how})"))
-            commands.extend(self._thanks(hold, event, call, duration))
+            thanks = self._thanks(hold, event, call, duration)
+            if thanks is not None and any(h.holder == hold.held for h in call.holds.values()):
+                commands.append(
+                    cmd.Note(
+                        "hold_resume_skipped",
+                        "the customer's own phone still holds the call: the thanks would not "
+                        "be heard; it is said when the customer's phone lets go",
+                        {"held_leg": hold.held},
+                    )
+                )
+                state = replace(state, owed=(*state.owed, thanks))
+            elif thanks is not None:
+                commands.append(thanks)
         commands.append(cmd.RecordFact("hold", _fact(hold, event, call, duration)))
+        owed = [t for t in state.owed if t.leg == event.holder]
+        if owed and event.how == "released" and not _on_hold(call, event.holder):
+            state = replace(state, owed=tuple(t for t in state.owed if t.leg != event.holder))
+            commands.append(owed[-1])
         return state, commands
 
     def _thanks(
         self, hold: ActiveHold, event: cm.HoldEnded, call: cm.Call, duration: float
-    ) -> Sequence[cmd.Command]:
+    ) -> cmd.PlayPrompt | None:
         rule = _hold_rule(call.standards)
         if rule is None or event.how != "released":
-            return []
-        still_holding = [h for h in call.holds.values() if h.holder == hold.held]
-        if still_holding:
-            return [
-                cmd.Note(
-                    "hold_resume_skipped",
-                    "the customer's own phone still holds the call: the thanks would not be heard",
-                    {"held_leg": hold.held},
-                )
-            ]
+            return None
         long_wait = duration >= rule.long_wait_threshold_s
         prompt = rule.resume_long_prompt if long_wait else rule.resume_prompt
         reason = (
@@ -465,7 +476,7 @@ class HoldPolicy:
             + ("at least" if long_wait else "less than")
             + f" the {rule.long_wait_threshold_s:g} s long-wait threshold"
         )
-        return [cmd.PlayPrompt(hold.held, prompt, Audience.BOTH, reason=reason)]
+        return cmd.PlayPrompt(hold.held, prompt, Audience.BOTH, reason=reason)
 
 
 def hold_policy_factory(_config: Config) -> HoldPolicy:
@@ -476,6 +487,11 @@ def hold_policy_factory(_config: Config) -> HoldPolicy:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _on_hold(call: cm.Call, leg: LegId) -> bool:
+    """``leg`` holds someone or is held."""
+    return any(leg in (h.holder, h.held) for h in call.holds.values())
 
 
 def _hold_rule(standards: Standards | None) -> HoldRule | None:

@@ -382,11 +382,25 @@ def test_both_parties_holding_each_other() -> None:
     assert of(released, cmd.StopHoldProgram)
     assert of(released, cmd.PlayPrompt) == []
     assert [n.action for n in of(released, cmd.Note)] == ["hold_resume_skipped"]
-    r.at(25, ev.HoldReleased(CALLER))
+    resumed = r.at(25, ev.HoldReleased(CALLER))
+    # The conversation resumes only now: the thanks owed for the 20 s hold is said now.
+    assert [(p.leg, p.prompt, p.audience) for p in of(resumed, cmd.PlayPrompt)] == [
+        (CALLER, "hold.resume_long", Audience.BOTH)
+    ]
     assert [(f["held_role"], f["announced"]) for f in hold_facts(r)] == [
         ("caller", True),
         ("agent", False),
     ]
+
+
+def test_a_thanks_owed_is_not_said_when_the_customer_hangs_up_instead() -> None:
+    """The customer's phone held the agent and then the customer hung up: no thanks."""
+    r = runner("zh")
+    program(r.agent_holds(0))
+    r.at(5, ev.HoldPressed(CALLER))
+    r.at(20, ev.HoldReleased(AGENT))
+    gone = r.at(25, ev.LegHungUp(CALLER, 16))
+    assert of(gone, cmd.PlayPrompt) == []
 
 
 def test_agent_held_by_the_customer_gets_no_program_and_no_thanks() -> None:
