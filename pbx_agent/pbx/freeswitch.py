@@ -544,6 +544,15 @@ class FreeswitchAdapter:
                 error=str(exc),
             )
             return
+        if program.stopped:
+            # The hold ended while the switch was starting this announcement: the stop saw
+            # nothing playing, so this one is stopped here (never heard over the agent).
+            with contextlib.suppress(PbxAgentError):
+                await self.api(
+                    f"uuid_displace {program.leg} stop {quote_api_arg(path)}",
+                    call_id=program.call_id,
+                )
+            return
         program.busy_until = end
         program.playing = path
 

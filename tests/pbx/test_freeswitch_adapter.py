@@ -217,6 +217,36 @@ async def test_nothing_of_the_program_plays_after_it_is_stopped(fs: FakeFreeSwit
         assert not a.adapter.hold_programs
 
 
+async def test_a_stop_while_an_announcement_is_being_started_still_stops_it(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The agent resumes while the switch has not yet answered the announcement's
+    ``uuid_displace start``: the announcement is stopped once it has started, never heard
+    over the resumed conversation."""
+    async with attached(fs) as a:
+        caller, agent = await on_hold(a)
+        a.adapter.options = dataclasses.replace(OPTIONS, prompt_seconds=lambda _k: 5.0)
+        original = a.adapter.api
+
+        async def slow_start(command: str, **kwargs: Any) -> str:
+            reply = await original(command, **kwargs)
+            if " start " in command:
+                await asyncio.sleep(0.2)  # the reply is still on its way
+            return reply
+
+        a.adapter.api = slow_start  # type: ignore[method-assign]
+        await a.run(program(caller.uuid, (0.0, "hold.announce"), repeat="hold.reminder"))
+        await a.until(lambda: bool(fs.displacements), "the announcement's start")
+        fs.unhold(agent)
+        await a.run(cmd.StopHoldProgram(LegId(caller.uuid)))
+        await a.until(lambda: len(fs.displacements) == 2, "the announcement's stop")
+        assert [(d[1], d[2]) for d in fs.displacements] == [
+            ("start", path("hold.announce")),
+            ("stop", path("hold.announce")),
+        ]
+        assert not caller.displacing
+
+
 async def test_a_prompt_for_a_held_leg_waits_for_the_announcement_in_progress(
     fs: FakeFreeSwitch,
 ) -> None:
