@@ -46,9 +46,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--since",
         default="24h",
-        help="start: a length back from now (24h, 90m, 7d, 2w) or an ISO date/time (default 24h)",
+        help=(
+            "start: a length back from --until (24h, 90m, 7d, 2w; with --until 2026-06-01, "
+            "7d is the week before June 1) or an ISO date/time (default 24h)"
+        ),
     )
-    parser.add_argument("--until", default=None, help="end, same forms as --since (default: now)")
+    parser.add_argument(
+        "--until",
+        default=None,
+        help="end: an ISO date/time, or a length back from now (default: now)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="table", help="default: table")
     parser.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     parser.set_defaults(handler=handle)
