@@ -410,13 +410,44 @@ class QualityRule(_Rule):
 
 Phrase = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
-# 000: citing criminal code articles, or the word "хулиганство", is not allowed.
+# 000: citing criminal code articles, or the word "хулиганство", is not allowed. Matched on
+# the text with Latin look-alike letters read as Cyrillic ("xулиганство" with a Latin x).
+_NUMBER_WORD = (
+    r"(?:\d|перв|втор|трет|четв[её]рт|пят|шест|седьм|восьм|девят|десят|одиннадцат|двенадцат"
+    r"|двадцат|тридцат|сорок|пятьдесят|шестьдесят|семьдесят|восемьдесят|девяност|сто|двест"
+    r"|двухсот|трист|трёхсот|трехсот|четырест|пятьсот|шестьсот|семьсот|восемьсот|девятьсот)"
+)
 _FORBIDDEN = (
     (re.compile(r"хулиган", re.IGNORECASE), "the word 'хулиганство'"),
-    (re.compile(r"стать[а-яё]*\s*\d", re.IGNORECASE), "a reference to a code article"),
+    (
+        re.compile(rf"стать[а-яё]*\s*(?:№\s*)?{_NUMBER_WORD}", re.IGNORECASE),
+        "a reference to a code article",
+    ),
+    (
+        re.compile(r"\d+\s*-?\s*[а-яё]{0,3}\s+стать[а-яё]*", re.IGNORECASE),
+        "a reference to a code article",
+    ),
     (re.compile(r"\bст\.\s*\d", re.IGNORECASE), "a reference to a code article"),
     (re.compile(r"\b(УК|КоАП|ГК)\s*РФ\b", re.IGNORECASE), "a reference to a code (УК РФ, ...)"),
+    (re.compile(r"стать[а-яё]*\s+(?:УК|КоАП)\b", re.IGNORECASE), "a reference to a code article"),
+    (
+        re.compile(r"\d+\s*-?\s*[а-яё]{0,3}\s+(?:УК|КоАП)\b", re.IGNORECASE),
+        "a reference to a code article",
+    ),
+    (
+        re.compile(r"(?:уголовн|административн)[а-яё]*\s+кодекс", re.IGNORECASE),
+        "a reference to a code (the criminal code, ...)",
+    ),
 )
+_LOOKALIKES = str.maketrans("aceopxykmthbACEOPXYKMTHB", "асеорхукмтнвАСЕОРХУКМТНВ")
+
+
+def forbidden_in(text: str) -> list[str]:
+    """What of 000's forbidden wording ``text`` contains (empty: nothing)."""
+    read = text.translate(_LOOKALIKES)
+    return [what for pattern, what in _FORBIDDEN if pattern.search(read)]
+
+
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 COMPANY_PLACEHOLDER = "{company}"
 
@@ -459,8 +490,7 @@ class Standards(BaseModel):
                     "a phrase citing no legal article and without 'хулиганство'",
                     f"phrase contains {what}, which the standard forbids",
                 )
-                for pattern, what in _FORBIDDEN
-                if pattern.search(text)
+                for what in forbidden_in(text)
             )
             problems.extend(
                 SubProblem(

@@ -160,12 +160,33 @@ def test_night_notice_with_the_forbidden_word_is_rejected(tmp_path: Path) -> Non
     assert "хулиганство" in problem.message
 
 
-@pytest.mark.parametrize("citation", ["статья 213", "ст. 213", "УК РФ"])
+@pytest.mark.parametrize(
+    "citation",
+    [
+        "статья 213",
+        "ст. 213",
+        "УК РФ",
+        "119-ю статью УК",
+        "статье сто девятнадцатой",
+        "Уголовному кодексу",
+        "xулиганство (with a Latin x)",
+    ],
+)
 def test_night_notice_citing_a_legal_article_is_rejected(tmp_path: Path, citation: str) -> None:
     """The night notice may not cite a code article."""
     text = f'[standards.phrases]\n"night.notice" = "Согласно {citation}, мы вынуждены."\n'
     problem = by_key(problems(tmp_path, text), 'standards.phrases."night.notice"')
     assert "forbids" in problem.message
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    ["Перезвоним в течение 72 часов.", "Осталось 2 минуты.", "Вас соединят с 3 отделом."],
+)
+def test_numbers_that_cite_nothing_are_allowed(tmp_path: Path, phrase: str) -> None:
+    """Hours, minutes and departments are no code articles."""
+    text = f'[standards.phrases]\n"hold.resume" = "{phrase}"\n'
+    load_config(write(tmp_path, text), env={})
 
 
 def test_unknown_placeholder_in_a_phrase_is_rejected(tmp_path: Path) -> None:
