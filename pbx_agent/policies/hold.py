@@ -388,16 +388,15 @@ class HoldPolicy:
                 program=registered,
             )
         )
-        deadline_s = 72 * 3600.0
-        if call.standards is not None:
-            deadline_s = call.standards.callbacks.promised_default_deadline_h * 3600
+        # The customer's own request: dialled as soon as a drop's callback is (not a promise,
+        # which is dialled only in the last day before its deadline), with the same attempts
+        # and window.
         commands: list[cmd.Command] = [
             cmd.RequestCallback(
                 number=call.caller_number,
                 reason="the customer on hold took the callback offer",
                 trigger_call=call.id,
                 cause="hold_callback_offer",
-                promised_deadline=now + deadline_s,
             ),
             cmd.StopHoldProgram(event.leg, reason="the customer took the callback offer"),
             registered,

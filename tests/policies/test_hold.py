@@ -211,8 +211,9 @@ def test_limit_alert_never_comes_after_the_hold_ended() -> None:
 # ------------------------------------------------------------------ callback offer
 
 
-def test_offer_digit_registers_a_promised_callback() -> None:
-    """Pressing the offer digit after the offer registers a promised callback for the caller's number."""
+def test_offer_digit_requests_a_callback_to_be_dialled_soon() -> None:
+    """Pressing the offer digit after the offer requests a callback for the caller's number:
+    the customer's request, dialled like a drop's (not a promise kept days later)."""
     r = runner("zh")
     r.agent_holds(0)
     r.advance(121)
@@ -220,7 +221,7 @@ def test_offer_digit_registers_a_promised_callback() -> None:
     (request,) = of(taken, cmd.RequestCallback)
     assert request.number == "79161234567"
     assert request.trigger_call == CALL
-    assert request.promised_deadline == T0 + 121 + 72 * 3600
+    assert request.promised_deadline is None
 
 
 def test_taking_the_offer_plays_the_registered_phrase_at_once() -> None:

@@ -633,13 +633,21 @@ async def test_engine_commands_reach_the_service(service: CallbackService, store
 async def test_hold_callback_offer_becomes_a_requested_callback(
     service: CallbackService, store: Store
 ) -> None:
-    """A RequestCallback whose reason is not a drop verdict is the customer's own request."""
+    """The hold policy's RequestCallback (the customer pressed the offer digit) is the
+    customer's own request: dialled like a drop's callback, 30 s later, not days later."""
     await service.on_request_callback(
-        RequestCallback(number=NUMBER, reason="callback_offer_taken", trigger_call=CallId("c3")),
+        RequestCallback(
+            number=NUMBER,
+            reason="the customer on hold took the callback offer",
+            trigger_call=CallId("c3"),
+            cause="hold_callback_offer",
+        ),
         None,
     )
     [job] = await store.callbacks.list_jobs()
     assert job.kind is JobKind.REQUESTED
+    assert job.next_attempt_at is not None
+    assert (job.next_attempt_at - job.created_at).total_seconds() == 30
 
 
 async def test_run_loop_dials_and_stops(store: Store, dialer: RecordingDialer) -> None:
