@@ -237,9 +237,6 @@ class DropVerdict:
         return f"{self.reason}{who}{cause}{text}"
 
 
-_PARTIES = (Role.CALLER, Role.AGENT)
-
-
 def _leg_failed(leg: LegEnd, rules: DropRules) -> int | None:
     """The cause that says this leg itself failed, or None."""
     number = cause_number(leg.cause, leg.cause_text)
@@ -290,7 +287,12 @@ def classify_drop(
         return DropVerdict(
             abnormal=False, reason=DropReason.NO_CONVERSATION, leg=caller.leg, role=Role.CALLER
         )
-    parties = sorted((leg for leg in legs if leg.role in _PARTIES), key=_end_order)
+    # The call's end is the end of its last conversation: the customer and the last agent
+    # to leave (an agent who transferred the customer on, a ringing member who never
+    # answered, an agent whose phone died before the customer was served again by another
+    # did not end the call).
+    last_agent = max(agents, key=_end_order, default=None)
+    parties = sorted((caller,) if last_agent is None else (caller, last_agent), key=_end_order)
     first = parties[0]
     failing = _failing_side(first, rules)
     if failing is None:

@@ -61,6 +61,47 @@ def test_both_legs_normal_clearing_is_a_normal_hangup() -> None:
     assert verdict.cause == 16
 
 
+def test_an_agent_who_transferred_the_customer_does_not_decide_the_end() -> None:
+    """Agent A hung up normally after transferring; the customer's leg then failed while
+    talking to B: the call ended abnormally."""
+    verdict = classify_drop(
+        [
+            end("agent-a", Role.AGENT, 16, order=0),
+            end("alice", Role.CALLER, 44, order=1),
+            end("agent-b", Role.AGENT, 16, order=2),
+        ],
+        RULES,
+    )
+    assert (verdict.abnormal, verdict.reason) == (True, DropReason.CALLER_LEG_FAILED)
+
+
+def test_a_ringing_member_who_never_answered_does_not_decide_the_end() -> None:
+    """A ringall queue member's leg ended unanswered (26) before the customer's failed."""
+    verdict = classify_drop(
+        [
+            end("member-2", Role.AGENT, 26, order=0, answered=False),
+            end("agent-1", Role.AGENT, 16, order=2),
+            end("alice", Role.CALLER, 44, order=1),
+        ],
+        RULES,
+    )
+    assert (verdict.abnormal, verdict.reason) == (True, DropReason.CALLER_LEG_FAILED)
+
+
+def test_a_dead_agent_phone_followed_by_a_normal_conversation_is_a_normal_end() -> None:
+    """Agent A's phone died (44), the customer was served by B, and both hung up normally:
+    the customer was served, no callback."""
+    verdict = classify_drop(
+        [
+            end("agent-a", Role.AGENT, 44, order=0),
+            end("alice", Role.CALLER, 16, order=1),
+            end("agent-b", Role.AGENT, 16, order=2),
+        ],
+        RULES,
+    )
+    assert (verdict.abnormal, verdict.reason) == (False, DropReason.NORMAL_HANGUP)
+
+
 def test_agent_leg_cleared_by_rtp_timeout_first_is_an_agent_device_drop() -> None:
     """08b: the dead leg ends first with 44, the survivor with 16: abnormal, cause 44."""
     verdict = classify_drop(
