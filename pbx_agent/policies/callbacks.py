@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from pbx_agent.errors import ConfigError
-from pbx_agent.model.calls import Call, CallEnded, CallEvent, CallStarted, LegEnd
+from pbx_agent.model.calls import Call, CallEnded, CallEvent, LegEnd, PartiesConnected
 from pbx_agent.model.commands import CancelCallbacks, Command, Note, RequestCallback
 from pbx_agent.model.events import Direction, LegId, Role
 
@@ -765,12 +765,13 @@ def _hours(delta: timedelta) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CallbackCallState:
-    inbound_seen: bool = False
+    inbound_seen: bool = False  # the customer's inbound call reached an agent (cancel done)
 
 
 class CallbackDropPolicy:
-    """R7 on each call, in the engine's policy shape: an inbound call from a customer
-    cancels their pending callbacks (``CancelCallbacks``); when the call ends, the drop is
+    """R7 on each call, in the engine's policy shape: an inbound call from a customer that
+    reaches an agent cancels their pending callbacks (``CancelCallbacks``; one given up in
+    the queue does not: they still wait for the call back); when the call ends, the drop is
     classified and either a callback is requested (``RequestCallback``, reason = the
     verdict) or the decision not to call back is noted with the cause that drove it.
 
@@ -798,7 +799,7 @@ class CallbackDropPolicy:
         self, state: CallbackCallState, event: CallEvent, call: Call, now: float
     ) -> tuple[CallbackCallState, Sequence[Command]]:
         del now
-        if isinstance(event, CallStarted) and not state.inbound_seen:
+        if isinstance(event, PartiesConnected) and not state.inbound_seen:
             return CallbackCallState(inbound_seen=True), self._on_start(call)
         if isinstance(event, CallEnded):
             return state, [self._on_end(call, event)]
@@ -819,7 +820,9 @@ class CallbackDropPolicy:
             return []
         return [
             CancelCallbacks(
-                number=call.caller_number, reason="the customer called in", trigger_call=call.id
+                number=call.caller_number,
+                reason="the customer called in and reached an agent",
+                trigger_call=call.id,
             )
         ]
 

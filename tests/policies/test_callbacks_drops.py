@@ -358,18 +358,38 @@ def call_with(direction: Direction = Direction.INBOUND, origin: str | None = Non
     return cm.Call(id=CallId("alice"), started_at=T0, legs={caller.id: caller}, caller=caller.id)
 
 
-def test_policy_cancels_callbacks_when_a_customer_calls_in() -> None:
-    """An inbound customer call asks the service to cancel pending callbacks to the number."""
+def test_policy_cancels_callbacks_when_a_customer_calls_in_and_reaches_an_agent() -> None:
+    """An inbound customer call that reaches an agent asks the service to cancel pending
+    callbacks to the number, once."""
     policy = CallbackDropPolicy()
     call = call_with()
     state = policy.start(call, T0)
     assert state is not None
-    _, commands = policy.step(state, cm.CallStarted(call.id), call, T0)
+    state, commands = policy.step(state, cm.CallStarted(call.id), call, T0)
+    assert commands == []
+    connected = cm.PartiesConnected(call.id, LegId("alice"), LegId("bob"))
+    state, commands = policy.step(state, connected, call, T0 + 40)
     assert commands == [
         CancelCallbacks(
-            number="8 916 123-45-67", reason="the customer called in", trigger_call=call.id
+            number="8 916 123-45-67",
+            reason="the customer called in and reached an agent",
+            trigger_call=call.id,
         )
     ]
+    _, again = policy.step(state, connected, call, T0 + 90)  # a transfer: no second cancel
+    assert again == []
+
+
+def test_a_customer_who_gives_up_in_the_queue_keeps_the_callback() -> None:
+    """Called in, never reached an agent, hung up: the pending callback is not cancelled."""
+    policy = CallbackDropPolicy()
+    call = call_with()
+    state = policy.start(call, T0)
+    assert state is not None
+    state, commands = policy.step(state, cm.CallStarted(call.id), call, T0)
+    legs = (end("alice", Role.CALLER, 16, order=0),)
+    _, more = policy.step(state, cm.CallEnded(call.id, legs, T0 + 25), call, T0 + 25)
+    assert not any(isinstance(c, CancelCallbacks) for c in [*commands, *more])
 
 
 def test_policy_does_not_cancel_on_a_callback_attempt() -> None:
@@ -378,7 +398,8 @@ def test_policy_does_not_cancel_on_a_callback_attempt() -> None:
     call = call_with(direction=Direction.OUTBOUND, origin="callback")
     state = policy.start(call, T0)
     assert state is not None
-    _, commands = policy.step(state, cm.CallStarted(call.id), call, T0)
+    connected = cm.PartiesConnected(call.id, LegId("alice"), LegId("bob"))
+    _, commands = policy.step(state, connected, call, T0)
     assert commands == []
 
 

@@ -218,11 +218,13 @@ async def machine_by_amd_application(ctx: LabContext) -> None:
 
 
 async def customer_calls_in(ctx: LabContext) -> None:
-    """The customer calls back before the callback is due: it is cancelled, nobody dialled."""
+    """The customer calls back before the callback is due and reaches an agent: it is
+    cancelled, nobody dialled."""
     ctx.pbx.script_callee(CALLER, "answer", voice="human")
     await _dropped_conversation(ctx)
     again = await ctx.pbx.inbound_call(CALLER, "Иван")
     await again.answer()
+    await again.connect_agent(AGENT, queue=QUEUE, member_name="Alice")
     await _until_job(ctx, "the cancellation", lambda j, _a: j.status == JobStatus.CANCELLED)
     await ctx.sleep(60)  # past the time the first attempt was due
     dialled = [n for n in ctx.pbx.originated_numbers() if CALLER in n]
@@ -299,7 +301,7 @@ SCENARIOS = [
     ),
     Scenario(
         "callback_cancelled_by_inbound",
-        "the customer calls in before the callback: cancelled, nothing dialled",
+        "the customer calls in and reaches an agent before the callback: cancelled",
         "R7",
         customer_calls_in,
         expect=(("callbacks", "request_callback"), ("callbacks", "cancel_callbacks")),
