@@ -453,7 +453,17 @@ class CallbackService:
         job = await self._store.callbacks.mark_done(
             job_id, reason=f"done by hand: {note}" if note else "done by hand", now=now
         )
-        if job is not None:
+        if job is not None and job.status is JobStatus.OVERDUE:
+            # Kept after its deadline: the violation stands (and was or is now reported).
+            log.warning(
+                "callback.kept_late",
+                job_id=job.id,
+                number=job.number,
+                reason=job.finish_reason,
+                deadline_at=_iso(job.deadline_at),
+            )
+            await self._decide(now, "promise_kept_late", job.finish_reason, job)
+        elif job is not None:
             await self._log_finished(job, now)
         return job
 

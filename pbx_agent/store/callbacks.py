@@ -522,13 +522,36 @@ class CallbackRepository:
             return await _apply(conn, job, cancelled, now)
 
     async def mark_done(self, job_id: int, *, reason: str, now: datetime) -> CallbackJob | None:
-        """Record a job as done by hand (a promise an agent kept by phone)."""
+        """Record a job as done by hand (a promise an agent kept by phone). A promise kept
+        after its deadline stays ``overdue``: the violation is reported, the late keeping is
+        added to its finish reason."""
         async with self._db.write("mark callback job done") as conn:
             job = await _job_by_id(conn, job_id, lock=True)
             if job is None or job.status in TERMINAL_STATUSES - {JobStatus.OVERDUE}:
                 return None
-            done = JobTransition(JobStatus.DONE, None, job.attempts_made, reason)
-            return await _apply(conn, job, done, now)
+            late = job.status is JobStatus.OVERDUE or (
+                job.kind is JobKind.PROMISED
+                and job.deadline_at is not None
+                and now > job.deadline_at
+            )
+            if not late:
+                done = JobTransition(JobStatus.DONE, None, job.attempts_made, reason)
+                return await _apply(conn, job, done, now)
+            if job.status is JobStatus.OVERDUE:
+                result = await conn.execute(
+                    sa.update(callback_jobs)
+                    .where(callback_jobs.c.id == job.id)
+                    .values(finish_reason=f"{job.finish_reason}; kept late: {reason}")
+                    .returning(*callback_jobs.c)
+                )
+                return _job(result.mappings().one())
+            overdue = JobTransition(
+                JobStatus.OVERDUE,
+                None,
+                job.attempts_made,
+                f"kept late, after the deadline: {reason}",
+            )
+            return await _apply(conn, job, overdue, now)
 
     async def cancel_pending(
         self,

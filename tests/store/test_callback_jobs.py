@@ -338,6 +338,27 @@ async def test_overdue_promises_are_listed(store: Store) -> None:
     assert [job.id for job in overdue] == [late.id]
 
 
+async def test_a_promise_kept_after_its_deadline_stays_overdue(store: Store) -> None:
+    """`callbacks done` on a promise past its deadline records the late keeping but does not
+    erase the violation: it stays overdue and listed; kept in time, it is done."""
+    late = await store.callbacks.create(
+        new_job(kind=JobKind.PROMISED, deadline_at=T0 + timedelta(hours=1))
+    )
+    in_time = await store.callbacks.create(
+        new_job("+79990000000", kind=JobKind.PROMISED, deadline_at=T0 + timedelta(hours=3))
+    )
+    now = T0 + timedelta(hours=2)
+    kept_late = await store.callbacks.mark_done(late.id, reason="called from the desk", now=now)
+    assert kept_late is not None
+    assert kept_late.status is JobStatus.OVERDUE
+    assert "called from the desk" in kept_late.finish_reason
+    again = await store.callbacks.mark_done(late.id, reason="once more", now=now)
+    assert again is not None and again.status is JobStatus.OVERDUE
+    kept = await store.callbacks.mark_done(in_time.id, reason="called", now=now)
+    assert kept is not None and kept.status is JobStatus.DONE
+    assert [j.id for j in await store.callbacks.overdue_promises(now)] == [late.id]
+
+
 async def test_job_created_with_no_possible_attempt_is_finished_at_once(store: Store) -> None:
     """No attempt fits (next_attempt_at None): exhausted, or overdue for a promise."""
     job = await store.callbacks.create(new_job(next_attempt_at=None))
