@@ -5,7 +5,7 @@ The dialplan calls the hook right after answering an incoming call, then reads t
 from ``PBXAGENT_ENTRY`` (see ``[pbxagent-entry-example]`` in
 ``dialplan/asterisk/pbx-agent-scripts.conf``)::
 
-    same => n,AGI(agi://127.0.0.1:4573/entry)
+    same => n,AGI(agi://127.0.0.1:4573/entry?queue=support)
     same => n,GotoIf($["${PBXAGENT_ENTRY}" = "silent"]?silent)
     same => n,Queue(support)
 
@@ -283,7 +283,9 @@ class EntryHook:
         talk_detection: Callable[[HookSession], Awaitable[None]] | None = None,
         decide: Decide | None = None,
         prompt_guard_s: float = PROMPT_ALLOWANCE_S,
+        shadow: bool = False,
     ) -> None:
+        self._shadow = shadow
         self._standards = standards
         self._feed = feed
         self._clock = clock
@@ -298,8 +300,25 @@ class EntryHook:
         )
 
     async def __call__(self, session: HookSession) -> None:
-        rule = self._standards(None, session.dialed or None).silent_caller
+        # ``AGI(agi://.../entry?queue=support)``: the queue the call is for (its overrides).
+        queue = session.params.get("queue") or None
+        rule = self._standards(queue, session.dialed or None).silent_caller
         if not (rule.enabled and rule.pre_queue):
+            await session.set_variable(RESULT_VARIABLE, EntryVerdict.UNCHECKED)
+            return
+        if self._shadow:
+            # The check answers the call, speaks and may hang up: nothing of it in shadow
+            # mode; the caller goes on to the queue as if the daemon were absent.
+            _decide(
+                self._decide,
+                session,
+                cmd.Note(
+                    "silent_caller_entry_shadowed",
+                    "shadow mode: the pre-queue silence check would answer the call and may "
+                    "drop it, so it is not run",
+                    {"stage": "entry"},
+                ),
+            )
             await session.set_variable(RESULT_VARIABLE, EntryVerdict.UNCHECKED)
             return
         plan = SilencePlan.for_silent_caller(rule, prompt_guard_s=self._prompt_guard_s)
@@ -385,5 +404,6 @@ def entry_hook_factory(daemon: Daemon) -> HookSpec | None:
         sounds=lambda key: sound_name(config, key, pbx),
         talk_detection=talk_detection if pbx == "asterisk" else None,
         decide=decide,
+        shadow=config.shadow,
     )
     return hook.spec(entry_deadline_s(config.standards_for().silent_caller))

@@ -78,6 +78,8 @@ TARGET_VARIABLE = "PBXAGENT_ROUTE_TARGET"
 REASON_VARIABLE = "PBXAGENT_ROUTE_REASON"
 NOTICE_VARIABLE = "PBXAGENT_NOTICE"
 FALLBACK_REASON = "daemon_fallback"
+# Shadow mode: the decision is logged, the call takes the normal route.
+SHADOW_REASON = "shadow"
 # Share of the hook's deadline the store lookups may take; the rest sets the variables.
 LOOKUP_SHARE = 0.6
 # A caller's history is read newest first up to this many rows: far above any threshold
@@ -211,7 +213,9 @@ class RouteHook:
         deadline_s: float,
         lookup_share: float = LOOKUP_SHARE,
         decide: Decide | None = None,
+        shadow: bool = False,
     ) -> None:
+        self._shadow = shadow
         self._decider = decider
         self._sounds = sounds
         self._decide = decide
@@ -233,6 +237,12 @@ class RouteHook:
             dialed=session.dialed or None,
             budget_s=self.lookup_budget_s,
         )
+        if self._shadow:
+            # Decided and logged as it would be, but the call takes the normal route.
+            self._log(session, decision, started, applied=False)
+            await session.set_variable(REASON_VARIABLE, SHADOW_REASON)
+            await session.set_variable(ROUTE_VARIABLE, Route.AGENT)
+            return
         try:
             await self._apply(session, decision)
         except BaseException as exc:  # the deadline cancelled it, or the channel went away
@@ -307,6 +317,7 @@ def route_hook(
     pbx: str,
     decide: Decide | None = None,
     standards: Callable[[str | None, str | None], Standards] | None = None,
+    shadow: bool = False,
 ) -> RouteHook:
     """The hook for this configuration (deadline: the site's ``night_routing.deadline_ms``);
     ``standards`` resolves a call's standards (default: ``config``'s, fixed)."""
@@ -316,6 +327,7 @@ def route_hook(
         sounds=lambda key: sound_name(config, key, pbx),
         deadline_s=deadline_s,
         decide=decide,
+        shadow=shadow,
     )
 
 
@@ -340,4 +352,5 @@ def route_hook_factory(daemon: Daemon) -> HookSpec | None:
         decide=decide,
         # Through the daemon, so a reload (SIGHUP) reaches the hook too.
         standards=lambda queue, dialed: daemon.config.standards_for(queue, dialed),  # noqa: PLW0108 - late: reload replaces daemon.config
+        shadow=daemon.config.shadow,
     ).spec()

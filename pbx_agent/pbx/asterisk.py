@@ -277,10 +277,13 @@ class AsteriskAdapter:
     # -- sending --------------------------------------------------------------------------------
 
     async def _act(
-        self, action: str, fields: Fields, *, call_id: str | None = None
+        self, action: str, fields: Fields, *, call_id: str | None = None, measures: bool = False
     ) -> AmiMessage | None:
-        """Send an action that changes a call (or only log it in shadow mode)."""
-        if self.shadow:
+        """Send an action that changes a call (or only log it in shadow mode). ``measures``:
+        the action only lets the daemon observe (talk detection) and changes nothing anyone
+        hears, so it is sent in shadow mode too: without it the shadow's decisions would be
+        taken deaf, not as they would be."""
+        if self.shadow and not measures:
             log.info(
                 "shadow_action",
                 pbx=self.name,
@@ -533,6 +536,7 @@ class AsteriskAdapter:
                 self._act(
                     "Setvar",
                     [("Channel", channel), ("Variable", "TALK_DETECT(set)"), ("Value", value)],
+                    measures=True,
                 ),
                 "talk-detect",
             )

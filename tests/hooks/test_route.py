@@ -335,3 +335,18 @@ async def test_the_history_read_is_bounded(store: Store) -> None:
     )
     assert len(got) == 5
     assert got[0].started_at == now - timedelta(hours=0.1)
+
+
+async def test_in_shadow_mode_the_decision_is_logged_and_the_call_goes_to_an_agent(
+    store: Store,
+) -> None:
+    """A night repeat caller in shadow mode: the IVR decision is logged (not applied), and
+    the dialplan is told the normal route."""
+    await add_interactions(store, NIGHT, 1, 6, 20)
+    clock = ManualClock(NIGHT.timestamp())
+    hook = route_hook(config(), StoreRouteLookup(store), clock, pbx="asterisk", shadow=True)
+    with capture_logs() as logs:
+        _, result = await run(hook, "89161234567")
+    assert variables(result) == {REASON_VARIABLE: "shadow", ROUTE_VARIABLE: "agent"}
+    [logged] = decisions(logs)
+    assert (logged["route"], logged["applied"]) == ("ivr", False)

@@ -207,6 +207,17 @@ async def test_shadow_mode_logs_the_action_and_sends_nothing(pbx: FakeAsterisk) 
     assert ("Cause", "16") in shadow[0]["fields"]
 
 
+async def test_shadow_mode_still_turns_talk_detection_on(pbx: FakeAsterisk) -> None:
+    """TALK_DETECT only lets the daemon hear who speaks; without it a shadow daemon would
+    decide deaf (every caller silent). It is sent in shadow mode too."""
+    async with attached(pbx, shadow=True) as (engine, adapter, _):
+        _, _, call = await connected_call(pbx, engine)
+        adapter.enable_talk_detection([leg.channel for leg in call.legs.values()])
+        await wait_for(lambda: sum(a.name == "Setvar" for a in pbx.actions) == 2)
+    setvars = [a for a in pbx.actions if a.name == "Setvar"]
+    assert {a.get("Variable") for a in setvars} == {"TALK_DETECT(set)"}
+
+
 async def test_reconnect_resyncs_without_forgetting_or_duplicating(pbx: FakeAsterisk) -> None:
     """Calls alive before the cut are still tracked after it, once; calls that ended meanwhile end."""
     async with attached(pbx) as (engine, adapter, recorder):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from pbx_agent.config.standards import Standards
 from pbx_agent.hooks.entry import EntryHook, TalkFeed
 from pbx_agent.model import events as ev
 from pbx_agent.model.hooks import HookRegistry, HookSession
@@ -21,7 +22,9 @@ BOUND_S = 0.05
 
 
 @contextlib.asynccontextmanager
-async def entry_rig() -> AsyncIterator[tuple[Loopback, str]]:
+async def entry_rig(
+    *, shadow: bool = False, standards: Callable[[str | None, str | None], Standards] | None = None
+) -> AsyncIterator[tuple[Loopback, str]]:
     std = fast_standards()
     async with loopback([], std) as rig:
         feed = TalkFeed()
@@ -31,7 +34,8 @@ async def entry_rig() -> AsyncIterator[tuple[Loopback, str]]:
             await session.set_variable("TALK_DETECT(set)", "300,256")
 
         hook = EntryHook(
-            standards=lambda _q, _d: std,
+            standards=standards or (lambda _q, _d: std),
+            shadow=shadow,
             feed=feed,
             clock=rig.clock,
             sounds=sound,
@@ -84,3 +88,33 @@ async def test_caller_who_speaks_goes_on_to_the_queue_over_fastagi() -> None:
     assert dict(result.variables_set)["PBXAGENT_ENTRY"] == "spoke"
     assert "HANGUP" not in result.verbs
     assert caller.alive
+
+
+async def test_in_shadow_mode_the_check_neither_answers_nor_speaks_nor_hangs_up() -> None:
+    """Shadow mode sends nothing that changes a call: the caller goes on unchecked, and the
+    log says why the check did not run."""
+    async with entry_rig(shadow=True) as (rig, url):
+        caller = await rig.pbx.inbound_call(caller="79161234567")
+        result = await run_entry(rig, url, caller)
+    assert [verb for verb in result.verbs if verb != "GET VARIABLE"] == ["SET VARIABLE"]
+    assert dict(result.variables_set)["PBXAGENT_ENTRY"] == "unchecked"
+    assert [d.action for d in rig.decisions] == ["silent_caller_entry_shadowed"]
+
+
+async def test_the_queue_named_in_the_hook_url_picks_its_overrides() -> None:
+    """entry?queue=support: the support queue's standards decide (here: the check is on only
+    for that queue)."""
+    off = fast_standards(pre_queue=False)
+    on = fast_standards()
+    seen: list[str | None] = []
+
+    def per_queue(queue: str | None, _dialed: str | None) -> Standards:
+        seen.append(queue)
+        return on if queue == "support" else off
+
+    async with entry_rig(standards=per_queue) as (rig, url):
+        rig.pbx.switch.sound_lengths[sound("silent.prompt")] = 1.0
+        caller = await rig.pbx.inbound_call(caller="79161234567")
+        result = await run_entry(rig, f"{url}?queue=support", caller)
+    assert seen == ["support"]
+    assert dict(result.variables_set)["PBXAGENT_ENTRY"] == "silent"
