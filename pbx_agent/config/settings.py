@@ -46,6 +46,7 @@ from pbx_agent.config.types import (
     Name,
     PortRange,
     PromptKey,
+    Secret,
     SubProblem,
     custom_error,
     key_part,
@@ -180,7 +181,7 @@ class AsteriskSettings(_Connection):
     ami_host: Host = "127.0.0.1"
     ami_port: Port = 5038
     username: Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\s]+$")] = "pbx-agent"
-    secret: SecretStr = SecretStr("")
+    secret: Secret = SecretStr("")
     fastagi_bind: HostPort = "127.0.0.1:4573"
     # The daemon's AudioSocket server: callback legs stream their audio here for machine
     # detection (standards.amd.engine = "daemon"). Asterisk connects to this address.
@@ -211,7 +212,7 @@ class FreeswitchSettings(_Connection):
 
     esl_host: Host = "127.0.0.1"
     esl_port: Port = 8021
-    password: SecretStr = SecretStr("")
+    password: Secret = SecretStr("")
     outbound_bind: HostPort = "127.0.0.1:8084"
     # FreeSWITCH sends HEARTBEAT every 20 s; nothing for this long means the link is dead.
     heartbeat_timeout_s: Timeout = 60

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from datetime import time
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError
 
 # The error type whose context carries a list of ``SubProblem``s.
@@ -179,3 +186,21 @@ SecondsRange = Annotated[tuple[_RangeBound, _RangeBound], AfterValidator(_check_
 def format_range(bounds: tuple[float, float], unit: str = "s") -> str:
     low, high = (f"{b:g}" for b in bounds)
     return f"{low}-{high} {unit}"
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+
+def _one_line_secret(value: SecretStr) -> SecretStr:
+    if any(c in value.get_secret_value() for c in "\r\n\0"):
+        raise custom_error(
+            "secret_line_break",
+            "contains a line break or NUL (a secret file read with its trailing newline?); "
+            "the value is not shown",
+            "the secret on one line, without CR, LF or NUL",
+        )
+    return value
+
+
+# A password or secret sent on a protocol line: one line, never printed.
+Secret = Annotated[SecretStr, AfterValidator(_one_line_secret)]

@@ -417,10 +417,15 @@ def _check_name(name: str) -> None:
         raise UnsafeValueError(msg)
 
 
+# Fields whose values are never printed, even in an error.
+_SECRET_FIELDS = frozenset({"secret", "key"})
+
+
 def _check_value(name: str, value: str) -> None:
     if "\r" in value or "\n" in value or "\0" in value:
+        shown = "(not shown)" if name.lower() in _SECRET_FIELDS else repr(printable(value))
         msg = (
-            f"AMI field {printable(name)!r} value {printable(value)!r} contains CR, LF or "
+            f"AMI field {printable(name)!r} value {shown} contains CR, LF or "
             "NUL, which would split the message; accepted: any other text"
         )
         raise UnsafeValueError(msg)

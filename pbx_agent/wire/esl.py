@@ -785,8 +785,11 @@ def _check_value(name: str, value: str) -> None:
 
 def _check_line(line: str) -> None:
     if not line or "\r" in line or "\n" in line or "\0" in line:
+        word = line.split(" ", 1)[0]
+        # auth / userauth carry the password: never printed, even in an error.
+        shown = f"{word} (the rest not shown)" if word in ("auth", "userauth") else line
         msg = (
-            f"ESL command line {printable(line)!r} is empty or contains CR, LF or NUL; "
+            f"ESL command line {printable(shown)!r} is empty or contains CR, LF or NUL; "
             "accepted: one non-empty line"
         )
         raise UnsafeValueError(msg)

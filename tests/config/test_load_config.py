@@ -330,6 +330,19 @@ def test_unknown_secret_key_value_is_never_shown(tmp_path: Path) -> None:
     assert all("hunter2" not in str(p) for p in found)
 
 
+@pytest.mark.parametrize(("section", "key"), [("asterisk", "secret"), ("freeswitch", "password")])
+def test_a_secret_with_a_line_break_is_refused_without_showing_it(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    """A secret read from a file with its trailing newline would be refused by the wire
+    codec (and printed in its error) at every reconnect: refused here, never shown."""
+    name = f"PBX_AGENT_{section.upper()}__{key.upper()}"
+    found = problems(tmp_path, f'[{section}]\n{key} = "ok"\n', env={name: "TopSecret42\n"})
+    problem = by_key(found, name)  # the environment set it: named as it was given
+    assert "line break" in problem.message
+    assert all("TopSecret42" not in str(p) for p in found)
+
+
 def test_env_override_wins_over_the_file(tmp_path: Path) -> None:
     """PBX_AGENT_<SECTION>__<KEY> overrides the file."""
     path = write(

@@ -558,3 +558,11 @@ def test_caller_id_never_adds_an_ami_header_or_field(number: str, name: str) -> 
     items = messages_of(decode_all(data, expect_banner=False))
     assert len(items) == 1
     assert items[0].fields == (("Action", "Originate"), ("ActionID", "x-1"), *fields)
+
+
+def test_a_secret_with_a_line_break_is_refused_without_being_printed() -> None:
+    """The codec's refusal names the field, not the secret."""
+    with pytest.raises(UnsafeValueError) as caught:
+        encode_action("Login", [("Username", "lab"), ("Secret", "TopSecret42\n")], action_id="1")
+    assert "Secret" in str(caught.value)
+    assert "TopSecret42" not in str(caught.value)

@@ -718,3 +718,11 @@ def test_an_xml_content_length_of_non_ascii_digits_is_ignored_not_a_crash() -> N
     )
     assert event.get("Event-Name") == "CUSTOM"
     assert event.body == "hello"
+
+
+def test_a_password_with_a_line_break_is_refused_without_being_printed() -> None:
+    """auth's refusal names the command, not the password."""
+    with pytest.raises(UnsafeValueError) as caught:
+        encode_auth("ClueSecret\n")
+    assert "auth" in str(caught.value)
+    assert "ClueSecret" not in str(caught.value)
