@@ -207,6 +207,21 @@ class AsteriskSettings(_Connection):
     )
 
 
+# standards.callbacks keys the scheduler and dialers take from the site only (the rest:
+# enabled = false, the drop causes and cancel_on_inbound, are read per call).
+SITE_WIDE_CALLBACK_KEYS = (
+    "max_attempts",
+    "window_h",
+    "attempt_offsets_s",
+    "ring_time_s",
+    "quiet_hours",
+    "max_concurrent",
+    "promised_default_deadline_h",
+    "target",
+    "greeting_prompt",
+)
+
+
 class FreeswitchSettings(_Connection):
     """Inbound ESL and the outbound-socket server for a FreeSWITCH."""
 
@@ -542,6 +557,7 @@ class Config(_Section):
                 *self._prompt_file_problems(),
                 *self._phrase_conflict_problems(),
                 *self._site_wide_amd_problems(),
+                *self._site_wide_callback_problems(),
             ]
         )
 
@@ -561,6 +577,32 @@ class Config(_Section):
             for layer, standards in layers
             if standards.amd != site
         ]
+
+    def _site_wide_callback_problems(self) -> list[SubProblem]:
+        """The callback scheduler and dialer are built once from the site's
+        ``standards.callbacks``: a queue or number may turn callbacks off and choose which
+        drops call for one (read per call), not how they are dialled."""
+        site = self._resolved[None, None].callbacks
+        layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
+        layers += [(f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)]
+        problems: list[SubProblem] = []
+        for layer, standards in layers:
+            own = standards.callbacks
+            keys = [k for k in SITE_WIDE_CALLBACK_KEYS if getattr(own, k) != getattr(site, k)]
+            if own.enabled and not site.enabled:
+                keys.insert(0, "enabled")
+            problems.extend(
+                SubProblem(
+                    f"{layer}.callbacks.{key}",
+                    "an override",
+                    f"standards.callbacks.{key} only (the scheduler dials every callback "
+                    "with the site's settings)",
+                    "callbacks are scheduled and dialled site-wide, so this override would "
+                    "never be used",
+                )
+                for key in keys
+            )
+        return problems
 
     def phrase_texts(self) -> tuple[dict[str, str], list[PhraseConflict]]:
         """Every phrase of the site's standards and of each queue / dialled-number layer,

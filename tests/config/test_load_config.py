@@ -275,6 +275,30 @@ def test_amd_override_in_a_queue_or_number_is_refused(tmp_path: Path) -> None:
     assert by_key(found, "dialed.8800.amd").accepted.startswith("standards.amd only")
 
 
+def test_callback_scheduling_overrides_in_a_queue_or_number_are_refused(tmp_path: Path) -> None:
+    """The scheduler dials every callback with the site's settings: a queue's own ring time
+    or target would be accepted and never used, so they are refused; what is read per call
+    (turning callbacks off, which drops count) stays allowed."""
+    text = (
+        '[queues.vip.callbacks]\nring_time_s = 60\ntarget = "vip_callbacks"\n'
+        "agent_device_drop = false\n"
+        "[dialed.8800.callbacks]\nenabled = false\nattempt_offsets_s = [5, 600, 1200]\n"
+    )
+    found = problems(tmp_path, text)
+    assert sorted(p.key for p in found) == [
+        "dialed.8800.callbacks.attempt_offsets_s",
+        "queues.vip.callbacks.ring_time_s",
+        "queues.vip.callbacks.target",
+    ]
+    assert "site-wide" in found[0].message
+
+
+def test_a_queue_cannot_turn_on_callbacks_the_site_turned_off(tmp_path: Path) -> None:
+    """With callbacks off for the site the scheduler does not dial at all."""
+    text = "[standards.callbacks]\nenabled = false\n[queues.vip.callbacks]\nenabled = true\n"
+    assert [p.key for p in problems(tmp_path, text)] == ["queues.vip.callbacks.enabled"]
+
+
 def test_feature_code_leading_to_no_script_is_rejected(tmp_path: Path) -> None:
     """A feature code must name a script or "farewell"."""
     found = problems(tmp_path, '[standards.feature_codes]\npbxagent_rude = "rude"\n')
