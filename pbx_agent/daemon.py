@@ -371,11 +371,18 @@ class Daemon:
         config = self.config
         site = config.standards_for()
         dialer: AsteriskDialer | FreeswitchDialer
+        greeting = site.callbacks.greeting_prompt
         if config.pbx.kind == "freeswitch":
             audio = config.freeswitch is None or config.freeswitch.amd_audio == "unicast"
-            dialer = FreeswitchDialer(FreeswitchDetection.from_rule(site.amd, audio=audio))
+            dialer = FreeswitchDialer(
+                FreeswitchDetection.from_rule(site.amd, audio=audio),
+                greeting=sound_name(config, greeting, "freeswitch"),
+            )
         else:
-            dialer = AsteriskDialer(MachineDetection.from_rule(site.amd))
+            dialer = AsteriskDialer(
+                MachineDetection.from_rule(site.amd),
+                greeting=sound_name(config, greeting, "asterisk"),
+            )
         service = CallbackService(
             self.store,
             dialer,

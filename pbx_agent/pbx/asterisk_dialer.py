@@ -17,7 +17,8 @@ Wiring (the composition root builds it)::
 
 Channel variables of the Originate (read by ``dialplan/asterisk/pbx-agent-callback.conf``):
 ``PBXAGENT_CALLBACK_ID`` (set by the adapter: the request id, the AudioSocket UUID),
-``PBXAGENT_CALLBACK_TARGET`` (the queue, when known), ``PBXAGENT_AMD_ENGINE``
+``PBXAGENT_CALLBACK_TARGET`` (the queue, when known), ``PBXAGENT_CALLBACK_GREETING`` (the
+sound a person hears before the queue), ``PBXAGENT_AMD_ENGINE``
 (``daemon``, ``asterisk`` or ``none``), ``PBXAGENT_AUDIOSOCKET`` (the daemon's AudioSocket
 server, ``host:port``), ``PBXAGENT_AMD_PARAMS`` (``AMD()``'s nine arguments from
 ``standards.amd``) and ``PBXAGENT_AMD_NOTSURE`` (``HUMAN``/``MACHINE``: what ``AMD()``'s
@@ -113,8 +114,11 @@ class AsteriskDialer:
         *,
         setvar_timeout_s: float = 0.8,
         close_timeout_s: float = 2.0,
+        greeting: str | None = None,
     ) -> None:
         self.detection = detection
+        # The sound an answered callback hears before the queue (callbacks.greeting_prompt).
+        self.greeting = greeting
         self.audiosocket: str | None = None
         self._setvar_timeout_s = setvar_timeout_s
         self._adapter: AsteriskAdapter | None = None
@@ -155,6 +159,8 @@ class AsteriskDialer:
         variables: list[tuple[str, str]] = [("PBXAGENT_AMD_ENGINE", engine)]
         if request.target:
             variables.append(("PBXAGENT_CALLBACK_TARGET", request.target))
+        if self.greeting:
+            variables.append(("PBXAGENT_CALLBACK_GREETING", self.greeting))
         if engine == "daemon" and self.audiosocket is not None:
             variables.append(("PBXAGENT_AUDIOSOCKET", self.audiosocket))
         if engine == "asterisk":

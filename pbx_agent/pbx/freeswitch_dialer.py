@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("pbx_agent.callbacks")
 
 TARGET_VARIABLE = "pbx_agent_callback_target"
+GREETING_VARIABLE = "pbx_agent_callback_greeting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,15 @@ class FreeswitchDialer:
     ``start()`` / ``close()``.
     """
 
-    def __init__(self, detection: FreeswitchDetection, *, close_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        detection: FreeswitchDetection,
+        *,
+        close_timeout_s: float = 2.0,
+        greeting: str | None = None,
+    ) -> None:
+        # The file an answered callback hears before the queue (callbacks.greeting_prompt).
+        self.greeting = greeting
         self.detection = detection
         self._adapter: FreeswitchAdapter | None = None
         self._reports = ReportQueue(close_timeout_s=close_timeout_s, on_verdict=self._apply)
@@ -115,6 +124,8 @@ class FreeswitchDialer:
             raise CallbackNotPlacedError(msg)
         detect = request.detect_machine and self.detection.enabled
         variables = [(TARGET_VARIABLE, request.target)] if request.target else []
+        if self.greeting:
+            variables.append((GREETING_VARIABLE, self.greeting))
         await adapter.originate_callback(
             request_id=request.request_id,
             number=request.number,

@@ -475,3 +475,17 @@ def test_request_without_detection_runs_no_detector() -> None:
     names = dict(dialer.variables_for(request))
     assert names["PBXAGENT_AMD_ENGINE"] == "none"
     assert "PBXAGENT_AUDIOSOCKET" not in names
+
+
+def test_the_callback_greeting_is_a_channel_variable() -> None:
+    """PBXAGENT_CALLBACK_GREETING: the sound the callback context plays to a person before
+    the queue; none configured, no variable."""
+    request = CallbackDial("id", 1, 1, E164, 40, QUEUE, detect_machine=False)
+    greeted = AsteriskDialer(
+        MachineDetection(engine="none"), greeting="pbx-agent/ru/callback-greeting"
+    )
+    assert dict(greeted.variables_for(request))["PBXAGENT_CALLBACK_GREETING"] == (
+        "pbx-agent/ru/callback-greeting"
+    )
+    plain = AsteriskDialer(MachineDetection(engine="none"))
+    assert "PBXAGENT_CALLBACK_GREETING" not in dict(plain.variables_for(request))

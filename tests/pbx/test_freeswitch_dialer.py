@@ -89,7 +89,7 @@ def dial(request_id: str, *, detect: bool = True) -> CallbackDial:
 
 
 @contextlib.asynccontextmanager
-async def rig(*, connect: bool = True) -> AsyncIterator[Rig]:
+async def rig(*, connect: bool = True, greeting: str | None = None) -> AsyncIterator[Rig]:
     async with FakeFreeSwitch(playback_s=1.0) as fs:
         clock = LoopClock()
         engine = Engine(clock=clock, policies=[])
@@ -101,7 +101,7 @@ async def rig(*, connect: bool = True) -> AsyncIterator[Rig]:
         )
         engine.executor = adapter
         detection = FreeswitchDetection(params=DetectorParams(), deadline_ms=6000)
-        dialer = FreeswitchDialer(detection)
+        dialer = FreeswitchDialer(detection, greeting=greeting)
         sink = Sink()
         dialer.report_to(sink)
         engine.subscribe((ev.OriginateOutcome, ev.MachineDetected), dialer.on_event)
@@ -154,6 +154,17 @@ async def test_without_detection_the_callee_goes_straight_to_the_queue() -> None
         assert "pbxagent_callback_connect" in r.fs.commands_for("bgapi")[-1].args
         await asyncio.sleep(0.2)
         assert r.sink.verdicts == []
+
+
+async def test_the_callback_greeting_rides_on_the_originate() -> None:
+    """pbx_agent_callback_greeting names the file pbxagent_callback_connect plays to the
+    person before the queue ("this is a callback from ...")."""
+    request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a05"
+    async with rig(greeting="pbx-agent/ru/callback-greeting.wav") as r:
+        await r.dialer.place_callback(dial(request, detect=False))
+        await r.until(lambda: bool(r.sink.outcomes), "the outcome")
+        line = r.fs.commands_for("bgapi")[-1].args
+    assert "pbx_agent_callback_greeting=pbx-agent/ru/callback-greeting.wav" in line
 
 
 async def test_a_callback_is_not_placed_without_the_event_socket() -> None:
