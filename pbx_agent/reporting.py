@@ -47,6 +47,7 @@ from pbx_agent.policies.callbacks import (
     AttemptOutcome,
     JobKind,
     JobStatus,
+    counts_as_attempt,
 )
 from pbx_agent.store import Store
 from pbx_agent.store.records import Decision
@@ -246,7 +247,7 @@ async def build_report(
     callback_figures = CallbackFigures(
         jobs_created={str(k): created.get(str(k), 0) for k in JobKind},
         attempts={str(o): outcomes.get(str(o), 0) for o in AttemptOutcome},
-        made=sum(n for o, n in outcomes.items() if o != AttemptOutcome.NOT_PLACED),
+        made=sum(n for o, n in outcomes.items() if counts_as_attempt(AttemptOutcome(o))),
         answered=outcomes.get(str(AttemptOutcome.CONNECTED), 0),
         machine=outcomes.get(str(AttemptOutcome.MACHINE), 0),
         done=finished.get(str(JobStatus.DONE), 0),
@@ -469,6 +470,7 @@ def render_table(report: Report, zone: tzinfo | None = None) -> str:
                 str(cb.attempts.get(o, 0)) for o in ("busy", "no_answer", "rejected", "failed")
             ),
         ),
+        ("Callbacks the switch refused (not made)", str(cb.attempts.get("refused", 0))),
         ("Callbacks done", str(cb.done)),
         ("Callbacks exhausted", str(cb.exhausted)),
         ("Callbacks cancelled (customer called)", str(cb.cancelled)),

@@ -35,7 +35,9 @@ Scheduling rules (``CallbackRules``):
   computed as a local wall time on the right date), never after the window end (48 h after
   the drop; a promise's deadline): an attempt that cannot fit is not made;
 - at most ``max_attempts`` attempts count. ``NOT_PLACED`` (the dialer refused before
-  anything was sent to the PBX) does not count and is retried after ``not_placed_retry``.
+  anything was sent to the PBX) does not count and is retried after ``not_placed_retry``;
+  ``REFUSED`` (the PBX answered the Originate with an error: nothing rang) does not count
+  either and is retried after ``refused_retry``.
   ``UNKNOWN`` (the daemon lost track of an attempt: a crash after the attempt was recorded)
   counts: the attempt may have rung the customer, and redialling the same attempt could
   call them twice.
@@ -372,6 +374,9 @@ class AttemptOutcome(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"  # the daemon lost track of it (crash, lease expiry, no report)
     NOT_PLACED = "not_placed"  # refused before anything reached the PBX
+    # The PBX refused the call outright (AMI Response: Error, ESL -ERR): nothing rang, so it
+    # is none of the customer's attempts; a configuration problem, retried less often.
+    REFUSED = "refused"
 
 
 OPEN_OUTCOMES = frozenset({AttemptOutcome.DIALLING, AttemptOutcome.ANSWERED})
@@ -481,6 +486,9 @@ class CallbackRules:
     # can keep it earlier by hand); enough room for the three attempts' spacing.
     promised_dial_lead: timedelta = timedelta(hours=24)
     not_placed_retry: timedelta = timedelta(seconds=60)
+    # A call the switch refused is retried this much later (an administrator has to fix
+    # something: the attempts and the log say what the switch answered).
+    refused_retry: timedelta = timedelta(minutes=10)
     target: str | None = None  # None: the queue the dropped call was in
     drop: DropRules = field(default_factory=DropRules)
 
@@ -635,7 +643,9 @@ def new_promise_times(
 
 
 def counts_as_attempt(outcome: AttemptOutcome) -> bool:
-    return outcome is not AttemptOutcome.NOT_PLACED
+    """Whether the attempt was one of the customer's (it may have rung): not when nothing
+    reached the switch, nor when the switch refused the call outright."""
+    return outcome not in (AttemptOutcome.NOT_PLACED, AttemptOutcome.REFUSED)
 
 
 def after_attempt(
@@ -654,8 +664,9 @@ def after_attempt(
         now=now,
         rules=rules,
     )
-    if planned is not None and outcome is AttemptOutcome.NOT_PLACED:
-        planned = next_allowed(max(planned, now + rules.not_placed_retry), rules)
+    if planned is not None and not counts_as_attempt(outcome):
+        retry = rules.refused_retry if outcome is AttemptOutcome.REFUSED else rules.not_placed_retry
+        planned = next_allowed(max(planned, now + retry), rules)
         if planned > job.window_ends_at:
             planned = None
     if planned is not None:

@@ -47,6 +47,7 @@ import structlog
 
 from pbx_agent.clock import Clock, to_datetime
 from pbx_agent.errors import (
+    PbxActionFailed,
     PbxActionTimeout,
     PbxAgentError,
     PbxConnectionLost,
@@ -678,6 +679,17 @@ class CallbackService:
                 await self._dialer.place_callback(request)
         except CallbackNotPlacedError as exc:
             result = AttemptResult(AttemptOutcome.NOT_PLACED, self._now(), cause_text=str(exc))
+        except PbxActionFailed as exc:
+            # The switch answered the Originate with an error: nothing rang.
+            log.error(
+                "callback.refused",
+                request_id=request.request_id,
+                job_id=job.id,
+                number=job.number,
+                error=str(exc),
+                retry_after_s=self._rules.refused_retry.total_seconds(),
+            )
+            result = AttemptResult(AttemptOutcome.REFUSED, self._now(), cause_text=str(exc))
         except (TimeoutError, PbxConnectionLost, PbxActionTimeout) as exc:
             # The Originate may have reached the switch and may ring the customer: the
             # attempt counts, and an outcome that still arrives is applied (a late report

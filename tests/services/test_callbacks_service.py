@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from pbx_agent.clock import ManualClock
-from pbx_agent.errors import PbxConnectionLost, StoreUnavailable
+from pbx_agent.errors import PbxActionFailed, PbxConnectionLost, StoreUnavailable
 from pbx_agent.model.calls import Call
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback
 from pbx_agent.model.events import CallId
@@ -453,6 +453,29 @@ async def test_dialer_that_could_not_send_does_not_use_up_an_attempt(
     attempts = await store.callbacks.attempts(job_id)
     assert attempts[0].outcome is AttemptOutcome.NOT_PLACED
     assert attempts[0].cause_text == "AMI not connected"
+
+
+async def test_a_call_the_switch_refused_does_not_use_up_an_attempt(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """AMI Response: Error to the Originate (here: permission denied): nothing rang, so it
+    is refused, uncounted, logged, and retried 10 minutes later; once the switch takes it,
+    that is the customer's first attempt."""
+    job_id = await drop(service)
+    dialer.fail_with = PbxActionFailed("Originate", "Permission denied")
+    clock.advance(30)
+    with capture_logs() as logs:
+        await service.run_once()
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.attempts_made == 0
+    assert job.next_attempt_at == datetime.fromtimestamp(T0 + 30 + 600, UTC)
+    assert [e["event"] for e in logs if e["event"] == "callback.refused"] == ["callback.refused"]
+    dialer.fail_with = None
+    clock.advance(600)
+    assert await service.run_once() == 1
+    attempts = await store.callbacks.attempts(job_id)
+    assert [a.outcome for a in attempts] == [AttemptOutcome.REFUSED, AttemptOutcome.DIALLING]
 
 
 async def test_dialer_failure_counts_as_an_attempt(
