@@ -326,8 +326,10 @@ class CallbacksRule(_Rule):
     ring_time_s: Annotated[float, Field(gt=30, le=300)] = 40
     quiet_hours: QuietHours | None = QuietHours()
     max_concurrent: Annotated[int, Field(ge=1, le=1000)] = 2
-    # Hang-up causes (Q.850) of the first leg to end that make a drop abnormal.
-    abnormal_causes: list[Annotated[int, Field(ge=1, le=127)]] = Field(
+    # Hang-up causes of the first leg to end that make a drop abnormal: Q.850 (1-127), or
+    # FreeSWITCH's own cause numbers above (500 CRASH, 609 GATEWAY_DOWN, 613
+    # SRTP_READ_ERROR...: pbx_agent.policies.callbacks.FREESWITCH_CAUSES).
+    abnormal_causes: list[Annotated[int, Field(ge=1, le=699)]] = Field(
         default_factory=lambda: [27, 34, 38, 41, 42, 44, 47, 102]
     )
     media_timeout_abnormal: bool = True

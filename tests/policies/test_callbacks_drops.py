@@ -268,6 +268,22 @@ def test_configured_cause_list_is_used() -> None:
     assert verdict.cause == 127
 
 
+def test_a_freeswitch_cause_above_127_can_be_configured_as_abnormal() -> None:
+    """[standards.callbacks] abnormal_causes = [..., 613]: FreeSWITCH's SRTP_READ_ERROR on
+    the customer's leg is a drop (its own numbers, above Q.850's 127, are accepted)."""
+    from pbx_agent.config.settings import resolve_standards  # noqa: PLC0415
+
+    standards = resolve_standards("ru", "", {"callbacks": {"abnormal_causes": [44, 613]}})
+    verdict = classify_drop(
+        [
+            end("alice", Role.CALLER, None, order=0, cause_text="SRTP_READ_ERROR"),
+            end("bob", Role.AGENT, 16, order=1),
+        ],
+        DropRules.from_standards(standards),
+    )
+    assert (verdict.abnormal, verdict.cause) == (True, 613)
+
+
 def test_unknown_cause_is_not_abnormal() -> None:
     """Cause 0 (an AMI Hangup without Cause) tells nothing: no callback, reason says so."""
     verdict = classify_drop(
