@@ -639,7 +639,8 @@ class Daemon:
         applied = [key for key in changed if key.startswith(_LIVE_KEYS)]
         later = [key for key in changed if not key.startswith(_LIVE_KEYS)]
         # Read per call, and also once at start by the callback scheduler, the machine
-        # detector and the flag store: applied to calls now, to those parts at a restart.
+        # detector, the flag store and the route hook's deadline: applied to calls now, to
+        # those parts at a restart.
         later += [key for key in applied if key.startswith(_AT_START_TOO)]
         # The running mode stays: `run --shadow` is not in the file, and leaving shadow
         # mode means building the parts that act on calls, which only a start does.
@@ -664,7 +665,13 @@ class Daemon:
 # A reload applies these at once (every call's standards at its next event, and the
 # hooks'); every other key is read at start: connections, binds, store, agents, prompts.
 _LIVE_KEYS = ("standards.", "queues.", "dialed.")
-_AT_START_TOO = ("standards.callbacks.", "standards.amd.", "standards.flags.")
+_AT_START_TOO = (
+    "standards.callbacks.",
+    "standards.amd.",
+    "standards.flags.",
+    # The route hook's deadline is the FastAGI / outbound-socket servers' for that hook.
+    "standards.night_routing.deadline_ms",
+)
 _PHRASING_KEYS = frozenset({"site.profile", "site.company_name"})
 
 

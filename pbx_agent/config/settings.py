@@ -558,15 +558,21 @@ class Config(_Section):
                 *self._phrase_conflict_problems(),
                 *self._site_wide_amd_problems(),
                 *self._site_wide_callback_problems(),
+                *self._site_wide_route_deadline_problems(),
             ]
         )
+
+    def _layers(self) -> list[tuple[str, Standards]]:
+        """(key prefix, resolved standards) of every queue and dialled-number layer."""
+        layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
+        layers += [(f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)]
+        return layers
 
     def _site_wide_amd_problems(self) -> list[SubProblem]:
         """standards.amd is the site's alone: the dialer and the AudioSocket detector are
         built once from it at start-up, so a queue's or number's own would never be used."""
         site = self._resolved[None, None].amd
-        layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
-        layers += [(f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)]
+        layers = self._layers()
         return [
             SubProblem(
                 f"{layer}.amd",
@@ -583,8 +589,7 @@ class Config(_Section):
         ``standards.callbacks``: a queue or number may turn callbacks off and choose which
         drops call for one (read per call), not how they are dialled."""
         site = self._resolved[None, None].callbacks
-        layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
-        layers += [(f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)]
+        layers = self._layers()
         problems: list[SubProblem] = []
         for layer, standards in layers:
             own = standards.callbacks
@@ -604,13 +609,28 @@ class Config(_Section):
             )
         return problems
 
+    def _site_wide_route_deadline_problems(self) -> list[SubProblem]:
+        """The route hook answers within one deadline, the site's (the hook servers enforce
+        it for every call): a queue's or number's own would never be used."""
+        site = self._resolved[None, None].night_routing.deadline_ms
+        layers = self._layers()
+        return [
+            SubProblem(
+                f"{layer}.night_routing.deadline_ms",
+                f"{standards.night_routing.deadline_ms}",
+                "standards.night_routing.deadline_ms only (the route hook has one deadline)",
+                "the route hook's deadline is site-wide, so this override would never be used",
+            )
+            for layer, standards in layers
+            if standards.night_routing.deadline_ms != site
+        ]
+
     def phrase_texts(self) -> tuple[dict[str, str], list[PhraseConflict]]:
         """Every phrase of the site's standards and of each queue / dialled-number layer,
         by key, with the keys whose text differs between layers (one file cannot say both)."""
         texts: dict[str, str] = dict(self._resolved[None, None].phrases)
         conflicts: list[PhraseConflict] = []
-        layers = [(f"queues.{key_part(q)}", self._resolved[q, None]) for q in sorted(self.queues)]
-        layers += [(f"dialed.{key_part(d)}", self._resolved[None, d]) for d in sorted(self.dialed)]
+        layers = self._layers()
         for layer, standards in layers:
             for key, text in standards.phrases.items():
                 if key not in texts:

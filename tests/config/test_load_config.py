@@ -299,6 +299,14 @@ def test_a_queue_cannot_turn_on_callbacks_the_site_turned_off(tmp_path: Path) ->
     assert [p.key for p in problems(tmp_path, text)] == ["queues.vip.callbacks.enabled"]
 
 
+def test_a_route_deadline_override_for_a_number_is_refused(tmp_path: Path) -> None:
+    """The route hook answers within the site's deadline for every call."""
+    text = "[dialed.88005550199.night_routing]\ndeadline_ms = 400\n"
+    (problem,) = problems(tmp_path, text)
+    assert problem.key == "dialed.88005550199.night_routing.deadline_ms"
+    assert "site-wide" in problem.message
+
+
 def test_feature_code_leading_to_no_script_is_rejected(tmp_path: Path) -> None:
     """A feature code must name a script or "farewell"."""
     found = problems(tmp_path, '[standards.feature_codes]\npbxagent_rude = "rude"\n')

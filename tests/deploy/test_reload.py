@@ -90,6 +90,20 @@ async def test_reload_applies_the_standards_and_names_what_needs_a_restart(
             assert events["config_reload_needs_restart"]["keys"] == ["scheduler.poll_interval_s"]
 
 
+async def test_a_new_route_deadline_is_named_as_waiting_for_a_restart(tmp_path: Path) -> None:
+    """The route hook's deadline is the hook servers' (fixed at start): a reload that
+    changes it says so instead of reporting it applied alone."""
+    async with FakeAsterisk() as pbx:
+        path = write(tmp_path / "pbx-agent.toml", pbx)
+        async with running(path) as daemon:
+            write(path, pbx, "[standards.night_routing]\ndeadline_ms = 300\n")
+            with capture_logs() as logs:
+                daemon.reload()
+            events = {e["event"]: e for e in logs}
+            key = "standards.night_routing.deadline_ms"
+            assert events["config_reload_needs_restart"]["keys"] == [key]
+
+
 async def test_reload_keeps_the_shadow_mode_the_daemon_was_started_in(tmp_path: Path) -> None:
     """`run --shadow` is not in the file: a reload must not leave shadow mode by itself."""
     async with FakeAsterisk() as pbx:
