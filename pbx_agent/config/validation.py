@@ -193,7 +193,8 @@ def is_secret_name(name: str) -> bool:
     )
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+# user:password@ up to the last "@" before the path: a password may hold "@" (unencoded).
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^/?#]*@")
 
 
 def mask_url(url: str) -> str:

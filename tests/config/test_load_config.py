@@ -335,6 +335,14 @@ def test_store_url_password_is_masked(tmp_path: Path) -> None:
     assert by_key(found, "store.url").value == "postgres://agent:***@db/pbx"
 
 
+def test_a_store_url_password_holding_an_at_sign_is_masked_whole() -> None:
+    """An unencoded '@' in the password does not leave its tail visible."""
+    from pbx_agent.config.validation import mask_url  # noqa: PLC0415
+
+    masked = mask_url("postgresql+asyncpg://pbx:Top@Secret@127.0.0.1/pbx")
+    assert masked == "postgresql+asyncpg://pbx:***@127.0.0.1/pbx"
+
+
 def test_asterisk_section_without_secret_is_rejected(tmp_path: Path) -> None:
     """Driving Asterisk needs the AMI secret."""
     problem = by_key(problems(tmp_path, '[asterisk]\nami_host = "pbx"\n'), "asterisk.secret")
