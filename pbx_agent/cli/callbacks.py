@@ -88,6 +88,10 @@ class _AdminDialer:
         msg = f"the command line does not place calls ({request.request_id})"
         raise CallbackNotPlacedError(msg)
 
+    async def abandon(self, request_id: str) -> None:
+        """Calls ringing now are the daemon's: the command line cannot reach them."""
+        del request_id
+
 
 def _service(store: Store, config: Config) -> CallbackService:
     rules = CallbackRules.from_standards(config.standards_for(), config.site.zone)

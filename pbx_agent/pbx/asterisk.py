@@ -341,6 +341,15 @@ class AsteriskAdapter:
         msg = f"the Asterisk adapter cannot execute {type(command).__name__}"
         raise PbxAgentError(msg)
 
+    async def hangup_unique_id(self, unique_id: str, *, cause: int) -> bool:
+        """Hang up the channel whose Uniqueid is ``unique_id`` (a callback attempt's
+        ChannelId); False when the switch has no such channel (gone, never created)."""
+        found = self.translator.channels.get(unique_id)
+        if found is None:
+            return False
+        await self._hangup(found.channel, cause, found.linkedid)
+        return True
+
     async def _hangup(self, channel: str, cause: int, call_id: str) -> str:
         """Hang a channel up. One already gone (a bridged peer Asterisk hung up a moment
         earlier, a caller who just left) is what was wanted: not a failure."""

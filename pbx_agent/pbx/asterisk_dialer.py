@@ -168,6 +168,12 @@ class AsteriskDialer:
         variables.append(("PBXAGENT_AMD_NOTSURE", detection.notsure_as.value))
         return variables
 
+    async def abandon(self, request_id: str) -> None:
+        """Hang up the attempt's channel (its Uniqueid is the request id) if it is there."""
+        adapter = self._adapter
+        if adapter is not None:
+            await adapter.hangup_unique_id(request_id, cause=16)
+
     async def place_callback(self, request: CallbackDial) -> None:
         """Originate one attempt. ``CallbackNotPlacedError`` when nothing can have reached
         the switch (no AMI connection); any other failure may have reached it and counts."""

@@ -284,6 +284,13 @@ class FreeswitchAdapter:
             return "+OK (shadow)"
         return await self.client.api(command)
 
+    async def kill_attempt(self, request_id: str) -> str:
+        """Hang up a callback attempt's leg (``origination_uuid`` = the request id); one
+        already gone is not a failure. Only a plain UUID reaches the command line."""
+        if not _LEG_UUID.match(request_id):
+            return f"{printable(request_id)} is no attempt id"
+        return await self._kill(request_id, 16, None)
+
     async def _kill(self, uuid: str, cause: int, call_id: str | None) -> str:
         name = CAUSE_NAMES.get(cause, "NORMAL_CLEARING")
         try:

@@ -115,6 +115,12 @@ class FreeswitchDialer:
 
     # -- placing ---------------------------------------------------------------------------
 
+    async def abandon(self, request_id: str) -> None:
+        """Kill the attempt's leg (its uuid is the request id) if it is there."""
+        adapter = self._adapter
+        if adapter is not None and adapter.client.connected:
+            await adapter.kill_attempt(request_id)
+
     async def place_callback(self, request: CallbackDial) -> None:
         """Originate one attempt. ``CallbackNotPlacedError`` when nothing can have reached
         the switch (no ESL connection); any other failure may have reached it and counts."""

@@ -106,6 +106,11 @@ class Dialer(Protocol):
 
     async def place_callback(self, request: CallbackDial) -> None: ...
 
+    async def abandon(self, request_id: str) -> None:
+        """Hang up the attempt ``request_id`` if it still rings: its job was cancelled (the
+        customer called in and reached an agent). Nothing when it is gone or unknown."""
+        ...
+
 
 class CallbackNotPlacedError(PbxAgentError):
     """Raised by a ``Dialer`` when it is certain nothing reached the PBX (not connected,
@@ -437,7 +442,25 @@ class CallbackService:
                 reason=job.finish_reason,
             )
             await self._decide(now, "callback_cancelled", job.finish_reason, job, call_id=call_id)
+            await self._abandon_ringing(job)
         return cancelled
+
+    async def _abandon_ringing(self, job: CallbackJob) -> None:
+        """A cancelled job's attempt still ringing the customer (who is on the line with an
+        agent now) is hung up; one answered is left to its person."""
+        try:
+            attempts = await self._store.callbacks.attempts(job.id)
+            for attempt in attempts:
+                if attempt.outcome is AttemptOutcome.DIALLING:
+                    log.info(
+                        "callback.attempt_abandoned",
+                        job_id=job.id,
+                        request_id=attempt.request_id,
+                        reason="its job was cancelled while it rang",
+                    )
+                    await self._dialer.abandon(attempt.request_id)
+        except PbxAgentError as exc:  # the cancellation stands; the attempt rings out
+            log.warning("callback.abandon_failed", job_id=job.id, error=repr(exc))
 
     async def cancel(self, job_id: int, reason: str) -> CallbackJob | None:
         """An admin cancelled a job; None when it does not exist or is already finished."""

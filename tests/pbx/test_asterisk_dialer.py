@@ -489,3 +489,17 @@ def test_the_callback_greeting_is_a_channel_variable() -> None:
     )
     plain = AsteriskDialer(MachineDetection(engine="none"))
     assert "PBXAGENT_CALLBACK_GREETING" not in dict(plain.variables_for(request))
+
+
+async def test_an_abandoned_attempt_is_hung_up_while_it_rings(sqlite: Store) -> None:
+    """abandon(request id): AMI Hangup of the ringing channel (its Uniqueid is the id)."""
+    async with rig(sqlite) as r:
+        script(r.pbx, DialOutcome.NO_ANSWER)
+        attempt = await r.call_back()
+        async with asyncio.timeout(TIMEOUT):
+            while attempt.request_id not in r.adapter.translator.channels:
+                await asyncio.sleep(0.01)
+        channel = r.adapter.translator.channels[attempt.request_id].channel
+        await r.dialer.abandon(attempt.request_id)
+        hangups = [a.message for a in r.pbx.received if a.name == "Hangup"]
+    assert [m.get("Channel") for m in hangups] == [channel]

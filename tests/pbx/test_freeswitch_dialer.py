@@ -191,3 +191,17 @@ def test_detection_takes_amd_parameters_from_the_standards() -> None:
     assert detection.params.on_notsure is VerdictKind.MACHINE
     assert detection.notsure_as is VerdictKind.MACHINE
     assert detection.deadline_ms == 5000
+
+
+async def test_an_abandoned_attempt_is_killed_while_it_rings() -> None:
+    """abandon(request id): uuid_kill of the leg placed with that origination_uuid."""
+    request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a06"
+    async with rig() as r:
+        r.lab.script_callee(NUMBER, "no_answer")
+        await r.dialer.place_callback(dial(request))
+        await r.until(lambda: r.fs.channel(request) is not None, "the ringing leg")
+        await r.dialer.abandon(request)
+        await r.until(lambda: r.fs.channel(request) is None, "the hang-up")
+        assert f"uuid_kill {request} NORMAL_CLEARING" in r.api()
+        await r.dialer.abandon("not-a-uuid; reloadxml")  # never reaches a command line
+        assert not any("not-a-uuid" in line for line in r.api())

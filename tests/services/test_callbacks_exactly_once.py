@@ -74,6 +74,9 @@ class TableDialer:
         self.report = report
         self.outcomes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
 
+    async def abandon(self, request_id: str) -> None:
+        del request_id
+
     async def place_callback(self, request: CallbackDial) -> None:
         async with self.store.db.write("record placed call") as conn:
             await conn.execute(

@@ -53,6 +53,7 @@ class RecordingDialer:
         self.outcome_in_store_when_dialled: list[AttemptOutcome | None] = []
         self.fail_with: BaseException | None = None
         self.hang = False
+        self.abandoned: list[str] = []
 
     async def place_callback(self, request: CallbackDial) -> None:
         attempt = await self.store.callbacks.attempt_by_request(request.request_id)
@@ -62,6 +63,9 @@ class RecordingDialer:
         if self.fail_with is not None:
             raise self.fail_with
         self.requests.append(request)
+
+    async def abandon(self, request_id: str) -> None:
+        self.abandoned.append(request_id)
 
 
 def service_for(
@@ -324,7 +328,8 @@ async def test_concurrency_cap_limits_calls_in_flight(
 async def test_customer_calling_in_cancels_the_pending_callback(
     service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
 ) -> None:
-    """Any inbound call from the number cancels the callback; nothing is dialled later."""
+    """The customer's inbound call (once it reaches an agent) cancels the callback;
+    nothing is dialled later."""
     job_id = await drop(service)
     with capture_logs() as logs:
         cancelled = await service.cancel_for_inbound("+7 916 123 45 67", call_id="c2")
@@ -333,6 +338,20 @@ async def test_customer_calling_in_cancels_the_pending_callback(
     clock.advance(60)
     assert await service.run_once() == 0
     assert dialer.requests == []
+
+
+async def test_an_attempt_ringing_when_the_customer_gets_through_is_hung_up(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """The callback rings the customer's phone while they talk to an agent on their own
+    call: the job is cancelled and the ringing attempt abandoned (hung up)."""
+    job_id = await drop(service)
+    clock.advance(30)
+    assert await service.run_once() == 1
+    [request] = dialer.requests
+    cancelled = await service.cancel_for_inbound("+7 916 123 45 67", call_id="c2")
+    assert [job.id for job in cancelled] == [job_id]
+    assert dialer.abandoned == [request.request_id]
 
 
 async def test_promise_is_kept_by_the_scheduler_and_reported_overdue_if_not(
