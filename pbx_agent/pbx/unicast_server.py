@@ -45,6 +45,8 @@ from pbx_agent.wire.unicast import UnicastAudioDecoder, UnicastProtocolError
 __all__ = ["UnicastAudioServer", "UnicastUnavailableError", "UnicastVerdictCallback"]
 
 log = structlog.get_logger()
+# A port freed less than this long ago is handed out only when no other is free.
+PORT_QUARANTINE_S = 30.0
 
 UnicastVerdictCallback = Callable[[str, Verdict], Awaitable[None] | None]
 
@@ -128,6 +130,11 @@ class UnicastAudioServer:
         self._now = now
         self._sessions: dict[str, _Session] = {}
         self._ports_in_use: dict[str, int] = {}
+        # Ports are handed out in turn, not lowest-first: the switch goes on streaming a
+        # judged leg until the hang-up or transfer reaches it, and a port given straight to
+        # the next leg would feed it that audio (its first datagram fixes its source).
+        self._next_port = ports[0]
+        self._freed_at: dict[int, float] = {}
         self._deliveries: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -200,7 +207,18 @@ class UnicastAudioServer:
         loop = asyncio.get_running_loop()
         low, high = self._ports
         used = set(self._ports_in_use.values())
-        candidates = [0] if low == 0 else [p for p in range(low, high + 1) if p not in used]
+        if low == 0:
+            candidates = [0]
+        else:
+            start = min(max(self._next_port, low), high)
+            turn = [*range(start, high + 1), *range(low, start)]
+            now = self._time()
+            free = [p for p in turn if p not in used]
+            # A port freed a moment ago last: its old stream may still be arriving.
+            candidates = sorted(
+                free,
+                key=lambda p: now - self._freed_at.get(p, -PORT_QUARANTINE_S) < PORT_QUARANTINE_S,
+            )
         last_error: OSError | None = None
         for port in candidates:
             try:
@@ -210,8 +228,10 @@ class UnicastAudioServer:
             except OSError as exc:
                 last_error = exc
                 continue
-            bound = transport.get_extra_info("sockname")[1]
-            return transport, int(bound)
+            bound = int(transport.get_extra_info("sockname")[1])
+            if low:
+                self._next_port = low if bound >= high else bound + 1
+            return transport, bound
         where = f"{self.host}:{low}-{high}" if low else f"{self.host} (any port)"
         msg = f"unicast audio for {session.leg}: no port free on {where}: {last_error}"
         raise UnicastUnavailableError(msg)
@@ -332,7 +352,9 @@ class UnicastAudioServer:
         if session.transport is not None:
             session.transport.close()
         self._sessions.pop(session.leg, None)
-        self._ports_in_use.pop(session.leg, None)
+        port = self._ports_in_use.pop(session.leg, None)
+        if port is not None:
+            self._freed_at[port] = self._time()
         counts = session.counts
         log.info(
             "unicast_stream_closed",

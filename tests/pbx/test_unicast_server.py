@@ -235,6 +235,44 @@ async def test_ports_come_from_the_configured_range_and_run_out_cleanly(
         assert srv.active_sessions == 1
 
 
+def _free_range(size: int) -> tuple[int, int]:
+    """``size`` consecutive UDP ports that were free a moment ago."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            low = probe.getsockname()[1]
+        if low + size - 1 > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(low, low + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return low, low + size - 1
+    raise AssertionError("no free port range")
+
+
+async def test_a_port_just_freed_is_not_the_next_legs(verdicts: Verdicts) -> None:
+    """The switch streams a judged leg until its hang-up lands: the port it streamed to is
+    not handed to the next leg at once (its first datagram would fix the wrong source and
+    feed it the old call's audio); ports go round the range, a freed one last."""
+    low, high = _free_range(3)
+    second = "9e3f0b52-1a7d-4c68-b2e5-7d0c4a91f3b8"
+    third = "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e"
+    async with UnicastAudioServer(verdicts, ports=(low, high), first_audio_timeout_s=1.0) as srv:
+        first = await opened(srv)
+        srv.cancel(LEG, "judged")  # settled: its port is free again
+        assert await opened(srv, second) != first
+        srv.cancel(second, "judged")
+        assert await opened(srv, third) not in (first, low + 1)
+
+
 async def test_too_many_streams_are_refused_before_anything_is_bound(verdicts: Verdicts) -> None:
     async with UnicastAudioServer(verdicts, max_sessions=1) as srv:
         await opened(srv)
