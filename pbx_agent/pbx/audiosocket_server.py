@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -59,6 +60,10 @@ log = structlog.get_logger()
 VerdictCallback = Callable[[uuid.UUID, Verdict], Awaitable[None] | None]
 
 _READ_CHUNK = 8192
+# How many attempt ids the server remembers to refuse a second stream for one of them.
+CLAIMS_KEPT = 10_000
+# A session lets the other sessions run after this many frames from one read.
+_YIELD_EVERY = 64
 
 
 class _PeerGoneError(Exception):
@@ -73,6 +78,7 @@ class _SessionConfig:
     hangup_after_verdict: bool
     max_payload_bytes: int
     deliver: Callable[[uuid.UUID, Verdict], Awaitable[None]]
+    claim: Callable[[uuid.UUID], bool]  # False: another stream has (had) this attempt id
 
 
 class AudioSocketServer(SessionListener):
@@ -114,7 +120,18 @@ class AudioSocketServer(SessionListener):
             hangup_after_verdict=hangup_after_verdict,
             max_payload_bytes=max_payload_bytes,
             deliver=self._deliver,
+            claim=self._claim,
         )
+        # Attempt ids streamed so far (the newest CLAIMS_KEPT): one verdict per attempt.
+        self._claimed: OrderedDict[uuid.UUID, None] = OrderedDict()
+
+    def _claim(self, stream_id: uuid.UUID) -> bool:
+        if stream_id in self._claimed:
+            return False
+        self._claimed[stream_id] = None
+        while len(self._claimed) > CLAIMS_KEPT:
+            self._claimed.popitem(last=False)
+        return True
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
@@ -146,10 +163,22 @@ class _Session:
         self._decoder = AudioSocketDecoder(max_payload_bytes=config.max_payload_bytes)
         self._detector = AmdDetector(config.params)
         self._audio_ms = 0
+        self._digits = 0  # DTMF frames of this stream (logged once, counted)
+        self._unyielded = 0  # messages handled since the session last let others run
 
     async def run(self) -> None:
         stream_id = await self._read_uuid()
         if stream_id is None:
+            return
+        if not self._config.claim(stream_id):
+            # A second stream for one attempt (a replay, a stray peer): only the first is
+            # judged; this one gets no verdict and cannot overwrite the first's.
+            log.warning(
+                "audiosocket_stream_refused",
+                stream=str(stream_id),
+                peer=self._peer,
+                reason="this attempt id already has a stream",
+            )
             return
         params = self._config.params
         log.info("audiosocket_stream_started", stream=str(stream_id), peer=self._peer)
@@ -158,6 +187,11 @@ class _Session:
         try:
             async with deadline:
                 verdict = await self._listen()
+        except asyncio.CancelledError:
+            # The server is closing: the attempt still gets its one verdict, the default.
+            closing = Verdict(params.on_deadline, "closed", self._audio_ms)
+            await asyncio.shield(self._config.deliver(stream_id, closing))
+            raise
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -173,6 +207,8 @@ class _Session:
             verdict = Verdict(params.on_deadline, "protocol-error", self._audio_ms)
             log.warning("audiosocket_protocol_error", stream=str(stream_id), error=str(exc))
         await self._config.deliver(stream_id, verdict)
+        if self._digits > 1:
+            log.info("audiosocket_dtmf_total", stream=str(stream_id), frames=self._digits)
         # The peer already ended the stream, or broke it: nothing to say back.
         ended_by_peer = verdict.reason.startswith("peer-") or verdict.reason == "protocol-error"
         if self._config.hangup_after_verdict and not ended_by_peer:
@@ -226,8 +262,11 @@ class _Session:
                 return Verdict(verdict.kind, f"peer-error:{verdict.reason}", verdict.decided_at_ms)
             elif isinstance(message, AudioSocketDtmf):
                 # A keypress means a person (or a very clever machine); the detector judges
-                # only the audio, the callback flow may use the digit.
-                log.info("audiosocket_dtmf", digit=message.digit, audio_ms=self._audio_ms)
+                # only the audio, the callback flow may use the digit. Logged once: a peer
+                # sending thousands must not flood the log.
+                self._digits += 1
+                if self._digits == 1:
+                    log.info("audiosocket_dtmf", digit=message.digit, audio_ms=self._audio_ms)
             else:
                 msg = f"AudioSocket: second UUID frame {message.uuid} in one stream"
                 raise AudioSocketProtocolError(msg)
@@ -236,7 +275,13 @@ class _Session:
         while True:
             message = self._decoder.next_message()
             if message is not None:
+                self._unyielded += 1
+                if self._unyielded >= _YIELD_EVERY:
+                    # A full buffer holds thousands of small frames: other calls run too.
+                    self._unyielded = 0
+                    await asyncio.sleep(0)
                 return message
+            self._unyielded = 0
             if self._decoder.at_eof:
                 raise _PeerGoneError
             try:

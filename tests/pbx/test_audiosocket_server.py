@@ -19,6 +19,7 @@ from pbx_agent.wire.audiosocket import (
     AudioSocketDecoder,
     AudioSocketHangup,
     encode_audio,
+    encode_dtmf,
     encode_hangup,
     encode_uuid,
 )
@@ -275,6 +276,43 @@ async def test_close_cancels_open_sessions(verdicts):
     async with asyncio.timeout(TIMEOUT):
         await server.close()
     assert server.active_sessions == 0
+    # ... and the attempt still gets its one verdict: the default, reason "closed".
+    [(stream, verdict)] = verdicts.received
+    assert (stream, verdict.kind, verdict.reason) == (CALL, VerdictKind.HUMAN, "closed")
+    writer.close()
+
+
+async def test_a_second_stream_for_one_attempt_gets_no_verdict(server, verdicts):
+    """Two connections naming one attempt id: the first is judged; the second is refused
+    (closed, no verdict), so it cannot overwrite the first's verdict on the channel."""
+    _r1, first = await connect(server)
+    first.write(encode_uuid(CALL))
+    await first.drain()
+    await asyncio.sleep(0.05)
+    reader, second = await connect(server)
+    with capture_logs() as logs:
+        second.write(encode_uuid(CALL) + frames(s.render(s.tone(1000, 1.0), seconds=1.5)))
+        await second.drain()
+        assert await read_until_closed(reader) == []
+    assert verdicts.received == []
+    assert [e["event"] for e in logs if e["event"] == "audiosocket_stream_refused"] == [
+        "audiosocket_stream_refused"
+    ]
+    first.close()
+    second.close()
+
+
+async def test_a_dtmf_flood_is_logged_once_and_other_calls_go_on(server, verdicts):
+    """Thousands of DTMF frames: one log line, not one per frame."""
+    reader, writer = await connect(server)
+    with capture_logs() as logs:
+        writer.write(encode_uuid(CALL) + encode_dtmf("5") * 20000 + encode_hangup())
+        await writer.drain()
+        await verdicts.one()
+        await read_until_closed(reader)
+    events = [e["event"] for e in logs]
+    assert events.count("audiosocket_dtmf") == 1
+    assert [e["frames"] for e in logs if e["event"] == "audiosocket_dtmf_total"] == [20000]
     writer.close()
 
 
