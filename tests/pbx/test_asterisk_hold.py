@@ -387,7 +387,7 @@ async def test_over_limit_hold_alerts_the_agent_and_the_offer_taken_registers_a_
     await rig.pbx.switch.wait_until(lambda: len(rig.callbacks_requested) == 1, 5)
     (request,) = rig.callbacks_requested
     assert request.number == "79161234567"
-    assert request.promised_deadline is not None
+    assert request.promised_deadline is None  # the customer's request: dialled soon
     taken = await rig.pbx.wait_for_action(
         "UserEvent", after=pressed, where=lambda a: a.get("Alert") == "callback_offer_taken"
     )

@@ -46,6 +46,10 @@ CALLBACK_CONTEXT: list[tuple[str, str]] = [
     ("ExecIf", '$["${AMDSTATUS}" = "MACHINE"]?Set(PBXAGENT_AMD=MACHINE)'),
     ("ExecIf", '$["${AMDSTATUS}" = "NOTSURE"]?Set(PBXAGENT_AMD=${PBXAGENT_AMD_NOTSURE})'),
     ("ExecIf", '$["${PBXAGENT_AMD}" = "MACHINE"]?Hangup(16)'),
+    (
+        "ExecIf",
+        '$["${PBXAGENT_CALLBACK_GREETING}" != ""]?Playback(${PBXAGENT_CALLBACK_GREETING})',
+    ),
     ("ExecIf", '$["${PBXAGENT_CALLBACK_TARGET}" = ""]?Set(PBXAGENT_CALLBACK_TARGET=support)'),
     ("Queue", "${PBXAGENT_CALLBACK_TARGET},b(pbxagent-agent-features^s^1)"),
     ("Hangup", "16"),
