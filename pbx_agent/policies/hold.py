@@ -287,6 +287,9 @@ class HoldPolicy:
                 {"held_leg": event.held, "holder_leg": event.holder},
             )
             return state, [note]
+        # A thanks still owed for an earlier hold of this party is void: this hold ends with
+        # its own.
+        state = replace(state, owed=tuple(t for t in state.owed if t.leg != event.held))
         hold = _new_hold(event.held, event.holder, event.started_at, call)
         held_role = hold.held_role
         rule = _hold_rule(call.standards)
@@ -422,7 +425,7 @@ class HoldPolicy:
             # One of two holders let go (a three-way bridge): the party is still on hold, so
             # its one hold goes on (program, limit, one record), now the remaining holder's.
             if hold is not None and hold.holder == event.holder:
-                state = state.put(replace(hold, holder=still.holder))
+                state = state.put(_handed_over(hold, still.holder, call))
             note = cmd.Note(
                 "hold_still_held",
                 "one holder released the held party, another still holds it",
@@ -457,9 +460,12 @@ class HoldPolicy:
                 commands.append(thanks)
         commands.append(cmd.RecordFact("hold", _fact(hold, event, call, duration)))
         owed = [t for t in state.owed if t.leg == event.holder]
-        if owed and event.how == "released" and not _on_hold(call, event.holder):
+        if owed and not _on_hold(call, event.holder):
+            # The customer's phone let go: the conversation resumes (released) and the thanks
+            # is said now; ended any other way (hung up, the link lost) it is void.
             state = replace(state, owed=tuple(t for t in state.owed if t.leg != event.holder))
-            commands.append(owed[-1])
+            if event.how == "released":
+                commands.append(owed[-1])
         return state, commands
 
     def _thanks(
@@ -518,6 +524,17 @@ def _agent_leg_of(call: cm.Call, holder: LegId) -> cm.Leg | None:
 def _offer_from(plan: HoldPlan, rule: HoldRule, started_at: float) -> float | None:
     offsets = [a.at_s for a in plan.announcements if a.prompt == rule.callback_offer.prompt]
     return started_at + min(offsets) if offsets else None
+
+
+def _handed_over(hold: ActiveHold, holder: LegId, call: cm.Call) -> ActiveHold:
+    """``hold`` now held by ``holder`` alone: its agent (alert, tier, record) is the new
+    holder's when that is an agent; the limit stays the one announced."""
+    agent_leg = _agent_leg_of(call, holder)
+    if agent_leg is None or not agent_leg.alive:
+        return replace(hold, holder=holder)
+    return replace(
+        hold, holder=holder, agent=agent_leg.agent, agent_leg=agent_leg.id, tier=agent_leg.tier
+    )
 
 
 def _untracked_hold(event: cm.HoldEnded, call: cm.Call) -> ActiveHold:

@@ -601,3 +601,31 @@ def test_the_first_holder_letting_go_hands_the_hold_to_the_other() -> None:
     assert [p.prompt for p in of(ended, cmd.PlayPrompt)] == ["hold.resume"]
     (fact,) = hold_facts(r)
     assert fact["duration_s"] == 40.0
+
+
+def test_a_hold_handed_over_by_a_holder_who_hung_up_alerts_the_one_still_holding() -> None:
+    """The agent holds the customer, the supervisor holds too, the agent hangs up: at the
+    limit the supervisor, who holds the customer now, is alerted, and the record is theirs."""
+    r = three_way()
+    r.at(10, ev.HoldPressed(AGENT))
+    r.at(20, ev.HoldPressed(SUPERVISOR))
+    r.at(30, ev.LegHungUp(AGENT, 16))
+    (alert,) = of(r.advance(131), cmd.AlertAgent)
+    assert alert.leg == SUPERVISOR
+    r.at(150, ev.HoldReleased(SUPERVISOR))
+    (fact,) = hold_facts(r)
+    assert (fact["holder_leg"], fact["agent"]) == (str(SUPERVISOR), "agent-2002")
+
+
+def test_a_thanks_owed_is_void_when_the_agent_holds_again() -> None:
+    """Mutual hold, the agent lets go, then holds again before the customer's phone does:
+    the new hold ends with its own thanks; the old one is never said on top."""
+    r = runner("zh")
+    program(r.agent_holds(0))
+    r.at(5, ev.HoldPressed(CALLER))
+    r.at(20, ev.HoldReleased(AGENT))
+    r.at(25, ev.HoldPressed(AGENT))
+    assert of(r.at(30, ev.HoldReleased(CALLER)), cmd.PlayPrompt) == []
+    assert [p.prompt for p in of(r.at(35, ev.HoldReleased(AGENT)), cmd.PlayPrompt)] == [
+        "hold.resume"
+    ]
