@@ -262,3 +262,23 @@ async def test_feed_stops_watching_the_leg_when_the_hook_ends() -> None:
 def test_deadline_covers_every_step_and_its_prompt() -> None:
     """ru: 2.5 + 2.5 s of silence, two prompts of up to 15 s, 0 s pause, 5 s margin."""
     assert entry_deadline_s(standards("ru").silent_caller) == pytest.approx(40.0, abs=1e-6)
+
+
+def test_the_hooks_deadline_covers_the_slowest_queues_procedure() -> None:
+    """entry?queue=support runs the support queue's steps: the hook's one deadline is long
+    enough for them, not only for the site's."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from pbx_agent.config import load_config  # noqa: PLC0415
+    from pbx_agent.engine import Engine  # noqa: PLC0415
+    from pbx_agent.hooks.entry import entry_hook_factory  # noqa: PLC0415
+
+    env = {"PBX_AGENT_QUEUES__SUPPORT__SILENT_CALLER__HANGUP_AFTER_CLOSING_S": "30"}
+    config = load_config(None, env=env)
+    clock = ManualClock()
+    daemon = SimpleNamespace(config=config, engine=Engine(clock=clock, policies=[]), clock=clock)
+    spec = entry_hook_factory(daemon)  # type: ignore[arg-type]
+    assert spec is not None
+    slowest = entry_deadline_s(config.standards_for("support", None).silent_caller)
+    assert slowest > entry_deadline_s(config.standards_for().silent_caller)
+    assert spec.deadline_s == pytest.approx(slowest)
