@@ -419,19 +419,21 @@ _NUMBER_WORD = (
     r"|двадцат|тридцат|сорок|пятьдесят|шестьдесят|семьдесят|восемьдесят|девяност|сто|двест"
     r"|двухсот|трист|трёхсот|трехсот|четырест|пятьсот|шестьсот|семьсот|восемьсот|девятьсот)"
 )
+# The noun "статья" in its forms, not the verb "стать" ("стать первым в очереди").
+_ARTICLE = r"(?:стать(?:я|и|е|ю|[её]й|ям|ях|ями)|статей)\b"
 _FORBIDDEN = (
     (re.compile(r"хулиган", re.IGNORECASE), "the word 'хулиганство'"),
     (
-        re.compile(rf"стать[а-яё]*\s*(?:№\s*)?{_NUMBER_WORD}", re.IGNORECASE),
+        re.compile(rf"{_ARTICLE}\s*(?:№\s*)?{_NUMBER_WORD}", re.IGNORECASE),
         "a reference to a code article",
     ),
     (
-        re.compile(r"\d+\s*-?\s*[а-яё]{0,3}\s+стать[а-яё]*", re.IGNORECASE),
+        re.compile(rf"\d+\s*-?\s*[а-яё]{{0,3}}\s+{_ARTICLE}", re.IGNORECASE),
         "a reference to a code article",
     ),
     (re.compile(r"\bст\.\s*\d", re.IGNORECASE), "a reference to a code article"),
     (re.compile(r"\b(УК|КоАП|ГК)\s*РФ\b", re.IGNORECASE), "a reference to a code (УК РФ, ...)"),
-    (re.compile(r"стать[а-яё]*\s+(?:УК|КоАП)\b", re.IGNORECASE), "a reference to a code article"),
+    (re.compile(rf"{_ARTICLE}\s+(?:УК|КоАП)\b", re.IGNORECASE), "a reference to a code article"),
     (
         re.compile(r"\d+\s*-?\s*[а-яё]{0,3}\s+(?:УК|КоАП)\b", re.IGNORECASE),
         "a reference to a code article",

@@ -193,8 +193,9 @@ def is_secret_name(name: str) -> bool:
     )
 
 
-# user:password@ up to the last "@" before the path: a password may hold "@" (unencoded).
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^/?#]*@")
+# user:password@ up to the last "@" of the URL: a password may hold "@", "/", "?" or "#"
+# (unencoded); an "@" further on (a query) only hides more, never a password.
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
 
 
 def mask_url(url: str) -> str:

@@ -181,7 +181,12 @@ def test_night_notice_citing_a_legal_article_is_rejected(tmp_path: Path, citatio
 
 @pytest.mark.parametrize(
     "phrase",
-    ["Перезвоним в течение 72 часов.", "Осталось 2 минуты.", "Вас соединят с 3 отделом."],
+    [
+        "Перезвоним в течение 72 часов.",
+        "Осталось 2 минуты.",
+        "Вас соединят с 3 отделом.",
+        "Чтобы стать первым в очереди, оставайтесь на линии.",
+    ],
 )
 def test_numbers_that_cite_nothing_are_allowed(tmp_path: Path, phrase: str) -> None:
     """Hours, minutes and departments are no code articles."""
@@ -341,6 +346,7 @@ def test_a_store_url_password_holding_an_at_sign_is_masked_whole() -> None:
 
     masked = mask_url("postgresql+asyncpg://pbx:Top@Secret@127.0.0.1/pbx")
     assert masked == "postgresql+asyncpg://pbx:***@127.0.0.1/pbx"
+    assert mask_url("postgresql://pbx:se/cr?et#1@db/pbx") == "postgresql://pbx:***@db/pbx"
 
 
 def test_asterisk_section_without_secret_is_rejected(tmp_path: Path) -> None:
