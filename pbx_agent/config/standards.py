@@ -408,6 +408,9 @@ class QualityRule(_Rule):
     # of the figures (003 §17: 3 s), whatever dead_air.log_after_s says for the log.
     # (Talk-over's threshold is dead_air.talk_over_s.)
     dead_air_s: Annotated[float, Field(gt=0, le=60)] = 3
+    # Accepted for configurations written before it was found unread: it may only repeat
+    # dead_air.talk_over_s (the threshold used), never set another.
+    talk_over_s: Annotated[float, Field(gt=0, le=60)] | None = None
 
 
 Phrase = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
@@ -532,6 +535,17 @@ class Standards(BaseModel):
                     "true",
                     "false while callbacks.enabled is false",
                     "one-way audio promises a callback but callbacks are disabled",
+                )
+            )
+        talk_over = self.quality.talk_over_s
+        if talk_over is not None and talk_over != self.dead_air.talk_over_s:
+            problems.append(
+                SubProblem(
+                    "quality.talk_over_s",
+                    f"{talk_over:g}",
+                    f"dead_air.talk_over_s ({self.dead_air.talk_over_s:g}), the threshold the "
+                    "daemon uses: set that one and remove this key",
+                    "this key was never read and differs from the talk-over threshold",
                 )
             )
         if problems:

@@ -312,6 +312,18 @@ def test_a_route_deadline_override_for_a_number_is_refused(tmp_path: Path) -> No
     assert "site-wide" in problem.message
 
 
+def test_the_old_quality_talk_over_key_may_only_repeat_the_threshold_used(
+    tmp_path: Path,
+) -> None:
+    """standards.quality.talk_over_s (in the sample config, never read) loads when it says
+    what dead_air.talk_over_s says; another value is refused, pointing at that key."""
+    config = load_config(write(tmp_path, "[standards.quality]\ntalk_over_s = 3\n"), env={})
+    assert config.standards_for().dead_air.talk_over_s == 3
+    (problem,) = problems(tmp_path, "[standards.quality]\ntalk_over_s = 5\n")
+    assert problem.key == "standards.quality.talk_over_s"
+    assert "dead_air.talk_over_s" in problem.accepted
+
+
 def test_feature_code_leading_to_no_script_is_rejected(tmp_path: Path) -> None:
     """A feature code must name a script or "farewell"."""
     found = problems(tmp_path, '[standards.feature_codes]\npbxagent_rude = "rude"\n')
