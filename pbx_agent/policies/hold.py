@@ -443,21 +443,7 @@ class HoldPolicy:
         commands: list[cmd.Command] = []
         duration = event.ended_at - event.started_at
         if hold.announced:
-            commands.append(cmd.CancelTimer(hold.limit_key))
-            commands.append(cmd.StopHoldProgram(event.held, reason=f"the hold ended ({event.how})"))
-            thanks = self._thanks(hold, event, call, duration)
-            if thanks is not None and any(h.holder == hold.held for h in call.holds.values()):
-                commands.append(
-                    cmd.Note(
-                        "hold_resume_skipped",
-                        "the customer's own phone still holds the call: the thanks would not "
-                        "be heard; it is said when the customer's phone lets go",
-                        {"held_leg": hold.held},
-                    )
-                )
-                state = replace(state, owed=(*state.owed, thanks))
-            elif thanks is not None:
-                commands.append(thanks)
+            state, commands = self._announced_end(state, hold, event, call, duration)
         commands.append(cmd.RecordFact("hold", _fact(hold, event, call, duration)))
         owed = [t for t in state.owed if t.leg == event.holder]
         if owed and not _on_hold(call, event.holder):
@@ -466,6 +452,45 @@ class HoldPolicy:
             state = replace(state, owed=tuple(t for t in state.owed if t.leg != event.holder))
             if event.how == "released":
                 commands.append(owed[-1])
+        return state, commands
+
+    def _announced_end(
+        self,
+        state: HoldPolicyState,
+        hold: ActiveHold,
+        event: cm.HoldEnded,
+        call: cm.Call,
+        duration: float,
+    ) -> Step:
+        """The program stops, the limit timer goes, the thanks is said (or owed), and a
+        callback the customer asked for is cancelled when the agent came back to them."""
+        commands: list[cmd.Command] = [
+            cmd.CancelTimer(hold.limit_key),
+            cmd.StopHoldProgram(event.held, reason=f"the hold ended ({event.how})"),
+        ]
+        if hold.callback_offer_taken and event.how == "released" and call.caller_number:
+            # The agent came back to a customer still on the line: served now, the
+            # callback they asked for would ring them in the middle of it or after.
+            commands.append(
+                cmd.CancelCallbacks(
+                    number=call.caller_number,
+                    reason="the agent came back to the customer who had asked for a callback",
+                    trigger_call=call.id,
+                )
+            )
+        thanks = self._thanks(hold, event, call, duration)
+        if thanks is not None and any(h.holder == hold.held for h in call.holds.values()):
+            commands.append(
+                cmd.Note(
+                    "hold_resume_skipped",
+                    "the customer's own phone still holds the call: the thanks would not "
+                    "be heard; it is said when the customer's phone lets go",
+                    {"held_leg": hold.held},
+                )
+            )
+            state = replace(state, owed=(*state.owed, thanks))
+        elif thanks is not None:
+            commands.append(thanks)
         return state, commands
 
     def _thanks(

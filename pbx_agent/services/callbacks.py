@@ -419,9 +419,10 @@ class CallbackService:
         return job
 
     async def cancel_for_inbound(
-        self, number: str, *, call_id: str | None = None
+        self, number: str, *, call_id: str | None = None, reason: str = "the customer called in"
     ) -> list[CallbackJob]:
-        """The customer called in: cancel their pending callbacks (not promises)."""
+        """The customer is being served (called in and reached an agent, or the agent came
+        back to them on hold): cancel their pending callbacks (not promises)."""
         normalized = normalize(number, self._region)
         if isinstance(normalized, Unusable):
             return []
@@ -429,7 +430,7 @@ class CallbackService:
         rules = self._rules
         cancelled = await self._store.callbacks.cancel_pending(
             normalized.e164,
-            reason="the customer called in",
+            reason=reason,
             now=now,
             should_cancel=lambda job: cancels_on_inbound(job, rules),
         )
@@ -525,7 +526,9 @@ class CallbackService:
     async def on_cancel_callbacks(self, command: CancelCallbacks, call: Call | None) -> None:
         """Service handler for the engine's ``CancelCallbacks`` command."""
         del call
-        await self.cancel_for_inbound(command.number, call_id=command.trigger_call)
+        await self.cancel_for_inbound(
+            command.number, call_id=command.trigger_call, reason=command.reason
+        )
 
     # ------------------------------------------------------------------ outcomes
 

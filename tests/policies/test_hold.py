@@ -637,3 +637,23 @@ def test_a_thanks_owed_is_void_when_the_customers_hold_ends_by_a_resync() -> Non
     r.at(22, ev.PbxResynced("asterisk", live))
     r.at(300, ev.HoldPressed(CALLER))
     assert of(r.at(302, ev.HoldReleased(CALLER)), cmd.PlayPrompt) == []
+
+
+def test_the_agent_coming_back_cancels_the_callback_the_customer_asked_for() -> None:
+    """The customer pressed the offer digit but stayed on the line and the agent resumed:
+    they are served now, the callback is cancelled (it would ring them mid-call)."""
+    r = runner("zh")
+    r.agent_holds(0)
+    r.advance(121)
+    r.at(121, ev.DigitPressed(CALLER, "1"))
+    (cancel,) = of(r.agent_resumes(130), cmd.CancelCallbacks)
+    assert (cancel.number, cancel.trigger_call) == ("79161234567", CALL)
+
+
+def test_a_hold_ended_by_the_customer_hanging_up_keeps_the_callback_asked_for() -> None:
+    """The customer took the offer and hung up: the callback goes ahead."""
+    r = runner("zh")
+    r.agent_holds(0)
+    r.advance(121)
+    r.at(121, ev.DigitPressed(CALLER, "1"))
+    assert of(r.at(125, ev.LegHungUp(CALLER, 16)), cmd.CancelCallbacks) == []
