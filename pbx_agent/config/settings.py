@@ -559,6 +559,7 @@ class Config(_Section):
                 *self._site_wide_amd_problems(),
                 *self._site_wide_callback_problems(),
                 *self._site_wide_route_deadline_problems(),
+                *self._legacy_talk_over_problems(),
             ]
         )
 
@@ -608,6 +609,23 @@ class Config(_Section):
                 for key in keys
             )
         return problems
+
+    def _legacy_talk_over_problems(self) -> list[SubProblem]:
+        """standards.quality.talk_over_s, from configurations written before it was found
+        unread, may only repeat the site's dead_air.talk_over_s (the threshold used)."""
+        site = self._resolved[None, None]
+        talk_over = site.quality.talk_over_s
+        if talk_over is None or talk_over == site.dead_air.talk_over_s:
+            return []
+        return [
+            SubProblem(
+                "standards.quality.talk_over_s",
+                f"{talk_over:g}",
+                f"standards.dead_air.talk_over_s ({site.dead_air.talk_over_s:g}), the threshold "
+                "the daemon uses: set that one and remove this key",
+                "this key was never read and differs from the talk-over threshold",
+            )
+        ]
 
     def _site_wide_route_deadline_problems(self) -> list[SubProblem]:
         """The route hook answers within one deadline, the site's (the hook servers enforce

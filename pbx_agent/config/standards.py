@@ -423,7 +423,7 @@ _NUMBER_WORD = (
     r"|двухсот|трист|трёхсот|трехсот|четырест|пятьсот|шестьсот|семьсот|восемьсот|девятьсот)"
 )
 # The noun "статья" in its forms, not the verb "стать" ("стать первым в очереди").
-_ARTICLE = r"(?:стать(?:я|и|е|ю|[её]й|ям|ях|ями)|статей)\b"
+_ARTICLE = r"(?:стать(?:я|и|е|ю|[её]й|[её]ю|ям|ях|ями)|статей)\b"
 _FORBIDDEN = (
     (re.compile(r"хулиган", re.IGNORECASE), "the word 'хулиганство'"),
     (
@@ -535,17 +535,6 @@ class Standards(BaseModel):
                     "true",
                     "false while callbacks.enabled is false",
                     "one-way audio promises a callback but callbacks are disabled",
-                )
-            )
-        talk_over = self.quality.talk_over_s
-        if talk_over is not None and talk_over != self.dead_air.talk_over_s:
-            problems.append(
-                SubProblem(
-                    "quality.talk_over_s",
-                    f"{talk_over:g}",
-                    f"dead_air.talk_over_s ({self.dead_air.talk_over_s:g}), the threshold the "
-                    "daemon uses: set that one and remove this key",
-                    "this key was never read and differs from the talk-over threshold",
                 )
             )
         if problems:

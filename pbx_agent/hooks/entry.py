@@ -408,10 +408,9 @@ def entry_hook_factory(daemon: Daemon) -> HookSpec | None:
     )
     # One deadline for the hook, long enough for the slowest layer's procedure (a queue's
     # own steps apply through entry?queue=).
-    layers = [
-        (None, None),
-        *((q, None) for q in config.queues),
-        *((None, d) for d in config.dialed),
-    ]
-    deadline_s = max(entry_deadline_s(config.standards_for(q, d).silent_caller) for q, d in layers)
+    queues: list[str | None] = [None, *config.queues]
+    numbers: list[str | None] = [None, *config.dialed]
+    deadline_s = max(
+        entry_deadline_s(config.standards_for(q, d).silent_caller) for q in queues for d in numbers
+    )
     return hook.spec(deadline_s)

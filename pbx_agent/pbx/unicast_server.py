@@ -214,11 +214,17 @@ class UnicastAudioServer:
             turn = [*range(start, high + 1), *range(low, start)]
             now = self._time()
             free = [p for p in turn if p not in used]
-            # A port freed a moment ago last: its old stream may still be arriving.
-            candidates = sorted(
-                free,
-                key=lambda p: now - self._freed_at.get(p, -PORT_QUARANTINE_S) < PORT_QUARANTINE_S,
-            )
+            freed_at = self._freed_at
+
+            def order(port: int) -> tuple[bool, float]:
+                # A port freed a moment ago last (its old stream may still be arriving), and
+                # of those, the one freed longest ago first.
+                freed = freed_at.get(port)
+                if freed is None or now - freed >= PORT_QUARANTINE_S:
+                    return (False, 0.0)
+                return (True, freed)
+
+            candidates = sorted(free, key=order)
         last_error: OSError | None = None
         for port in candidates:
             try:

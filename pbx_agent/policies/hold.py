@@ -424,14 +424,24 @@ class HoldPolicy:
         if still is not None and still.holder != event.holder:
             # One of two holders let go (a three-way bridge): the party is still on hold, so
             # its one hold goes on (program, limit, one record), now the remaining holder's.
+            still_held: list[cmd.Command] = [
+                cmd.Note(
+                    "hold_still_held",
+                    "one holder released the held party, another still holds it",
+                    {
+                        "held_leg": event.held,
+                        "released_by": event.holder,
+                        "holder_leg": still.holder,
+                    },
+                )
+            ]
             if hold is not None and hold.holder == event.holder:
-                state = state.put(_handed_over(hold, still.holder, call))
-            note = cmd.Note(
-                "hold_still_held",
-                "one holder released the held party, another still holds it",
-                {"held_leg": event.held, "released_by": event.holder, "holder_leg": still.holder},
-            )
-            return state, [note]
+                new = _handed_over(hold, still.holder, call)
+                if new.announced and new.limit_s is not None and new.limit_s != hold.limit_s:
+                    # The new holder's own tier limit: alert and record are measured by it.
+                    still_held.append(cmd.StartTimer(new.limit_key, new.started_at + new.limit_s))
+                state = state.put(new)
+            return state, still_held
         if hold is not None and hold.holder == event.holder and hold.started_at < event.started_at:
             # Handed over from the first holder: the hold began with the first.
             event = replace(event, started_at=hold.started_at)
@@ -557,9 +567,13 @@ def _handed_over(hold: ActiveHold, holder: LegId, call: cm.Call) -> ActiveHold:
     agent_leg = _agent_leg_of(call, holder)
     if agent_leg is None or not agent_leg.alive:
         return replace(hold, holder=holder)
-    return replace(
+    handed = replace(
         hold, holder=holder, agent=agent_leg.agent, agent_leg=agent_leg.id, tier=agent_leg.tier
     )
+    rule = _hold_rule(call.standards)
+    if hold.limit_s is None or hold.over_limit or rule is None:
+        return handed  # an alert already given stands
+    return replace(handed, limit_s=tier_limit(rule, agent_leg.tier)[0])
 
 
 def _untracked_hold(event: cm.HoldEnded, call: cm.Call) -> ActiveHold:

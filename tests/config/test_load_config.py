@@ -167,6 +167,7 @@ def test_night_notice_with_the_forbidden_word_is_rejected(tmp_path: Path) -> Non
         "ст. 213",
         "УК РФ",
         "119-ю статью УК",
+        "статьёю 213",
         "статье сто девятнадцатой",
         "Уголовному кодексу",
         "xулиганство (with a Latin x)",
@@ -322,6 +323,15 @@ def test_the_old_quality_talk_over_key_may_only_repeat_the_threshold_used(
     (problem,) = problems(tmp_path, "[standards.quality]\ntalk_over_s = 5\n")
     assert problem.key == "standards.quality.talk_over_s"
     assert "dead_air.talk_over_s" in problem.accepted
+
+
+def test_the_old_quality_key_does_not_block_a_queues_own_talk_over_threshold(
+    tmp_path: Path,
+) -> None:
+    """The site repeats the threshold in the old key; a queue sets its own: accepted."""
+    text = "[standards.quality]\ntalk_over_s = 3\n[queues.vip.dead_air]\ntalk_over_s = 5\n"
+    config = load_config(write(tmp_path, text), env={})
+    assert config.standards_for("vip", None).dead_air.talk_over_s == 5
 
 
 def test_feature_code_leading_to_no_script_is_rejected(tmp_path: Path) -> None:

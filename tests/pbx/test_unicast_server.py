@@ -273,6 +273,31 @@ async def test_a_port_just_freed_is_not_the_next_legs(verdicts: Verdicts) -> Non
         assert await opened(srv, third) not in (first, low + 1)
 
 
+async def test_with_every_free_port_just_freed_the_one_freed_longest_ago_is_used(
+    verdicts: Verdicts,
+) -> None:
+    """Three ports, all busy; the third is freed, 20 s later the second: the next leg gets
+    the third's (its old stream has had the longest to stop), not the second's."""
+    low, high = _free_range(3)
+    now = [1000.0]
+    legs = [
+        "9e3f0b52-1a7d-4c68-b2e5-7d0c4a91f3b8",
+        "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
+        "1d2e3f4a-5b6c-4d7e-8f90-1a2b3c4d5e6f",
+    ]
+    async with UnicastAudioServer(
+        verdicts, ports=(low, high), first_audio_timeout_s=60.0, now=lambda: now[0]
+    ) as srv:
+        ports = [await srv.open(leg, answered_at=now[0]) for leg in legs]
+        assert ports == [low, low + 1, low + 2]
+        srv.cancel(legs[2], "judged")
+        now[0] += 20
+        srv.cancel(legs[1], "judged")
+        await asyncio.sleep(0.01)  # the closed sockets are released on the next loop turns
+        fourth = await srv.open("2e3f4a5b-6c7d-4e8f-9a01-2b3c4d5e6f70", answered_at=now[0])
+    assert fourth == low + 2
+
+
 async def test_too_many_streams_are_refused_before_anything_is_bound(verdicts: Verdicts) -> None:
     async with UnicastAudioServer(verdicts, max_sessions=1) as srv:
         await opened(srv)

@@ -657,3 +657,21 @@ def test_a_hold_ended_by_the_customer_hanging_up_keeps_the_callback_asked_for() 
     r.advance(121)
     r.at(121, ev.DigitPressed(CALLER, "1"))
     assert of(r.at(125, ev.LegHungUp(CALLER, 16)), cmd.CancelCallbacks) == []
+
+
+def test_a_hold_handed_to_a_senior_is_measured_by_the_seniors_limit() -> None:
+    """A specialist (120 s) and a senior (180 s) hold the customer; the specialist lets go:
+    no alert at 120 s, the record's limit is the senior's, a 160 s hold is within it."""
+    r = R1Runner(HoldPolicy(), profile="ru", tiers={"agent-2002": "senior"})
+    r.connect()
+    r.at(1, created(str(SUPERVISOR), "c.1", endpoint="PJSIP/agent-2002", number="200",
+                    name="", direction=Direction.OUTBOUND))  # fmt: skip
+    r.at(1, ev.LegAnswered(SUPERVISOR))
+    r.at(1, ev.LegJoinedBridge(SUPERVISOR, "b1"))
+    r.at(10, ev.HoldPressed(AGENT))
+    r.at(20, ev.HoldPressed(SUPERVISOR))
+    r.at(30, ev.HoldReleased(AGENT))
+    assert of(r.advance(135), cmd.AlertAgent) == []
+    r.at(170, ev.HoldReleased(SUPERVISOR))
+    (fact,) = hold_facts(r)
+    assert (fact["tier"], fact["limit_s"], fact["over_limit"]) == ("senior", 180.0, False)

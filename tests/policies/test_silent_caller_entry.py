@@ -273,12 +273,20 @@ def test_the_hooks_deadline_covers_the_slowest_queues_procedure() -> None:
     from pbx_agent.engine import Engine  # noqa: PLC0415
     from pbx_agent.hooks.entry import entry_hook_factory  # noqa: PLC0415
 
-    env = {"PBX_AGENT_QUEUES__SUPPORT__SILENT_CALLER__HANGUP_AFTER_CLOSING_S": "30"}
+    env = {
+        "PBX_AGENT_QUEUES__SUPPORT__SILENT_CALLER__HANGUP_AFTER_CLOSING_S": "30",
+        "PBX_AGENT_DIALED__88005550199__SILENT_CALLER__STEP_RANGE_S": "[2, 30]",
+        "PBX_AGENT_DIALED__88005550199__SILENT_CALLER__STEPS": (
+            '[{"after_s": 30, "prompt": "silent.prompt"},'
+            ' {"after_s": 30, "prompt": "silent.closing"}]'
+        ),
+    }
     config = load_config(None, env=env)
     clock = ManualClock()
     daemon = SimpleNamespace(config=config, engine=Engine(clock=clock, policies=[]), clock=clock)
     spec = entry_hook_factory(daemon)  # type: ignore[arg-type]
     assert spec is not None
-    slowest = entry_deadline_s(config.standards_for("support", None).silent_caller)
-    assert slowest > entry_deadline_s(config.standards_for().silent_caller)
+    # The queue's and the number's overrides together are the slowest.
+    slowest = entry_deadline_s(config.standards_for("support", "88005550199").silent_caller)
+    assert slowest > entry_deadline_s(config.standards_for("support", None).silent_caller)
     assert spec.deadline_s == pytest.approx(slowest)
