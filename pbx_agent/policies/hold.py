@@ -30,13 +30,17 @@ Transitions, per hold (keyed by the held leg)::
                                                               StartTimer(limit)
     HoldStarted                held is anyone else            Note(hold_not_announced)
     TimerFired(limit)          hold still on                  AlertAgent(hold_limit)
-    DigitReceived(offer        held customer, offer already   RequestCallback(promised),
+    DigitReceived(offer        held customer, offer already   RequestCallback(requested),
       digit)                   announced, not taken yet       StopHoldProgram, StartHoldProgram
                                                               (registered phrase, then music),
                                                               AlertAgent(callback_offer_taken)
     HoldEnded(released)        customer held                  StopHoldProgram, CancelTimer,
+                                                              [CancelCallbacks: offer taken],
                                                               PlayPrompt(thanks, BOTH),
                                                               RecordFact(hold)
+    HoldEnded (one of two      the other still holds          Note(hold_still_held); the hold
+      holders)                                                is the other's (agent, tier,
+                                                              limit)
     HoldEnded(released)        the customer's phone still     the same without the thanks
                                holds the agent                (Note hold_resume_skipped); it
                                                               is said when that hold ends
@@ -59,7 +63,8 @@ and how long the customer waits. They are still recorded (``held_role`` tells th
 the share of calls with hold counts ``held_role == "caller"``).
 
 The callback offer is accepted only once it has been announced and only while the hold lasts.
-Taking it registers a promised callback and replaces the program by one that plays the
+Taking it requests a callback (dialled like a drop's, soon; cancelled if the agent comes
+back to the customer on this hold) and replaces the program by one that plays the
 registered phrase at once and then music without reminders (a phrase injected into a running
 program would wait for the current music segment to end). A caller without a callable
 number is never offered a callback.
