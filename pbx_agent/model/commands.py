@@ -185,6 +185,9 @@ class CancelCallbacks:
     number: str
     reason: str
     trigger_call: CallId
+    # Only the callbacks the customer asked for (the hold offer), whatever
+    # callbacks.cancel_on_inbound says: the agent came back to them.
+    requested_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

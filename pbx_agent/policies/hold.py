@@ -491,6 +491,7 @@ class HoldPolicy:
                     number=call.caller_number,
                     reason="the agent came back to the customer who had asked for a callback",
                     trigger_call=call.id,
+                    requested_only=True,
                 )
             )
         thanks = self._thanks(hold, event, call, duration)

@@ -419,7 +419,12 @@ class CallbackService:
         return job
 
     async def cancel_for_inbound(
-        self, number: str, *, call_id: str | None = None, reason: str = "the customer called in"
+        self,
+        number: str,
+        *,
+        call_id: str | None = None,
+        reason: str = "the customer called in",
+        requested_only: bool = False,
     ) -> list[CallbackJob]:
         """The customer is being served (called in and reached an agent, or the agent came
         back to them on hold): cancel their pending callbacks (not promises)."""
@@ -432,7 +437,11 @@ class CallbackService:
             normalized.e164,
             reason=reason,
             now=now,
-            should_cancel=lambda job: cancels_on_inbound(job, rules),
+            should_cancel=(
+                (lambda job: job.kind is JobKind.REQUESTED)
+                if requested_only
+                else (lambda job: cancels_on_inbound(job, rules))
+            ),
         )
         for job in cancelled:
             log.info(
@@ -527,7 +536,10 @@ class CallbackService:
         """Service handler for the engine's ``CancelCallbacks`` command."""
         del call
         await self.cancel_for_inbound(
-            command.number, call_id=command.trigger_call, reason=command.reason
+            command.number,
+            call_id=command.trigger_call,
+            reason=command.reason,
+            requested_only=command.requested_only,
         )
 
     # ------------------------------------------------------------------ outcomes

@@ -647,7 +647,11 @@ def test_the_agent_coming_back_cancels_the_callback_the_customer_asked_for() -> 
     r.advance(121)
     r.at(121, ev.DigitPressed(CALLER, "1"))
     (cancel,) = of(r.agent_resumes(130), cmd.CancelCallbacks)
-    assert (cancel.number, cancel.trigger_call) == ("79161234567", CALL)
+    assert (cancel.number, cancel.trigger_call, cancel.requested_only) == (
+        "79161234567",
+        CALL,
+        True,
+    )
 
 
 def test_a_hold_ended_by_the_customer_hanging_up_keeps_the_callback_asked_for() -> None:

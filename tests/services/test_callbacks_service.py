@@ -692,6 +692,41 @@ async def test_hold_callback_offer_becomes_a_requested_callback(
     assert (job.next_attempt_at - job.created_at).total_seconds() == 30
 
 
+async def test_the_agent_coming_back_cancels_only_the_callback_asked_for(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """CancelCallbacks(requested_only) from the hold: the customer's own request goes, even
+    where callbacks.cancel_on_inbound is off; a drop's callback to another number stays."""
+    rules = CallbackRules(timezone=MOSCOW, cancel_on_inbound=False)
+    service = service_for(store, clock, dialer, rules=rules)
+    await service.on_request_callback(
+        RequestCallback(
+            number=NUMBER,
+            reason="the customer on hold took the callback offer",
+            trigger_call=CallId("c3"),
+            cause="hold_callback_offer",
+        ),
+        None,
+    )
+    other = "+7 903 000 11 22"
+    await drop(service, other)
+    for number in (NUMBER, other):
+        await service.on_cancel_callbacks(
+            CancelCallbacks(
+                number=number,
+                reason="the agent came back to the customer who had asked for a callback",
+                trigger_call=CallId("c3"),
+                requested_only=True,
+            ),
+            None,
+        )
+    statuses = {(j.kind, j.status) for j in await store.callbacks.list_jobs()}
+    assert statuses == {
+        (JobKind.REQUESTED, JobStatus.CANCELLED),
+        (JobKind.ABNORMAL_DROP, JobStatus.SCHEDULED),
+    }
+
+
 async def test_run_loop_dials_and_stops(store: Store, dialer: RecordingDialer) -> None:
     """run() places due calls on its own and returns promptly after stop()."""
     clock = ManualClock(T0)
