@@ -33,6 +33,7 @@ from pbx_agent.model.calls import CallModel, PartiesConnected, RoleRules
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback, action_name
 from pbx_agent.model.events import MachineDetected, OriginateOutcome
 from pbx_agent.model.hooks import HookRegistry, HookSpec
+from pbx_agent.numbers import NormalizedNumber, normalize
 from pbx_agent.pbx.ami_client import AmiSettings
 from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
 from pbx_agent.pbx.asterisk_dialer import (
@@ -392,6 +393,7 @@ class Daemon:
             settings=SchedulerSettings(
                 poll_interval_s=config.scheduler.poll_interval_s, lease_s=config.scheduler.lease_s
             ),
+            on_call=self._customer_on_call,
         )
         dialer.report_to(service)
         self.engine.subscribe((OriginateOutcome, MachineDetected), dialer.on_event)
@@ -467,6 +469,18 @@ class Daemon:
         )
         adapter.attach_unicast(server)
         self._closers.append(server.close)
+
+    def _customer_on_call(self, e164: str) -> bool:
+        """Whether a live call has ``e164`` (the customer) on its customer leg now."""
+        region = self.config.site.default_region
+        for call in self.engine.model.calls.values():
+            leg = call.caller_leg
+            if leg is None or not leg.alive or not leg.caller_number:
+                continue
+            number = normalize(leg.caller_number, region)
+            if isinstance(number, NormalizedNumber) and number.e164 == e164:
+                return True
+        return False
 
     def _run_callbacks(self) -> None:
         """Run the callback scheduler (not in shadow mode); stopped first at shutdown."""

@@ -39,6 +39,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -186,7 +187,12 @@ class CallbackService:
         default_region: str,
         owner: str | None = None,
         settings: SchedulerSettings | None = None,
+        on_call: Callable[[str], bool] | None = None,
     ) -> None:
+        # ``on_call(e164)``: the customer is on a live call with us right now (waiting in
+        # the queue, talking to an agent): an attempt due then is not placed (it would ring
+        # a busy line and use up one of the three), and is tried again a minute later.
+        self._on_call = on_call
         self._store = store
         self._dialer = dialer
         self._rules = rules
@@ -701,6 +707,11 @@ class CallbackService:
                 group.create_task(self._place(job, attempt), name=f"callback:{attempt.request_id}")
         return len(claimed)
 
+    def _check_not_on_call(self, number: str) -> None:
+        if self._on_call is not None and self._on_call(number):
+            msg = "not placed: the customer is on a call with us now"
+            raise CallbackNotPlacedError(msg)
+
     async def _place(self, job: CallbackJob, attempt: CallbackAttempt) -> None:
         request = CallbackDial(
             request_id=attempt.request_id,
@@ -713,6 +724,7 @@ class CallbackService:
             kind=job.kind,
         )
         try:
+            self._check_not_on_call(job.number)
             async with asyncio.timeout(self._settings.dial_timeout_s):
                 await self._dialer.place_callback(request)
         except CallbackNotPlacedError as exc:

@@ -182,3 +182,24 @@ async def test_the_route_decision_reads_the_standards_it_is_given_at_each_call()
     assert decider.rules_for(None, None).night.threshold == 2
     current[0] = load_config(None, env={"PBX_AGENT_STANDARDS__NIGHT_ROUTING__THRESHOLD": "5"})
     assert decider.rules_for(None, None).night.threshold == 5
+
+
+async def test_the_scheduler_knows_a_customer_on_a_live_call(tmp_path: Path) -> None:
+    """The callback scheduler asks the daemon whether the customer is on a call with us
+    (any form of their number); not once they hang up."""
+    import asyncio  # noqa: PLC0415
+
+    async with FakeAsterisk() as pbx:
+        path = write(tmp_path / "pbx-agent.toml", pbx)
+        async with running(path) as daemon:
+            caller = await pbx.inbound_call(caller="89161234567")
+            await caller.answer()
+            async with asyncio.timeout(5):
+                while not daemon.engine.model.calls:
+                    await asyncio.sleep(0.01)
+            assert daemon._customer_on_call("+79161234567")
+            assert not daemon._customer_on_call("+79031234567")
+            await caller.hangup()
+            async with asyncio.timeout(5):
+                while daemon._customer_on_call("+79161234567"):
+                    await asyncio.sleep(0.01)

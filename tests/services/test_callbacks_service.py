@@ -497,6 +497,36 @@ async def test_a_call_the_switch_refused_does_not_use_up_an_attempt(
     assert [a.outcome for a in attempts] == [AttemptOutcome.REFUSED, AttemptOutcome.DIALLING]
 
 
+async def test_no_attempt_is_placed_while_the_customer_is_on_a_call_with_us(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """The customer redialled and waits in the queue when the callback falls due: ringing
+    their busy line would spend one of the three attempts; it is not placed, not counted,
+    and tried a minute later, when the customer is free."""
+    busy = {"+79161234567"}
+    service = CallbackService(
+        store,
+        dialer,
+        CallbackRules(timezone=MOSCOW),
+        clock=clock,
+        default_region="RU",
+        on_call=busy.__contains__,
+    )
+    job_id = await drop(service)
+    clock.advance(30)
+    await service.run_once()
+    assert dialer.requests == []
+    job = await store.callbacks.get(job_id)
+    assert job is not None and job.attempts_made == 0
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.NOT_PLACED
+    assert "on a call with us" in attempt.cause_text
+    busy.clear()
+    clock.advance(60)
+    assert await service.run_once() == 1
+    assert len(dialer.requests) == 1
+
+
 async def test_dialer_failure_counts_as_an_attempt(
     service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
 ) -> None:
