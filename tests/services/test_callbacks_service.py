@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,6 +76,7 @@ def service_for(
     *,
     rules: CallbackRules | None = None,
     owner: str = "d1",
+    on_call: Callable[[str], bool] | None = None,
     **settings: Any,
 ) -> CallbackService:
     return CallbackService(
@@ -85,6 +87,7 @@ def service_for(
         default_region="RU",
         owner=owner,
         settings=SchedulerSettings(**settings),
+        on_call=on_call,
     )
 
 
@@ -504,14 +507,7 @@ async def test_no_attempt_is_placed_while_the_customer_is_on_a_call_with_us(
     their busy line would spend one of the three attempts; it is not placed, not counted,
     and tried a minute later, when the customer is free."""
     busy = {"+79161234567"}
-    service = CallbackService(
-        store,
-        dialer,
-        CallbackRules(timezone=MOSCOW),
-        clock=clock,
-        default_region="RU",
-        on_call=busy.__contains__,
-    )
+    service = service_for(store, clock, dialer, on_call=busy.__contains__)
     job_id = await drop(service)
     clock.advance(30)
     await service.run_once()
@@ -702,11 +698,8 @@ async def test_engine_commands_reach_the_service(service: CallbackService, store
     assert cancelled.status is JobStatus.CANCELLED
 
 
-async def test_hold_callback_offer_becomes_a_requested_callback(
-    service: CallbackService, store: Store
-) -> None:
-    """The hold policy's RequestCallback (the customer pressed the offer digit) is the
-    customer's own request: dialled like a drop's callback, 30 s later, not days later."""
+async def offer_taken(service: CallbackService) -> None:
+    """The RequestCallback the hold policy sends when the customer presses the offer digit."""
     await service.on_request_callback(
         RequestCallback(
             number=NUMBER,
@@ -716,6 +709,14 @@ async def test_hold_callback_offer_becomes_a_requested_callback(
         ),
         None,
     )
+
+
+async def test_hold_callback_offer_becomes_a_requested_callback(
+    service: CallbackService, store: Store
+) -> None:
+    """The hold policy's RequestCallback (the customer pressed the offer digit) is the
+    customer's own request: dialled like a drop's callback, 30 s later, not days later."""
+    await offer_taken(service)
     [job] = await store.callbacks.list_jobs()
     assert job.kind is JobKind.REQUESTED
     assert job.next_attempt_at is not None
@@ -729,15 +730,7 @@ async def test_the_agent_coming_back_cancels_only_the_callback_asked_for(
     where callbacks.cancel_on_inbound is off; a drop's callback to another number stays."""
     rules = CallbackRules(timezone=MOSCOW, cancel_on_inbound=False)
     service = service_for(store, clock, dialer, rules=rules)
-    await service.on_request_callback(
-        RequestCallback(
-            number=NUMBER,
-            reason="the customer on hold took the callback offer",
-            trigger_call=CallId("c3"),
-            cause="hold_callback_offer",
-        ),
-        None,
-    )
+    await offer_taken(service)
     other = "+7 903 000 11 22"
     await drop(service, other)
     for number in (NUMBER, other):
