@@ -193,14 +193,16 @@ def is_secret_name(name: str) -> bool:
     )
 
 
-# user:password@ up to the last "@" of the URL: a password may hold "@", "/", "?" or "#"
-# (unencoded); an "@" further on (a query) only hides more, never a password.
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
+# user:password@ up to the last "@" of the URL: a user name or a password may hold "@", and a
+# password "/", "?" or "#" (unencoded); an "@" further on (a query) only hides more, never a
+# password. libpq also takes the password as a query parameter (`?password=`).
+_URL_PASSWORD = re.compile(r"(://[^:/]*:).*@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
     """Hide the password of a database URL."""
-    return _URL_PASSWORD.sub(r"\1***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
 
 
 def render_value(value: Any, *, secret: bool = False) -> str:

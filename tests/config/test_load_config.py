@@ -371,6 +371,18 @@ def test_a_store_url_password_holding_an_at_sign_is_masked_whole() -> None:
     assert mask_url("postgresql://pbx:se/cr?et#1@db/pbx") == "postgresql://pbx:***@db/pbx"
 
 
+def test_a_store_url_password_after_an_at_sign_in_the_user_or_in_the_query_is_masked() -> None:
+    """A user name holding '@', or libpq's ?password=, does not leave the password visible."""
+    from pbx_agent.config.validation import mask_url  # noqa: PLC0415
+
+    assert mask_url("postgresql://ops@site:hunter2@db/pbx") == "postgresql://ops@site:***@db/pbx"
+    assert (
+        mask_url("postgresql://db/pbx?user=pbx&Password=hunter2&sslmode=require")
+        == "postgresql://db/pbx?user=pbx&Password=***&sslmode=require"
+    )
+    assert mask_url("postgresql://pbx@db:5432/pbx") == "postgresql://pbx@db:5432/pbx"
+
+
 def test_asterisk_section_without_secret_is_rejected(tmp_path: Path) -> None:
     """Driving Asterisk needs the AMI secret."""
     problem = by_key(problems(tmp_path, '[asterisk]\nami_host = "pbx"\n'), "asterisk.secret")
