@@ -193,16 +193,25 @@ def is_secret_name(name: str) -> bool:
     )
 
 
-# user:password@ up to the last "@" of the URL: a user name or a password may hold "@", and a
-# password "/", "?" or "#" (unencoded); an "@" further on (a query) only hides more, never a
-# password. libpq also takes the password as a query parameter (`?password=`).
-_URL_PASSWORD = re.compile(r"(://[^:/]*:).*@")
+# libpq also takes the password as a query parameter (`?password=`).
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a database URL."""
-    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+    """Hide the password of a database URL, also of one whose scheme is mistyped.
+
+    user:password runs from after the scheme's slashes to the last "@": a user name or a
+    password may hold "@", and a password "/", "?" or "#" (unencoded); an "@" further on (a
+    query) only hides more, never a password.
+    """
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
+    head, at, tail = url.rpartition("@")
+    slash = head.find("/")
+    if not at or slash < 0:
+        return url
+    start = slash + len(head[slash:]) - len(head[slash:].lstrip("/"))
+    user, colon, _ = head[start:].partition(":")
+    return f"{head[:start]}{user}:***@{tail}" if colon else url
 
 
 def render_value(value: Any, *, secret: bool = False) -> str:

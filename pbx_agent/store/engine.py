@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
+from pbx_agent.config.validation import mask_url
 from pbx_agent.errors import ConfigError, StoreUnavailable
 
 SQLITE = "sqlite+aiosqlite"
@@ -49,7 +50,8 @@ def parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        msg = f"store.url: {url!r} is not a database URL (accepted: {', '.join(SUPPORTED)})"
+        shown = mask_url(url)
+        msg = f"store.url: {shown!r} is not a database URL (accepted: {', '.join(SUPPORTED)})"
         raise ConfigError(msg) from exc
     if parsed.drivername not in SUPPORTED:
         msg = (

@@ -381,6 +381,15 @@ def test_a_store_url_password_after_an_at_sign_in_the_user_or_in_the_query_is_ma
         == "postgresql://db/pbx?user=pbx&Password=***&sslmode=require"
     )
     assert mask_url("postgresql://pbx@db:5432/pbx") == "postgresql://pbx@db:5432/pbx"
+    assert mask_url("sip:1001@pbx") == "sip:1001@pbx"
+
+
+def test_a_mistyped_store_url_does_not_show_its_password(tmp_path: Path) -> None:
+    """check-config names a URL it cannot take without printing the password in it."""
+    for url in ("postgresql:/pbx:hunter2@db/pbx", "postgresql+asyncpg//pbx:hunter2@db/pbx"):
+        problem = by_key(problems(tmp_path, f'[store]\nurl = "{url}"\n'), "store.url")
+        assert "hunter2" not in problem.value
+        assert problem.value.endswith(":***@db/pbx")
 
 
 def test_asterisk_section_without_secret_is_rejected(tmp_path: Path) -> None:

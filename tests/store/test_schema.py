@@ -123,3 +123,11 @@ def test_unsupported_database_url_is_a_config_error() -> None:
     """Only sqlite+aiosqlite and postgresql+asyncpg are accepted, and the message says so."""
     with pytest.raises(ConfigError, match=r"store\.url.*mysql.*accepted"):
         Store.open("mysql+aiomysql://localhost/x")
+
+
+def test_a_url_that_does_not_parse_is_named_without_its_password() -> None:
+    """The error for a mistyped URL shows it, its password hidden."""
+    with pytest.raises(ConfigError, match="not a database URL") as raised:
+        Store.open("postgresql:/pbx:hunter2@db/pbx")
+    assert "hunter2" not in str(raised.value)
+    assert "pbx:***@db/pbx" in str(raised.value)
