@@ -66,6 +66,7 @@ from pbx_agent.policies.silent_caller import (
 
 if TYPE_CHECKING:
     from pbx_agent.clock import Clock
+    from pbx_agent.config import Config
     from pbx_agent.config.standards import SilentCallerRule, Standards
     from pbx_agent.daemon import Daemon
 
@@ -294,9 +295,13 @@ class EntryHook:
         self._decide = decide
         self._prompt_guard_s = prompt_guard_s
 
-    def spec(self, deadline_s: float) -> HookSpec:
+    def spec(self, deadline_s: float, live: Callable[[], float] | None = None) -> HookSpec:
         return HookSpec(
-            name=HOOK_NAME, handler=self, deadline_s=deadline_s, on_timeout=mark_unchecked
+            name=HOOK_NAME,
+            handler=self,
+            deadline_s=deadline_s,
+            on_timeout=mark_unchecked,
+            live_deadline_s=live,
         )
 
     async def __call__(self, session: HookSession) -> None:
@@ -407,10 +412,23 @@ def entry_hook_factory(daemon: Daemon) -> HookSpec | None:
         shadow=config.shadow,
     )
     # One deadline for the hook, long enough for the slowest layer's procedure (a queue's
-    # own steps apply through entry?queue=).
+    # own steps apply through entry?queue=); worked out again after a reload.
+    latest: dict[str, tuple[Config, float]] = {}
+
+    def live_deadline_s() -> float:
+        running = daemon.config
+        known = latest.get("config")
+        if known is None or known[0] is not running:
+            known = latest["config"] = (running, config_entry_deadline_s(running))
+        return known[1]
+
+    return hook.spec(live_deadline_s(), live_deadline_s)
+
+
+def config_entry_deadline_s(config: Config) -> float:
+    """The entry hook's deadline under ``config``: its slowest layer's procedure."""
     queues: list[str | None] = [None, *config.queues]
     numbers: list[str | None] = [None, *config.dialed]
-    deadline_s = max(
+    return max(
         entry_deadline_s(config.standards_for(q, d).silent_caller) for q in queues for d in numbers
     )
-    return hook.spec(deadline_s)

@@ -82,6 +82,19 @@ class HookSpec:
     # The safe default: usually sets variables so the dialplan goes on as if the daemon
     # were absent. ``None``: nothing to do, the dialplan simply continues.
     on_timeout: Callable[[HookSession], Awaitable[None]] | None = None
+    # A deadline that follows the running configuration (read at each request, a reload
+    # changes it); ``deadline_s`` is the one at start.
+    live_deadline_s: Callable[[], float] | None = None
+
+    def deadline(self) -> float:
+        """The deadline for a request arriving now."""
+        if self.live_deadline_s is None:
+            return self.deadline_s
+        try:
+            live = self.live_deadline_s()
+        except Exception:  # noqa: BLE001 - a broken reading must not cost the call its hook
+            return self.deadline_s
+        return live if live > 0 else self.deadline_s
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or "?" in self.name:

@@ -523,13 +523,14 @@ class EslOutboundServer(SessionListener):
 
     async def _run_hook(self, spec: HookSpec, session: EslOutboundSession) -> None:
         fields = {"hook": spec.name, "channel": session.channel, "call_id": session.call}
-        deadline = asyncio.timeout(spec.deadline_s)
+        deadline_s = spec.deadline()
+        deadline = asyncio.timeout(deadline_s)
         try:
             async with deadline:
                 await spec.handler(session)
         except TimeoutError as exc:
             if deadline.expired():
-                log.warning("hook_deadline", deadline_s=spec.deadline_s, **fields)
+                log.warning("hook_deadline", deadline_s=deadline_s, **fields)
             else:
                 log.warning("hook_failed", error=repr(exc), **fields)
         except ChannelHungUp as exc:

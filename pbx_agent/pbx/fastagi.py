@@ -346,16 +346,15 @@ class FastAgiServer(SessionListener):
 
     async def _run_hook(self, spec: HookSpec, session: AgiSession) -> None:
         fields = {"hook": spec.name, "channel": session.channel}
-        deadline = asyncio.timeout(spec.deadline_s)
+        deadline_s = spec.deadline()
+        deadline = asyncio.timeout(deadline_s)
         try:
             async with deadline:
                 await session.resolve_call()
                 await spec.handler(session)
         except TimeoutError as exc:
             if deadline.expired():
-                log.warning(
-                    "hook_deadline", call_id=session.call, deadline_s=spec.deadline_s, **fields
-                )
+                log.warning("hook_deadline", call_id=session.call, deadline_s=deadline_s, **fields)
             else:
                 log.warning("hook_failed", call_id=session.call, error=repr(exc), **fields)
         except ChannelHungUp as exc:

@@ -104,6 +104,26 @@ async def test_a_new_route_deadline_is_named_as_waiting_for_a_restart(tmp_path: 
             assert events["config_reload_needs_restart"]["keys"] == [key]
 
 
+async def test_a_reload_gives_the_entry_hook_the_deadline_of_the_new_steps(
+    tmp_path: Path,
+) -> None:
+    """Longer silent-caller steps applied by a reload would otherwise be cut short by the
+    deadline worked out at start: the hook's deadline follows them."""
+    from pbx_agent.hooks.entry import entry_deadline_s  # noqa: PLC0415
+
+    async with FakeAsterisk() as pbx:
+        path = write(tmp_path / "pbx-agent.toml", pbx)
+        async with running(path) as daemon:
+            spec = daemon.hooks.get("entry")
+            assert spec is not None
+            before = spec.deadline()
+            write(path, pbx, "[standards.silent_caller]\nhangup_after_closing_s = 30\n")
+            daemon.reload()
+            slower = entry_deadline_s(daemon.config.standards_for(None, None).silent_caller)
+            assert slower > before
+            assert spec.deadline() == pytest.approx(slower)
+
+
 async def test_reload_keeps_the_shadow_mode_the_daemon_was_started_in(tmp_path: Path) -> None:
     """`run --shadow` is not in the file: a reload must not leave shadow mode by itself."""
     async with FakeAsterisk() as pbx:

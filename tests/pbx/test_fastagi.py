@@ -356,6 +356,37 @@ async def test_hook_overrunning_its_deadline_gets_the_safe_default(
     assert events(logs, "hook_default_applied")
 
 
+async def test_a_live_deadline_is_read_at_each_request(
+    server: FastAgiServer, registry: HookRegistry
+) -> None:
+    """A hook whose deadline follows the configuration is cut at the deadline of the moment,
+    not the one it was registered with; a live reading that fails falls back to that one."""
+
+    async def slow(session: HookSession) -> None:
+        await asyncio.sleep(30)
+
+    readings: list[float | Exception] = [0.1, RuntimeError("broken")]
+
+    def live() -> float:
+        value = readings.pop(0)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    spec = HookSpec(
+        name="route",
+        handler=slow,
+        deadline_s=0.2,
+        on_timeout=set_default_result,
+        live_deadline_s=live,
+    )
+    registry.register(spec)
+    for expected in (0.1, 0.2):
+        with capture_logs() as logs:
+            await FakeChannel(server.port, environment()).run()
+        assert [e["deadline_s"] for e in events(logs, "hook_deadline")] == [expected]
+
+
 async def test_default_after_a_deadline_skips_the_abandoned_reply(
     server: FastAgiServer, registry: HookRegistry
 ) -> None:
