@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from pbx_agent.clock import Clock, LoopClock
 from pbx_agent.config import Config, ConfigError, load_config
 from pbx_agent.config.settings import AsteriskSettings, FreeswitchSettings
+from pbx_agent.config.standards import Standards
 from pbx_agent.config.types import split_host_port, split_port_range
 from pbx_agent.engine import Engine
 from pbx_agent.hooks.entry import entry_hook_factory
@@ -176,6 +177,29 @@ class Daemon:
     facts: FactsService | None = field(init=False, default=None)
     _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _unknown_queues: set[str] = field(init=False, default_factory=set)
+
+    def hook_standards(self, queue: str | None, dialed: str | None) -> Standards:
+        """The standards a hook's call gets, under the running configuration (a reload
+        reaches the hooks through here). A ``?queue=`` the configuration does not know gets
+        the site's standards, and the log says so once per name: a typo in the dialplan
+        would otherwise give that queue's callers the wrong standards without a word."""
+        config = self.config
+        named = self._unknown_queues
+        if (
+            queue
+            and queue not in config.queues
+            and queue not in named
+            and len(named) < _UNKNOWN_QUEUES_NAMED
+        ):
+            named.add(queue)
+            log.warning(
+                "hook_queue_unknown",
+                queue=queue[:_UNKNOWN_QUEUE_SHOWN],
+                known=sorted(config.queues),
+                reason="no [queues.<name>] section of that name: the site's standards apply",
+            )
+        return config.standards_for(queue, dialed)
 
     async def start(self) -> None:
         config = self.config
@@ -674,6 +698,11 @@ class Daemon:
                 reason="read at start only: the running daemon keeps the old values until "
                 "it is restarted",
             )
+
+
+# Unknown ?queue= names logged (each once), and how much of one is shown.
+_UNKNOWN_QUEUES_NAMED = 100
+_UNKNOWN_QUEUE_SHOWN = 64
 
 
 # A reload applies these at once (every call's standards at its next event, and the

@@ -403,7 +403,7 @@ def entry_hook_factory(daemon: Daemon) -> HookSpec | None:
 
     hook = EntryHook(
         # Through the daemon, so a reload (SIGHUP) reaches the hook too.
-        standards=lambda queue, dialed: daemon.config.standards_for(queue, dialed),  # noqa: PLW0108 - late: reload replaces daemon.config
+        standards=daemon.hook_standards,
         feed=feed,
         clock=clock,
         sounds=lambda key: sound_name(config, key, pbx),

@@ -351,6 +351,6 @@ def route_hook_factory(daemon: Daemon) -> HookSpec | None:
         pbx=pbx,
         decide=decide,
         # Through the daemon, so a reload (SIGHUP) reaches the hook too.
-        standards=lambda queue, dialed: daemon.config.standards_for(queue, dialed),  # noqa: PLW0108 - late: reload replaces daemon.config
+        standards=daemon.hook_standards,
         shadow=daemon.config.shadow,
     ).spec()

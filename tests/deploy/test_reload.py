@@ -223,3 +223,20 @@ async def test_the_scheduler_knows_a_customer_on_a_live_call(tmp_path: Path) -> 
             async with asyncio.timeout(5):
                 while daemon._customer_on_call("+79161234567"):
                     await asyncio.sleep(0.01)
+
+
+def test_a_queue_the_configuration_does_not_know_is_named_once_in_the_log() -> None:
+    """`entry?queue=suport` (a typo) gets the site's standards, and operations are told
+    once per name, the name cut short and with the queues that are known."""
+    config = load_config(None, env={"PBX_AGENT_QUEUES__SUPPORT__HOLD__REMINDER_INTERVAL_S": "45"})
+    daemon = Daemon(config)
+    garbage = "suport\r\nX" + "x" * 200
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert daemon.hook_standards("suport", None) == config.standards_for(None, None)
+            daemon.hook_standards(garbage, None)
+        assert daemon.hook_standards("support", None).hold.reminder_interval_s == 45
+        daemon.hook_standards(None, None)
+    named = [e for e in logs if e["event"] == "hook_queue_unknown"]
+    assert [e["queue"] for e in named] == ["suport", garbage[:64]]
+    assert named[0]["known"] == ["support"]

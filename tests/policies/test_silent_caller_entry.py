@@ -283,7 +283,12 @@ def test_the_hooks_deadline_covers_the_slowest_queues_procedure() -> None:
     }
     config = load_config(None, env=env)
     clock = ManualClock()
-    daemon = SimpleNamespace(config=config, engine=Engine(clock=clock, policies=[]), clock=clock)
+    daemon = SimpleNamespace(
+        config=config,
+        engine=Engine(clock=clock, policies=[]),
+        clock=clock,
+        hook_standards=config.standards_for,
+    )
     spec = entry_hook_factory(daemon)  # type: ignore[arg-type]
     assert spec is not None
     # The queue's and the number's overrides together are the slowest.
