@@ -153,6 +153,7 @@ class _InFlight:
     attempt_no: int
     placed_at: datetime
     answered_at: datetime | None = None
+    abandoned: bool = False  # hung up because its job was cancelled while it rang
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +264,7 @@ class CallbackService:
             await self._expire(now)
             await self._recover(now)
         await self._give_up_stale(now)
+        await self._abandon_cancelled()
         await self._renew(now)
         return await self._claim_and_dial(now)
 
@@ -466,17 +468,12 @@ class CallbackService:
         agent now) is hung up; one answered is left to its person."""
         try:
             attempts = await self._store.callbacks.attempts(job.id)
-            for attempt in attempts:
-                if attempt.outcome is AttemptOutcome.DIALLING:
-                    log.info(
-                        "callback.attempt_abandoned",
-                        job_id=job.id,
-                        request_id=attempt.request_id,
-                        reason="its job was cancelled while it rang",
-                    )
-                    await self._dialer.abandon(attempt.request_id)
         except PbxAgentError as exc:  # the cancellation stands; the attempt rings out
             log.warning("callback.abandon_failed", job_id=job.id, error=repr(exc))
+            return
+        for attempt in attempts:
+            if attempt.outcome is AttemptOutcome.DIALLING:
+                await self._abandon(job.id, attempt.request_id)
 
     async def cancel(self, job_id: int, reason: str) -> CallbackJob | None:
         """An admin cancelled a job; None when it does not exist or is already finished."""
@@ -636,6 +633,37 @@ class CallbackService:
                         cause_text=f"no outcome reported within {int(ring.total_seconds())} s",
                     ),
                 )
+
+    async def _abandon_cancelled(self) -> None:
+        """Attempts of ours still ringing whose job was cancelled meanwhile, by anyone (an
+        admin's `pbx-agent callbacks cancel` runs in another process): hung up, as an
+        inbound call's cancellation hangs them up at once."""
+        ringing = {
+            tracked.job_id: request_id
+            for request_id, tracked in self._in_flight.items()
+            if tracked.answered_at is None and not tracked.abandoned
+        }
+        if not ringing:
+            return
+        statuses = await self._store.callbacks.statuses(list(ringing))
+        for job_id, request_id in ringing.items():
+            if statuses.get(job_id) is JobStatus.CANCELLED:
+                await self._abandon(job_id, request_id)
+
+    async def _abandon(self, job_id: int, request_id: str) -> None:
+        tracked = self._in_flight.get(request_id)
+        if tracked is not None:
+            tracked.abandoned = True
+        log.info(
+            "callback.attempt_abandoned",
+            job_id=job_id,
+            request_id=request_id,
+            reason="its job was cancelled while it rang",
+        )
+        try:
+            await self._dialer.abandon(request_id)
+        except PbxAgentError as exc:  # the cancellation stands; the attempt rings out
+            log.warning("callback.abandon_failed", job_id=job_id, error=repr(exc))
 
     async def _renew(self, now: datetime) -> None:
         every = timedelta(seconds=self._settings.lease_s / 3)

@@ -102,6 +102,16 @@ class CallbackRepository:
         async with self._db.read("read callback job") as conn:
             return await _job_by_id(conn, job_id)
 
+    async def statuses(self, job_ids: Sequence[int]) -> dict[int, JobStatus]:
+        """The status of each of ``job_ids`` that exists."""
+        if not job_ids:
+            return {}
+        c = callback_jobs.c
+        query = sa.select(c.id, c.status).where(c.id.in_(list(job_ids)))
+        async with self._db.read("read callback job statuses") as conn:
+            rows = (await conn.execute(query)).all()
+        return {int(job_id): JobStatus(status) for job_id, status in rows}
+
     async def attempts(self, job_id: int) -> list[CallbackAttempt]:
         async with self._db.read("read callback attempts") as conn:
             return await _attempts_of(conn, job_id)

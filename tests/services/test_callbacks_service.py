@@ -355,6 +355,37 @@ async def test_an_attempt_ringing_when_the_customer_gets_through_is_hung_up(
     cancelled = await service.cancel_for_inbound("+7 916 123 45 67", call_id="c2")
     assert [job.id for job in cancelled] == [job_id]
     assert dialer.abandoned == [request.request_id]
+    # The scheduler's next cycle sees the job cancelled: the attempt is not hung up twice.
+    clock.advance(1)
+    await service.run_once()
+    assert dialer.abandoned == [request.request_id]
+
+
+async def test_an_attempt_ringing_when_an_admin_cancels_its_job_elsewhere_is_hung_up(
+    service: CallbackService, store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """`pbx-agent callbacks cancel` runs in another process (its own service on the same
+    store): the daemon that placed the ringing attempt hangs it up at its next cycle; an
+    attempt already answered is left to its person."""
+    job_id = await drop(service)
+    other = await drop(service, "+7 916 765 43 21")
+    clock.advance(30)
+    assert await service.run_once() == 2
+    first, second = dialer.requests
+    assert await service.on_originate_outcome(second.request_id, "answered") is None
+    admin = service_for(store, clock, RecordingDialer(store), owner="cli")
+    assert await admin.cancel(job_id, "customer asked not to be called") is not None
+    assert await admin.cancel(other, "customer asked not to be called") is not None
+    clock.advance(1)
+    with capture_logs() as logs:
+        await service.run_once()
+    assert dialer.abandoned == [first.request_id]
+    assert [e["request_id"] for e in logs if e["event"] == "callback.attempt_abandoned"] == [
+        first.request_id
+    ]
+    clock.advance(1)
+    await service.run_once()
+    assert dialer.abandoned == [first.request_id]
 
 
 async def test_promise_is_kept_by_the_scheduler_and_reported_overdue_if_not(
