@@ -40,7 +40,7 @@ class InteractionRepository:
         self._db = db
 
     async def add(self, interaction: Interaction) -> int:
-        values = _values(interaction, exclude=("id",))
+        values = _values(interaction, interactions, exclude=("id",))
         async with self._db.write("record interaction") as conn:
             result = await conn.execute(
                 sa.insert(interactions).values(values).returning(interactions.c.id)
@@ -52,7 +52,8 @@ class InteractionRepository:
         if records:
             async with self._db.write("record interactions") as conn:
                 await conn.execute(
-                    sa.insert(interactions), [_values(r, exclude=("id",)) for r in records]
+                    sa.insert(interactions),
+                    [_values(r, interactions, exclude=("id",)) for r in records],
                 )
 
     async def end(self, interaction_id: int, ended_at: datetime) -> bool:
@@ -117,7 +118,7 @@ class FlagRepository:
         """Flag a number; a number flagged again keeps only the newest flag."""
         async with self._db.write("flag number") as conn:
             await conn.execute(sa.delete(caller_flags).where(caller_flags.c.number == flag.number))
-            await conn.execute(sa.insert(caller_flags).values(_values(flag)))
+            await conn.execute(sa.insert(caller_flags).values(_values(flag, caller_flags)))
 
     async def remove(self, number: str) -> bool:
         async with self._db.write("unflag number") as conn:
@@ -180,7 +181,7 @@ class HoldRepository:
     async def add(self, hold: HoldRecord) -> int:
         async with self._db.write("record hold") as conn:
             result = await conn.execute(
-                sa.insert(holds).values(_values(hold, exclude=("id",))).returning(holds.c.id)
+                sa.insert(holds).values(_values(hold, holds, exclude=("id",))).returning(holds.c.id)
             )
             return int(result.scalar_one())
 
@@ -188,7 +189,9 @@ class HoldRepository:
         """Insert several holds with one statement (the facts sink's batches)."""
         if records:
             async with self._db.write("record holds") as conn:
-                await conn.execute(sa.insert(holds), [_values(r, exclude=("id",)) for r in records])
+                await conn.execute(
+                    sa.insert(holds), [_values(r, holds, exclude=("id",)) for r in records]
+                )
 
     async def finish(
         self,
@@ -253,7 +256,7 @@ class CallRepository:
     async def save_many(self, records: Sequence[CallRecord]) -> None:
         """``save`` for several calls with one statement (an upsert on ``call_id``); of
         two records of one call the later wins, as if saved one after the other."""
-        latest = {r.call_id: _values(r) for r in records}
+        latest = {r.call_id: _values(r, calls) for r in records}
         if not latest:
             return
         dialect = postgresql if self._db.dialect == "postgresql" else sqlite
@@ -310,7 +313,7 @@ class DecisionRepository:
         self._db = db
 
     async def record(self, decision: Decision) -> int:
-        values = _values(decision, exclude=("id",))
+        values = _values(decision, decisions, exclude=("id",))
         values["details"] = dict(decision.details)
         async with self._db.write("record decision") as conn:
             result = await conn.execute(
@@ -350,5 +353,13 @@ class DecisionRepository:
         return {(rule, action): int(count) for rule, action, count in rows}
 
 
-def _values(record: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__slots__ if name not in exclude}
+def _values(record: Any, table: sa.Table, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The record's columns, each text cut to its column's length: PostgreSQL refuses a
+    longer value (SQLite keeps it), and one caller's overlong caller ID must not cost the
+    record, or the decision that says why their call was treated as it was."""
+    values = {name: getattr(record, name) for name in record.__slots__ if name not in exclude}
+    for name, value in values.items():
+        length = getattr(table.c[name].type, "length", None)
+        if isinstance(value, str) and length is not None and len(value) > length:
+            values[name] = value[:length]
+    return values

@@ -174,6 +174,21 @@ async def test_decisions_keep_their_details(store: Store) -> None:
     assert decision.reason == "normal_hangup on the caller leg cause 16"
 
 
+async def test_an_overlong_caller_id_is_cut_to_its_column_not_refused(store: Store) -> None:
+    """A caller ID of 100 characters (unusable, so kept raw) is stored cut to the column on
+    PostgreSQL as on SQLite: the decision and the call are not lost to it."""
+    raw = "7" * 100
+    await store.decisions.record(
+        Decision(at=T0, rule="R7", action="no_callback", reason="number too long", number=raw)
+    )
+    await store.calls.save(CallRecord(call_id="c1", started_at=T0, caller_number=raw))
+    [decision] = await store.decisions.between(T0, T0 + timedelta(seconds=1))
+    assert decision.number == raw[:64]
+    call = await store.calls.get("c1")
+    assert call is not None
+    assert call.caller_number == raw[:64]
+
+
 async def test_writes_inside_together_are_one_transaction(store: Store) -> None:
     """Repository writes inside ``together()`` commit once, all of them or none."""
     commits: list[int] = []
