@@ -22,6 +22,7 @@ from pbx_agent.config import Config
 from pbx_agent.errors import StoreUnavailable
 from pbx_agent.logging import configure_logging
 from pbx_agent.store import Store
+from pbx_agent.store.migrate import is_known, newer_schema_message
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -59,6 +60,9 @@ def handle_current(args: argparse.Namespace) -> int:
         revision = await store.current_revision()
         head = Store.head_revision()
         shown = revision or "none (never migrated)"
+        if not is_known(revision):
+            assert revision is not None
+            return fail(newer_schema_message(store.db.where, revision))
         print_line(f"{store.db.where}: schema revision {shown}; software expects {head}")
         if revision != head:
             print_line("run `pbx-agent db upgrade` (the daemon also upgrades at start-up)")
@@ -92,6 +96,8 @@ def run_with_store(
         try:
             if require_schema:
                 revision = await store.current_revision()
+                if revision is not None and not is_known(revision):
+                    return fail(newer_schema_message(store.db.where, revision))
                 if revision != Store.head_revision():
                     return fail(
                         f"{store.db.where}: schema revision {revision or 'none'}, software "

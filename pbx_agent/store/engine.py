@@ -88,7 +88,15 @@ def create_engine(
 def _sqlite_engine(parsed: URL, busy_timeout_s: float) -> AsyncEngine:
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = (
+                f"store.url: the SQLite database's folder {str(folder)!r} cannot be created "
+                f"({exc.strerror or exc}); choose a writable path"
+            )
+            raise StoreUnavailable(msg) from exc
     engine = create_async_engine(parsed, connect_args={"timeout": busy_timeout_s})
     busy_ms = int(busy_timeout_s * 1000)
 

@@ -14,8 +14,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
+from pbx_agent.errors import StoreUnavailable
 from pbx_agent.store.engine import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -37,6 +39,24 @@ def head_revision() -> str:
     return head
 
 
+def is_known(revision: str | None) -> bool:
+    """Whether this software ships ``revision`` (None, never migrated, is known)."""
+    if revision is None:
+        return True
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def newer_schema_message(where: str, revision: str) -> str:
+    return (
+        f"{where}: the schema is at revision {revision!r}, which this software does not know "
+        f"(its newest is {head_revision()!r}): a newer pbx-agent has migrated this database. "
+        "Run that version (or newer), or restore a backup taken before the migration"
+    )
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
@@ -54,6 +74,10 @@ async def upgrade(db: Database, revision: str = "head") -> str | None:
             await conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
             )
+        found = await conn.run_sync(_current)
+        if not is_known(found):
+            assert found is not None
+            raise StoreUnavailable(newer_schema_message(db.where, found))
         await conn.run_sync(_upgrade, revision)
         return await conn.run_sync(_current)
 

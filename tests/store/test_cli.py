@@ -389,3 +389,35 @@ def test_flag_changes_are_recorded_as_decisions(config: Path) -> None:
         ("flag_set", "sup1"),
         ("flag_removed", "sup2"),
     ]
+
+
+def test_a_schema_newer_than_the_software_is_named_not_upgraded(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database a newer release migrated: every command (and the daemon's start-up
+    upgrade) says so, and none advises `db upgrade`, which cannot help."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    async def stamp(store: Store) -> None:
+        async with store.db.write("stamp a newer revision") as conn:
+            await conn.execute(sa.text("UPDATE alembic_version SET version_num='0099_future'"))
+
+    with_store(config, stamp)
+    capsys.readouterr()
+    for command in (["db", "current"], ["db", "upgrade"], ["callbacks", "list"]):
+        assert main([*command, "--config", str(config)]) == 1
+        err = capsys.readouterr().err
+        assert "'0099_future', which this software does not know" in err
+        assert "db upgrade" not in err
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """store.url pointing under a file: a one-line reason, exit 1, no traceback."""
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    config = write_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'file' / 'sub' / 'db'}")
+    assert main(["db", "upgrade", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "the SQLite database's folder" in err
+    assert "cannot be created" in err
