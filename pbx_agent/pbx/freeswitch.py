@@ -196,6 +196,8 @@ class FreeswitchAdapter:
         self._tasks = ActionTasks(self.name)
         self._resyncing = False
         self._gone_during_resync: set[str] = set()
+        # Legs whose CHANNEL_CREATE came while show channels ran: its rows may miss them.
+        self._created_during_resync: dict[str, ev.LegCreated] = {}
         # Callback legs judged on their audio: the receiver, and each leg's read rate once
         # it answered (None until then).
         self.unicast: UnicastAudioServer | None = None
@@ -233,6 +235,8 @@ class FreeswitchAdapter:
                 if self._resyncing:
                     self._gone_during_resync.add(event.leg)
                 self._unicast_ended(event.leg)
+            if isinstance(event, ev.LegCreated) and self._resyncing:
+                self._created_during_resync[event.leg] = event
             self._handle(event)
             if isinstance(event, ev.OriginateOutcome) and event.outcome != "answered":
                 self._unicast_legs.pop(event.request, None)  # no leg may ever have existed
@@ -258,13 +262,20 @@ class FreeswitchAdapter:
         """After (re)connecting: tell the engine exactly which legs are alive now."""
         self._resyncing = True
         self._gone_during_resync.clear()
+        self._created_during_resync.clear()
         try:
             rows = await self.client.list_channels()
             rows = [r for r in rows if r.get("uuid") not in self._gone_during_resync]
             legs = self.translator.live_legs(rows)
-            self.translator.forget_missing(r["uuid"] for r in rows)
+            listed = {str(live.created.leg) for live in legs}
+            for created in self._created_during_resync.values():
+                live = self.translator.live_leg(created)
+                if live is not None and str(created.leg) not in listed:
+                    legs = (*legs, live)
+            self.translator.forget_missing(str(live.created.leg) for live in legs)
         finally:
             self._resyncing = False
+            self._created_during_resync.clear()
         alive = {str(live.created.leg) for live in legs}
         for program in [p for p in self.hold_programs.values() if p.leg not in alive]:
             self._forget_program(program)

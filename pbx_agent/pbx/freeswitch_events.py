@@ -70,12 +70,18 @@ from pbx_agent.wire.esl import EslEvent
 
 HELPER_VARIABLE = "pbx_agent_helper"
 HELPER_SIP_HEADER_VARIABLE = "sip_h_X-PbxAgent-Helper"
+# The SIP profile that carries only the listener (dialplan/freeswitch/pbx-agent-profile.xml):
+# both of its legs are named after it. A resync row has no variables, only this name.
+HELPER_CHANNEL_PREFIX = "sofia/pbxagent/"
 FEATURE_HEADER = "pbx_agent_feature"
 DEFAULT_HOLD_MUSIC_PREFIXES = ("local_stream://",)
 PLAYBACK_APPS = frozenset({"playback", "endless_playback", "play_and_get_digits", "speak"})
 _SET_APPS = frozenset({"set", "export", "set_profile_var"})
 # How often an undecided machine detection is looked at again (one AMD() frame is 20 ms).
 AMD_TICK_S = 0.1
+# A resync row of a leg hanging up (CHANNEL_HANGUP fired, CHANNEL_DESTROY not yet: 03b).
+_ENDED_CALL_STATES = frozenset({"HANGUP"})
+_ENDED_STATES = frozenset({"CS_HANGUP", "CS_REPORTING", "CS_DESTROY"})
 # Hold music a resync found (``show channels`` names no playback): unhold ends it.
 RESYNCED_MUSIC = "resynced"
 # The VAD's period: during continuous speech it repeats NOTALK/TALK about this often (04).
@@ -281,8 +287,7 @@ class FreeswitchTranslator:
             case "CHANNEL_HANGUP":
                 out = self._hangup(uid, event, now)
             case "CHANNEL_DESTROY":
-                self._destroyed(uid)
-                out = []
+                out = self._destroy(uid, event, now)
             case "BACKGROUND_JOB":
                 out = self._background_job(event)
             case _:
@@ -346,8 +351,12 @@ class FreeswitchTranslator:
         variables = event.variables
         channel = event.get("Channel-Name") or ""
         origin = self.origins.get(uid)
+        known = self.legs.get(uid)
         if origin is None and (
-            HELPER_VARIABLE in variables or HELPER_SIP_HEADER_VARIABLE in variables
+            HELPER_VARIABLE in variables
+            or HELPER_SIP_HEADER_VARIABLE in variables
+            or channel.startswith(HELPER_CHANNEL_PREFIX)
+            or (known is not None and known.helper)
         ):
             origin = "helper"
         direction = (
@@ -682,6 +691,14 @@ class FreeswitchTranslator:
         )
         return out
 
+    def _destroy(self, uid: str, event: EslEvent, now: float) -> list[ev.PbxEvent]:
+        """CHANNEL_DESTROY. A leg whose CHANNEL_HANGUP never came (it was hanging up while
+        the daemon was away, 03b) hangs up now, with the destroy event's cause."""
+        state = self.legs.get(uid)
+        out = self._hangup(uid, event, now) if state is not None and not state.hung_up else []
+        self._destroyed(uid)
+        return out
+
     def _destroyed(self, uid: str) -> None:
         state = self.legs.pop(uid, None)
         if state is not None and state.peer is not None:
@@ -726,27 +743,15 @@ class FreeswitchTranslator:
     def live_legs(self, rows: Iterable[Mapping[str, str]]) -> tuple[ev.LiveLeg, ...]:
         """``show channels as json`` rows as resync entries.
 
-        The rows name no bridge peer; legs of one call (``call_uuid``) that are both answered
-        and ``ACTIVE``/``HELD``, the A-leg running ``bridge``, are taken as bridged.
+        Rows of legs hanging up (``callstate`` HANGUP, a hang-up state, or a leg whose
+        CHANNEL_HANGUP was seen) are not alive. The rows name no bridge peer; legs of one call
+        (``call_uuid``) that are both answered and ``ACTIVE``/``HELD`` are taken as bridged
+        when the A-leg runs ``bridge`` or the two were already peers here. A helper is never
+        reported in a bridge: a lone party with one is paired with it here only.
         """
-        rows = [row for row in rows if row.get("uuid")]
+        rows = [row for row in rows if row.get("uuid") and self._row_alive(row)]
         created = {row["uuid"]: self._row_created(row) for row in rows}
-        by_call: dict[str, list[Mapping[str, str]]] = {}
-        for row in rows:
-            by_call.setdefault(row.get("call_uuid") or row["uuid"], []).append(row)
-        bridges: dict[str, str] = {}
-        for call, members in by_call.items():
-            talking = [
-                m
-                for m in members
-                if m.get("callstate") in ("ACTIVE", "HELD")
-                and created[m["uuid"]].origin != "helper"
-            ]
-            a_leg = next((m for m in talking if m["uuid"] == call), None)
-            if len(talking) == 2 and a_leg is not None and a_leg.get("application") == "bridge":
-                bridge = f"{talking[0]['uuid']}+{talking[1]['uuid']}"
-                for member in talking:
-                    bridges[member["uuid"]] = bridge
+        bridges, listeners = self._row_pairs(rows, created)
         holding = {row["uuid"] for row in rows if row.get("callstate") == "HELD"}
         out = []
         for row in rows:
@@ -759,7 +764,58 @@ class FreeswitchTranslator:
             if music:
                 state.moh_app = RESYNCED_MUSIC
             out.append(ev.LiveLeg(created[uid], answered, bridges.get(uid), on_hold_music=music))
+        for party, helper in listeners.items():
+            self._listen(party, helper)
         return tuple(out)
+
+    def _row_pairs(
+        self, rows: Iterable[Mapping[str, str]], created: Mapping[str, ev.LegCreated]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The bridge of each bridged party's row, and the listener of each lone party."""
+        by_call: dict[str, list[Mapping[str, str]]] = {}
+        for row in rows:
+            by_call.setdefault(row.get("call_uuid") or row["uuid"], []).append(row)
+        bridges: dict[str, str] = {}
+        listeners: dict[str, str] = {}
+        for call, members in by_call.items():
+            up = [m["uuid"] for m in members if m.get("callstate") in ("ACTIVE", "HELD")]
+            talking = [uid for uid in up if created[uid].origin != "helper"]
+            helpers = [uid for uid in up if created[uid].origin == "helper"]
+            if len(talking) == 1 and len(helpers) == 1:
+                listeners[talking[0]] = helpers[0]
+            if len(talking) != 2:
+                continue
+            first, second = talking
+            known = self.legs.get(first)
+            a_leg = next((m for m in members if m["uuid"] == call and call in talking), None)
+            if known is not None and known.peer == second and known.bridge is not None:
+                bridges[first] = bridges[second] = known.bridge
+            elif a_leg is not None and a_leg.get("application") == "bridge":
+                bridges[first] = bridges[second] = f"{first}+{second}"
+        return bridges, listeners
+
+    def _row_alive(self, row: Mapping[str, str]) -> bool:
+        if row.get("callstate") in _ENDED_CALL_STATES or row.get("state") in _ENDED_STATES:
+            return False
+        state = self.legs.get(row["uuid"])
+        return state is None or not state.hung_up
+
+    def _listen(self, party_uid: str, helper_uid: str) -> None:
+        """A resync found a lone party with a listener in its call: talk events on the
+        listener are the party's (as after their CHANNEL_BRIDGE)."""
+        party, helper = self.legs.get(party_uid), self.legs.get(helper_uid)
+        if party is None or helper is None or party.peer is not None or helper.peer is not None:
+            return
+        party.peer, helper.peer = helper_uid, party_uid
+        party.listened = True
+
+    def live_leg(self, created: ev.LegCreated) -> ev.LiveLeg | None:
+        """The resync entry of a leg whose CHANNEL_CREATE came during the resync (the rows
+        may miss it), or None once it hung up."""
+        state = self.legs.get(str(created.leg))
+        if state is None or state.hung_up:
+            return None
+        return ev.LiveLeg(created, state.answered, state.bridge)
 
     def _row_created(self, row: Mapping[str, str]) -> ev.LegCreated:
         headers = (
