@@ -3,9 +3,11 @@
 Both dialers (Asterisk, FreeSWITCH) hear of an attempt's fate as engine events
 (``OriginateOutcome``, ``MachineDetected``) or, on Asterisk, from the AudioSocket server.
 The engine's listener must never block, the service writes to the store: so reports go on
-a queue that one worker delivers in arrival order. A report that cannot be recorded is
-logged (``callback.report_failed``) and the next one goes on: the scheduler's own timeouts
-then settle that attempt (unknown, or the NOTSURE choice), so nothing waits for ever.
+a queue that one worker delivers in arrival order. A report the store cannot take at the
+moment is kept by the service and recorded by a later cycle (``callback.outcome_not_recorded``).
+Any other failure is logged (``callback.report_failed``) and the next one goes on: the
+scheduler's own timeouts then settle that attempt (unknown, or the NOTSURE choice), so
+nothing waits for ever.
 ``close()`` delivers what is queued, bounded by ``close_timeout_s``.
 
 Only attempts are reported: their request ids are UUIDs, the switch's own call ids

@@ -167,6 +167,8 @@ class _Unsaved:
 
 # How many unsaved drops are held in memory while the store is away (oldest kept).
 _MAX_UNSAVED = 10_000
+# How many attempts' unrecorded reports are held likewise.
+_MAX_UNRECORDED = 10_000
 
 
 def default_owner() -> str:
@@ -203,8 +205,9 @@ class CallbackService:
         self._settings = settings or SchedulerSettings()
         self._in_flight: dict[str, _InFlight] = {}
         self._unsaved: list[_Unsaved] = []
-        # Attempts whose outcome the store could not take: recorded again every cycle.
-        self._unrecorded: dict[str, AttemptResult] = {}
+        # Reports the store could not take, per attempt in arrival order (an answer is an
+        # ANSWERED result): recorded again every cycle, before any cycle gives up on them.
+        self._unrecorded: dict[str, list[AttemptResult]] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_renewal: datetime | None = None
@@ -561,17 +564,10 @@ class CallbackService:
         machine verdict when detection is on."""
         now = self._now()
         mapped = outcome_for_originate(outcome, self._rules)
-        if mapped is AttemptOutcome.ANSWERED:
-            if await self._store.callbacks.record_answer(request_id, now):
-                tracked = self._in_flight.get(request_id)
-                if tracked is not None:
-                    tracked.answered_at = now
-                log.info("callback.answered", request_id=request_id)
-            return None
         result = AttemptResult(
             mapped, now, cause=cause, cause_text=cause_text, tech_cause=tech_cause
         )
-        return await self._finish(request_id, result)
+        return await self._report(request_id, result)
 
     async def on_machine_verdict(
         self, request_id: str, verdict: str, *, cause: str = ""
@@ -581,7 +577,49 @@ class CallbackService:
         now = self._now()
         mapped = outcome_for_verdict(verdict, self._rules)
         result = AttemptResult(mapped, now, amd_result=verdict, amd_cause=cause)
-        return await self._finish(request_id, result)
+        return await self._report(request_id, result)
+
+    async def _report(self, request_id: str, result: AttemptResult) -> Finished | None:
+        """Record a report on an attempt; when the store is away (or an earlier report of the
+        attempt still waits for it) keep it, in order, for the next cycles. Dropped, the
+        scheduler would give the attempt up as ``unknown`` and call a reached customer again."""
+        if request_id in self._unrecorded:
+            error = "an earlier report of this attempt is not recorded yet"
+        else:
+            try:
+                return await self._record(request_id, result)
+            except StoreUnavailable as exc:
+                error = str(exc)
+        self._keep_unrecorded(request_id, result, error=error)
+        return None
+
+    async def _record(self, request_id: str, result: AttemptResult) -> Finished | None:
+        if result.outcome is not AttemptOutcome.ANSWERED:
+            return await self._finish(request_id, result)
+        if await self._store.callbacks.record_answer(request_id, result.at):
+            tracked = self._in_flight.get(request_id)
+            if tracked is not None:
+                tracked.answered_at = result.at
+            log.info("callback.answered", request_id=request_id)
+        return None
+
+    def _keep_unrecorded(self, request_id: str, result: AttemptResult, *, error: str) -> None:
+        if request_id not in self._unrecorded and len(self._unrecorded) >= _MAX_UNRECORDED:
+            log.error(
+                "callback.outcome_lost",
+                request_id=request_id,
+                outcome=str(result.outcome),
+                reason=f"the store is away and {_MAX_UNRECORDED} attempts' reports already wait",
+            )
+            return
+        self._unrecorded.setdefault(request_id, []).append(result)
+        log.error(
+            "callback.outcome_not_recorded",
+            request_id=request_id,
+            outcome=str(result.outcome),
+            error=error,
+            retry="every scheduler cycle",
+        )
 
     # ------------------------------------------------------------------ the cycle
 
@@ -598,6 +636,8 @@ class CallbackService:
             now=now,
             limit=self._settings.claim_batch,
             decide=lambda job, outcome: after_attempt(job, outcome, now, rules),
+            # Answered, no verdict: as the live daemon's verdict timeout (_give_up_stale).
+            answered_as=outcome_for_verdict("notsure", rules),
         )
         for job, attempt in recovered:
             self._in_flight.pop(attempt.request_id, None)
@@ -619,6 +659,8 @@ class CallbackService:
         ring = timedelta(seconds=self._rules.ring_time_s + settings.outcome_grace_s)
         verdict_wait = timedelta(seconds=settings.verdict_timeout_s)
         for request_id, tracked in list(self._in_flight.items()):
+            if request_id in self._unrecorded:
+                continue  # a report on it came in meanwhile and waits for the store
             if tracked.answered_at is not None:
                 if now - tracked.answered_at > verdict_wait:
                     log.warning("callback.verdict_timeout", request_id=request_id)
@@ -787,24 +829,18 @@ class CallbackService:
             )
         else:
             return
-        try:
-            await self._finish(request.request_id, result)
-        except StoreUnavailable as exc:
-            # Inside the batch's TaskGroup: raising would end the cycle's other attempts
-            # mid-Originate and, as an ExceptionGroup, the scheduler itself.
-            self._unrecorded[request.request_id] = result
-            log.error(
-                "callback.outcome_not_recorded",
-                request_id=request.request_id,
-                outcome=str(result.outcome),
-                error=str(exc),
-                retry="every scheduler cycle",
-            )
+        # Inside the batch's TaskGroup: a StoreUnavailable raised here would end the cycle's
+        # other attempts mid-Originate and, as an ExceptionGroup, the scheduler itself;
+        # ``_report`` keeps the outcome for a later cycle instead.
+        await self._report(request.request_id, result)
 
     async def _record_unrecorded(self) -> None:
-        """Attempt outcomes the store could not take; ``StoreUnavailable`` while it is away."""
-        for request_id, result in list(self._unrecorded.items()):
-            await self._finish(request_id, result)
+        """Reports the store could not take, each attempt's in arrival order (an answer
+        before its verdict); ``StoreUnavailable`` while it is away."""
+        for request_id, results in list(self._unrecorded.items()):
+            while results:
+                await self._record(request_id, results[0])
+                results.pop(0)
             del self._unrecorded[request_id]
 
     async def _finish(self, request_id: str, result: AttemptResult) -> Finished | None:
@@ -905,9 +941,20 @@ class CallbackService:
             window_ends_at=_iso(job.window_ends_at),
         )
         action = "promise_registered" if job.kind is JobKind.PROMISED else "callback_scheduled"
-        await self._decide(now, action, job.reason, job, call_id=call_id, agent=agent)
-        if job.status in TERMINAL_STATUSES:
-            await self._log_finished(job, now)
+        try:
+            await self._decide(now, action, job.reason, job, call_id=call_id, agent=agent)
+            if job.status in TERMINAL_STATUSES:
+                await self._log_finished(job, now)
+        except StoreUnavailable as exc:
+            # The job is committed; only its report row is missing. Raising would make the
+            # caller take the job for unsaved and create it again (a second call).
+            log.error(
+                "callback.decision_not_recorded",
+                job_id=job.id,
+                number=job.number,
+                action=action,
+                error=str(exc),
+            )
         self._wake.set()
 
     async def _log_finished(self, job: CallbackJob, now: datetime) -> None:

@@ -12,8 +12,9 @@ Exactly-once, the way it is built:
   ``dialling`` and leases the job to the claiming daemon. Only after that commit does the
   daemon place the call. ``(job_id, attempt_no)`` is unique in the schema.
 - A job whose lease expired while ``dialling`` (its daemon died) is recovered by
-  ``recover_expired``: the open attempt becomes ``unknown`` and the job moves on by the
-  rules. The attempt number is never reused, so the same attempt is never dialled twice.
+  ``recover_expired``: the open attempt becomes ``unknown`` (answered with no verdict: the
+  rules' ``notsure`` outcome) and the job moves on by the rules. The attempt number is
+  never reused, so the same attempt is never dialled twice.
 - An outcome is applied once: the attempt row moves from an open state to a final one by
   a conditional update, and only that transaction changes the job, and only if the job is
   still waiting for that very attempt.
@@ -409,10 +410,13 @@ class CallbackRepository:
             return Finished(attempt, job, applied=applied)
 
     async def recover_expired(
-        self, *, now: datetime, limit: int, decide: Decide
+        self, *, now: datetime, limit: int, decide: Decide, answered_as: AttemptOutcome
     ) -> list[tuple[CallbackJob, CallbackAttempt]]:
         """Jobs left ``dialling`` past their lease (their daemon died or stalled): mark the
-        open attempt ``unknown`` (never redial it) and move the job on by ``decide``."""
+        open attempt ``unknown`` (never redial it), or ``answered_as`` when it was answered
+        and no machine verdict came (the rules' ``notsure``, as the live daemon's verdict
+        timeout: a customer who picked up is not called again), and move the job on by
+        ``decide``."""
         c = callback_jobs.c
         async with self._db.write("recover expired callback leases") as conn:
             rows = (
@@ -435,13 +439,21 @@ class CallbackRepository:
                 request_id = job.current_request_id or ""
                 attempt = await _maybe_attempt_by_request(conn, request_id)
                 if attempt is not None and attempt.outcome in OPEN_OUTCOMES:
-                    lost = AttemptResult(
-                        AttemptOutcome.UNKNOWN,
-                        now,
-                        cause_text="no outcome before the lease of its daemon expired",
-                    )
+                    if attempt.outcome is AttemptOutcome.ANSWERED and attempt.answered_at:
+                        lost = AttemptResult(
+                            answered_as,
+                            now,
+                            cause_text="answered; no verdict before its daemon's lease expired",
+                            amd_result="timeout",
+                        )
+                    else:
+                        lost = AttemptResult(
+                            AttemptOutcome.UNKNOWN,
+                            now,
+                            cause_text="no outcome before the lease of its daemon expired",
+                        )
                     attempt = await _closed(conn, attempt, lost, open_only=True)
-                    outcome = AttemptOutcome.UNKNOWN
+                    outcome = lost.outcome
                 elif attempt is not None:
                     outcome = attempt.outcome
                 else:  # pragma: no cover - a dialling job always has its attempt row

@@ -14,9 +14,11 @@ from structlog.testing import capture_logs
 
 from pbx_agent.clock import ManualClock
 from pbx_agent.errors import PbxActionFailed, PbxConnectionLost, StoreUnavailable
+from pbx_agent.model import events as ev
 from pbx_agent.model.calls import Call
 from pbx_agent.model.commands import CancelCallbacks, RequestCallback
 from pbx_agent.model.events import CallId
+from pbx_agent.pbx.callback_reports import ReportQueue, VerdictReport
 from pbx_agent.policies.callbacks import (
     AttemptOutcome,
     CallbackRules,
@@ -680,6 +682,132 @@ async def test_a_drop_met_by_a_store_outage_is_saved_when_the_store_is_back(
     clock.advance(30)
     assert await service.run_once() == 1
     assert [r.number for r in dialer.requests] == [E164]
+
+
+async def test_an_answer_and_verdict_met_by_a_store_outage_are_recorded_when_it_is_back(
+    store: Store, clock: ManualClock, dialer: RecordingDialer, service: CallbackService
+) -> None:
+    """The switch reports "answered", then AMD "human", while the store is away: the
+    reports are kept, in order, and recorded by the first cycle that reaches the store,
+    before it gives the attempt up (they were dropped with ``callback.report_failed``, the
+    attempt became ``unknown`` and the reached customer was called again)."""
+    job_id = await drop(service)
+    clock.advance(30)
+    assert await service.run_once() == 1
+    request_id = dialer.requests[0].request_id
+    real_answer, real_finish = store.callbacks.record_answer, store.callbacks.finish_attempt
+    calls: list[str] = []
+
+    async def away(*_args: Any, **_kwargs: Any) -> Any:
+        raise StoreUnavailable("database is locked")
+
+    async def answer(*args: Any, **kwargs: Any) -> Any:
+        calls.append("answer")
+        return await real_answer(*args, **kwargs)
+
+    async def finish(*args: Any, **kwargs: Any) -> Any:
+        calls.append("finish")
+        return await real_finish(*args, **kwargs)
+
+    store.callbacks.record_answer = away  # type: ignore[method-assign]
+    store.callbacks.finish_attempt = away  # type: ignore[method-assign]
+    reports = ReportQueue(close_timeout_s=5)
+    reports.report_to(service)
+    await reports.start()
+    with capture_logs() as logs:
+        clock.advance(5)
+        reports.on_event(ev.OriginateOutcome(request=request_id, outcome="answered"), T0 + 35)
+        await asyncio.sleep(0.05)  # the worker delivers it (and the store refuses it)
+        clock.advance(2)
+        reports.put_verdict(VerdictReport(request_id, "human", "HUMAN-800-800"))
+        await reports.close()
+        with pytest.raises(StoreUnavailable):
+            await service.run_once()  # still away: kept for the next cycle
+        store.callbacks.record_answer = answer  # type: ignore[method-assign]
+        store.callbacks.finish_attempt = finish  # type: ignore[method-assign]
+        clock.advance(120)  # past ring time + grace and the verdict timeout
+        assert await service.run_once() == 0
+    assert "callback.report_failed" not in [e["event"] for e in logs]
+    assert calls == ["answer", "finish"]
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.CONNECTED
+    assert attempt.answered_at == datetime.fromtimestamp(T0 + 35, UTC)
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.DONE
+    clock.advance(5 * 3600)
+    assert await service.run_once() == 0
+    assert len(dialer.requests) == 1
+
+
+async def test_an_answered_attempt_of_a_dead_daemon_is_not_called_again(
+    store: Store, clock: ManualClock
+) -> None:
+    """Daemon A's attempt is answered, then A dies before the verdict: B's recovery applies
+    the notsure choice (default human: done) as A's verdict timeout would have, instead of
+    ``unknown`` and a second call to a customer who picked up."""
+    dialer_a = RecordingDialer(store)
+    daemon_a = service_for(store, clock, dialer_a, owner="a", lease_s=60)
+    job_id = await drop(daemon_a)
+    clock.advance(30)
+    assert await daemon_a.run_once() == 1
+    clock.advance(8)
+    await daemon_a.on_originate_outcome(dialer_a.requests[0].request_id, "answered")
+    del daemon_a  # kill -9 before the verdict
+
+    dialer_b = RecordingDialer(store)
+    daemon_b = service_for(store, clock, dialer_b, owner="b", lease_s=60)
+    clock.advance(120)
+    assert await daemon_b.run_once() == 0
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.CONNECTED
+    assert attempt.answered_at == datetime.fromtimestamp(T0 + 38, UTC)
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.DONE
+    clock.advance_to(T0 + 5 * 3600)
+    assert await daemon_b.run_once() == 0
+    assert dialer_b.requests == []
+
+
+async def test_a_job_saved_before_its_decision_failed_is_not_created_again(
+    store: Store, clock: ManualClock, dialer: RecordingDialer, service: CallbackService
+) -> None:
+    """The job commits, then the store fails on its decision row: the job stands (it was
+    kept as unsaved and created a second time, dialled even after the customer called in
+    and reported lost at stop); so does a promise (the CLI exited 1 and a rerun doubled it)."""
+    real = store.decisions.record
+    failures = [StoreUnavailable("database is locked")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    store.decisions.record = flaky  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        job = await service.schedule_after_drop(NUMBER, reason="caller_leg_failed", call_id="c1")
+        assert job is not None
+        clock.advance(2)
+        cancelled = await service.cancel_for_inbound(E164, call_id="c2")
+        assert [j.id for j in cancelled] == [job.id]
+        clock.advance(1)
+        assert await service.run_once() == 0
+        clock.advance(40)
+        assert await service.run_once() == 0
+        failures.append(StoreUnavailable("database is locked"))
+        promise = await service.register_promise(NUMBER, T0 + 72 * 3600, "tariff question")
+        service.stop()
+    assert dialer.requests == []
+    jobs = await store.callbacks.list_jobs()
+    assert [(j.id, j.kind, j.status) for j in jobs] == [
+        (promise.id, JobKind.PROMISED, JobStatus.SCHEDULED),
+        (job.id, JobKind.ABNORMAL_DROP, JobStatus.CANCELLED),
+    ]
+    events = [e["event"] for e in logs]
+    assert events.count("callback.decision_not_recorded") == 2
+    assert "callback.lost" not in events
+    assert "callback.not_saved_yet" not in events
 
 
 async def test_a_drop_never_saved_within_its_window_is_reported_lost(

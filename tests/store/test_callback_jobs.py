@@ -201,10 +201,15 @@ async def test_expired_lease_recovers_the_job_without_redialling_the_attempt(
     """The dialling daemon died: after its lease the attempt is unknown, the job moves on."""
     job = await store.callbacks.create(new_job())
     [(_, attempt)] = await claim(store, "dead")
-    assert await store.callbacks.recover_expired(now=T0 + LEASE, limit=10, decide=decide(T0)) == []
+    assert (
+        await store.callbacks.recover_expired(
+            now=T0 + LEASE, limit=10, decide=decide(T0), answered_as=AttemptOutcome.CONNECTED
+        )
+        == []
+    )
     later = T0 + LEASE + timedelta(seconds=1)
     [(recovered, lost)] = await store.callbacks.recover_expired(
-        now=later, limit=10, decide=decide(later)
+        now=later, limit=10, decide=decide(later), answered_as=AttemptOutcome.CONNECTED
     )
     assert lost.request_id == attempt.request_id
     assert lost.outcome is AttemptOutcome.UNKNOWN
@@ -217,6 +222,28 @@ async def test_expired_lease_recovers_the_job_without_redialling_the_attempt(
     assert [a.attempt_no for a in await store.callbacks.attempts(job.id)] == [1, 2]
 
 
+async def test_expired_lease_of_an_answered_attempt_applies_the_notsure_outcome(
+    store: Store,
+) -> None:
+    """The customer answered, then the daemon died before the machine verdict: recovery
+    settles the attempt as the live daemon's verdict timeout would (``answered_as``), so a
+    customer who picked up is not called again (it was ``unknown``: attempt 2 scheduled)."""
+    job = await store.callbacks.create(new_job())
+    [(_, attempt)] = await claim(store, "dead")
+    answered = T0 + timedelta(seconds=8)
+    assert await store.callbacks.record_answer(attempt.request_id, answered)
+    later = T0 + LEASE + timedelta(seconds=1)
+    [(recovered, settled)] = await store.callbacks.recover_expired(
+        now=later, limit=10, decide=decide(later), answered_as=AttemptOutcome.CONNECTED
+    )
+    assert settled.outcome is AttemptOutcome.CONNECTED
+    assert settled.answered_at == answered
+    assert settled.amd_result == "timeout"
+    assert recovered.status is JobStatus.DONE
+    assert recovered.next_attempt_at is None
+    assert [a.attempt_no for a in await store.callbacks.attempts(job.id)] == [1]
+
+
 async def test_renewed_lease_keeps_the_job(store: Store) -> None:
     """A live daemon renewing its lease is never recovered by another."""
     job = await store.callbacks.create(new_job())
@@ -227,7 +254,12 @@ async def test_renewed_lease_keeps_the_job(store: Store) -> None:
     )
     assert held == {job.id}
     later = T0 + LEASE + timedelta(seconds=1)
-    assert await store.callbacks.recover_expired(now=later, limit=10, decide=decide(later)) == []
+    assert (
+        await store.callbacks.recover_expired(
+            now=later, limit=10, decide=decide(later), answered_as=AttemptOutcome.CONNECTED
+        )
+        == []
+    )
 
 
 async def test_renewal_reports_a_job_taken_over(store: Store) -> None:
@@ -235,7 +267,9 @@ async def test_renewal_reports_a_job_taken_over(store: Store) -> None:
     job = await store.callbacks.create(new_job())
     await claim(store, "slow")
     later = T0 + LEASE + timedelta(seconds=1)
-    await store.callbacks.recover_expired(now=later, limit=10, decide=decide(later))
+    await store.callbacks.recover_expired(
+        now=later, limit=10, decide=decide(later), answered_as=AttemptOutcome.CONNECTED
+    )
     held = await store.callbacks.renew_leases(
         owner="slow", job_ids=[job.id], now=later, lease=LEASE
     )
@@ -247,7 +281,9 @@ async def test_late_connected_report_finishes_a_recovered_job(store: Store) -> N
     await store.callbacks.create(new_job())
     [(_, attempt)] = await claim(store, "slow")
     later = T0 + LEASE + timedelta(seconds=1)
-    await store.callbacks.recover_expired(now=later, limit=10, decide=decide(later))
+    await store.callbacks.recover_expired(
+        now=later, limit=10, decide=decide(later), answered_as=AttemptOutcome.CONNECTED
+    )
     result = AttemptResult(AttemptOutcome.CONNECTED, later, amd_result="HUMAN")
     finished = await store.callbacks.finish_attempt(attempt.request_id, result, decide(later))
     assert finished is not None
