@@ -130,6 +130,48 @@ _LONGEST_COMMAND: Final = max(len(c.split(" ")) for c in KNOWN_COMMANDS)
 _SHOWN_CHARS = 200
 _USAGE_MAX_LINES = 1000
 _ENV_MAX_LINES = 1000
+# The whole block: Asterisk's is ~700 bytes; a long dialplan argument list stays well under.
+_ENV_MAX_BYTES = 32768
+# res_agi.c writes the block in this order (trace 05a; agi_network* first for FastAGI),
+# values unescaped: a caller ID name holding a line feed spills onto lines of its own.
+_ENV_ORDER = (
+    "agi_network",
+    "agi_network_script",
+    "agi_request",
+    "agi_channel",
+    "agi_language",
+    "agi_type",
+    "agi_uniqueid",
+    "agi_version",
+    "agi_callerid",
+    "agi_calleridname",
+    "agi_callingpres",
+    "agi_callingani2",
+    "agi_callington",
+    "agi_callingtns",
+    "agi_dnid",
+    "agi_rdnis",
+    "agi_context",
+    "agi_extension",
+    "agi_priority",
+    "agi_enhanced",
+    "agi_accountcode",
+    "agi_threadid",
+)
+# Values a caller (or a dialplan quoting one) controls, where a line feed can hide: Asterisk
+# writes the known keys in _ENV_ORDER, so a known key out of that order is a line of the
+# free-text value before it (a forged "agi_dnid: ..." inside a name folds back into it).
+_ENV_FREE_TEXT = frozenset(
+    {
+        "agi_network_script",
+        "agi_request",
+        "agi_callerid",
+        "agi_calleridname",
+        "agi_dnid",
+        "agi_rdnis",
+    }
+)
+_ENV_RANK = {key: rank for rank, key in enumerate(_ENV_ORDER)}
 # A sample offset: 18 digits is far past any recording, and int() stays cheap.
 _MAX_ENDPOS_DIGITS = 18
 
@@ -636,11 +678,20 @@ class AgiDecoder:
     ``feed(data)`` then ``next_message()`` until ``None``; ``feed(b"")`` ends the stream.
     """
 
-    __slots__ = ("_env", "_env_done", "_eof_reported", "_lines", "_usage", "_usage_first")
+    __slots__ = (
+        "_env",
+        "_env_bytes",
+        "_env_done",
+        "_eof_reported",
+        "_lines",
+        "_usage",
+        "_usage_first",
+    )
 
     def __init__(self, *, expect_environment: bool = True, max_line_bytes: int = 65536) -> None:
         self._lines = _LineReader("AGI", max_line_bytes)
         self._env: list[tuple[str, str]] = []
+        self._env_bytes = 0
         self._env_done = not expect_environment
         self._usage: list[str] | None = None  # collecting a 520 block
         self._usage_first = ""
@@ -691,16 +742,64 @@ class AgiDecoder:
         return _parse_reply_line(line)
 
     def _on_env_line(self, line: str) -> AgiEnvironment | None:
-        if line:
-            if len(self._env) >= _ENV_MAX_LINES:
-                msg = f"AGI environment block longer than {_ENV_MAX_LINES} lines"
-                raise AgiProtocolError(msg)
-            self._env.append(_parse_env_line(line))
+        env = self._env
+        self._env_bytes += len(line) + 1
+        if len(env) >= _ENV_MAX_LINES or self._env_bytes > _ENV_MAX_BYTES:
+            msg = (
+                f"AGI environment block longer than {_ENV_MAX_LINES} lines "
+                f"or {_ENV_MAX_BYTES} bytes"
+            )
+            raise AgiProtocolError(msg)
+        if line or self._inside_free_text():
+            self._add_env_line(line)
             return None
         self._env_done = True
-        env = AgiEnvironment(tuple(self._env))
+        block = AgiEnvironment(tuple(env))
         self._env = []
-        return env
+        return block
+
+    def _inside_free_text(self) -> bool:
+        """An empty line is a value's line feed while a free-text value is the newest field
+        and the block's last key (agi_threadid) has not come."""
+        env = self._env
+        return (
+            bool(env) and env[-1][0] in _ENV_FREE_TEXT and "agi_threadid" not in self._seen_keys()
+        )
+
+    def _add_env_line(self, line: str) -> None:
+        env = self._env
+        key, sep, value = line.partition(":")
+        rank = _ENV_RANK.get(key) if sep else None
+        if not line or (not line.startswith("agi_") and self._inside_free_text()):
+            # A line of the newest value, after a line feed in it.
+            last_key, last_value = env[-1]
+            env[-1] = (last_key, f"{last_value}\n{line}")
+            return
+        key, value = _parse_env_line(line)
+        if rank is not None:
+            self._fold_into_free_text(rank)
+        if key in self._seen_keys():
+            msg = f"AGI environment repeats {_show(key)!r}"
+            raise AgiProtocolError(msg)
+        env.append((key, value))
+
+    def _fold_into_free_text(self, rank: int) -> None:
+        """A known key ranked ``rank`` has come. Asterisk writes its keys in order and the
+        rest (agi_arg_N) after them all: fields since the newest free-text value ranked
+        before it that are out of that order were lines of that value, forged by a caller."""
+        env = self._env
+        for at in range(len(env) - 1, -1, -1):
+            key, value = env[at]
+            if key in _ENV_FREE_TEXT and _ENV_RANK[key] < rank:
+                after = env[at + 1 :]
+                if any(_ENV_RANK.get(k, len(_ENV_ORDER)) >= rank for k, _ in after):
+                    lines = [value, *(f"{k}: {v}" for k, v in after)]
+                    del env[at:]
+                    env.append((key, "\n".join(lines)))
+                return
+
+    def _seen_keys(self) -> set[str]:
+        return {key for key, _ in self._env}
 
     def _on_usage_line(self, usage: list[str], line: str) -> AgiReply | None:
         if _is_code(line[:3]) and line[3:4] == " ":

@@ -522,3 +522,41 @@ def test_the_start_of_another_reply_behind_a_complete_one_is_seen() -> None:
     assert hangup.next_message() is not None
     assert hangup.next_message() is None
     assert not hangup.unsolicited_partial
+
+
+# --- line feeds inside the environment's values ----------------------------------------
+
+
+def _trace_env_with(name: str) -> tuple[bytes, bytes]:
+    """The trace's environment block with ``agi_calleridname`` replaced as Asterisk writes
+    it (unescaped), and what follows the block."""
+    block, rest = RECV.split(b"\n\n", 1)
+    line = b"agi_calleridname: unknown\n"
+    assert line in block + b"\n"
+    return (block + b"\n").replace(line, b"agi_calleridname: " + name.encode() + b"\n"), rest
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Ivanov\n", "Иванов\nИван", "a\n\nb", "\n", "Bob\nagi_dnid: 88005550000", "x\nagi_arg_1: y"],
+)
+def test_a_caller_name_holding_line_feeds_comes_back_whole(name: str) -> None:
+    """Asterisk writes the name as it is: the block does not end at its empty lines, and a
+    forged key inside it stays part of the name (the real agi_dnid is the one read)."""
+    block, rest = _trace_env_with(name)
+    messages = decode(block + b"\n" + rest, chunks=[7] * 400)
+    env = messages[0]
+    assert isinstance(env, AgiEnvironment)
+    assert env.calleridname == name
+    assert env.dnid == "604"
+    assert env["agi_callingpres"] == "0"
+    assert env.args == ()
+    assert [type(m) for m in messages[1:]] == [type(m) for m in decode(RECV)[1:]]
+
+
+def test_an_environment_block_of_more_than_32_kib_is_refused() -> None:
+    """A peer cannot make the daemon hold megabytes of 'environment' per connection."""
+    decoder = AgiDecoder()
+    decoder.feed(b"agi_network: yes\n" + b"agi_arg_1: " + b"x" * 40000 + b"\n")
+    with pytest.raises(AgiProtocolError, match="32768 bytes"):
+        decoder.next_message()
