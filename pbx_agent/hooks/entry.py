@@ -45,6 +45,7 @@ import structlog
 from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
 from pbx_agent.model.hooks import HookSession, HookSpec
+from pbx_agent.pbx.tasks import cancel_and_wait
 from pbx_agent.policies.silent_caller import (
     Arm,
     CallerSoundEnded,
@@ -215,9 +216,7 @@ async def _next_report(
         if timer is not None:
             timer.cancel()
         if not getter.done():
-            getter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await getter
+            await cancel_and_wait(getter)
     if getter.done() and not getter.cancelled():
         return getter.result()
     return None

@@ -23,7 +23,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -38,6 +37,7 @@ from pbx_agent.errors import (
     ProtocolError,
 )
 from pbx_agent.pbx.link import SwitchLink
+from pbx_agent.pbx.tasks import cancel_and_wait
 from pbx_agent.wire.ami import AmiBanner, AmiDecoder, AmiMessage, encode_action
 
 log = structlog.get_logger("pbx_agent.ami")
@@ -215,9 +215,7 @@ class AmiClient(SwitchLink):
         try:
             return await asyncio.shield(self._reader_task)
         finally:
-            ping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ping
+            await cancel_and_wait(ping)
 
     async def _watchdog(self) -> None:
         s = self.settings

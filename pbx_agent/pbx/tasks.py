@@ -17,9 +17,19 @@ import structlog
 
 from pbx_agent.errors import PbxAgentError
 
-__all__ = ["ActionTasks"]
+__all__ = ["ActionTasks", "cancel_and_wait"]
 
 log = structlog.get_logger()
+
+
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, without swallowing a cancellation of
+    the caller: ``suppress(CancelledError): await task`` cannot tell the task's own
+    cancellation from one aimed at the caller (a hook's deadline) arriving meanwhile."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure while stopping is the task's to log
 
 
 class ActionTasks:

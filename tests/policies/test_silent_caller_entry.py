@@ -295,3 +295,26 @@ def test_the_hooks_deadline_covers_the_slowest_queues_procedure() -> None:
     slowest = entry_deadline_s(config.standards_for("support", "88005550199").silent_caller)
     assert slowest > entry_deadline_s(config.standards_for("support", None).silent_caller)
     assert spec.deadline_s == pytest.approx(slowest)
+
+
+async def test_a_deadline_arriving_while_the_report_wait_is_being_stopped_is_not_lost() -> None:
+    """The hook's deadline can land in the step where the wait for a talk report is being
+    cancelled: it must still end the hook, not be taken for that wait's own cancellation."""
+    from pbx_agent.clock import LoopClock  # noqa: PLC0415
+    from pbx_agent.hooks.entry import _next_report  # noqa: PLC0415
+
+    class SlowToStop(asyncio.Queue[Any]):
+        async def get(self) -> Any:
+            try:
+                return await super().get()
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.05)  # still stopping when the deadline fires
+                raise
+
+    clock = LoopClock()
+    waiting = asyncio.create_task(_next_report(SlowToStop(), clock, clock.now() + 0.01))
+    await asyncio.sleep(0.03)  # the timer fired; the report wait is being stopped
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
