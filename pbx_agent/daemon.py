@@ -323,6 +323,7 @@ class Daemon:
             command_timeout_s=settings.action_timeout_s,
             default_deadline_s=config.hooks.default_deadline_ms / 1000.0,
             hook_variable=settings.hook_variable,
+            max_sessions=config.hooks.max_sessions,
         )
         await outbound.start()
         self.esl_outbound = outbound
@@ -568,6 +569,7 @@ class Daemon:
             host=host.strip("[]"),
             port=int(port),
             default_deadline_s=self.config.hooks.default_deadline_ms / 1000.0,
+            max_sessions=self.config.hooks.max_sessions,
         )
         await server.start()
         self.fastagi = server

@@ -364,6 +364,9 @@ class MetricsSettings(_Section):
 class HooksSettings(_Section):
     # A dialplan hook (FastAGI, outbound socket) not answered in time takes its safe default.
     default_deadline_ms: Annotated[int, Field(ge=1, le=30000)] = 500
+    # Hook connections served at once (each server: FastAGI, outbound socket); one more is
+    # refused, and the dialplan goes on as without the daemon (AGISTATUS=FAILURE / no socket).
+    max_sessions: Annotated[int, Field(ge=1, le=100000)] = 2000
 
 
 class PbxPrefixes(_Section):

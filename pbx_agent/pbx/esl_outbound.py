@@ -76,6 +76,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("pbx_agent.esl_outbound")
 
+_MAX_BODY_BYTES = 1024 * 1024
+
 _READ_CHUNK = 65536
 _CLOSE_TIMEOUT_S = 1.0
 _BREAK_TIMEOUT_S = 0.5
@@ -448,6 +450,7 @@ class EslOutboundServer(SessionListener):
         linger_s: int | None = 10,
         hook_variable: str = "pbx_agent_hook",
         param_prefix: str = "pbx_agent_",
+        max_sessions: int | None = 2000,
     ) -> None:
         super().__init__(
             host=host,
@@ -456,6 +459,7 @@ class EslOutboundServer(SessionListener):
             serves="FreeSWITCH outbound sockets",
             setting="freeswitch.outbound_bind (and the dialplan's socket address)",
             exposure="drive calls",
+            max_sessions=max_sessions,
         )
         self._registry = registry
         self._handshake_timeout_s = handshake_timeout_s
@@ -468,7 +472,9 @@ class EslOutboundServer(SessionListener):
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
-        decoder = EslDecoder()
+        # A session's messages are its channel's data, events and command replies: far
+        # under a megabyte (the inbound link's 16 MiB is for whole-switch listings).
+        decoder = EslDecoder(max_body_bytes=_MAX_BODY_BYTES)
         try:
             async with asyncio.timeout(self._handshake_timeout_s):
                 writer.write(encode_command("connect"))

@@ -298,6 +298,7 @@ class FastAgiServer(SessionListener):
         command_timeout_s: float = 5.0,
         default_deadline_s: float = 1.0,
         unknown_hook_default: SafeDefault | None = None,
+        max_sessions: int | None = 2000,
     ) -> None:
         super().__init__(
             host=host,
@@ -306,6 +307,7 @@ class FastAgiServer(SessionListener):
             serves="FastAGI connections",
             setting="asterisk.fastagi_bind (and the address in the dialplan's AGI() calls)",
             exposure="drive calls",
+            max_sessions=max_sessions,
         )
         self._registry = registry
         self._unknown_hook_default = unknown_hook_default

@@ -753,3 +753,25 @@ async def test_binding_to_loopback_logs_no_warning(registry: HookRegistry) -> No
             pass
     assert not events(logs, "fastagi_not_loopback")
     assert events(logs, "fastagi_listening")
+
+
+async def test_hook_connections_past_the_limit_are_refused(registry: HookRegistry) -> None:
+    """A peer holding connections open cannot take every socket and all memory: past
+    max_sessions a new connection is closed at once (Asterisk then goes on with
+    AGISTATUS=FAILURE), and the config's hooks.max_sessions is what the daemon uses."""
+    from pbx_agent.config import load_config  # noqa: PLC0415
+
+    assert load_config(None, env={}).hooks.max_sessions == 2000
+    async with FastAgiServer(registry, port=0, header_timeout_s=5.0, max_sessions=1) as server:
+        _held_reader, held = await asyncio.open_connection("127.0.0.1", server.port)
+        held.write(b"agi_network: yes\n")  # never finishes its environment
+        await held.drain()
+        for _ in range(50):
+            if server.active_sessions == 1:
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await asyncio.wait_for(reader.read(), 2.0) == b""
+        assert server.active_sessions == 1
+        writer.close()
+        held.close()
