@@ -145,10 +145,15 @@ class EslOutboundSession:
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"esl-out:{self.leg}")
 
     async def setup(self, linger_s: int | None) -> None:
-        """``myevents`` and ``linger`` (the caller bounds this with the handshake deadline)."""
+        """``myevents``, ``resume`` and ``linger`` (the caller bounds this with the handshake
+        deadline). Without ``resume`` an async session's channel stays parked when the
+        socket closes instead of going on with its dialplan (mod_event_socket.c)."""
         reply = await self._send("myevents", encode_command("myevents"), None)
         if not reply.ok:
             raise PbxActionFailed("myevents", reply.reply_text or "no reply text")
+        reply = await self._send("resume", encode_command("resume"), None)
+        if not reply.ok:
+            raise PbxActionFailed("resume", reply.reply_text or "no reply text")
         if linger_s is not None:
             reply = await self._send("linger", encode_command(f"linger {linger_s}"), None)
             if not reply.ok:

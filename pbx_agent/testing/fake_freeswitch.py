@@ -1710,6 +1710,10 @@ class OutboundCall:
         self.closed_by_daemon = False
         self.dialplan_continued = asyncio.Event()
         self.finished = asyncio.Event()
+        # `resume` sent (LFLAG_RESUME): when the socket closes, an async session's channel
+        # goes on with its dialplan; without it (and without socket_resume=true) it stays
+        # parked (mod_event_socket.c: socket_function, listener_run).
+        self.resume = False
         self.hang_up_during_next_execute = False
         self._hung_up = False
 
@@ -1753,7 +1757,13 @@ class OutboundCall:
             if self.sock in self.switch.sockets:
                 self.switch.sockets.remove(self.sock)
             ch = self.channel
-            if ch.alive and self.closed_by_daemon:
+            resumes = self.resume or ch.variables.get("socket_resume", "").lower() in (
+                "true",
+                "yes",
+                "on",
+                "1",
+            )
+            if ch.alive and self.closed_by_daemon and (resumes or self.mode != "async"):
                 # The socket application returns (its park ends) and the dialplan goes on.
                 if self.mode == "async":
                     self.switch._end_unicast(ch, "unpark")  # noqa: SLF001
@@ -1786,6 +1796,10 @@ class OutboundCall:
             self.linger = int(args) if args.strip().isdigit() else -1
             reply = f"+OK will linger {args} seconds" if args else "+OK will linger"
             sock.send(encode_command_reply(reply))
+        elif verb == "resume":
+            self.resume = True
+            ch.variables["socket_resume"] = "true"
+            sock.send(encode_command_reply("+OK"))
         elif verb == "nolinger":
             self.linger = None
             sock.send(encode_command_reply("+OK will not linger"))

@@ -88,8 +88,10 @@ async def test_a_session_per_call_sees_the_channel_data(fs: FakeFreeSwitch) -> N
     assert session.variables["current_application"] == "socket"
 
 
-async def test_handshake_is_connect_myevents_linger(fs: FakeFreeSwitch) -> None:
-    """The server opens with connect, myevents and linger, as in trace 05a."""
+async def test_handshake_is_connect_myevents_resume_linger(fs: FakeFreeSwitch) -> None:
+    """The server opens with connect, myevents and linger, as in trace 05a, and `resume`:
+    without it (and without socket_resume=true in the dialplan) an async socket's channel
+    stays parked when the daemon closes the socket, instead of going on with the dialplan."""
 
     async def handler(_session: HookSession) -> None:
         return None
@@ -97,7 +99,13 @@ async def test_handshake_is_connect_myevents_linger(fs: FakeFreeSwitch) -> None:
     async with serving(handler, linger_s=5) as server:
         outbound = await call(fs, server)
         await outbound.wait_finished()
-    assert [c.line for c in outbound.commands[:3]] == ["connect", "myevents", "linger 5"]
+    assert [c.line for c in outbound.commands[:4]] == [
+        "connect",
+        "myevents",
+        "resume",
+        "linger 5",
+    ]
+    assert outbound.dialplan_continued.is_set()
 
 
 async def test_hook_name_falls_back_to_the_destination_and_params_come_from_variables(
