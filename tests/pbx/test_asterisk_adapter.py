@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,26 +20,7 @@ from pbx_agent.pbx.ami_client import AmiSettings
 from pbx_agent.pbx.asterisk import AsteriskAdapter, AsteriskOptions, DialplanTarget
 from pbx_agent.testing.fake_asterisk import FakeAsterisk
 from pbx_agent.wire.ami import AmiMessage
-
-
-@dataclass
-class Recorder:
-    """A test policy that records the call events it sees."""
-
-    name: str = "recorder"
-    rule: str = "R0"
-
-    def __post_init__(self) -> None:
-        self.seen: list[cm.CallEvent] = []
-
-    def start(self, call: cm.Call, now: float) -> Any:
-        return 0
-
-    def step(
-        self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
-    ) -> tuple[Any, list[cmd.Command]]:
-        self.seen.append(event)
-        return state, []
+from tests.pbx.recording import Recorder
 
 
 def ami_settings(pbx: FakeAsterisk) -> AmiSettings:

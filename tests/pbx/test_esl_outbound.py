@@ -457,3 +457,29 @@ async def test_a_malformed_frame_while_a_reply_is_awaited_ends_the_session_at_on
     assert len(errors) == 1
     assert "reply awaited" in str(errors[0])
     assert "hook_default_deadline" not in log_events(logs)
+
+
+@pytest.mark.parametrize("socket_resume", [None, "true"])
+async def test_the_fake_switch_parks_a_closed_async_socket_unless_told_to_resume(
+    fs: FakeFreeSwitch, socket_resume: str | None
+) -> None:
+    """The fake follows mod_event_socket.c: a peer that closes an async session without
+    `resume` leaves the channel parked; the dialplan's socket_resume=true resumes it."""
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for command in (b"connect\n\n", b"myevents\n\n"):
+            writer.write(command)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.close()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        variables = {"socket_resume": socket_resume} if socket_resume else {}
+        outbound = await fs.outbound_call("127.0.0.1", port, variables=variables)
+        await outbound.wait_finished()
+        assert outbound.dialplan_continued.is_set() is (socket_resume is not None)
+    finally:
+        server.close()
+        await server.wait_closed()

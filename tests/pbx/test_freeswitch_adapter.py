@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from pbx_agent.testing.fake_freeswitch import (
     split_arguments,
 )
 from pbx_agent.testing.fake_freeswitch_model import FakeChannel
+from tests.pbx.recording import Recorder, until
 
 SOUNDS = "/usr/share/freeswitch/sounds"
 PROMPT_S = 0.05
@@ -53,24 +54,6 @@ OPTIONS = FreeswitchOptions(
     callback_dial_string="sofia/gateway/trunk/{number}",
     watched_variables=frozenset({"PBXAGENT_ROLE"}),
 )
-
-
-@dataclass
-class Recorder:
-    """A test policy that records the call events it sees."""
-
-    name: str = "recorder"
-    rule: str = "R0"
-    seen: list[cm.CallEvent] = field(default_factory=list)
-
-    def start(self, call: cm.Call, now: float) -> Any:
-        return 0
-
-    def step(
-        self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
-    ) -> tuple[Any, list[cmd.Command]]:
-        self.seen.append(event)
-        return state, []
 
 
 def settings(fs: FakeFreeSwitch) -> EslSettings:
@@ -106,12 +89,7 @@ class Attached:
         return [line for line in self.api() if uuid in line]
 
     async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 2.0) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    await asyncio.sleep(0.01)
-        except TimeoutError:
-            pytest.fail(f"timed out waiting for {what}")
+        await until(predicate, what, timeout)
 
     def call(self) -> cm.Call:
         return next(iter(self.engine.model.calls.values()))

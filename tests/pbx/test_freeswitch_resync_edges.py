@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,36 +15,17 @@ from pbx_agent.clock import LoopClock
 from pbx_agent.engine import Engine
 from pbx_agent.lab.freeswitch_driver import LISTENER_DIAL
 from pbx_agent.model import calls as cm
-from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
 from pbx_agent.pbx.esl_client import EslSettings
 from pbx_agent.pbx.freeswitch import FreeswitchAdapter, FreeswitchOptions
 from pbx_agent.pbx.freeswitch_events import FreeswitchTranslator
 from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
 from pbx_agent.wire.esl import EslEvent
+from tests.pbx.recording import Recorder, until
 
 CALLER = "c0000000-0000-4000-8000-000000000001"
 AGENT = "c0000000-0000-4000-8000-000000000002"
 LISTENER = "c0000000-0000-4000-8000-000000000003"
-
-
-@dataclass
-class Recorder:
-    name: str = "recorder"
-    rule: str = "R0"
-    seen: list[cm.CallEvent] = field(default_factory=list)
-
-    def start(self, call: cm.Call, now: float) -> Any:
-        return 0
-
-    def step(
-        self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
-    ) -> tuple[Any, list[cmd.Command]]:
-        self.seen.append(event)
-        return state, []
-
-    def kinds(self) -> list[str]:
-        return [type(e).__name__ for e in self.seen]
 
 
 @dataclass
@@ -55,15 +36,6 @@ class Daemon:
 
     def alive_legs(self) -> dict[str, bool]:
         return {str(leg.id): leg.end is None for leg in self.engine.model.legs.values()}
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 3.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -479,6 +479,8 @@ async def test_unicast_on_an_outbound_socket_session(
         daemon = session["esl"]
         assert (await daemon.send("connect")).reply_text == "+OK\n"
         assert (await daemon.send("myevents")).reply_text == "+OK Events Enabled"
+        # Without it the channel would stay parked when the socket closes (mod_event_socket).
+        assert (await daemon.send("resume")).reply_text == "+OK"
         reply = await daemon.send("sendmsg", unicast_headers(receiver.port))
         assert reply.reply_text == "+OK"
         record = fs.unicasts[-1]
