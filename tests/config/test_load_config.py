@@ -639,3 +639,12 @@ def test_a_stream_from_loopback_to_another_host_is_refused(tmp_path: Path) -> No
     )
     assert config.freeswitch is not None
     assert config.freeswitch.unicast_switch_ip == "0.0.0.0"
+
+
+def test_a_hook_connection_cap_out_of_range_is_refused(tmp_path: Path) -> None:
+    """hooks.max_sessions = 0 (or a word) would refuse every hook call: named, with the range."""
+    for raw in ("0", '"many"'):
+        problem = by_key(
+            problems(tmp_path, f"[hooks]\nmax_sessions = {raw}\n"), "hooks.max_sessions"
+        )
+        assert problem.accepted
