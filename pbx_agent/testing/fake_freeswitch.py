@@ -556,6 +556,10 @@ class FakeFreeSwitch:
         self.default_outcome = OriginateOutcome.ANSWER
         self.outcomes: dict[str, OriginateOutcome] = {}
         self.missing_sounds: set[str] = set()
+        # Outbound-socket commands answered with ``-ERR <text>`` instead of being run (verb ->
+        # text): FreeSWITCH refuses e.g. ``resume`` only off a session ("-ERR not controlling
+        # a session"), which no outbound socket is; this lets tests see the daemon's side.
+        self.refuse_outbound: dict[str, str] = {}
         self.connections_accepted = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -1749,7 +1753,7 @@ class OutboundCall:
 
     async def serve(self, reader: asyncio.StreamReader) -> None:
         try:
-            await self.switch._serve_commands(self.sock, reader, self._command)  # noqa: SLF001
+            await self.switch._serve_commands(self.sock, reader, self._answer)  # noqa: SLF001
         finally:
             if not self.sock.closed:
                 self.closed_by_daemon = True
@@ -1773,6 +1777,13 @@ class OutboundCall:
                 )
                 self.dialplan_continued.set()
             self.finished.set()
+
+    async def _answer(self, sock: _Socket, command: EslCommand) -> None:
+        refused = self.switch.refuse_outbound.get(command.verb)
+        if refused is not None:
+            sock.send(encode_command_reply(f"-ERR {refused}"))
+        else:
+            await self._command(sock, command)
 
     async def _command(self, sock: _Socket, command: EslCommand) -> None:
         verb, args = command.verb, command.args

@@ -483,3 +483,28 @@ async def test_the_fake_switch_parks_a_closed_async_socket_unless_told_to_resume
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_refused_resume_is_a_named_setup_failure_and_the_dialplan_goes_on(
+    fs: FakeFreeSwitch,
+) -> None:
+    """A switch answering `resume` with -ERR: the hook does not run, the log names the command
+    and the switch's text, the socket is closed, and the dialplan's socket_resume=true lets
+    the call go on (it is not left parked)."""
+    ran: list[HookSession] = []
+
+    async def handler(session: HookSession) -> None:
+        ran.append(session)
+
+    fs.refuse_outbound["resume"] = "not controlling a session"
+    with capture_logs() as logs:
+        async with serving(handler, linger_s=5) as server:
+            outbound = await call(fs, server, variables={"socket_resume": "true"})
+            await outbound.wait_finished()
+    assert ran == []
+    failed = [entry for entry in logs if entry["event"] == "esl_outbound_setup_failed"]
+    assert len(failed) == 1
+    assert "resume" in str(failed[0]["error"])
+    assert "not controlling a session" in str(failed[0]["error"])
+    assert outbound.dialplan_continued.is_set()
+    assert "linger" not in [c.verb for c in outbound.commands]
