@@ -55,13 +55,32 @@ def resample(signal: Signal, rate_from: int, rate_to: int) -> Signal:
     return out
 
 
+class UnreadableAudioError(ValueError):
+    """A file that is not a PCM WAV file this module can read; the message names it."""
+
+
 def read_wav(path: Path) -> Pcm:
-    """A PCM WAV file as 8 kHz mono 16-bit samples."""
-    with wave.open(str(path), "rb") as wav:
-        channels = wav.getnchannels()
-        width = wav.getsampwidth()
-        rate = wav.getframerate()
-        raw = wav.readframes(wav.getnframes())
+    """A PCM WAV file as 8 kHz mono 16-bit samples; anything else is
+    ``UnreadableAudioError`` naming the file and what is wrong with it."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels = wav.getnchannels()
+            width = wav.getsampwidth()
+            rate = wav.getframerate()
+            raw = wav.readframes(wav.getnframes())
+    except EOFError:
+        msg = f"{path}: not a WAV file (it ends before its RIFF header does)"
+        raise UnreadableAudioError(msg) from None
+    except wave.Error as exc:
+        # e.g. "unknown format: 7" for u-law, "file does not start with RIFF id".
+        msg = f"{path}: not a PCM WAV file ({exc}); accepted: 8, 16 or 32-bit PCM WAV"
+        raise UnreadableAudioError(msg) from None
+    except OSError as exc:
+        msg = f"{path}: cannot be read ({exc.strerror or exc})"
+        raise UnreadableAudioError(msg) from None
+    if rate <= 0 or channels <= 0:
+        msg = f"{path}: WAV header gives {rate} Hz and {channels} channel(s)"
+        raise UnreadableAudioError(msg)
     if width == 2:
         data = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
     elif width == 1:
@@ -70,7 +89,7 @@ def read_wav(path: Path) -> Pcm:
         data = np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0
     else:
         msg = f"{path}: {8 * width}-bit samples refused; accepted: 8, 16 or 32-bit PCM"
-        raise ValueError(msg)
+        raise UnreadableAudioError(msg)
     if channels > 1:
         data = data.reshape(-1, channels).mean(axis=1)
     return to_pcm(resample(data, rate, SAMPLE_RATE))

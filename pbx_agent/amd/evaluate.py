@@ -31,7 +31,14 @@ from typing import Protocol
 
 import numpy as np
 
-from pbx_agent.amd.audio import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Pcm, read_wav
+from pbx_agent.amd.audio import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    Pcm,
+    UnreadableAudioError,
+    read_wav,
+)
 from pbx_agent.amd.beep import BeepTracker, ToneAnalyser
 from pbx_agent.amd.detector import AmdDetector, SpeechSegment, Verdict
 from pbx_agent.amd.params import ClassicParams, DetectorParams, VerdictKind
@@ -240,11 +247,20 @@ def score(
     scorers: dict[str, Callable[[], Scorer]],
     *,
     on_clip: Callable[[Clip, dict[str, Verdict]], None] | None = None,
+    on_unreadable: Callable[[Clip, UnreadableAudioError], None] | None = None,
 ) -> list[Score]:
-    """Run every scorer (a factory: one fresh scorer per clip) on every clip."""
+    """Run every scorer (a factory: one fresh scorer per clip) on every clip. A clip that is
+    not a readable WAV file raises ``UnreadableAudioError``, or, given ``on_unreadable``, is
+    handed to it and left out of every score."""
     scores = {name: Score(name) for name in scorers}
     for clip in clips:
-        pcm = read_wav(clip.path)
+        try:
+            pcm = read_wav(clip.path)
+        except UnreadableAudioError as exc:
+            if on_unreadable is None:
+                raise
+            on_unreadable(clip, exc)
+            continue
         verdicts = {name: run_scorer(factory(), pcm) for name, factory in scorers.items()}
         for name, verdict in verdicts.items():
             scores[name].add(clip, verdict)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pbx_agent.amd.audio import UnreadableAudioError
 from pbx_agent.amd.classic import ClassicAmd
 from pbx_agent.amd.corpus import (
     TIMINGS,
@@ -30,10 +31,18 @@ from pbx_agent.amd.corpus import (
     with_voices_behind,
 )
 from pbx_agent.amd.detector import AmdDetector
-from pbx_agent.amd.evaluate import LateStartScorer, Score, TalkEventScorer, load_clips, score
+from pbx_agent.amd.evaluate import (
+    Clip,
+    LateStartScorer,
+    Score,
+    TalkEventScorer,
+    load_clips,
+    score,
+)
 from pbx_agent.amd.params import VerdictKind, classic_params, detector_params
 from pbx_agent.cli.common import add_config_option, load_or_report
 from pbx_agent.config.standards import AmdRule
+from pbx_agent.wire.escaping import printable
 
 _SCORERS = {
     "detector": "daemon detector (AudioSocket audio)",
@@ -106,7 +115,9 @@ def register(subparsers: Any) -> None:
         help="score the detector and the classic heuristic on a labelled folder",
         description=(
             "Run every scorer on every clip of DIR (labels.csv, human/ + machine/ "
-            "sub-folders, or file names starting with the label) and print the figures."
+            "sub-folders, or file names starting with the label) and print the figures. "
+            "A clip that is not a PCM WAV file is named on stderr and left out of the "
+            "figures; the exit status is then 1."
         ),
     )
     evaluate.add_argument("dir", type=Path, metavar="DIR")
@@ -163,16 +174,28 @@ def handle_evaluate(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 2
-    scores = score(clips, _scorer_factories(config.standards_for().amd))
+    unreadable: list[dict[str, str]] = []
+
+    def skip(clip: Clip, exc: UnreadableAudioError) -> None:
+        unreadable.append({"file": str(clip.path), "error": str(exc)})
+        # A file name may hold control characters: shown escaped, on one line.
+        sys.stderr.write(f"pbx-agent amd evaluate: {printable(str(exc))}; not scored\n")
+
+    scores = score(clips, _scorer_factories(config.standards_for().amd), on_unreadable=skip)
+    # The figures of the clips read are printed; a clip left out is exit status 1.
+    status = 1 if unreadable else 0
     if args.json:
-        payload: dict[str, object] = {"dir": str(args.dir), "clips": len(clips)}
+        payload: dict[str, object] = {"dir": str(args.dir), "clips": len(clips) - len(unreadable)}
+        payload["unreadable"] = unreadable
         payload["config"] = args.config  # null: the embedded defaults
         payload["scorers"] = {s.name: s.as_dict() for s in scores}
         if args.errors:
             payload["detector_errors"] = _errors(scores[0])
         sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-        return 0
+        return status
     sys.stdout.write(render_table(args.dir, scores, settings=args.config))
+    if unreadable:
+        sys.stdout.write(f"\nNot scored ({len(unreadable)} unreadable clips, named above)\n")
     if args.errors:
         sys.stdout.write("\nDetector errors:\n")
         for row in _errors(scores[0]):
@@ -180,7 +203,7 @@ def handle_evaluate(args: argparse.Namespace) -> int:
                 f"  {row['file']}: {row['label']} -> {row['verdict']} "
                 f"({row['reason']}, {row['decided_at_ms']} ms)\n"
             )
-    return 0
+    return status
 
 
 def _errors(detector_score: Score) -> list[dict[str, object]]:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import shutil
+import struct
 import wave
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from pbx_agent.amd import corpus as corpus_module
 from pbx_agent.amd import signals as s
-from pbx_agent.amd.audio import SAMPLE_RATE, read_wav, write_wav
+from pbx_agent.amd.audio import SAMPLE_RATE, UnreadableAudioError, read_wav, write_wav
 from pbx_agent.amd.classic import ClassicAmd
 from pbx_agent.amd.corpus import (
     TIMINGS,
@@ -406,3 +407,42 @@ def test_street_noise_is_heard_at_its_level_and_swells_6_to_12_db():
     runs = np.diff(np.flatnonzero(np.diff(np.r_[0, swelling.astype(int), 0])))[::2]
     assert len(runs) >= 5
     assert all(2 <= run <= 20 for run in runs)  # 0.1-1 s above +3 dB, in 50 ms frames
+
+
+def test_evaluate_command_names_unreadable_clips_and_scores_the_rest(
+    labelled: Path, capsys: pytest.CaptureFixture[str]
+):
+    """An empty file, text saved as .wav and a u-law WAV are each named on stderr with what is
+    wrong; the other clips are scored; the exit status says something was left out."""
+    (labelled / "human" / "empty.wav").write_bytes(b"")
+    (labelled / "human" / "esc\x1b[2Jape.wav").write_bytes(b"")
+    (labelled / "machine" / "text.wav").write_text("not audio", encoding="utf-8")
+    ulaw = labelled / "machine" / "ulaw.wav"
+    # A WAVE_FORMAT_MULAW (7) header: 8 kHz mono, 8-bit, one second of silence.
+    fmt = struct.pack("<HHIIHH", 7, 1, 8000, 8000, 1, 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", 8000) + b"\xff" * 8000
+    ulaw.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    assert main(["amd", "evaluate", str(labelled), "--json"]) == 1
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["clips"] == 4
+    assert payload["scorers"]["detector"]["accuracy"] == 1.0
+    assert sorted(Path(row["file"]).name for row in payload["unreadable"]) == [
+        "empty.wav", "esc\x1b[2Jape.wav", "text.wav", "ulaw.wav"
+    ]  # fmt: skip
+    assert "esc\\x1b[2Jape.wav: not a WAV file" in captured.err
+    assert "empty.wav: not a WAV file" in captured.err
+    assert "text.wav: not a PCM WAV file" in captured.err
+    assert "ulaw.wav: not a PCM WAV file (unknown format: 7)" in captured.err
+    assert "Traceback" not in captured.err
+    assert main(["amd", "evaluate", str(labelled)]) == 1
+    assert "Not scored (4 unreadable clips" in capsys.readouterr().out
+
+
+def test_unreadable_clips_raise_without_a_handler(tmp_path: Path):
+    """score() without on_unreadable stops at the first unreadable clip with its name."""
+    (tmp_path / "human").mkdir()
+    (tmp_path / "human" / "x.wav").write_bytes(b"RIFF")
+    with pytest.raises(UnreadableAudioError, match=r"x\.wav: not a WAV file"):
+        score(load_clips(tmp_path), {"d": AmdDetector})
