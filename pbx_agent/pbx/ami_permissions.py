@@ -10,6 +10,13 @@ The read classes are those of the events the adapter translates, as the transcri
 ``tests/traces/asterisk-22`` show them (``Privilege:`` header), plus ``agent`` (the queue's
 ``AgentConnect``) and ``user`` (``UserEvent``, the agents' feature codes).
 
+Originate has a second check: an ``Application`` that can reach a shell (``AGI``, ``EAGI``,
+``System``, ``Exec``...) is refused to a user without ``system`` even when it has
+``originate``, with ``Message: Originate Access Forbidden: Application`` (Asterisk 13 and
+later; 1.6-11 said "Originate with certain 'Application' arguments requires the additional
+System privilege, which you do not have."). The hold programs are Originates into ``AGI``,
+so ``system`` is needed for them as well as for MixMonitor.
+
 ``dialplan/asterisk/manager.conf.sample`` grants exactly these.
 """
 
@@ -60,11 +67,30 @@ READ_CLASSES: Mapping[str, tuple[str, ...]] = {
 NEEDED_WRITE_CLASSES: tuple[str, ...] = ("call", "originate", "system", "user")
 
 PERMISSION_DENIED = "permission denied"
+# Originate's own refusal of an application for a user without "system" (see above).
+ORIGINATE_FORBIDDEN = ("originate access forbidden", "requires the additional system privilege")
 
 
 def is_permission_denied(message: str) -> bool:
     """Whether an error response's ``Message`` is Asterisk's refusal for a missing class."""
     return message.strip().lower() == PERMISSION_DENIED
+
+
+def is_originate_forbidden(message: str) -> bool:
+    """Whether an Originate's error ``Message`` is the refusal of its application for a user
+    without the ``system`` class (either version's wording)."""
+    text = message.strip().lower()
+    return any(words in text for words in ORIGINATE_FORBIDDEN)
+
+
+def originate_forbidden_advice(application: str, username: str, message: str) -> str:
+    """What to add to ``manager.conf`` when Asterisk refuses to Originate ``application``."""
+    return (
+        f"Asterisk refused to Originate into {application} ({message.strip()}): the AMI "
+        f"user '{username}' lacks the write class 'system', which Asterisk requires to "
+        f"start {application} from Originate; add it to 'write =' in the [{username}] "
+        f"section of manager.conf (the daemon needs write = {','.join(NEEDED_WRITE_CLASSES)})"
+    )
 
 
 def missing_class_advice(action: str, username: str) -> str:

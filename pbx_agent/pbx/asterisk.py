@@ -41,7 +41,12 @@ from pbx_agent.model import events as ev
 from pbx_agent.model.calls import Call
 from pbx_agent.model.events import LegId
 from pbx_agent.pbx.ami_client import AmiClient, AmiSettings
-from pbx_agent.pbx.ami_permissions import is_permission_denied, missing_class_advice
+from pbx_agent.pbx.ami_permissions import (
+    is_originate_forbidden,
+    is_permission_denied,
+    missing_class_advice,
+    originate_forbidden_advice,
+)
 from pbx_agent.pbx.asterisk_events import AsteriskTranslator
 from pbx_agent.pbx.asterisk_version import WhisperSupport, whisper_verdict
 from pbx_agent.pbx.tasks import ActionTasks
@@ -295,9 +300,14 @@ class AsteriskAdapter:
         response = await self.client.send_action(action, fields)
         if response.name.lower() != "success":
             message = response.get("Message") or response.name
+            username = self.client.settings.username
             if is_permission_denied(message):
                 # Say which manager.conf class is missing, not only that Asterisk refused.
-                message = missing_class_advice(action, self.client.settings.username)
+                message = missing_class_advice(action, username)
+                log.error("ami_permission_denied", pbx=self.name, ami_action=action, error=message)
+            elif action == "Originate" and is_originate_forbidden(message):
+                application = next((v for k, v in fields if k == "Application"), "")
+                message = originate_forbidden_advice(application, username, message)
                 log.error("ami_permission_denied", pbx=self.name, ami_action=action, error=message)
             raise PbxActionFailed(action, message)
         return response

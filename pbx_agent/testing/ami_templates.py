@@ -574,6 +574,9 @@ MSG_STATUS_FOLLOWS = "Channel status will follow"
 MSG_COMMAND_OUTPUT = "Command output follows"
 # Not in the transcripts (manager.c / app_queue.c):
 MSG_PERMISSION_DENIED = "Permission denied"
+# action_originate, a user without "system" (not in the transcripts: their user has all).
+MSG_ORIGINATE_FORBIDDEN_APP = "Originate Access Forbidden: Application"
+MSG_ORIGINATE_FORBIDDEN_DATA = "Originate Access Forbidden: Data"
 MSG_NO_CHANNEL_SPECIFIED = "No channel specified"
 MSG_NO_VARIABLE_SPECIFIED = "No variable specified"
 MSG_REDIRECT_OK = "Redirect successful"

@@ -35,6 +35,10 @@ sockets but answers nothing and sends no event (a half-open peer) until ``thaw()
 message into the given chunk sizes (cycled), e.g. inside a UTF-8 character;
 ``ignore_actions`` names actions that are recorded and never answered; ``refuse_actions``
 names actions answered ``Permission denied`` (a user without the action's class);
+``write_classes`` (None: all, as the transcripts' lab user) are the user's ``write =``
+classes for Originate's own check: without ``system``, an ``Application`` naming AGI, System
+or Exec, or ``Data`` holding SHELL or EVAL, is answered ``Originate Access Forbidden``
+(``action_originate`` in main/manager.c);
 ``restart()`` drops
 the clients and comes back on the same port with the channels that are still up.
 
@@ -336,6 +340,7 @@ class FakeAsterisk:
         self.chunk_pause_s = 0.0
         self.ignore_actions: set[str] = set()
         self.refuse_actions: set[str] = set()
+        self.write_classes: set[str] | None = None
         # RTCPReceived noise for every answered PJSIP channel at this interval (switch clock
         # seconds; real Asterisk: ~5 s); None (the default) sends none.
         self.rtcp_interval_s: float | None = None
@@ -1172,6 +1177,10 @@ class FakeAsterisk:
         if "/" not in dial_string:
             self._reply(client, message, "Error", [("Message", "Invalid channel")])
             return
+        forbidden = self._originate_forbidden(message)
+        if forbidden is not None:
+            self._reply(client, message, "Error", [("Message", forbidden)])
+            return
         request = _originate_request(message, dial_string)
         is_async = (message.get("Async") or "").strip().lower() in ("true", "yes", "1", "on")
         if is_async:
@@ -1185,6 +1194,19 @@ class FakeAsterisk:
             self._reply(client, message, "Success", [("Message", tpl.MSG_ORIGINATE_QUEUED)])
         else:
             self._reply(client, message, "Error", [("Message", tpl.MSG_ORIGINATE_FAILED)])
+
+    def _originate_forbidden(self, message: AmiMessage) -> str | None:
+        """manager.c refuses applications that can reach a shell to a user without the
+        ``system`` write class, whatever its other classes."""
+        if self.write_classes is None or "system" in self.write_classes:
+            return None
+        app = (message.get("Application") or "").lower()
+        data = message.get("Data") or ""
+        if any(word in app for word in ("system", "exec", "agi")):
+            return tpl.MSG_ORIGINATE_FORBIDDEN_APP
+        if "SHELL" in data or "EVAL" in data:
+            return tpl.MSG_ORIGINATE_FORBIDDEN_DATA
+        return None
 
     async def _user_event(self, client: _AmiClient, message: AmiMessage) -> None:
         name = message.get("UserEvent") or ""

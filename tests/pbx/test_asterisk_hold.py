@@ -447,3 +447,25 @@ async def test_a_music_file_shorter_than_assumed_is_learnt_not_spun_on(rig: Rig)
     assert 1 <= len(music_before) <= 5, music_before
     corrected = [e for e in logs if e["event"] == "hold_music_length_corrected"]
     assert corrected and corrected[0]["real_s"] == 3.0
+
+
+async def test_a_user_without_system_is_told_the_hold_program_needs_it(rig: Rig) -> None:
+    """An AMI user with originate but not system: Asterisk refuses to Originate into AGI
+    ("Originate Access Forbidden"); the log names the missing class and where to add it,
+    and the programs are given up like refused ones."""
+    rig.pbx.write_classes = {"call", "originate", "reporting", "user"}
+    caller, agent = await rig.call()
+    decisions: list[str] = []
+    rig.engine.on_decision(lambda d: decisions.append(d.action))
+    with capture_logs() as logs:
+        await caller.hold(by=agent)
+        async with asyncio.timeout(5):  # refusals change nothing on the switch: poll
+            while "hold_program_lost" not in decisions:
+                await asyncio.sleep(0.01)
+    denied = [e for e in logs if e["event"] == "ami_permission_denied"]
+    assert denied
+    assert denied[0]["ami_action"] == "Originate"
+    error = str(denied[0]["error"])
+    assert "Originate Access Forbidden: Application" in error
+    assert "lacks the write class 'system'" in error
+    assert "manager.conf" in error
