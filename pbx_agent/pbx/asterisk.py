@@ -27,6 +27,7 @@ built exactly as it would be sent and logged (``shadow_action``) instead of bein
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -148,7 +149,12 @@ class AsteriskAdapter:
         self._programs_by_leg: dict[LegId, HoldProgram] = {}
         self._whispers: dict[str, _Whisper] = {}
         self._resyncing = False
+        # What the events that arrive while the channel list is awaited say: they may be
+        # newer than the list (Asterisk sends what it queued meanwhile right behind it).
         self._gone_during_resync: set[str] = set()
+        self._created_during_resync: dict[str, ev.LegCreated] = {}
+        self._answered_during_resync: set[str] = set()
+        self._bridge_during_resync: dict[str, str | None] = {}
         self._tasks = ActionTasks(self.name)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -165,11 +171,27 @@ class AsteriskAdapter:
     def _on_ami_event(self, message: AmiMessage) -> None:
         if message.name == "VarSet" and message.get("Variable") == "PLAYBACKSTATUS":
             self._playback_status(message)
-        for event in self.translator.feed(message):
+        self._dispatch(self.translator.feed(message))
+
+    def _note_during_resync(self, event: ev.PbxEvent) -> None:
+        match event:
+            case ev.LegHungUp():
+                self._gone_during_resync.add(event.leg)
+            case ev.LegCreated():
+                self._created_during_resync[event.leg] = event
+            case ev.LegAnswered():
+                self._answered_during_resync.add(event.leg)
+            case ev.LegJoinedBridge():
+                self._bridge_during_resync[event.leg] = event.bridge or None
+            case ev.LegLeftBridge():
+                self._bridge_during_resync[event.leg] = None
+
+    def _dispatch(self, events: list[ev.PbxEvent]) -> None:
+        for event in events:
+            if self._resyncing:
+                self._note_during_resync(event)
             if isinstance(event, ev.LegHungUp):
                 self._helper_gone(event.leg)
-                if self._resyncing:
-                    self._gone_during_resync.add(event.leg)
             if isinstance(event, ev.OriginateOutcome) and (
                 event.request in self._whispers or event.request in self.hold_programs
             ):
@@ -234,25 +256,59 @@ class AsteriskAdapter:
             self._handle(ev.PromptFinished(program.leg, cmd.HOLD_PROGRAM_PROMPT, ok=False))
 
     async def _resync(self) -> None:
-        """After (re)login: tell the engine exactly which legs are alive now."""
+        """After (re)login: tell the engine exactly which legs are alive now.
+
+        The list is a snapshot; the events that arrive while it is awaited are applied to
+        the model at once and may be newer than it (a call that arrived, a bridge formed
+        or a hang-up right behind the list): they win over the list. Then what the daemon
+        tracks of its own channels is matched with the list: a prompt or hold program whose
+        helper channel ended while the link was down is finished, a callback attempt the
+        list shows Up was answered (its OriginateResponse was lost with the link), and the
+        channels the switch no longer has are forgotten."""
         self._resyncing = True
-        self._gone_during_resync.clear()
+        for noted in (
+            self._gone_during_resync,
+            self._created_during_resync,
+            self._answered_during_resync,
+            self._bridge_during_resync,
+        ):
+            noted.clear()
+        before = self.translator.known_ids()
+        helpers_before = {*self._whispers, *self.hold_programs}
         try:
             response, items = await self.client.send_list("CoreShowChannels")
             if response.name.lower() != "success":
                 raise PbxActionFailed("CoreShowChannels", response.get("Message") or "")
-            legs = tuple(
-                self.translator.live_leg(item)
-                for item in items
-                if item.name == "CoreShowChannel"
-                and (item.get("Uniqueid") or "") not in self._gone_during_resync
-            )
+            legs = self._live_legs(items)
         finally:
             self._resyncing = False
         log.info("pbx_resynced", pbx=self.name, live_legs=len(legs))
         self._handle(ev.PbxResynced(self.name, legs))
+        alive = {str(live.created.leg): live.answered for live in legs}
+        for helper in sorted(str(h) for h in helpers_before if str(h) not in alive):
+            self._helper_gone(LegId(helper))
+        self._dispatch(self.translator.resynced(alive, before))
         self._handle(ev.PbxConnectionChanged(self.name, connected=True))
         await self._check_version()
+
+    def _live_legs(self, items: list[AmiMessage]) -> tuple[ev.LiveLeg, ...]:
+        """The listed legs, corrected by the events that arrived while the list was awaited."""
+        gone = self._gone_during_resync
+        listed: dict[str, ev.LiveLeg] = {}
+        for item in items:
+            uid = item.get("Uniqueid") or ""
+            if item.name == "CoreShowChannel" and uid not in gone:
+                listed[uid] = self.translator.live_leg(item)
+        for uid, created in self._created_during_resync.items():
+            if uid not in listed and uid not in gone:
+                listed[uid] = ev.LiveLeg(created=created, answered=created.answered)
+        for uid in self._answered_during_resync:
+            if uid in listed and not listed[uid].answered:
+                listed[uid] = dataclasses.replace(listed[uid], answered=True)
+        for uid, bridge in self._bridge_during_resync.items():
+            if uid in listed:
+                listed[uid] = dataclasses.replace(listed[uid], bridge=bridge)
+        return tuple(listed.values())
 
     async def _check_version(self) -> None:
         """Say which Asterisk this is and whether its whispers reach a silent channel

@@ -25,7 +25,7 @@ What the traces taught (``tests/traces/asterisk-22/README.md``), and how it is r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pbx_agent.model import events as ev
@@ -315,6 +315,43 @@ class AsteriskTranslator:
         if origination.hung_up or not origination.channel_seen:
             self.origins.pop(origination.leg, None)
             self.callees.pop(origination.leg, None)
+
+    def known_ids(self) -> set[str]:
+        """Every channel id this translator holds state for (taken before a resync)."""
+        return {*self.channels, *self.origins, *self.originations}
+
+    def resynced(self, alive: Mapping[str, bool], before: Collection[str]) -> list[ev.PbxEvent]:
+        """After a resync: ``alive`` maps each listed channel id to whether it is Up;
+        ``before`` is ``known_ids()`` from before the list was asked for (what came after
+        has its events still to come). An origination the list shows Up was answered while
+        the link was down, its OriginateResponse lost with the link: ``answered``. One it
+        does not list ended meanwhile and nothing more will come of it: forgotten without
+        an outcome (what became of it is not known; the caller of the Originate gives it up
+        in its own time). Channels the switch no longer lists are forgotten."""
+        out: list[ev.PbxEvent] = []
+        for uid, origination in list(self.originations.items()):
+            if uid not in before:
+                continue
+            if uid in alive:
+                if alive[uid]:
+                    del self.originations[uid]
+                    out.append(
+                        ev.OriginateOutcome(
+                            origination.request,
+                            "answered",
+                            LegId(uid),
+                            cause_text="listed Up after the AMI link came back "
+                            "(its OriginateResponse was lost with the link)",
+                        )
+                    )
+                continue
+            del self.originations[uid]
+        for uid in [u for u in before if u not in alive and u not in self.originations]:
+            self.channels.pop(uid, None)
+            self.origins.pop(uid, None)
+            self.callees.pop(uid, None)
+            self._amd_status.pop(uid, None)
+        return out
 
     def forget(self, uids: Iterable[str]) -> None:
         for uid in uids:

@@ -39,7 +39,10 @@ names actions answered ``Permission denied`` (a user without the action's class)
 classes for Originate's own check: without ``system``, an ``Application`` naming AGI, System
 or Exec, or ``Data`` holding SHELL or EVAL, is answered ``Originate Access Forbidden``
 (``action_originate`` in main/manager.c);
-``restart()`` drops
+``after_channel_list`` (a
+callable, used once) runs switch activity right after the next ``CoreShowChannels`` listing,
+its events sent with ``CoreShowChannelsComplete`` in one segment (Asterisk sends the events
+it queued meanwhile right behind the list); ``restart()`` drops
 the clients and comes back on the same port with the channels that are still up.
 
 Every task the fake starts is owned: client tasks, writer tasks and the switch's tasks are
@@ -282,6 +285,8 @@ class _AmiClient:
         self.local_address = f"IPV4/TCP/{local[0]}/{local[1]}"
         self.remote_address = f"IPV4/TCP/{remote[0]}/{remote[1]}"
         self.closing = False
+        # While set, what is sent is kept here (to leave later in one segment).
+        self.held: list[bytes] | None = None
 
     def wants(self, fields: Sequence[Field]) -> bool:
         if not self.authenticated or not self.events_on:
@@ -293,7 +298,9 @@ class _AmiClient:
         return bool(classes & self.event_mask)
 
     def send(self, data: bytes) -> None:
-        if not self.closing and not self.pbx.frozen:
+        if self.held is not None:
+            self.held.append(data)
+        elif not self.closing and not self.pbx.frozen:
             self.outgoing.put_nowait(data)
 
     def close(self) -> None:
@@ -341,6 +348,7 @@ class FakeAsterisk:
         self.ignore_actions: set[str] = set()
         self.refuse_actions: set[str] = set()
         self.write_classes: set[str] | None = None
+        self.after_channel_list: Callable[[], object] | None = None
         # RTCPReceived noise for every answered PJSIP channel at this interval (switch clock
         # seconds; real Asterisk: ~5 s); None (the default) sends none.
         self.rtcp_interval_s: float | None = None
@@ -1072,7 +1080,17 @@ class FakeAsterisk:
             "EventList": "Complete",
             "ListItems": str(len(channels)),
         }
-        self._list_item(client, render("CoreShowChannelsComplete", values=complete))
+        after, self.after_channel_list = self.after_channel_list, None
+        if after is None:
+            self._list_item(client, render("CoreShowChannelsComplete", values=complete))
+            return
+        client.held = []
+        try:
+            self._list_item(client, render("CoreShowChannelsComplete", values=complete))
+            after()
+        finally:
+            held, client.held = client.held, None
+        client.send(b"".join(held))
 
     async def _status(self, client: _AmiClient, message: AmiMessage) -> None:
         name = message.get("Channel")

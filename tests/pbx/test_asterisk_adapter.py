@@ -219,6 +219,93 @@ async def test_reconnect_resyncs_without_forgetting_or_duplicating(pbx: FakeAste
         assert [e.call for e in ended] == [CallId(other.linkedid)]
 
 
+async def test_a_call_arriving_right_behind_the_channel_list_is_kept(pbx: FakeAsterisk) -> None:
+    """A call that arrives just after the resync's snapshot (its Newchannel in the same read
+    as CoreShowChannelsComplete) is tracked, not ended as gone while the link was down."""
+    arrived: list[Any] = []
+
+    def arrive() -> None:
+        ch = pbx.switch.inbound_channel(
+            endpoint="trunk", caller="79160000001", caller_name="", exten="100", context="x"
+        )
+        pbx.switch.answer(ch)
+        arrived.append(ch)
+
+    async with attached(pbx) as (engine, adapter, recorder):
+        pbx.freeze()
+        pbx.drop_connections()
+        pbx.after_channel_list = arrive
+        pbx.thaw()
+        await wait_for(lambda: bool(arrived) and adapter.client.connections >= 2)
+        await wait_for(lambda: any(isinstance(e, cm.CallStarted) for e in recorder.seen))
+        await wait_for(lambda: sum(a.name == "CoreSettings" for a in pbx.actions) >= 2)
+        call_id = CallId(arrived[0].linkedid)
+        assert arrived[0].alive
+        assert call_id in engine.model.calls
+        assert not [e for e in recorder.seen if isinstance(e, cm.CallEnded | cm.LegEnded)]
+
+
+async def test_a_bridge_formed_right_behind_the_channel_list_is_kept(pbx: FakeAsterisk) -> None:
+    """Caller and agent bridged just after the snapshot: the daemon keeps them connected
+    (the list's "no bridge" is older than the BridgeEnter), so the agent's hold is seen."""
+    async with attached(pbx) as (engine, adapter, recorder):
+        caller = await pbx.inbound_call(caller="79161234567")
+        await caller.answer()
+        switch = pbx.switch
+        agent = switch.new_pjsip_channel(
+            "agent-1001", state=6, context="from-internal", exten="s", linkedid=caller.linkedid
+        )
+        switch.newchannel(agent)
+        await wait_for(lambda: len(engine.model.legs) == 2)
+        pbx.freeze()
+        pbx.drop_connections()
+        pbx.after_channel_list = lambda: switch.bridge_pair(caller.channel, agent)
+        pbx.thaw()
+        await wait_for(lambda: adapter.client.connections >= 2 and adapter.client.connected)
+        await wait_for(lambda: sum(a.name == "CoreSettings" for a in pbx.actions) >= 2)
+        call = engine.model.calls[CallId(caller.linkedid)]
+        legs = [call.legs[LegId(caller.uniqueid)], call.legs[LegId(agent.uniqueid)]]
+        assert legs[0].bridge is not None
+        assert legs[0].bridge == legs[1].bridge
+        assert not [e for e in recorder.seen if isinstance(e, cm.PartiesSeparated)]
+        await caller.hold(by=pbx.leg(agent))
+        await wait_for(lambda: any(isinstance(e, cm.HoldStarted) for e in recorder.seen))
+
+
+async def test_a_prompt_that_ended_while_the_link_was_down_is_finished(pbx: FakeAsterisk) -> None:
+    """The whisper's helper channel ends while the link is down: after the resync the
+    policies get its PromptDone (they would wait for it until their guard) and nothing is
+    kept of the helper."""
+    settings = dataclasses.replace(ami_settings(pbx), connect_timeout_s=0.3)
+    recorder = Recorder()
+    engine = Engine(clock=LoopClock(), policies=[recorder])
+    adapter = AsteriskAdapter(settings, OPTIONS, handle_event=engine.handle)
+    engine.executor = adapter
+    await adapter.start()
+    try:
+        caller, _, call = await connected_call(pbx, engine)
+        await engine.execute_now(
+            cmd.PlayPrompt(LegId(caller.uniqueid), "silent.prompt", cmd.Audience.LEG),
+            call_id=call.id,
+            rule="R2",
+            policy="test",
+        )
+        await wait_for(lambda: any(leg.name.startswith("Local/") for leg in pbx.legs))
+        pbx.freeze()
+        pbx.drop_connections()
+        await wait_for(lambda: not any(leg.name.startswith("Local/") for leg in pbx.legs), 5)
+        pbx.thaw()
+        await wait_for(lambda: any(isinstance(e, cm.PromptDone) for e in recorder.seen), 5)
+        alive = {leg.uniqueid for leg in pbx.legs}
+        assert [u for u in adapter.translator.channels if u not in alive] == []
+        assert adapter.translator.origins == {}
+    finally:
+        await engine.close()
+        await adapter.close()
+    done = next(e for e in recorder.seen if isinstance(e, cm.PromptDone))
+    assert (done.leg, done.prompt) == (caller.uniqueid, "silent.prompt")
+
+
 async def test_daemon_started_mid_call_picks_the_call_up(pbx: FakeAsterisk) -> None:
     """A call already in progress when the daemon starts is tracked from the resync."""
     caller = await pbx.inbound_call(caller="79161234567")

@@ -125,6 +125,7 @@ async def rig(
     detector: DetectorParams | None = None,
     audiosocket_address: str | None = None,
     verdict_timeout_s: float = 30.0,
+    connect_timeout_s: float = 5.0,
 ) -> AsyncIterator[Rig]:
     """Fake Asterisk + engine + adapter + dialer + scheduler, wired as the daemon wires them."""
     async with FakeAsterisk(time_scale=0.01) as pbx:
@@ -135,7 +136,15 @@ async def rig(
         engine = Engine(clock=clock, policies=[])
         host, port = pbx.ami_address
         adapter = AsteriskAdapter(
-            AmiSettings(host=host, port=port, username="lab", secret="not-a-real-secret"),
+            AmiSettings(
+                host=host,
+                port=port,
+                username="lab",
+                secret="not-a-real-secret",
+                connect_timeout_s=connect_timeout_s,
+                reconnect_initial_s=0.05,
+                reconnect_max_s=0.2,
+            ),
             AsteriskOptions(sounds=lambda key: key),
             handle_event=engine.handle,
         )
@@ -287,6 +296,34 @@ async def test_answer_without_detection_is_a_connection(sqlite: Store) -> None:
     job = await sqlite.callbacks.get(attempt.job_id)
     assert job is not None
     assert job.status is JobStatus.DONE
+
+
+async def test_an_answer_while_the_ami_link_is_down_is_taken_from_the_resync(
+    sqlite: Store,
+) -> None:
+    """The link drops while the attempt rings and the customer answers meanwhile: its
+    OriginateResponse is lost, but the channel list after the reconnect shows the attempt
+    Up, so it is answered (connected), not given up as unknown and dialled again."""
+    async with rig(sqlite, engine_name="none", connect_timeout_s=0.3) as r:
+        r.pbx.script_dial(NUMBER, DialScript(DialOutcome.ANSWER, ring_s=0.3))
+        attempt = await r.call_back()
+        await r.pbx.wait_for_action("Originate")
+        r.pbx.freeze()
+        r.pbx.drop_connections()
+        await r.until(
+            lambda: any(
+                ch.uniqueid == attempt.request_id and ch.state == 6
+                for ch in r.pbx.switch.channels.values()
+            )
+        )
+        r.pbx.thaw()
+        settled = await r.settled(attempt.request_id)
+    assert settled.outcome is AttemptOutcome.CONNECTED
+    assert "OriginateResponse was lost" in settled.cause_text
+    job = await sqlite.callbacks.get(attempt.job_id)
+    assert job is not None
+    assert job.status is JobStatus.DONE
+    assert job.attempts_made == 1
 
 
 async def test_every_event_of_the_leg_carries_the_attempt_id(sqlite: Store) -> None:

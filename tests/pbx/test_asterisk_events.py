@@ -241,3 +241,29 @@ def test_a_callback_legs_caller_number_is_the_customer_dialled() -> None:
     assert [e.caller_number for e in created if e.leg == channel_id] == ["+79161234567"]
     plain = [e for e in translate(name) if isinstance(e, ev.LegCreated)]
     assert [e.caller_number for e in plain if e.leg == channel_id] == ["<unknown>"]
+
+
+def test_after_a_resync_an_origination_listed_up_is_answered_and_an_unlisted_one_forgotten() -> (
+    None
+):
+    """resynced(): the attempt listed Up was answered while the link was down; the one not
+    listed ended meanwhile (no outcome: what became of it is unknown) and is forgotten with
+    its channel; one originated after the list was asked for waits for its events."""
+    translator = AsteriskTranslator()
+    for request in ("up", "ringing", "gone"):
+        translator.expect_origination(f"req-{request}", f"chan-{request}", "callback")
+    before = translator.known_ids()
+    translator.expect_origination("req-late", "chan-late", "callback")
+    events = translator.resynced({"chan-up": True, "chan-ringing": False}, before)
+    assert events == [
+        ev.OriginateOutcome(
+            "req-up",
+            "answered",
+            LegId("chan-up"),
+            cause_text="listed Up after the AMI link came back "
+            "(its OriginateResponse was lost with the link)",
+        )
+    ]
+    assert set(translator.originations) == {"chan-ringing", "chan-late"}
+    assert "chan-gone" not in translator.origins
+    assert "chan-late" in translator.origins
