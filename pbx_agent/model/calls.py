@@ -29,6 +29,12 @@ the STYLE.md sense: no I/O, time is a parameter, the same inputs give the same o
   (``now - silence_ms``).
 - A call ends when its last non-helper leg is gone: ``CallEnded`` carries every leg's end in
   the order they ended, so a rule can look at who went first and with what cause.
+- *The link to the PBX*: when it is lost (``PbxConnectionChanged(connected=False)``) every
+  live call gets ``LinkLost``: from then on nothing of it is heard (a talk start or stop, a
+  hold, a digit), so a rule timing silence cannot know whether anyone spoke. At the next
+  resync each of those calls that is still live gets ``LinkRestored``, after every event the
+  resync itself implies for it (hang-ups, answers, bridges, holds ended as ``link_lost``).
+  The resync gives back hang-ups, answers and bridges, never who talked meanwhile.
 
 Invariants: a leg id is in exactly one call; ``Call.legs`` keeps ended legs (with ``end``) until
 the call ends; after ``CallEnded`` the call is removed and later events for its legs are ignored.
@@ -339,6 +345,27 @@ class VariableChanged:
     value: str
 
 
+@dataclass(frozen=True, slots=True)
+class LinkLost:
+    """The daemon lost its link to the PBX (AMI, Event Socket) while this call was live:
+    until ``LinkRestored`` it hears nothing of the call (no talk, hold, digit or hang-up
+    events), so it cannot know whether anyone spoke."""
+
+    call: CallId
+    at: float
+    reason: str = ""  # why the link went (the adapter's words), for the log
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRestored:
+    """The link is back and this call, live when it was lost, is still live. Comes after
+    every event the resync implies for the call; what was said meanwhile stays unknown."""
+
+    call: CallId
+    at: float
+    lost_at: float  # when the link was lost (the call's ``LinkLost``)
+
+
 CallEvent = (
     CallStarted
     | PartiesConnected
@@ -355,6 +382,8 @@ CallEvent = (
     | CallEnded
     | TimerFired
     | VariableChanged
+    | LinkLost
+    | LinkRestored
 )
 
 
@@ -374,6 +403,8 @@ class CallModel:
         self._forgotten: list[CallId] = []
         self.legs: dict[LegId, Leg] = {}
         self.bridges: dict[str, set[LegId]] = {}
+        # The calls told ``LinkLost`` and not yet ``LinkRestored``: when their link was lost.
+        self._unheard: dict[CallId, float] = {}
 
     # -- queries --------------------------------------------------------------------------
 
@@ -399,6 +430,8 @@ class CallModel:
                 return self._leg_created(event, now)
             case ev.PbxResynced():
                 return self._resynced(event, now)
+            case ev.PbxConnectionChanged(connected=False):
+                return self._link_lost(event, now)
             case ev.PbxConnectionChanged() | ev.OriginateOutcome() | ev.MachineDetected():
                 return []
         leg = self.legs.get(getattr(event, "leg", None) or LegId(""))
@@ -787,6 +820,35 @@ class CallModel:
         for leg_id in call.legs:
             self.legs.pop(leg_id, None)
         self.calls.pop(call.id, None)
+        self._unheard.pop(call.id, None)
+
+    # -- the link to the PBX ----------------------------------------------------------------
+
+    def _link_lost(self, event: ev.PbxConnectionChanged, now: float) -> list[CallEvent]:
+        """``LinkLost`` for every live call not already told (a reconnect that failed before
+        its resync loses the link again: the calls are still unheard since the first loss).
+
+        Calls do not carry the PBX they are on: one daemon attaches to one PBX
+        (``pbx.kind``), so every live call is on the PBX whose link was lost. A call holding
+        only the daemon's own helper leg is no customer's call and is not told.
+        """
+        out: list[CallEvent] = []
+        for call in self.calls.values():
+            if call.id in self._unheard or not call.parties():
+                continue
+            self._unheard[call.id] = now
+            out.append(LinkLost(call.id, now, event.reason))
+        return out
+
+    def _link_restored(self, now: float) -> list[CallEvent]:
+        """``LinkRestored`` for every call told ``LinkLost`` that the resync left alive."""
+        out: list[CallEvent] = [
+            LinkRestored(call_id, now, lost_at)
+            for call_id, lost_at in self._unheard.items()
+            if call_id in self.calls
+        ]
+        self._unheard.clear()
+        return out
 
     # -- resync -----------------------------------------------------------------------------
 
@@ -803,6 +865,8 @@ class CallModel:
         as if the hold went on could leave the daemon's hold program announcing over a
         resumed conversation until the call ends; ending it risks at most a silent rest of a
         hold that really goes on, until the agent resumes the call.
+
+        Last, every call told ``LinkLost`` that is still live gets ``LinkRestored``.
         """
         out: list[CallEvent] = []
         for call in list(self.calls.values()):
@@ -841,6 +905,7 @@ class CallModel:
             if live.on_hold_music:
                 leg.hearing_music = True
                 out.extend(self._music_started(call, leg, now))
+        out.extend(self._link_restored(now))
         return out
 
     def _reconcile(self, leg: Leg, live: ev.LiveLeg, now: float) -> list[CallEvent]:

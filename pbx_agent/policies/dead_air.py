@@ -13,6 +13,7 @@ conversation in one of four phases:
     ON_HOLD        they are, and some hold is on (a hold is not dead air: R1 wants it)
     TALKING        they are, no hold, and at least one of them is speaking
     SILENT         they are, no hold, and neither is speaking
+    LINK_LOST      the daemon's link to the PBX is down: nothing can be heard
 
 Entering SILENT starts a *silence* at the moment the last sound ended: the real end of the
 last speech (``SpeechEnded.ended_at``: detectors report it late), the end of the hold, the
@@ -33,6 +34,13 @@ starts speaking while the other is; it ends at the real end of either's speech. 
 longer than ``dead_air.talk_over_s`` is recorded (``RecordFact("talk_over", ...)``) when it
 ends; it is measured at its end because detectors report the end of speech late, so a
 timer running from the start would count overlaps that had in fact already ended.
+
+The link to the PBX. While it is down the daemon hears no talk events: a silence counted on
+would be its own deafness, and the agent would be reminded of dead air while the parties may
+be talking. ``LinkLost`` ends the current silence and any overlap at that instant (recorded,
+as when speech ends, only if what was heard before the loss was long enough: ``ended_by``
+``link_lost``); nothing is counted in ``LINK_LOST``. ``LinkRestored`` looks at the call again:
+a silence then starts from the moment the daemon hears again, never across the outage.
 
 Prompts the daemon plays are not seen by talk detection (it listens to the parties), so a
 prompt counts as sound only when it ends (``PromptDone``): a prompt longer than the log
@@ -66,6 +74,7 @@ class Phase(StrEnum):
     ON_HOLD = "on_hold"
     TALKING = "talking"
     SILENT = "silent"
+    LINK_LOST = "link_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +102,15 @@ class DeadAirPolicy:
         rule = _rule(call.standards)
         if isinstance(event, cm.TimerFired):
             return self._timer(state, event.key, call, rule, now)
+        if state.phase is Phase.LINK_LOST and not isinstance(event, cm.LinkRestored | cm.CallEnded):
+            return state, []  # deaf until the link is back: nothing is measured
         commands: list[cmd.Command] = []
         state = self._track_overlap(state, event, call, rule, now, commands)
         phase = _phase(call) if rule is not None and rule.enabled else Phase.APART
         if isinstance(event, cm.CallEnded):
             phase = Phase.APART
+        elif isinstance(event, cm.LinkLost):
+            phase = Phase.LINK_LOST
         if phase is Phase.SILENT and state.phase is Phase.SILENT:
             if isinstance(event, cm.PromptDone) and rule is not None:
                 # A prompt just filled the silence: it starts again from here.
@@ -168,7 +181,9 @@ class DeadAirPolicy:
             if both and isinstance(event, cm.SpeechStarted) and _phase(call) is Phase.TALKING:
                 return replace(state, overlap_since=now)
             return state
-        if both and not isinstance(event, cm.CallEnded | cm.PartiesSeparated | cm.HoldStarted):
+        if both and not isinstance(
+            event, cm.CallEnded | cm.PartiesSeparated | cm.HoldStarted | cm.LinkLost
+        ):
             return state
         ended_at = event.ended_at if isinstance(event, cm.SpeechEnded) else now
         ended_at = max(ended_at, state.overlap_since)

@@ -36,8 +36,25 @@ Transitions::
     LINGERING      procedure DROPPED                -> DONE       HangupCall
     LINGERING      PartiesConnected                 -> CONNECTED  (the dialplan connected the
                                                        caller to an agent itself)
-    any            the caller's leg ended           -> DONE       (LINGERING: noted, the caller
-                                                       closed the call as the standard wants)
+    LINGERING      LinkLost                         -> LINK_LOST  procedure UNHEARD: stopped,
+                                                       no drop (noted)
+    LINK_LOST      LinkRestored                     -> REQUEUED   Redirect(caller, requeue)
+    LINK_LOST      LinkRestored, still bridged      -> CONNECTED  (the farewell's own commands
+                   with the agent                                  were lost with the link)
+    LINK_LOST      PartiesConnected                 -> CONNECTED
+    any            the caller's leg ended           -> DONE       (LINGERING, LINK_LOST: noted,
+                                                       the caller closed the call as the
+                                                       standard wants)
+
+The link to the PBX. While the daemon's link to the switch is down it hears nothing of the
+caller: an answer to "anything else?" would be lost, and the silence counted on would drop a
+caller who asked a question. So ``LinkLost`` stops the procedure (outcome ``UNHEARD``, noted as
+``lingering_unheard``) and the caller is not dropped. The procedure is not run again: when the
+link is back (``LinkRestored``) the daemon cannot know what the caller heard or said, so it
+does what it does whenever it is in doubt (a failed prompt): the caller goes back to the queue,
+ahead of new callers, rather than being left in the silent linger destination (whose dialplan
+only bounds the wait) or dropped. A caller who had nothing more to ask hangs up there, as the
+standard wants. If the link never comes back the linger destination's own bound ends the call.
 
 Invariants: pure; prompts go to the caller alone (the agent has gone); the feature code is
 honoured only from the agent's leg of a connected call.
@@ -62,6 +79,7 @@ from pbx_agent.policies.silent_caller import (
     Due,
     Effect,
     Finished,
+    HearingLost,
     NoiseIgnored,
     Outcome,
     PlannedStep,
@@ -87,6 +105,7 @@ PROCEDURE_TIMER = "procedure"
 PRIORITY_VARIABLE = "PBXAGENT_REQUEUE_PRIORITY"
 # Read by the sample ``pbxagent-requeue`` context: the queue the caller came from.
 QUEUE_VARIABLE = "PBXAGENT_REQUEUE_QUEUE"
+LINK_LOST = "the daemon lost the PBX link: it cannot know whether the caller answered"
 
 
 class Phase(StrEnum):
@@ -94,6 +113,7 @@ class Phase(StrEnum):
     CONNECTED = "connected"  # the caller talks with an agent
     LINGERING = "lingering"  # the agent has gone; the daemon closes the call
     REQUEUED = "requeued"  # the caller spoke and went back to the queue
+    LINK_LOST = "link_lost"  # lingering when the PBX link was lost: requeued when it is back
     DONE = "done"
 
 
@@ -151,6 +171,10 @@ class LingeringPolicy:
                 return self._caller_left(state, now)
             case cm.FeatureCode() if state.phase is Phase.CONNECTED:
                 return self._feature(state, event, call, now)
+            case cm.LinkLost() if state.phase is Phase.LINGERING and state.procedure is not None:
+                return self._signal(state, HearingLost(LINK_LOST), call, now)
+            case cm.LinkRestored() if state.phase is Phase.LINK_LOST:
+                return self._link_restored(state, event, call)
         if state.phase is not Phase.LINGERING or state.procedure is None:
             return state, []
         match event:
@@ -244,6 +268,8 @@ class LingeringPolicy:
             commands.extend(self._command_for(state, effect, call))
         if procedure.outcome is Outcome.DROPPED:
             state = replace(state, phase=Phase.DONE)
+        elif procedure.outcome is Outcome.UNHEARD:
+            state = replace(state, phase=Phase.LINK_LOST)
         elif procedure.outcome is not None:
             state = replace(state, phase=Phase.REQUEUED, requeues=state.requeues + 1)
         return state, commands
@@ -306,6 +332,18 @@ class LingeringPolicy:
                         f"(silences {', '.join(f'{s:.2f}' for s in effect.silences)} s)",
                     ),
                 ]
+            case Finished(outcome=Outcome.UNHEARD):
+                return [
+                    cmd.Note(
+                        "lingering_unheard",
+                        f"{effect.detail}; the caller is not dropped, and goes back to the "
+                        "queue once the link is back",
+                        {
+                            "silences_s": [round(s, 3) for s in effect.silences],
+                            "farewell_at": state.farewell_at,
+                        },
+                    )
+                ]
             case Finished():
                 why = (
                     f"{effect.detail}: the caller goes back to the queue to continue"
@@ -313,17 +351,41 @@ class LingeringPolicy:
                     else f"{effect.detail}: the caller goes back to the queue rather than "
                     "being left in silence"
                 )
-                params = [(PRIORITY_VARIABLE, str(self.requeue_priority))]
-                if call.queue:
-                    params.append((QUEUE_VARIABLE, call.queue))
-                return [cmd.Redirect(state.caller, REQUEUE_TARGET, tuple(params), why)]
+                return [self._requeue(state.caller, call, why)]
         return []
+
+    def _requeue(self, caller: LegId, call: cm.Call, why: str) -> cmd.Redirect:
+        params = [(PRIORITY_VARIABLE, str(self.requeue_priority))]
+        if call.queue:
+            params.append((QUEUE_VARIABLE, call.queue))
+        return cmd.Redirect(caller, REQUEUE_TARGET, tuple(params), why)
+
+    def _link_restored(
+        self, state: LingeringState, event: cm.LinkRestored, call: cm.Call
+    ) -> tuple[LingeringState, Sequence[cmd.Command]]:
+        assert state.caller is not None
+        if state.agent is not None and call.bridged_together(state.caller, state.agent):
+            # The farewell's redirect and hang-up were lost with the link: the agent is
+            # still talking with the caller, so the conversation simply goes on.
+            note = cmd.Note(
+                "lingering_stopped",
+                "the PBX link is back and the caller is still with the agent: the farewell "
+                "did not take effect",
+            )
+            connected = replace(state, phase=Phase.CONNECTED, procedure=None, farewell_at=None)
+            return connected, [note]
+        why = (
+            f"the PBX link is back after {event.at - event.lost_at:.2f} s: the caller may have "
+            "answered meanwhile and goes back to the queue rather than being left in silence"
+        )
+        requeued = replace(state, phase=Phase.REQUEUED, requeues=state.requeues + 1)
+        return requeued, [self._requeue(state.caller, call, why)]
 
     def _caller_left(
         self, state: LingeringState, now: float
     ) -> tuple[LingeringState, Sequence[cmd.Command]]:
         done = replace(state, phase=Phase.DONE)
-        if state.phase is not Phase.LINGERING or state.farewell_at is None:
+        if state.phase not in (Phase.LINGERING, Phase.LINK_LOST) or state.farewell_at is None:
             return done, []
         return done, [
             cmd.CancelTimer(PROCEDURE_TIMER),

@@ -56,6 +56,9 @@ Transitions (``stage`` x ``signal``; every signal in ``OVER`` is ignored)::
     CLOSING  OtherSpeechStarted              -> CLOSING  due = None, Disarm (no drop over the
                                                 agent's words)
     CLOSING  OtherSpeechEnded(t)             -> CLOSING  Arm(t + final_wait_s)
+    any      HearingLost                     -> OVER UNHEARD, Disarm (the user could no longer
+                                                hear the caller: whatever was said meanwhile
+                                                is unknown, so never a drop on that silence)
 
 *The policy* (``SilentCallerPolicy``, R2 on one call): when the caller and an agent are
 connected the procedure begins with the greeting not yet over; the agent's first speech ends
@@ -66,6 +69,18 @@ silence it measured. In the ``zh`` profile (``one_way_audio_callback``) the last
 one-way-audio phrase instead (§4: "we will contact you at once") and a callback is requested
 (R7). The agent taking over (hold, any feature code) stops the procedure; the parties being
 separated before it finished puts it back to waiting for the next connection (a transfer).
+
+The link to the PBX. While the daemon's link to the switch is down it hears nothing: a caller
+who starts speaking then is never reported (Asterisk sends ``ChannelTalkingStart`` once), and
+counting on would prompt, close and hang up on a caller who has been talking all along. So
+``LinkLost`` ends a running procedure (``HearingLost``: outcome ``UNHEARD``, logged as
+``silent_caller_unheard``) and the caller is not dropped. It does not start again in that call:
+R2 is about the first words after the greeting, and after a gap the daemon could not hear it
+cannot tell a caller who is listening to the agent from a silent one; the agent, who hears the
+caller, takes over, as after a hold. For the same reason a connection made while the link was
+down (``PartiesConnected`` between ``LinkLost`` and ``LinkRestored``, seen only in the resync)
+is not checked either: its greeting and first words were not heard. A call still waiting for
+an agent when the link comes back is checked as usual when it is connected.
 
 Invariants: one timer per procedure (``Arm`` replaces, ``Disarm`` cancels); ``Finished`` is
 emitted exactly once, on entering ``OVER``; nothing here awaits, logs or reads a clock.
@@ -103,6 +118,7 @@ class Outcome(StrEnum):
     HEARD = "heard"  # the caller spoke: the procedure is cancelled, the call goes on
     DROPPED = "dropped"  # every step was said to a silent caller: drop the call
     ABANDONED = "abandoned"  # a prompt could not be played (or was never confirmed)
+    UNHEARD = "unheard"  # the caller could not be heard for a while: never dropped on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +208,14 @@ class PromptPlayed:
     ok: bool
 
 
+@dataclass(frozen=True, slots=True)
+class HearingLost:
+    """The caller can no longer be heard (the link to the switch is down): a silence counted
+    from here on would be the daemon's deafness, not the caller's."""
+
+    why: str
+
+
 Signal = (
     CallerSoundStarted
     | CallerSoundEnded
@@ -199,6 +223,7 @@ Signal = (
     | OtherSpeechEnded
     | Due
     | PromptPlayed
+    | HearingLost
 )
 
 
@@ -292,6 +317,8 @@ def advance(state: Silence, signal: Signal, now: float) -> Transition:  # noqa: 
                 prompt = state.plan.steps[state.step].prompt
                 return _finish(state, Outcome.ABANDONED, f"prompt {prompt} could not be played")
             return _prompt_played(state, now)
+        case HearingLost():
+            return _finish(replace(state, sound_since=None), Outcome.UNHEARD, signal.why)
     return state, []
 
 
@@ -418,6 +445,7 @@ def awaits_prompt(procedure: Silence | None, prompt: str) -> bool:
 
 PROCEDURE_TIMER = "procedure"
 GREETING_TIMER = "greeting"
+LINK_LOST = "the daemon lost the PBX link: it cannot know whether the caller spoke"
 
 
 class Phase(StrEnum):
@@ -436,6 +464,8 @@ class SilentCallerState:
     greeting_pending: bool = False  # the greeting timer runs (the agent has not spoken yet)
     greeting_ended_at: float | None = None
     one_way: bool = False  # the drop is one-way audio: announce and call back (zh)
+    # IDLE: the link to the PBX was lost at this time and is not back yet (no LinkRestored).
+    unheard_since: float | None = None
 
 
 class SilentCallerPolicy:
@@ -463,6 +493,12 @@ class SilentCallerPolicy:
                 if state.phase is Phase.IDLE:
                     return self._connected(state, event, call, now)
                 return replace(state, agent=event.agent), []
+            case cm.LinkLost():
+                if state.phase is Phase.IDLE:
+                    return replace(state, unheard_since=event.at), []
+                return self._signal(state, HearingLost(LINK_LOST), call, now)
+            case cm.LinkRestored():
+                return replace(state, unheard_since=None), []
             case cm.CallEnded():
                 return replace(state, phase=Phase.FINISHED), _cancel_timers(state)
             case cm.LegEnded() if event.end.leg == state.caller:
@@ -523,6 +559,15 @@ class SilentCallerPolicy:
         standards = call.standards
         if standards is None or not standards.silent_caller.enabled:
             return replace(state, phase=Phase.FINISHED), []
+        if state.unheard_since is not None:
+            note = cmd.Note(
+                "silent_caller_unheard",
+                "the caller and the agent were connected while the daemon had lost the PBX "
+                "link: it cannot know whether the greeting was said or the caller spoke; the "
+                "caller is not checked for silence",
+                {"link_lost_at": state.unheard_since},
+            )
+            return replace(state, phase=Phase.FINISHED, unheard_since=None), [note]
         rule = standards.silent_caller
         one_way = _one_way(standards)
         plan = SilencePlan.for_silent_caller(
@@ -623,6 +668,15 @@ class SilentCallerPolicy:
                     cmd.Note(
                         "silent_caller_abandoned",
                         f"{effect.detail}; the call is not dropped without its phrase",
+                        {"silences_s": _rs(effect.silences)},
+                    ),
+                ]
+            case Finished(outcome=Outcome.UNHEARD):
+                return [
+                    cmd.Note(
+                        "silent_caller_unheard",
+                        f"{effect.detail}; the caller is not dropped and not checked again "
+                        "in this call",
                         {"silences_s": _rs(effect.silences)},
                     ),
                 ]

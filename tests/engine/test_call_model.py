@@ -250,6 +250,47 @@ def test_resync_ends_holds_whose_unhold_may_have_been_lost() -> None:
     assert model.calls[CallId("c.1")].holds == {}
 
 
+def test_losing_the_pbx_link_tells_every_live_call() -> None:
+    """On a disconnect every live customer call gets LinkLost (nothing of it is heard until
+    the resync), the daemon's own helper call none; losing it again before a resync tells
+    nobody twice."""
+    model = cm.CallModel()
+    feed(model, bridged_call_events())
+    feed(model, [created("e.1", "e.1", number="79990000000")])
+    helper = created("h.1", "h.1", endpoint="Local/barge@pbxagent-whisper", origin="helper")
+    feed(model, [helper])
+    lost = ev.PbxConnectionChanged("asterisk", connected=False, reason="closed")
+    assert model.apply(lost, T0 + 5) == [
+        cm.LinkLost(CallId("c.1"), T0 + 5, "closed"),
+        cm.LinkLost(CallId("e.1"), T0 + 5, "closed"),
+    ]
+    assert model.apply(lost, T0 + 6) == []
+    assert model.apply(ev.PbxConnectionChanged("asterisk", connected=True), T0 + 7) == []
+
+
+def test_the_resync_after_a_lost_link_restores_each_surviving_call_last() -> None:
+    """After the resync's own events (a call gone meanwhile ended, a hold ended as link_lost)
+    each call still live gets LinkRestored with the time of the loss; a later resync none."""
+    model = cm.CallModel()
+    feed(model, bridged_call_events())
+    feed(model, [created("e.1", "e.1", number="79990000000")])
+    model.apply(ev.HoldPressed(LegId("c.2")), T0)
+    model.apply(ev.PbxConnectionChanged("asterisk", connected=False), T0 + 5)
+    listing = ev.PbxResynced(
+        "asterisk",
+        (
+            ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
+            ev.LiveLeg(
+                created("c.2", "c.1", endpoint="PJSIP/agent-1001"), answered=True, bridge="b1"
+            ),
+        ),
+    )
+    out = model.apply(listing, T0 + 30)
+    assert [type(e) for e in out] == [cm.HoldEnded, cm.LegEnded, cm.CallEnded, cm.LinkRestored]
+    assert out[-1] == cm.LinkRestored(CallId("c.1"), T0 + 30, T0 + 5)
+    assert model.apply(listing, T0 + 31) == []
+
+
 def test_a_helper_on_a_call_id_of_its_own_leaves_no_call_behind() -> None:
     """A whisper channel originated with its own id is forgotten entirely when it hangs up."""
     model = cm.CallModel()

@@ -8,7 +8,7 @@ what a policy asked for and when.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -142,6 +142,36 @@ class CallDriver:
             ev.TalkingStopped(leg, round(report_delay_s * 1000), round((end - start) * 1000)),
             at=end + report_delay_s,
         )
+
+    def lose_link(self, *, at: float) -> None:
+        """The daemon's link to the switch drops (AMI or Event Socket): nothing is heard."""
+        self.handle(ev.PbxConnectionChanged("asterisk", connected=False, reason="test"), at=at)
+
+    def restore_link(self, *, at: float, bridges: Mapping[LegId, str | None] | None = None) -> None:
+        """The link is back: the switch lists every leg the model knows alive, answered, in
+        the bridge ``bridges`` gives it or else in the one it was in (what happened on the
+        switch meanwhile)."""
+        moved = bridges or {}
+        listing = tuple(
+            ev.LiveLeg(
+                ev.LegCreated(
+                    leg.id,
+                    leg.call,
+                    leg.channel,
+                    leg.endpoint,
+                    leg.caller_number,
+                    leg.caller_name,
+                    leg.dialed,
+                    leg.direction,
+                    origin=leg.origin,
+                ),
+                answered=True,
+                bridge=moved.get(leg.id, leg.bridge),
+            )
+            for leg in self.model.legs.values()
+            if leg.alive
+        )
+        self.handle(ev.PbxResynced("asterisk", listing), at=at)
 
     def prompt_finished(self, prompt: str, *, after_s: float, ok: bool = True) -> None:
         """The prompt issued last ends ``after_s`` after it was issued."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
 from pbx_agent.policies.dead_air import DeadAirPolicy, Phase
+from tests.engine.builders import created
 from tests.policies.r1_runner import AGENT, CALL, CALLER, T0, R1Runner, of
 
 
@@ -28,6 +29,21 @@ def talk(r: R1Runner, leg: object, start: float, end: float, report_delay: float
     ``report_delay`` later (TALK_DETECT's silence threshold, trace 03)."""
     r.at(start, ev.TalkingStarted(leg))  # type: ignore[arg-type]
     r.at(end + report_delay, ev.TalkingStopped(leg, int(report_delay * 1000)))  # type: ignore[arg-type]
+
+
+def lose_link(r: R1Runner, t: float) -> list[cmd.Command]:
+    """The daemon's link to the switch drops at ``T0 + t``: no talk events until it is back."""
+    return r.at(t, ev.PbxConnectionChanged("asterisk", connected=False, reason="test"))
+
+
+def restore_link(r: R1Runner, t: float) -> list[cmd.Command]:
+    """The link is back at ``T0 + t``; the switch lists both parties still in their bridge."""
+    agent = created(str(AGENT), str(CALL), endpoint="PJSIP/agent-1001", number="100")
+    listing = (
+        ev.LiveLeg(created(str(CALLER), str(CALL)), answered=True, bridge="b1"),
+        ev.LiveLeg(agent, answered=True, bridge="b1"),
+    )
+    return r.at(t, ev.PbxResynced("asterisk", listing))
 
 
 # ------------------------------------------------------------------ dead air
@@ -159,6 +175,43 @@ def test_disabled_rule_logs_nothing() -> None:
     assert r.advance(60) == []
 
 
+def test_a_silence_across_a_lost_pbx_link_is_neither_logged_nor_reminded() -> None:
+    """ru: the link drops 1 s into a silence and is back 30 s later, when the caller is heard
+    again: no dead-air log, no reminder to the agent, nothing recorded for the figures."""
+    r = runner("ru")
+    talk(r, AGENT, 1, 2)
+    lose_link(r, 3)
+    r.advance(32)
+    restore_link(r, 32)
+    r.at(32.5, ev.TalkingStarted(CALLER))
+    issued = [c for _, c in r.issued]
+    assert notes(issued) == []
+    assert of(issued, cmd.AlertAgent) == []
+    assert facts(r, "dead_air") == []
+
+
+def test_silence_after_the_link_is_back_counts_from_then() -> None:
+    """zh: nobody is heard after the link returns: dead air is measured from its return."""
+    r = runner("zh")
+    talk(r, AGENT, 1, 2)
+    lose_link(r, 2.5)
+    restore_link(r, 20)
+    assert notes(r.advance(22.9)) == []
+    (note,) = notes(r.advance(23))
+    assert note.fields["silent_since"] == T0 + 20
+
+
+def test_a_silence_heard_before_the_link_was_lost_is_recorded_up_to_the_loss() -> None:
+    """ru: 5 s of silence were heard when the link dropped: the figures get those 5 s (over
+    their 3 s), ended by the loss, not a silence stretched over the outage."""
+    r = runner("ru")
+    talk(r, AGENT, 1, 2)
+    lose_link(r, 7)
+    r.advance(60)
+    (fact,) = facts(r, "dead_air")
+    assert (fact["silent_s"], fact["ended_by"]) == (5.0, "link_lost")
+
+
 # ------------------------------------------------------------------ talk-over
 
 
@@ -200,3 +253,16 @@ def test_overlap_cut_by_the_call_ending_is_measured_to_the_end() -> None:
     r.at(10, ev.LegHungUp(CALLER, 16))
     (fact,) = facts(r, "talk_over")
     assert fact["overlap_s"] == 8.0
+
+
+def test_an_overlap_is_measured_only_up_to_a_lost_pbx_link() -> None:
+    """Both speaking when the link drops: the overlap heard (5 s) is recorded then; the end
+    of speech reported after the reconnect does not stretch it over the outage."""
+    r = runner("zh")
+    r.at(1, ev.TalkingStarted(AGENT))
+    r.at(2, ev.TalkingStarted(CALLER))
+    lose_link(r, 7)
+    restore_link(r, 30)
+    r.at(30.3, ev.TalkingStopped(CALLER, 300))
+    (fact,) = facts(r, "talk_over")
+    assert (fact["ended_at"], fact["overlap_s"]) == (T0 + 7, 5.0)

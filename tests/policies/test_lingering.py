@@ -21,6 +21,14 @@ def pressed(profile: str = "ru", **overrides: object) -> CallDriver:
     return d
 
 
+def freed(profile: str = "ru") -> CallDriver:
+    """``pressed``, and the switch carried out the press: the caller left the agent's bridge
+    for the linger destination and the agent's leg hung up."""
+    d = pressed(profile)
+    d.handle_all([ev.LegLeftBridge(CALLER, "b1"), ev.LegHungUp(AGENT, 16)])
+    return d
+
+
 def redirects(d: CallDriver) -> list[cmd.Redirect]:
     return [c for _, c in d.of_type(cmd.Redirect)]
 
@@ -280,3 +288,44 @@ def test_caller_connected_to_an_agent_while_lingering_stops_the_procedure() -> N
     d.after(30)
     assert d.prompts() == []
     assert d.notes("lingering_stopped")
+
+
+def test_losing_the_pbx_link_while_lingering_never_drops_the_caller() -> None:
+    """The link drops before the question: nothing is said and nobody is dropped on a
+    silence the daemon could not hear."""
+    d = freed()
+    d.lose_link(at=PRESS + 1.0)
+    d.after(60)
+    assert d.prompts() == []
+    assert d.of_type(cmd.HangupCall) == []
+    (note,) = d.notes("lingering_unheard")
+    assert note.fields["farewell_at"] == PRESS
+
+
+def test_caller_lingering_when_the_link_is_back_goes_back_to_the_queue() -> None:
+    """Lost after the question: the caller may have answered, so once the link is back they
+    go back to the queue with priority rather than wait in silence or be dropped."""
+    d = freed()
+    d.after(3)
+    d.lose_link(at=PRESS + 3.0)
+    d.restore_link(at=PRESS + 4.0)
+    d.after(60)
+    assert [p for _, p in d.prompts()] == ["linger.ask"]
+    assert [(at, r.target) for at, r in d.of_type(cmd.Redirect)] == [
+        (PRESS, "linger"),
+        (PRESS + 4.0, "requeue"),
+    ]
+    assert dict(redirects(d)[1].params) == {"PBXAGENT_REQUEUE_PRIORITY": "10"}
+    assert d.of_type(cmd.HangupCall) == []
+
+
+def test_a_farewell_lost_with_the_link_leaves_the_caller_with_the_agent() -> None:
+    """The link dropped as the farewell was pressed and took its redirect and hang-up with
+    it: when it is back the caller is still with the agent, so nothing is said or requeued."""
+    d = pressed()
+    d.lose_link(at=PRESS + 0.05)
+    d.restore_link(at=PRESS + 1.0)
+    d.after(60)
+    assert d.prompts() == []
+    assert [r.target for r in redirects(d)] == ["linger"]
+    assert d.of_type(cmd.HangupCall) == []

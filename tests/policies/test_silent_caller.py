@@ -7,6 +7,7 @@ import pytest
 from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
 from pbx_agent.policies.silent_caller import SilentCallerPolicy
+from tests.engine.builders import created
 from tests.policies.call_driver import AGENT, CALL, CALLER, T0, CallDriver, standards
 
 
@@ -401,6 +402,68 @@ def test_caller_hanging_up_ends_the_procedure() -> None:
     d.handle(ev.LegHungUp(CALLER, 16), at=GREETING_END + 1.0)
     d.after(30)
     assert d.prompts() == []
+
+
+def test_losing_the_pbx_link_stops_the_procedure_without_a_drop() -> None:
+    """The link drops after the greeting; the caller may have started talking meanwhile (that
+    talk start is lost with the link): no prompt, no closing phrase, no drop."""
+    d = greeted()
+    d.lose_link(at=GREETING_END + 0.3)
+    d.restore_link(at=GREETING_END + 0.8)
+    d.after(60)
+    assert d.prompts() == []
+    assert d.of_type(cmd.HangupCall) == []
+    (note,) = d.notes("silent_caller_unheard")
+    assert note.fields["silences_s"] == []
+
+
+def test_losing_the_pbx_link_after_the_first_prompt_cancels_the_closing_and_the_drop() -> None:
+    """Lost while counting towards the closing phrase: it is never said and the caller stays."""
+    d = greeted()
+    d.until_prompt()
+    d.prompt_finished("silent.prompt", after_s=2.0)
+    d.lose_link(at=d.now + 1.0)
+    d.after(60)
+    assert [p for _, p in d.prompts()] == ["silent.prompt"]
+    assert d.of_type(cmd.HangupCall) == []
+
+
+def test_the_procedure_is_not_run_again_when_the_link_is_back() -> None:
+    """After the outage the agent speaks again and the caller is not heard: no prompt, since
+    the daemon cannot tell a caller listening to the agent from a silent one."""
+    d = greeted()
+    d.lose_link(at=GREETING_END + 0.3)
+    d.restore_link(at=GREETING_END + 0.8)
+    d.speech(AGENT, GREETING_END + 2.0, GREETING_END + 5.0)
+    d.after(60)
+    assert d.prompts() == []
+
+
+def test_a_connection_made_while_the_link_was_down_is_not_checked() -> None:
+    """The caller waited for an agent when the link dropped and was bridged meanwhile: the
+    resync shows them connected, but the greeting and the first words went unheard."""
+    d = driver()
+    d.run_until(T0)
+    d.handle_all(
+        [
+            created(CALLER, CALL),
+            created(
+                AGENT,
+                CALL,
+                endpoint="PJSIP/agent-1001",
+                number="100",
+                name="",
+                direction=ev.Direction.OUTBOUND,
+            ),
+            ev.LegAnswered(CALLER),
+        ]
+    )
+    d.lose_link(at=T0 + 1.0)
+    d.restore_link(at=T0 + 5.0, bridges={CALLER: "b1", AGENT: "b1"})
+    d.after(60)
+    assert d.prompts() == []
+    (note,) = d.notes("silent_caller_unheard")
+    assert note.fields["link_lost_at"] == T0 + 1.0
 
 
 def test_disabled_rule_plays_nothing() -> None:
