@@ -20,6 +20,12 @@ stream delivers (``TalkFeed``, subscribed to the engine by the composition root)
 turns talk detection on for its channel first. The one-way-audio variant (a callback) is not
 used here: with no agent there is no conversation that was cut.
 
+The PBX link. The talk events come over the AMI / Event Socket link, the hook's session
+over its own socket: with the link down the hook could still play and hang up while hearing
+nothing. So a lost link (``PbxConnectionChanged(connected=False)``, or a link already down
+when the hook starts) ends the procedure (``HearingLost``: outcome ``unheard``, logged as
+``silent_caller_unheard``) and the caller goes on to the queue ``unchecked``.
+
 Verdicts (``PBXAGENT_ENTRY``): ``spoke`` (the caller spoke: on to the queue), ``silent`` (every
 step said to a silent caller: the hook hangs up), ``unchecked`` (the rule is off, a prompt
 failed, the daemon overran its deadline or failed: the dialplan goes on to the queue, as if the
@@ -54,6 +60,7 @@ from pbx_agent.policies.silent_caller import (
     Due,
     Effect,
     Finished,
+    HearingLost,
     NoiseIgnored,
     Outcome,
     PromptPlayed,
@@ -95,19 +102,32 @@ class TalkReport:
     started: bool
     ended_at: float | None = None  # the real end of speech (stopped reports)
     speech_ms: int | None = None
+    link_lost: str | None = None  # not talk: the PBX link is down (why), nothing is heard
+
+
+LINK_LOST = "the daemon lost the PBX link: it cannot know whether the caller spoke"
 
 
 class TalkFeed:
     """Routes the PBX's talk events to the hooks watching those legs.
 
     The composition root subscribes ``on_event`` to the engine's raw events
-    (``engine.subscribe((TalkingStarted, TalkingStopped), feed.on_event)``).
+    (``engine.subscribe((TalkingStarted, TalkingStopped, PbxConnectionChanged), ...)``): a
+    lost link reaches every watched leg as a ``link_lost`` report.
     """
 
     def __init__(self) -> None:
         self._inboxes: dict[ev.LegId, asyncio.Queue[TalkReport]] = {}
+        self._link_down: str | None = None  # why, while the PBX link is down
 
     def on_event(self, event: ev.PbxEvent, now: float) -> None:
+        if isinstance(event, ev.PbxConnectionChanged):
+            self._link_down = None if event.connected else (event.reason or "link lost")
+            if self._link_down is not None:
+                lost = TalkReport(now, started=False, link_lost=self._link_down)
+                for watching in self._inboxes.values():
+                    watching.put_nowait(lost)
+            return
         if not isinstance(event, ev.TalkingStarted | ev.TalkingStopped):
             return
         inbox = self._inboxes.get(event.leg)
@@ -124,6 +144,8 @@ class TalkFeed:
     @contextlib.contextmanager
     def watch(self, leg: ev.LegId) -> Iterator[asyncio.Queue[TalkReport]]:
         inbox: asyncio.Queue[TalkReport] = asyncio.Queue()
+        if self._link_down is not None:
+            inbox.put_nowait(TalkReport(0.0, started=False, link_lost=self._link_down))
         self._inboxes[leg] = inbox
         try:
             yield inbox
@@ -137,6 +159,8 @@ class TalkFeed:
 
 
 def _signal(report: TalkReport) -> Signal:
+    if report.link_lost is not None:
+        return HearingLost(f"{LINK_LOST} ({report.link_lost})")
     if report.started:
         return CallerSoundStarted(report.at)
     assert report.ended_at is not None
@@ -358,11 +382,10 @@ class EntryHook:
         verdict = (
             EntryVerdict.SPOKE if procedure.outcome is Outcome.HEARD else (EntryVerdict.UNCHECKED)
         )
-        action = (
-            "silent_caller_cancelled"
-            if verdict is EntryVerdict.SPOKE
-            else ("silent_caller_abandoned")
-        )
+        action = {
+            Outcome.HEARD: "silent_caller_cancelled",
+            Outcome.UNHEARD: "silent_caller_unheard",
+        }.get(procedure.outcome or Outcome.ABANDONED, "silent_caller_abandoned")
         _decide(
             self._decide,
             session,
@@ -385,7 +408,7 @@ def entry_hook_factory(daemon: Daemon) -> HookSpec | None:
     clock = daemon.clock
     assert clock is not None
     feed = TalkFeed()
-    engine.subscribe((ev.TalkingStarted, ev.TalkingStopped), feed.on_event)
+    engine.subscribe((ev.TalkingStarted, ev.TalkingStopped, ev.PbxConnectionChanged), feed.on_event)
     # The simulated PBX is the fake Asterisk: it names sounds as Asterisk does.
     pbx = "asterisk" if config.pbx.kind == "simulated" else config.pbx.kind
     asterisk = config.asterisk

@@ -318,3 +318,49 @@ async def test_a_deadline_arriving_while_the_report_wait_is_being_stopped_is_not
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_a_lost_pbx_link_lets_the_caller_through_unchecked() -> None:
+    """The talk events stop with the AMI link while the hook's own socket still works: the
+    caller who talks meanwhile is not heard, so the check ends ``unchecked``, no closing
+    phrase and no hang-up."""
+    clock = ManualClock()
+    feed = TalkFeed()
+    session = FakeSession(clock)
+    hook, decisions = make_hook(clock, feed, fast_standards())
+
+    async def link_lost() -> None:
+        while not session.plays():
+            await asyncio.sleep(0)
+        await clock_sleep(clock, 0.2)
+        feed.on_event(ev.PbxConnectionChanged("asterisk", connected=False, reason="gone"), 0.0)
+
+    async with ticking(clock):
+        await asyncio.gather(run_hook(session, hook), link_lost())
+    assert [what for _, what in session.plays()] == [sound("silent.prompt")]
+    assert session.set[RESULT_VARIABLE] == "unchecked"
+    assert not session.hung_up
+    unheard = [d for d in decisions if isinstance(d, cmd.Note)][-1]
+    assert unheard.action == "silent_caller_unheard"
+    assert "(gone)" in unheard.reason
+
+
+async def test_a_link_down_when_the_hook_starts_checks_nothing() -> None:
+    """A call answered while the link is down: no prompt, ``unchecked``; once the link is
+    back the next call is checked again."""
+    clock = ManualClock()
+    feed = TalkFeed()
+    feed.on_event(ev.PbxConnectionChanged("asterisk", connected=False), 0.0)
+    session = FakeSession(clock)
+    hook, _ = make_hook(clock, feed, fast_standards())
+    async with ticking(clock):
+        await run_hook(session, hook)
+    assert session.plays() == []
+    assert session.set[RESULT_VARIABLE] == "unchecked"
+    assert not session.hung_up
+    feed.on_event(ev.PbxConnectionChanged("asterisk", connected=True), 0.0)
+    again = FakeSession(clock)
+    async with ticking(clock):
+        await run_hook(again, hook)
+    assert again.set[RESULT_VARIABLE] == "silent"
+    assert again.hung_up
