@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import secrets
 from collections import deque
@@ -70,6 +71,7 @@ from pbx_agent.pbx.esl_client import EslClient, EslSettings
 from pbx_agent.pbx.freeswitch_events import (
     DEFAULT_HOLD_MUSIC_PREFIXES,
     HELPER_VARIABLE,
+    AwaitedPrompt,
     FreeswitchTranslator,
 )
 from pbx_agent.pbx.tasks import ActionTasks
@@ -98,6 +100,9 @@ for _name, _number in FREESWITCH_CAUSES.items():
     CAUSE_NAMES.setdefault(_number, _name)
 # A repeated reminder this late is skipped when the next one is due too (as on Asterisk).
 _CUE_SLACK_S = 0.05
+# After a resync, a broadcast whose end was not seen is finished this long after its length
+# has passed (its CHANNEL_EXECUTE_COMPLETE may have been lost with the link).
+LOST_PROMPT_SLACK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +200,14 @@ class FreeswitchAdapter:
         self._timers: set[TimerHandle] = set()
         self._tasks = ActionTasks(self.name)
         self._resyncing = False
+        # What the events that arrive while ``show channels`` is awaited say: they may be
+        # newer than its rows (the switch sends what it queued meanwhile right behind the
+        # reply, and the rows come from its SQL table, which lags behind the events).
         self._gone_during_resync: set[str] = set()
         # Legs whose CHANNEL_CREATE came while show channels ran: its rows may miss them.
         self._created_during_resync: dict[str, ev.LegCreated] = {}
+        self._answered_during_resync: set[str] = set()
+        self._bridge_during_resync: dict[str, str | None] = {}
         # Callback legs judged on their audio: the receiver, and each leg's read rate once
         # it answered (None until then).
         self.unicast: UnicastAudioServer | None = None
@@ -222,21 +232,36 @@ class FreeswitchAdapter:
     # -- events in ------------------------------------------------------------------------
 
     def _on_esl_event(self, event: EslEvent) -> None:
-        if event.name == "CHANNEL_ANSWER" and (event.unique_id or "") in self._unicast_legs:
-            self._unicast_legs[event.unique_id or ""] = event.get("Channel-Read-Codec-Rate") or ""
+        if event.name == "CHANNEL_ANSWER":
+            uid = event.unique_id or ""
+            if uid in self._unicast_legs:
+                self._unicast_legs[uid] = event.get("Channel-Read-Codec-Rate") or ""
+            if self._resyncing:
+                # Noted here: the translator says nothing of a leg it does not know yet
+                # (created while the link was down, found in the rows as still ringing).
+                self._answered_during_resync.add(uid)
         self._deliver(self.translator.feed(event, self.clock.now()))
+
+    def _note_during_resync(self, event: ev.PbxEvent) -> None:
+        match event:
+            case ev.LegHungUp():
+                self._gone_during_resync.add(event.leg)
+            case ev.LegCreated():
+                self._created_during_resync[event.leg] = event
+            case ev.LegJoinedBridge():
+                self._bridge_during_resync[event.leg] = event.bridge or None
+            case ev.LegLeftBridge():
+                self._bridge_during_resync[event.leg] = None
 
     def _deliver(self, events: Sequence[ev.PbxEvent]) -> None:
         for event in events:
+            if self._resyncing:
+                self._note_during_resync(event)
             if isinstance(event, ev.LegHungUp):
                 program = self.hold_programs.get(event.leg)
                 if program is not None:
                     self._forget_program(program)
-                if self._resyncing:
-                    self._gone_during_resync.add(event.leg)
                 self._unicast_ended(event.leg)
-            if isinstance(event, ev.LegCreated) and self._resyncing:
-                self._created_during_resync[event.leg] = event
             self._handle(event)
             if isinstance(event, ev.OriginateOutcome) and event.outcome != "answered":
                 self._unicast_legs.pop(event.request, None)  # no leg may ever have existed
@@ -259,14 +284,32 @@ class FreeswitchAdapter:
         self._deliver(self.translator.poll(self.clock.now()))
 
     async def _resync(self) -> None:
-        """After (re)connecting: tell the engine exactly which legs are alive now."""
+        """After (re)connecting: tell the engine exactly which legs are alive now.
+
+        The rows are a snapshot; the events that arrive while they are awaited are applied at
+        once and may be newer (a call created, an answer, a bridge formed or ended, a hang-up
+        right behind the reply): they win over the rows. Then what the daemon awaits of the
+        switch is matched with them: a callback attempt listed answered was answered (its
+        BACKGROUND_JOB was lost with the link), and a broadcast prompt whose end was not seen
+        is finished once its length has passed (its CHANNEL_EXECUTE_COMPLETE may have been
+        lost the same way)."""
         self._resyncing = True
-        self._gone_during_resync.clear()
-        self._created_during_resync.clear()
+        for noted in (
+            self._gone_during_resync,
+            self._created_during_resync,
+            self._answered_during_resync,
+            self._bridge_during_resync,
+        ):
+            noted.clear()
+        before = self.translator.known_originations()
         try:
             rows = await self.client.list_channels()
             rows = [r for r in rows if r.get("uuid") not in self._gone_during_resync]
-            legs = self.translator.live_legs(rows)
+            legs = self.translator.live_legs(
+                rows,
+                answered_since=self._answered_during_resync,
+                bridges_since=self._bridge_during_resync,
+            )
             listed = {str(live.created.leg) for live in legs}
             for created in self._created_during_resync.values():
                 live = self.translator.live_leg(created)
@@ -276,12 +319,27 @@ class FreeswitchAdapter:
         finally:
             self._resyncing = False
             self._created_during_resync.clear()
-        alive = {str(live.created.leg) for live in legs}
+        alive = {str(live.created.leg): live.answered for live in legs}
         for program in [p for p in self.hold_programs.values() if p.leg not in alive]:
             self._forget_program(program)
         log.info("pbx_resynced", pbx=self.name, live_legs=len(legs))
         self._handle(ev.PbxResynced(self.name, legs))
+        self._deliver(self.translator.resynced_originations(alive, before))
+        self._finish_lost_prompts()
         self._handle(ev.PbxConnectionChanged(self.name, connected=True))
+
+    def _finish_lost_prompts(self) -> None:
+        """Each broadcast still awaited after a resync is finished once its length (and a
+        slack) has passed, unless its CHANNEL_EXECUTE_COMPLETE comes first."""
+        now = self.clock.now()
+        for awaited in self.translator.awaited_prompts():
+            ends_at = (awaited.ends_at if awaited.ends_at is not None else now) + (
+                LOST_PROMPT_SLACK_S
+            )
+            self._later(max(now, ends_at), functools.partial(self._prompt_end_lost, awaited))
+
+    def _prompt_end_lost(self, awaited: AwaitedPrompt) -> None:
+        self._deliver(self.translator.prompt_end_lost(awaited))
 
     def _on_disconnected(self, reason: str) -> None:
         self._handle(ev.PbxConnectionChanged(self.name, connected=False, reason=reason))
@@ -405,7 +463,8 @@ class FreeswitchAdapter:
             await self._displace(command.leg, command.prompt, path, mux=True, call_id=call.id)
             return f"displaced {path} over the conversation to {uuid}"
         legs = "both" if both else "aleg"
-        translator.expect_prompt(uuid, path, command.prompt)
+        ends_at = self.clock.now() + max(0.1, self.options.prompt_seconds(command.prompt))
+        translator.expect_prompt(uuid, path, command.prompt, ends_at=ends_at)
         try:
             await self.api(f"uuid_broadcast {uuid} {quote_api_arg(path)} {legs}", call_id=call.id)
         except BaseException:

@@ -57,7 +57,7 @@ Invariants: every neutral event for a leg follows its ``LegCreated``; ``TalkingS
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pbx_agent.amd.detector import SpeechSegment
@@ -120,7 +120,8 @@ class _Leg:
     bridge: str | None = None  # the neutral bridge id (party bridges only)
     holding: bool = False  # this leg's phone pressed hold
     moh_app: str | None = None  # Application-UUID of the hold music playing to this leg
-    playbacks: set[str] = field(default_factory=set)  # other playbacks running on it
+    # Other playbacks running on it: Application-UUID -> Application-Data (the file).
+    playbacks: dict[str, str] = field(default_factory=dict)
     switch_audio_until: float = 0.0  # a displaced file the daemon plays (adapter-reported)
     variables: dict[str, str] = field(default_factory=dict)  # watched ones, last seen
     hung_up: bool = False
@@ -153,6 +154,17 @@ class _Origination:
     tech_cause: str = ""
 
 
+@dataclass(eq=False, slots=True)
+class AwaitedPrompt:
+    """A broadcast the daemon asked for and awaits the end of (its CHANNEL_EXECUTE_COMPLETE);
+    ``ends_at`` is when its length will have passed since it was sent (None: not known)."""
+
+    leg: str
+    path: str
+    prompt: str
+    ends_at: float | None = None
+
+
 @dataclass(slots=True)
 class _Amd:
     """Machine detection on one answered callback leg."""
@@ -182,7 +194,7 @@ class FreeswitchTranslator:
     callees: dict[str, str] = field(default_factory=dict)
     originations: dict[str, _Origination] = field(default_factory=dict)  # by Job-UUID
     _by_leg: dict[str, _Origination] = field(default_factory=dict)
-    _prompts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    _prompts: dict[tuple[str, str], list[AwaitedPrompt]] = field(default_factory=dict)
     _talks: dict[str, _Talk] = field(default_factory=dict)  # by the leg the VAD runs on
     _amd: dict[str, _Amd] = field(default_factory=dict)
 
@@ -206,18 +218,46 @@ class FreeswitchTranslator:
         attempt)."""
         self._amd[leg] = _Amd(params, deadline_ms)
 
-    def expect_prompt(self, leg: str, path: str, prompt: str) -> None:
+    def expect_prompt(
+        self, leg: str, path: str, prompt: str, *, ends_at: float | None = None
+    ) -> None:
         """A playback of ``path`` the daemon asked for on ``leg`` (``uuid_broadcast``): its end
-        is ``PromptFinished(prompt)``, and it is never taken for hold music."""
-        self._prompts.setdefault((leg, path), []).append(prompt)
+        is ``PromptFinished(prompt)``, and it is never taken for hold music. ``ends_at``:
+        when its length will have passed (see ``prompt_end_lost``)."""
+        awaited = AwaitedPrompt(leg, path, prompt, ends_at)
+        self._prompts.setdefault((leg, path), []).append(awaited)
 
     def forget_prompt(self, leg: str, path: str, prompt: str) -> None:
         """The broadcast was refused: no playback will come."""
         waiting = self._prompts.get((leg, path))
-        if waiting and prompt in waiting:
-            waiting.remove(prompt)
+        found = next((a for a in reversed(waiting or []) if a.prompt == prompt), None)
+        if waiting and found is not None:
+            waiting.remove(found)
             if not waiting:
                 del self._prompts[(leg, path)]
+
+    def awaited_prompts(self) -> list[AwaitedPrompt]:
+        """The broadcasts whose end has not been seen yet."""
+        return [awaited for waiting in self._prompts.values() for awaited in waiting]
+
+    def prompt_end_lost(self, awaited: AwaitedPrompt) -> list[ev.PbxEvent]:
+        """After a resync: ``awaited``'s CHANNEL_EXECUTE_COMPLETE may have been lost with the
+        link (the playback ended while it was down) and its length has passed. Unless its
+        end was seen meanwhile, it is finished now (nothing said it failed) and the leg no
+        longer counts as hearing it."""
+        key = (awaited.leg, awaited.path)
+        waiting = self._prompts.get(key)
+        if not waiting or awaited not in waiting:
+            return []
+        waiting.remove(awaited)
+        if not waiting:
+            del self._prompts[key]
+        state = self.legs.get(awaited.leg)
+        if state is not None:
+            app = next((u for u, data in state.playbacks.items() if data == awaited.path), None)
+            if app is not None:
+                del state.playbacks[app]
+        return [ev.PromptFinished(LegId(awaited.leg), awaited.prompt, ok=True)]
 
     def switch_audio(self, leg: str, until: float) -> None:
         """The daemon displaces a file on ``leg`` until ``until``: its talk events are not a
@@ -496,7 +536,7 @@ class FreeswitchTranslator:
                 music_class = data.split("://", 1)[-1]
                 out.append(ev.MusicOnHoldStarted(LegId(uid), music_class))
         else:
-            state.playbacks.add(app_uuid)
+            state.playbacks[app_uuid] = data
         return out
 
     def _execute_complete(self, uid: str, event: EslEvent) -> list[ev.PbxEvent]:
@@ -511,15 +551,15 @@ class FreeswitchTranslator:
         if state.moh_app is not None and app_uuid == state.moh_app:
             state.moh_app = None
             return [] if state.helper else [ev.MusicOnHoldStopped(LegId(uid))]
-        state.playbacks.discard(app_uuid)
+        state.playbacks.pop(app_uuid, None)
         waiting = self._prompts.get((uid, data))
         if not waiting:
             return []
-        prompt = waiting.pop(0)
+        awaited = waiting.pop(0)
         if not waiting:
             del self._prompts[(uid, data)]
         ok = (event.get("Application-Response") or "") == "FILE PLAYED"
-        return [ev.PromptFinished(LegId(uid), prompt, ok=ok)]
+        return [ev.PromptFinished(LegId(uid), awaited.prompt, ok=ok)]
 
     # -- talk -------------------------------------------------------------------------------
 
@@ -740,7 +780,13 @@ class FreeswitchTranslator:
 
     # -- resync -----------------------------------------------------------------------------
 
-    def live_legs(self, rows: Iterable[Mapping[str, str]]) -> tuple[ev.LiveLeg, ...]:
+    def live_legs(
+        self,
+        rows: Iterable[Mapping[str, str]],
+        *,
+        answered_since: Collection[str] = (),
+        bridges_since: Mapping[str, str | None] | None = None,
+    ) -> tuple[ev.LiveLeg, ...]:
         """``show channels as json`` rows as resync entries.
 
         Rows of legs hanging up (``callstate`` HANGUP, a hang-up state, or a leg whose
@@ -748,15 +794,26 @@ class FreeswitchTranslator:
         (``call_uuid``) that are both answered and ``ACTIVE``/``HELD`` are taken as bridged
         when the A-leg runs ``bridge`` or the two were already peers here. A helper is never
         reported in a bridge: a lone party with one is paired with it here only.
+
+        The rows are older than the events that arrived while they were awaited (the switch
+        sends what it queued meanwhile right behind the reply): ``answered_since`` (legs whose
+        CHANNEL_ANSWER came then, known here or not) and ``bridges_since`` (each leg's bridge
+        as those events left it, None for none) win over them.
         """
+        newer = bridges_since or {}
         rows = [row for row in rows if row.get("uuid") and self._row_alive(row)]
         created = {row["uuid"]: self._row_created(row) for row in rows}
         bridges, listeners = self._row_pairs(rows, created)
+        for uid, bridge in newer.items():
+            if bridge is None:
+                bridges.pop(uid, None)
+            else:
+                bridges[uid] = bridge
         holding = {row["uuid"] for row in rows if row.get("callstate") == "HELD"}
         out = []
         for row in rows:
             uid = row["uuid"]
-            answered = row.get("callstate") in ("ACTIVE", "HELD", "UNHELD")
+            answered = self._row_answered(row) or uid in answered_since
             state = self._adopt(created[uid], answered, bridges, rows)
             state.holding = uid in holding
             # The peer of a leg that holds hears the switch's music: never broadcast to it.
@@ -793,6 +850,16 @@ class FreeswitchTranslator:
             elif a_leg is not None and a_leg.get("application") == "bridge":
                 bridges[first] = bridges[second] = f"{first}+{second}"
         return bridges, listeners
+
+    def _row_answered(self, row: Mapping[str, str]) -> bool:
+        """The rows have no answer state, only the call state. ``RING_WAIT`` is also an
+        answered leg running ``bridge`` (02c: bob answered, then RING_WAIT while carol
+        rings); a leg the daemon originated only runs its extension once answered, so for
+        one of ours it means answered (a callback leg bridging its customer to an agent)."""
+        callstate = row.get("callstate")
+        if callstate in ("ACTIVE", "HELD", "UNHELD"):
+            return True
+        return callstate == "RING_WAIT" and row["uuid"] in self._by_leg
 
     def _row_alive(self, row: Mapping[str, str]) -> bool:
         if row.get("callstate") in _ENDED_CALL_STATES or row.get("state") in _ENDED_STATES:
@@ -852,6 +919,46 @@ class FreeswitchTranslator:
                 None,
             )
         return state
+
+    def known_originations(self) -> set[str]:
+        """The Job-UUIDs of the originations awaiting their BACKGROUND_JOB (taken before a
+        resync)."""
+        return set(self.originations)
+
+    def resynced_originations(
+        self, alive: Mapping[str, bool], before: Collection[str]
+    ) -> list[ev.PbxEvent]:
+        """After a resync: ``alive`` maps each listed leg to whether it is answered;
+        ``before`` is ``known_originations()`` from before the rows were asked for (what was
+        placed after has its events still to come). An origination whose leg is listed
+        answered was answered while the link was down, its BACKGROUND_JOB (``+OK``, sent only
+        after the answer, 02a) lost with the link: ``answered``. One whose leg was created
+        and is no longer listed ended meanwhile and nothing more will come of it: forgotten
+        without an outcome (what became of it is not known; the callback service gives it
+        up in its own time). One whose leg was never seen waits for its events."""
+        out: list[ev.PbxEvent] = []
+        for job, origination in list(self.originations.items()):
+            if job not in before:
+                continue
+            if alive.get(origination.leg):
+                del self.originations[job]
+                self._by_leg.pop(origination.leg, None)
+                out.append(
+                    ev.OriginateOutcome(
+                        origination.request,
+                        "answered",
+                        LegId(origination.leg),
+                        cause_text="listed answered after the ESL link came back "
+                        "(its BACKGROUND_JOB was lost with the link)",
+                    )
+                )
+            elif origination.created and origination.leg not in alive:
+                del self.originations[job]
+                self._by_leg.pop(origination.leg, None)
+                if origination.leg not in self.legs:
+                    self.origins.pop(origination.leg, None)
+                    self.callees.pop(origination.leg, None)
+        return out
 
     def forget_missing(self, alive: Iterable[str]) -> None:
         """After a resync: legs the switch no longer has are gone."""

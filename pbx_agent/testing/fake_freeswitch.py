@@ -21,7 +21,10 @@ calls (``inbound_call``, ``bridge``, ``hold``, ``talk``, ``hangup``, ``die``,
 ``avmd_beep``, ``dtmf``) and originate outcomes are configured per endpoint user
 (``set_originate_outcome``, trace 07a). Every command received is recorded
 (``commands``); faults are injected with ``drop_connections``, ``freeze``/``thaw`` (no
-replies, no events, no heartbeat: a half-open switch) and ``send_raw``.
+replies, no events, no heartbeat: a half-open switch) and ``send_raw``;
+``after_channel_list`` (a callable, used once) runs switch activity right after the next
+``show channels`` listing, its events sent with the listing's api/response in one write
+(FreeSWITCH sends the events it queued meanwhile right behind the reply).
 
 Hold music as trace 03b shows it: a ``uuid_broadcast`` that reaches the leg hearing hold
 music leaves that music on after unhold. ``uuid_displace`` keeps a per-channel set of
@@ -561,6 +564,7 @@ class FakeFreeSwitch:
         # a session"), which no outbound socket is; this lets tests see the daemon's side.
         self.refuse_outbound: dict[str, str] = {}
         self.connections_accepted = 0
+        self.after_channel_list: Callable[[], object] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -825,7 +829,18 @@ class FakeFreeSwitch:
         if verb == "api":
             name, _, rest = command.args.partition(" ")
             self._api_event(name, rest)
-            sock.send(encode_api_response(await self.run_api(name, rest)))
+            response = encode_api_response(await self.run_api(name, rest))
+            after = self.after_channel_list if name == "show" else None
+            if after is None:
+                sock.send(response)
+                return
+            self.after_channel_list = None
+            sock.held = []
+            try:
+                after()
+            finally:
+                held, sock.held = sock.held, None
+            sock.send(response + b"".join(held))
             return
         handler = self._simple_commands.get(verb)
         if handler is None or (verb == "filter" and not command.args):

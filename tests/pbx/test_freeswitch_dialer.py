@@ -89,12 +89,20 @@ def dial(request_id: str, *, detect: bool = True) -> CallbackDial:
 
 
 @contextlib.asynccontextmanager
-async def rig(*, connect: bool = True, greeting: str | None = None) -> AsyncIterator[Rig]:
+async def rig(
+    *, connect: bool = True, greeting: str | None = None, connect_timeout_s: float = 5.0
+) -> AsyncIterator[Rig]:
     async with FakeFreeSwitch(playback_s=1.0) as fs:
         clock = LoopClock()
         engine = Engine(clock=clock, policies=[])
         adapter = FreeswitchAdapter(
-            EslSettings(port=fs.port, password="ClueCon", reconnect_initial_s=0.05),
+            EslSettings(
+                port=fs.port,
+                password="ClueCon",
+                connect_timeout_s=connect_timeout_s,
+                reconnect_initial_s=0.05,
+                reconnect_max_s=0.2,
+            ),
             FreeswitchOptions(sounds=lambda key: f"{key}.wav"),
             handle_event=engine.handle,
             clock=clock,
@@ -154,6 +162,27 @@ async def test_without_detection_the_callee_goes_straight_to_the_queue() -> None
         assert "pbxagent_callback_connect" in r.fs.commands_for("bgapi")[-1].args
         await asyncio.sleep(0.2)
         assert r.sink.verdicts == []
+
+
+async def test_an_answer_while_the_esl_link_is_down_is_taken_from_the_resync() -> None:
+    """The link drops while the attempt rings and the customer answers meanwhile: its
+    BACKGROUND_JOB (``+OK``) is lost, but the rows after the reconnect show the leg
+    answered, so the attempt is answered (not given up as unknown and dialled again)."""
+    request = "5b8e3c52-1f0b-4d64-9c0a-8d8f6f1e2a07"
+    async with rig(connect_timeout_s=0.3) as r:
+        r.fs.ring_s = 0.5
+        await r.dialer.place_callback(dial(request, detect=False))
+        await r.until(lambda: request in r.adapter.translator.legs, "the ringing leg")
+        r.fs.freeze()
+        r.fs.drop_connections()
+        leg = r.fs.channel(request)
+        assert leg is not None
+        await r.until(lambda: leg.answered, "the answer while the link is down")
+        r.fs.thaw()
+        await r.until(lambda: bool(r.sink.outcomes), "the outcome")
+        await asyncio.sleep(0.2)
+    assert r.sink.outcomes == [(request, "answered")]
+    assert r.adapter.translator.originations == {}
 
 
 async def test_the_callback_greeting_rides_on_the_originate() -> None:

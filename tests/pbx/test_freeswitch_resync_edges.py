@@ -1,10 +1,13 @@
 """The FreeSWITCH resync (``show channels as json`` after a (re)connect) at its edges: legs
-hanging up, legs created while it runs, listener legs, bridges the rows do not show."""
+hanging up, legs created while it runs, listener legs, bridges the rows do not show, events
+right behind the rows, and what the daemon awaited while the link was down (a broadcast's
+end, a callback's BACKGROUND_JOB)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +18,7 @@ from pbx_agent.clock import LoopClock
 from pbx_agent.engine import Engine
 from pbx_agent.lab.freeswitch_driver import LISTENER_DIAL
 from pbx_agent.model import calls as cm
+from pbx_agent.model import commands as cmd
 from pbx_agent.model import events as ev
 from pbx_agent.pbx.esl_client import EslSettings
 from pbx_agent.pbx.freeswitch import FreeswitchAdapter, FreeswitchOptions
@@ -45,7 +49,9 @@ async def fs() -> AsyncIterator[FakeFreeSwitch]:
 
 
 @contextlib.asynccontextmanager
-async def daemon(fs: FakeFreeSwitch, *, start: bool = True) -> AsyncIterator[Daemon]:
+async def daemon(
+    fs: FakeFreeSwitch, *, start: bool = True, prompt_s: float = 3.0
+) -> AsyncIterator[Daemon]:
     recorder = Recorder()
     clock = LoopClock()
     engine = Engine(clock=clock, policies=[recorder])
@@ -53,12 +59,12 @@ async def daemon(fs: FakeFreeSwitch, *, start: bool = True) -> AsyncIterator[Dae
         host="127.0.0.1",
         port=fs.port,
         command_timeout_s=1.0,
+        connect_timeout_s=0.5,
         reconnect_initial_s=0.05,
         reconnect_max_s=0.2,
     )
-    adapter = FreeswitchAdapter(
-        settings, FreeswitchOptions(sounds=lambda k: k), handle_event=engine.handle, clock=clock
-    )
+    options = FreeswitchOptions(sounds=lambda k: k, prompt_seconds=lambda _k: prompt_s)
+    adapter = FreeswitchAdapter(settings, options, handle_event=engine.handle, clock=clock)
     engine.executor = adapter
     d = Daemon(engine, adapter, recorder)
     try:
@@ -290,3 +296,163 @@ async def test_a_bridge_after_hold_music_survives_a_reconnect(fs: FakeFreeSwitch
         bridges = {leg.bridge for leg in d.engine.model.legs.values()}
         assert len(bridges) == 1
         assert None not in bridges
+
+
+# -- 5. events right behind the rows ----------------------------------------------------------
+
+
+async def test_a_bridge_formed_right_behind_the_channel_list_is_kept(fs: FakeFreeSwitch) -> None:
+    """The agent's leg rings when the rows are taken, answers and is bridged right behind
+    the reply (its events in the same read): the older rows do not part the two."""
+    async with daemon(fs) as d:
+        caller = fs.inbound_call("79161234567", "Ivan", "100")
+        fs.model.unpark(caller)
+        dial = "sofia/internal/agent-1001@127.0.0.1"
+        fs.model.execute(caller, "bridge", dial, "c0000000-0000-4000-8000-0000000000a1")
+        agent = fs.model.outbound(
+            dial, uuid=None, caller_number="79161234567", caller_name="", variables={},
+            originator=caller,
+        )  # fmt: skip
+        await until(lambda: len(d.engine.model.legs) == 2, "the ringing agent")
+
+        def behind() -> None:
+            fs.model.answer(agent)
+            fs.model.bridge(caller, agent)
+
+        fs.after_channel_list = behind
+        await reconnect(fs, d)
+        assert fs.after_channel_list is None
+        legs = d.engine.model.legs
+        bridges = [legs[ev.LegId(caller.uuid)].bridge, legs[ev.LegId(agent.uuid)].bridge]
+        assert bridges[0] is not None
+        assert bridges[0] == bridges[1]
+        assert "PartiesSeparated" not in d.recorder.kinds()
+        assert d.adapter.translator.bridged_to_party(caller.uuid)
+
+
+async def test_a_bridge_ended_right_behind_the_channel_list_stays_ended(
+    fs: FakeFreeSwitch,
+) -> None:
+    """Both legs stay up after their bridge ends right behind the reply: the rows (the
+    A-leg still runs ``bridge``) do not join them again."""
+    async with daemon(fs) as d:
+        caller = fs.inbound_call("79161234567", "Ivan", "100")
+        agent = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
+        assert agent is not None
+        await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+        fs.after_channel_list = lambda: fs.model.unbridge(caller, agent, b_cause="NORMAL_CLEARING")
+        await reconnect(fs, d)
+        legs = d.engine.model.legs
+        assert [legs[ev.LegId(u)].bridge for u in (caller.uuid, agent.uuid)] == [None, None]
+        assert d.adapter.translator.peer_of(caller.uuid) is None
+        assert d.adapter.translator.peer_of(agent.uuid) is None
+
+
+async def test_an_answer_right_behind_the_channel_list_is_kept(fs: FakeFreeSwitch) -> None:
+    """A call that arrived while the link was down rings in the rows and is answered right
+    behind the reply: it is answered in the daemon (the translator did not know the leg
+    when its CHANNEL_ANSWER came)."""
+    async with daemon(fs) as d:
+        before = d.adapter.client.connections
+        fs.freeze()
+        fs.drop_connections()
+        caller = fs.inbound_call("79161234567", "Ivan", "100", answer=False)
+        fs.after_channel_list = lambda: fs.answer(caller)
+        fs.thaw()
+        await until(lambda: d.adapter.client.connections == before + 1, "the reconnect")
+        await until(lambda: fs.after_channel_list is None, "the rows")
+        await asyncio.sleep(0.1)
+        assert caller.answered
+        assert d.engine.model.legs[ev.LegId(caller.uuid)].answered
+        assert d.adapter.translator.legs[caller.uuid].answered
+
+
+# -- 6. what was awaited while the link was down ----------------------------------------------
+
+
+async def play(d: Daemon, fs: FakeFreeSwitch, caller: Any) -> None:
+    """PlayPrompt to the lone caller: a ``uuid_broadcast`` (its end: EXECUTE_COMPLETE)."""
+    call = next(iter(d.engine.model.calls.values()))
+    await d.engine.execute_now(
+        cmd.PlayPrompt(ev.LegId(caller.uuid), "silent.prompt", cmd.Audience.LEG),
+        call_id=call.id,
+        rule="R2",
+        policy="test",
+    )
+    await until(lambda: fs.running_app(caller) == "playback", "the broadcast")
+
+
+def prompts_done(d: Daemon) -> list[tuple[str, str, bool]]:
+    done = [e for e in d.recorder.seen if isinstance(e, cm.PromptDone)]
+    return [(str(e.leg), e.prompt, e.ok) for e in done]
+
+
+async def test_a_broadcast_that_ended_while_the_link_was_down_is_finished() -> None:
+    """The prompt's playback ends while the link is down (its CHANNEL_EXECUTE_COMPLETE is
+    lost): after the resync the policies get its PromptDone once its length has passed
+    (they would wait for it until their guard), and the leg no longer counts as hearing
+    the switch's audio (its talk events would be dropped for good). A prompt still playing
+    when the link comes back ends with its own event, reported once."""
+    async with (
+        FakeFreeSwitch(time_scale=0.01, playback_s=30.0) as fs,
+        daemon(fs, prompt_s=0.2) as d,
+    ):
+        caller = fs.inbound_call("79161234567", "Ivan", "100")
+        await until(lambda: "CallStarted" in d.recorder.kinds(), "the call")
+        await play(d, fs, caller)
+        before = d.adapter.client.connections
+        fs.freeze()
+        fs.drop_connections()
+        await until(lambda: fs.running_app(caller) is None, "the end of the playback")
+        fs.thaw()
+        await until(lambda: d.adapter.client.connections == before + 1, "the reconnect")
+        await until(lambda: bool(prompts_done(d)), "the PromptDone", timeout=3.0)
+        assert prompts_done(d) == [(caller.uuid, "silent.prompt", True)]
+        assert d.adapter.translator.awaited_prompts() == []
+        assert not d.adapter.translator.legs[caller.uuid].switch_audio(d.adapter.clock.now())
+
+        fs.playback_s = 150.0  # 1.5 s, as long as the daemon knows the prompt to be
+        d.adapter.options = dataclasses.replace(d.adapter.options, prompt_seconds=lambda _k: 1.5)
+        await play(d, fs, caller)
+        await reconnect(fs, d)
+        assert fs.running_app(caller) == "playback"
+        await until(lambda: len(prompts_done(d)) == 2, "the second PromptDone", timeout=3.0)
+        await asyncio.sleep(1.2)  # past the prompt's length and the slack
+        assert len(prompts_done(d)) == 2
+
+
+def test_after_a_resync_an_origination_listed_answered_is_answered() -> None:
+    """resynced_originations(): the attempt listed answered was answered while the link
+    was down; one listed ringing waits; one created and no longer listed ended meanwhile
+    (no outcome: what became of it is unknown) and is forgotten; one placed after the rows
+    were asked for waits for its events."""
+    translator = FreeswitchTranslator()
+    for name in ("up", "ringing", "gone"):
+        translator.expect_origination(f"req-{name}", f"leg-{name}", "callback", job=f"req-{name}")
+        translator.feed(created(f"leg-{name}"), 0.0)
+    before = translator.known_originations()
+    translator.expect_origination("req-late", "leg-late", "callback", job="req-late")
+    events = translator.resynced_originations({"leg-up": True, "leg-ringing": False}, before)
+    assert events == [
+        ev.OriginateOutcome(
+            "req-up",
+            "answered",
+            ev.LegId("leg-up"),
+            cause_text="listed answered after the ESL link came back "
+            "(its BACKGROUND_JOB was lost with the link)",
+        )
+    ]
+    assert set(translator.originations) == {"req-ringing", "req-late"}
+
+
+def test_an_origination_bridging_in_the_rows_is_answered() -> None:
+    """RING_WAIT is also an answered leg running ``bridge`` (02c): a callback leg of ours
+    only runs its extension once answered, so it is listed answered; any other leg in
+    RING_WAIT (a caller not answered, ringing an agent) is not."""
+    translator = FreeswitchTranslator()
+    translator.expect_origination("req", "ours", "callback", job="req")
+    translator.feed(created("ours"), 0.0)
+    translator.feed(created("caller"), 0.0)
+    rows = [row("ours", "ours", "RING_WAIT"), row("caller", "caller", "RING_WAIT")]
+    live = {str(x.created.leg): x.answered for x in translator.live_legs(rows)}
+    assert live == {"ours": True, "caller": False}
