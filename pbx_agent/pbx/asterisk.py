@@ -27,7 +27,6 @@ built exactly as it would be sent and logged (``shadow_action``) instead of bein
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -50,6 +49,7 @@ from pbx_agent.pbx.ami_permissions import (
 )
 from pbx_agent.pbx.asterisk_events import AsteriskTranslator
 from pbx_agent.pbx.asterisk_version import WhisperSupport, whisper_verdict
+from pbx_agent.pbx.resync import ResyncNotes
 from pbx_agent.pbx.tasks import ActionTasks
 from pbx_agent.wire.ami import AmiMessage
 from pbx_agent.wire.escaping import dialplan_arg, printable
@@ -148,13 +148,8 @@ class AsteriskAdapter:
         self.hold_programs: dict[str, HoldProgram] = {}
         self._programs_by_leg: dict[LegId, HoldProgram] = {}
         self._whispers: dict[str, _Whisper] = {}
-        self._resyncing = False
-        # What the events that arrive while the channel list is awaited say: they may be
-        # newer than the list (Asterisk sends what it queued meanwhile right behind it).
-        self._gone_during_resync: set[str] = set()
-        self._created_during_resync: dict[str, ev.LegCreated] = {}
-        self._answered_during_resync: set[str] = set()
-        self._bridge_during_resync: dict[str, str | None] = {}
+        # The events that arrive while the channel list is awaited (they may be newer).
+        self._resync_notes = ResyncNotes()
         self._tasks = ActionTasks(self.name)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -173,23 +168,9 @@ class AsteriskAdapter:
             self._playback_status(message)
         self._dispatch(self.translator.feed(message))
 
-    def _note_during_resync(self, event: ev.PbxEvent) -> None:
-        match event:
-            case ev.LegHungUp():
-                self._gone_during_resync.add(event.leg)
-            case ev.LegCreated():
-                self._created_during_resync[event.leg] = event
-            case ev.LegAnswered():
-                self._answered_during_resync.add(event.leg)
-            case ev.LegJoinedBridge():
-                self._bridge_during_resync[event.leg] = event.bridge or None
-            case ev.LegLeftBridge():
-                self._bridge_during_resync[event.leg] = None
-
     def _dispatch(self, events: list[ev.PbxEvent]) -> None:
         for event in events:
-            if self._resyncing:
-                self._note_during_resync(event)
+            self._resync_notes.note(event)
             if isinstance(event, ev.LegHungUp):
                 self._helper_gone(event.leg)
             if isinstance(event, ev.OriginateOutcome) and (
@@ -265,23 +246,22 @@ class AsteriskAdapter:
         helper channel ended while the link was down is finished, a callback attempt the
         list shows Up was answered (its OriginateResponse was lost with the link), and the
         channels the switch no longer has are forgotten."""
-        self._resyncing = True
-        for noted in (
-            self._gone_during_resync,
-            self._created_during_resync,
-            self._answered_during_resync,
-            self._bridge_during_resync,
-        ):
-            noted.clear()
+        self._resync_notes.begin()
         before = self.translator.known_ids()
         helpers_before = {*self._whispers, *self.hold_programs}
         try:
             response, items = await self.client.send_list("CoreShowChannels")
             if response.name.lower() != "success":
                 raise PbxActionFailed("CoreShowChannels", response.get("Message") or "")
-            legs = self._live_legs(items)
+            legs = self._resync_notes.correct(
+                {
+                    item.get("Uniqueid") or "": self.translator.live_leg(item)
+                    for item in items
+                    if item.name == "CoreShowChannel"
+                }
+            )
         finally:
-            self._resyncing = False
+            self._resync_notes.end()
         log.info("pbx_resynced", pbx=self.name, live_legs=len(legs))
         self._handle(ev.PbxResynced(self.name, legs))
         alive = {str(live.created.leg): live.answered for live in legs}
@@ -290,25 +270,6 @@ class AsteriskAdapter:
         self._dispatch(self.translator.resynced(alive, before))
         self._handle(ev.PbxConnectionChanged(self.name, connected=True))
         await self._check_version()
-
-    def _live_legs(self, items: list[AmiMessage]) -> tuple[ev.LiveLeg, ...]:
-        """The listed legs, corrected by the events that arrived while the list was awaited."""
-        gone = self._gone_during_resync
-        listed: dict[str, ev.LiveLeg] = {}
-        for item in items:
-            uid = item.get("Uniqueid") or ""
-            if item.name == "CoreShowChannel" and uid not in gone:
-                listed[uid] = self.translator.live_leg(item)
-        for uid, created in self._created_during_resync.items():
-            if uid not in listed and uid not in gone:
-                listed[uid] = ev.LiveLeg(created=created, answered=created.answered)
-        for uid in self._answered_during_resync:
-            if uid in listed and not listed[uid].answered:
-                listed[uid] = dataclasses.replace(listed[uid], answered=True)
-        for uid, bridge in self._bridge_during_resync.items():
-            if uid in listed:
-                listed[uid] = dataclasses.replace(listed[uid], bridge=bridge)
-        return tuple(listed.values())
 
     async def _check_version(self) -> None:
         """Say which Asterisk this is and whether its whispers reach a silent channel

@@ -74,6 +74,7 @@ from pbx_agent.pbx.freeswitch_events import (
     AwaitedPrompt,
     FreeswitchTranslator,
 )
+from pbx_agent.pbx.resync import ResyncNotes
 from pbx_agent.pbx.tasks import ActionTasks
 from pbx_agent.pbx.unicast_server import UnicastAudioServer, UnicastUnavailableError
 from pbx_agent.policies.callbacks import FREESWITCH_CAUSES
@@ -199,15 +200,10 @@ class FreeswitchAdapter:
         self._poll_timer: TimerHandle | None = None
         self._timers: set[TimerHandle] = set()
         self._tasks = ActionTasks(self.name)
-        self._resyncing = False
         # What the events that arrive while ``show channels`` is awaited say: they may be
         # newer than its rows (the switch sends what it queued meanwhile right behind the
         # reply, and the rows come from its SQL table, which lags behind the events).
-        self._gone_during_resync: set[str] = set()
-        # Legs whose CHANNEL_CREATE came while show channels ran: its rows may miss them.
-        self._created_during_resync: dict[str, ev.LegCreated] = {}
-        self._answered_during_resync: set[str] = set()
-        self._bridge_during_resync: dict[str, str | None] = {}
+        self._resync_notes = ResyncNotes()
         # Callback legs judged on their audio: the receiver, and each leg's read rate once
         # it answered (None until then).
         self.unicast: UnicastAudioServer | None = None
@@ -236,27 +232,15 @@ class FreeswitchAdapter:
             uid = event.unique_id or ""
             if uid in self._unicast_legs:
                 self._unicast_legs[uid] = event.get("Channel-Read-Codec-Rate") or ""
-            if self._resyncing:
+            if self._resync_notes.active:
                 # Noted here: the translator says nothing of a leg it does not know yet
                 # (created while the link was down, found in the rows as still ringing).
-                self._answered_during_resync.add(uid)
+                self._resync_notes.answered.add(uid)
         self._deliver(self.translator.feed(event, self.clock.now()))
-
-    def _note_during_resync(self, event: ev.PbxEvent) -> None:
-        match event:
-            case ev.LegHungUp():
-                self._gone_during_resync.add(event.leg)
-            case ev.LegCreated():
-                self._created_during_resync[event.leg] = event
-            case ev.LegJoinedBridge():
-                self._bridge_during_resync[event.leg] = event.bridge or None
-            case ev.LegLeftBridge():
-                self._bridge_during_resync[event.leg] = None
 
     def _deliver(self, events: Sequence[ev.PbxEvent]) -> None:
         for event in events:
-            if self._resyncing:
-                self._note_during_resync(event)
+            self._resync_notes.note(event)
             if isinstance(event, ev.LegHungUp):
                 program = self.hold_programs.get(event.leg)
                 if program is not None:
@@ -293,32 +277,24 @@ class FreeswitchAdapter:
         BACKGROUND_JOB was lost with the link), and a broadcast prompt whose end was not seen
         is finished once its length has passed (its CHANNEL_EXECUTE_COMPLETE may have been
         lost the same way)."""
-        self._resyncing = True
-        for noted in (
-            self._gone_during_resync,
-            self._created_during_resync,
-            self._answered_during_resync,
-            self._bridge_during_resync,
-        ):
-            noted.clear()
+        notes = self._resync_notes
+        notes.begin()
         before = self.translator.known_originations()
         try:
             rows = await self.client.list_channels()
-            rows = [r for r in rows if r.get("uuid") not in self._gone_during_resync]
+            rows = [r for r in rows if r.get("uuid") not in notes.gone]
             legs = self.translator.live_legs(
-                rows,
-                answered_since=self._answered_during_resync,
-                bridges_since=self._bridge_during_resync,
+                rows, answered_since=notes.answered, bridges_since=notes.bridges
             )
             listed = {str(live.created.leg) for live in legs}
-            for created in self._created_during_resync.values():
+            for created in notes.created.values():
                 live = self.translator.live_leg(created)
                 if live is not None and str(created.leg) not in listed:
                     legs = (*legs, live)
             self.translator.forget_missing(str(live.created.leg) for live in legs)
         finally:
-            self._resyncing = False
-            self._created_during_resync.clear()
+            notes.end()
+            notes.created.clear()
         alive = {str(live.created.leg): live.answered for live in legs}
         for program in [p for p in self.hold_programs.values() if p.leg not in alive]:
             self._forget_program(program)
