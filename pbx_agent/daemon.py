@@ -300,8 +300,10 @@ class Daemon:
                 )
 
         self.engine.on_call_event(talk_detection)
-        await adapter.start()
+        # Closed even when its start is cut short (a SIGTERM while attaching): the link
+        # keeps trying in the background from the first attempt on.
         self._closers.append(adapter.close)
+        await adapter.start()
         if isinstance(self.dialer, AsteriskDialer):
             self.dialer.attach(adapter, audiosocket=await self._start_audiosocket(settings))
         if simulator is not None and self.fastagi is not None:
@@ -382,8 +384,10 @@ class Daemon:
         self.engine.executor = adapter
         self.metrics.watch_pbx(adapter.name, lambda: adapter.client.connected)
         self.metrics.instrument_esl(adapter.client, adapter.name)
-        await adapter.start()
+        # Closed even when its start is cut short (a SIGTERM while attaching): the link
+        # keeps trying in the background from the first attempt on.
         self._closers.append(adapter.close)
+        await adapter.start()
         if isinstance(self.dialer, FreeswitchDialer):
             self.dialer.attach(adapter)
             await self._start_unicast(settings, adapter)

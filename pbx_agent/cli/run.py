@@ -8,10 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from pbx_agent.cli.common import add_config_option, load_or_report
 from pbx_agent.daemon import Daemon, tune_garbage_collector
 from pbx_agent.errors import PbxAgentError, PbxAuthenticationFailed
 from pbx_agent.logging import configure_logging
+from pbx_agent.pbx.tasks import cancel_and_wait
+
+log = structlog.get_logger("pbx_agent.cli.run")
 
 
 def register(subparsers: Any) -> None:
@@ -54,11 +59,21 @@ def handle(args: argparse.Namespace) -> int:
 async def _serve(config: Any, path: Path | None) -> None:
     daemon = Daemon(config, config_path=path)
     daemon.handle_signals()
+    starting = asyncio.ensure_future(daemon.start())
+    stopping = asyncio.ensure_future(daemon.run_until_stopped())
     try:
+        # A SIGTERM while the daemon is still attaching (a switch that accepts and never
+        # answers can hold the first login for connect_timeout_s) stops it at once.
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("daemon_stopping", reason="asked to stop while still starting")
+            await cancel_and_wait(starting)
+            return
         # A start that fails half-way (a port already taken) still closes what it opened:
         # the store is closed cleanly and the AMI/ESL link logged off.
-        await daemon.start()
+        starting.result()
         tune_garbage_collector()
-        await daemon.run_until_stopped()
+        await stopping
     finally:
+        stopping.cancel()
         await daemon.stop()

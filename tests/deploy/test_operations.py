@@ -3,6 +3,7 @@ SIGHUP (a bad file keeps the running configuration), stop with SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -181,3 +182,51 @@ def test_sigterm_stops_the_daemon_cleanly(tmp_path: Path) -> None:
         running.event("daemon_stopped")
     finally:
         finish(running)
+
+
+def test_sigterm_while_still_attaching_stops_at_once(tmp_path: Path) -> None:
+    """An Asterisk that accepts the AMI connection and never sends its banner holds the
+    first attempt for connect_timeout_s (120 s here): SIGTERM meanwhile stops the daemon
+    without waiting for it, and it never reports itself started."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    config = tmp_path / "pbx-agent.toml"
+    write_config(
+        config,
+        free_port(),
+        extra=f"""
+[asterisk]
+ami_host = "127.0.0.1"
+ami_port = {silent.getsockname()[1]}
+username = "pbx-agent"
+secret = "not-a-real-secret"
+connect_timeout_s = 120
+fastagi_bind = "127.0.0.1:{free_port()}"
+audiosocket_bind = "127.0.0.1:{free_port()}"
+""",
+    )
+    running = Running(config)
+    try:
+        running.event("fastagi_listening")
+        deadline = time.monotonic() + WAIT_S
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert accepted, "the daemon never connected to the AMI port"
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(WAIT_S) == 0
+        running.event("daemon_stopped")
+        assert not [e for e in running.events if e.get("event") == "daemon_started"]
+    finally:
+        finish(running)
+        silent.close()
+        for sock in accepted:
+            sock.close()
