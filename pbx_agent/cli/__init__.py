@@ -8,7 +8,9 @@ process exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -43,13 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
     try:
-        return handler(args)
+        return _main(argv)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`, quitting `less`): stop quietly, as Unix tools do,
+        # and keep the interpreter's last flush of stdout from failing again at exit.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what the shell reports for a tool killed by it
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        sys.stdout.flush()  # --help into a closed pipe fails here, not at interpreter exit
+        raise
+    handler: Handler = args.handler
+    status = handler(args)
+    sys.stdout.flush()
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,14 +26,17 @@ def register(subparsers: Any) -> None:
         description=(
             "Run every benchmark of bench/ one after the other: AMI parsing against "
             "panoramisk, latency, timer accuracy and memory under live load, route decisions, "
-            "callback claims. --quick takes under 2 minutes; --full gives the figures "
+            "callback claims, the answering-machine detector, FreeSWITCH's unicast audio. "
+            "--quick takes under 2 minutes; --full gives the figures "
             "BENCHMARKS.md records. Results are written as JSON under bench/results/."
         ),
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a quick look (the default)")
     mode.add_argument("--full", action="store_true", help="the full figures (about 12 minutes)")
-    parser.add_argument("--only", help="comma-separated subset of parse,live,route,claims")
+    parser.add_argument(
+        "--only", help="comma-separated subset of parse,live,route,claims,amd,unicast"
+    )
     parser.add_argument("--pg", help="admin DSN of the PostgreSQL server the benchmarks use")
     parser.add_argument("--profile", action="store_true", help="profile in quick mode too")
     parser.set_defaults(handler=handle)

@@ -209,8 +209,14 @@ class SwitchLink(ABC):
                 reason = "login refused"
             except _RETRYABLE as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+                s = self._link_settings
                 log.warning(
-                    self._ev_connect_failed, pbx=self.name, error=reason, attempt=attempt + 1
+                    self._ev_connect_failed,
+                    pbx=self.name,
+                    host=s.host,
+                    port=s.port,
+                    error=reason,
+                    attempt=attempt + 1,
                 )
                 if self._first is not None and not self._first.done():
                     self._first.set_result(None)  # keep trying in the background

@@ -230,3 +230,26 @@ audiosocket_bind = "127.0.0.1:{free_port()}"
         silent.close()
         for sock in accepted:
             sock.close()
+
+
+@pytest.mark.parametrize(("argv", "status"), [(["prompts", "list"], 141), (["--help"], 0)])
+def test_output_into_a_closed_pipe_stops_quietly(argv: list[str], status: int) -> None:
+    """`pbx-agent prompts list | head` once head has gone: no traceback, no "Exception
+    ignored", the exit status 128 + SIGPIPE as for any Unix tool (argparse's own help
+    output ignores a closed pipe and exits 0)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", ENTRY, *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=WAIT_S,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr
+    assert done.returncode == status

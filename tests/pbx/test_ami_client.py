@@ -303,6 +303,8 @@ async def test_a_login_nobody_answers_is_retried_and_start_returns(pbx: FakeAste
                 await asyncio.sleep(0.02)
             assert len(failed) >= 2
             assert "PbxActionTimeout" in failed[0]["error"]
+            # Operations staff see which switch it is without parsing the error text.
+            assert (failed[0]["host"], failed[0]["port"]) == pbx.ami_address
             pbx.ignore_actions = set()
             await ami.wait_connected(5)
             assert ami.connections == 1
