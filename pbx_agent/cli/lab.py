@@ -15,6 +15,15 @@ from pbx_agent.lab.scenarios import all_scenarios
 from pbx_agent.logging import configure_logging
 
 
+def _speed(text: str) -> float:
+    """``--speed``: a positive, finite number (not 0, a negative number, nan or inf)."""
+    try:
+        return timelapse.check_speed(float(text))
+    except ValueError:
+        msg = f"expected a positive finite number of virtual seconds per real second, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "lab",
@@ -27,7 +36,12 @@ def register(subparsers: Any) -> None:
     )
     add_config_option(parser)
     parser.add_argument("--pbx", choices=("asterisk", "freeswitch"), default="asterisk")
-    parser.add_argument("--speed", type=float, default=20.0, help="virtual seconds per real second")
+    parser.add_argument(
+        "--speed",
+        type=_speed,
+        default=20.0,
+        help="virtual seconds per real second: a positive finite number (default: 20)",
+    )
     parser.add_argument(
         "--scenario",
         action="append",
@@ -72,7 +86,12 @@ def handle(args: argparse.Namespace) -> int:
         events.append(dict(event))
 
     configure_logging(args.log_format, "info", tap=tap)
-    results = timelapse.run(
-        run_lab(scenarios, base_config=base, events=events, switch=args.pbx), speed=args.speed
-    )
+    try:
+        results = timelapse.run(
+            run_lab(scenarios, base_config=base, events=events, switch=args.pbx), speed=args.speed
+        )
+    except KeyboardInterrupt:
+        # timelapse.run has already cancelled and awaited what was running, closed the loop.
+        sys.stderr.write("pbx-agent lab: interrupted\n")
+        return 130
     return 0 if all(r.passed for r in results) else 1

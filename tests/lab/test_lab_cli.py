@@ -6,11 +6,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+
+import pytest
 
 ENTRY = "import sys; from pbx_agent.cli import main; sys.exit(main(sys.argv[1:]))"
 FOUNDATION = ("link_cut_mid_call", "malformed_frame")
+# As ENTRY, with Ctrl-C's KeyboardInterrupt restored: a shell's background job (and so a test
+# run from one) starts with SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+ENTRY_WITH_CTRL_C = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from pbx_agent.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def lab(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +65,56 @@ def test_an_unknown_scenario_is_refused_by_name() -> None:
     assert run.returncode == 2
     assert "hold_shrot" in run.stderr
     assert "scenarios passed" not in run.stdout
+
+
+@pytest.mark.parametrize("speed", ["0", "-1", "nan", "inf", "fast"])
+def test_a_speed_that_is_not_a_positive_finite_number_is_refused(speed: str) -> None:
+    """``--speed 0``: a usage error naming --speed and what it accepts (exit 2), not a
+    ValueError traceback from the event loop, and nothing run."""
+    run = lab("--speed", speed, "--scenario", "hold_short")
+    assert run.returncode == 2, run.stderr
+    assert "argument --speed" in run.stderr
+    assert "positive finite number" in run.stderr
+    assert repr(speed) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert "never awaited" not in run.stderr
+    assert "scenarios passed" not in run.stdout
+
+
+def test_ctrl_c_stops_the_lab_cleanly() -> None:
+    """SIGINT mid-scenario: exit 130 at once, one "interrupted" line on stderr and no
+    traceback; the daemon's shutdown runs to ``daemon_stopped`` with no failed step."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PBX_AGENT_")}
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ENTRY_WITH_CTRL_C, "lab", "--log-format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
+        try:
+            assert proc.stdout is not None
+            lines: list[str] = []
+            for line in proc.stdout:  # the first decision: a scenario is under way
+                lines.append(line)
+                if '"event": "decision"' in line:
+                    break
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        err.seek(0)
+        stderr = err.read()
+    log = "".join(lines) + out
+    assert proc.returncode == 130, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if not line.startswith("{")] == [
+        "pbx-agent lab: interrupted"
+    ]
+    assert "Traceback" not in stderr
+    assert '"event": "shutdown_step_failed"' not in log
+    assert '"event": "fastagi_session_crashed"' not in log
+    assert '"event": "daemon_stopped"' in log
+    assert "scenarios passed" not in log
