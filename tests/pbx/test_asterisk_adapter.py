@@ -46,11 +46,13 @@ OPTIONS = AsteriskOptions(
 
 @contextlib.asynccontextmanager
 async def attached(
-    pbx: FakeAsterisk, *, shadow: bool = False
+    pbx: FakeAsterisk, *, shadow: bool = False, settings: AmiSettings | None = None
 ) -> AsyncIterator[tuple[Engine, AsteriskAdapter, Recorder]]:
     recorder = Recorder()
     engine = Engine(clock=LoopClock(), policies=[recorder], shadow=shadow)
-    adapter = AsteriskAdapter(ami_settings(pbx), OPTIONS, handle_event=engine.handle, shadow=shadow)
+    adapter = AsteriskAdapter(
+        settings or ami_settings(pbx), OPTIONS, handle_event=engine.handle, shadow=shadow
+    )
     engine.executor = adapter
     await adapter.start()
     try:
@@ -277,12 +279,7 @@ async def test_a_prompt_that_ended_while_the_link_was_down_is_finished(pbx: Fake
     policies get its PromptDone (they would wait for it until their guard) and nothing is
     kept of the helper."""
     settings = dataclasses.replace(ami_settings(pbx), connect_timeout_s=0.3)
-    recorder = Recorder()
-    engine = Engine(clock=LoopClock(), policies=[recorder])
-    adapter = AsteriskAdapter(settings, OPTIONS, handle_event=engine.handle)
-    engine.executor = adapter
-    await adapter.start()
-    try:
+    async with attached(pbx, settings=settings) as (engine, adapter, recorder):
         caller, _, call = await connected_call(pbx, engine)
         await engine.execute_now(
             cmd.PlayPrompt(LegId(caller.uniqueid), "silent.prompt", cmd.Audience.LEG),
@@ -299,9 +296,6 @@ async def test_a_prompt_that_ended_while_the_link_was_down_is_finished(pbx: Fake
         alive = {leg.uniqueid for leg in pbx.legs}
         assert [u for u in adapter.translator.channels if u not in alive] == []
         assert adapter.translator.origins == {}
-    finally:
-        await engine.close()
-        await adapter.close()
     done = next(e for e in recorder.seen if isinstance(e, cm.PromptDone))
     assert (done.leg, done.prompt) == (caller.uniqueid, "silent.prompt")
 
