@@ -42,7 +42,10 @@ async def linger_then_question(ctx: LabContext) -> None:
     model = ctx.daemon.engine.model
     await ctx.until(
         lambda: any(
-            c.agent_leg is not None and c.agent_leg.alive and c.agent_leg.endpoint.endswith("1002")
+            caller.id in c.legs
+            and c.agent_leg is not None
+            and c.agent_leg.alive
+            and c.agent_leg.endpoint.endswith("1002")
             for c in model.calls.values()
         ),
         what="the next agent to answer",

@@ -64,7 +64,7 @@ async def connected_call(ctx: LabContext) -> tuple[LabLeg, LabLeg]:
     agent = await caller.connect_agent("agent-1001", queue="support", member_name="Alice")
     model = ctx.daemon.engine.model
     await ctx.until(
-        lambda: any(c.agent is not None for c in model.calls.values()),
+        lambda: any(c.agent is not None and caller.id in c.legs for c in model.calls.values()),
         what="the caller and the agent to be connected",
     )
     await ctx.sleep(0.3)  # the daemon's TALK_DETECT Setvar reaches the switch
