@@ -126,6 +126,11 @@ class Engine:
         self._decision_listeners: list[DecisionListener] = []
         self._call_listeners: list[Callable[[cm.CallEvent, cm.Call | None, float], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Per call, the last of its service commands (store writes): the next one waits for
+        # it, so they take effect in the order the rules issued them. A customer's callback
+        # requested as their call drops must not be cancelled by the cancellation the same
+        # call's connection issued earlier but whose task happened to run later.
+        self._service_tails: dict[CallId, asyncio.Task[None]] = {}
         # The model forgets a call as it ends; policies still need to see it for CallEnded.
         self._last_view: dict[CallId, cm.Call] = {}
         self._closing = False
@@ -329,7 +334,11 @@ class Engine:
             )
             return
 
+        previous = self._service_tails.get(call.id) if call is not None else None
+
         async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
             try:
                 await handler(command, call)
             except PbxAgentError as exc:
@@ -350,7 +359,16 @@ class Engine:
                     error=f"{type(exc).__name__}: {exc}",
                 )
 
-        self._spawn(run(), f"service:{cmd.action_name(command)}")
+        task = self._spawn(run(), f"service:{cmd.action_name(command)}")
+        if call is not None:
+            call_id = call.id
+            self._service_tails[call_id] = task
+
+            def forget(done: asyncio.Task[Any]) -> None:
+                if self._service_tails.get(call_id) is done:
+                    del self._service_tails[call_id]
+
+            task.add_done_callback(forget)
 
     async def _run_queue(self, call_id: CallId, state: _CallState) -> None:
         while state.queue:

@@ -250,6 +250,54 @@ async def test_service_commands_reach_their_service() -> None:
     assert got == [(cmd.RecordFact("call", {"call_id": "c.1"}), "c.1")]
 
 
+async def test_a_calls_service_commands_take_effect_in_the_order_issued() -> None:
+    """The cancellation a call's connection issues and the callback its drop requests are
+    store writes in tasks of their own: the second waits for the first (else a slow
+    cancellation cancels the callback the drop has just requested). Another call's
+    service commands do not wait for them."""
+
+    @dataclass
+    class Facts:
+        name: str = "facts"
+        rule: str = "R7"
+
+        def start(self, call: cm.Call, now: float) -> Any:
+            return 0
+
+        def step(
+            self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+        ) -> tuple[Any, list[cmd.Command]]:
+            if isinstance(event, cm.PartiesConnected):
+                return state, [cmd.RecordFact("connected", {"call_id": event.call})]
+            if isinstance(event, cm.CallEnded):
+                return state, [cmd.RecordFact("ended", {"call_id": event.call})]
+            return state, []
+
+    engine, _, _ = make_engine(policy=Facts())
+    done: list[tuple[str, str]] = []
+    release = asyncio.Event()
+
+    async def store(command: cmd.RecordFact, call: cm.Call | None) -> None:
+        if command.kind == "connected" and command.fields["call_id"] == "c.1":
+            await release.wait()  # a slow write
+        done.append((command.kind, str(command.fields["call_id"])))
+
+    engine.register_service(cmd.RecordFact, store)
+    for event in bridged_call_events():
+        engine.handle(event)
+    engine.handle(ev.LegHungUp(LegId("c.1"), 38))
+    engine.handle(ev.LegHungUp(LegId("c.2"), 16))
+    for event in bridged_call_events("d.1", "d.2", "d.1"):
+        engine.handle(event)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert done == [("connected", "d.1")]
+    release.set()
+    await engine.drain()
+    assert done == [("connected", "d.1"), ("connected", "c.1"), ("ended", "c.1")]
+    assert engine._service_tails == {}
+
+
 async def test_standards_are_resolved_for_the_calls_queue() -> None:
     """The call's standards are re-resolved once its queue is known."""
     asked: list[tuple[str | None, str | None]] = []
