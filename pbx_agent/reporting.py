@@ -7,7 +7,8 @@ here knows a PBX, and nothing writes.
 Where each figure comes from:
 
 - **share of calls with hold**: ``calls`` that started in the period and were **served** (an
-  agent took them: every end reason but ``abandoned`` and ``not_connected``), and among them
+  agent took them: every end reason but ``abandoned``, ``not_connected`` and ``unknown``, a
+  call gone during a PBX link outage before an agent was seen), and among them
   those marked ``had_hold`` or having a row in ``holds`` (holds of the customer only).
   Compared with the target ``quality.hold_share_target`` (5 % in both profiles: 001 "95 % of
   calls served without hold"); callers who hung up in the queue and unanswered callbacks are
@@ -53,8 +54,10 @@ from pbx_agent.store import Store
 from pbx_agent.store.records import Decision
 
 DEFAULT_HOLD_TARGET = 0.05
-# End reasons of calls no agent took (``pbx_agent.policies.interactions.end_reason``).
-_NOT_SERVED = frozenset({"abandoned", "not_connected"})
+# End reasons of calls no agent is known to have taken
+# (``pbx_agent.policies.interactions.end_reason``; ``unknown``: gone during a PBX link outage
+# before any agent was seen).
+_NOT_SERVED = frozenset({"abandoned", "not_connected", "unknown"})
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

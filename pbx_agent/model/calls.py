@@ -107,6 +107,9 @@ class LegEnd:
     ended_at: float
     order: int  # 0 for the first leg of the call to end
     was_bridged: bool  # it was talking to another party when it ended
+    # False: it ended while the daemon's link to the PBX was down (gone at the resync); its
+    # cause is unknown and ``ended_at`` is when the link was lost, the last time it was seen.
+    seen: bool = True
 
 
 @dataclass(slots=True)
@@ -755,7 +758,9 @@ class CallModel:
 
     # -- hang-up --------------------------------------------------------------------------
 
-    def _hung_up(self, call: Call, leg: Leg, event: ev.LegHungUp, now: float) -> list[CallEvent]:
+    def _hung_up(
+        self, call: Call, leg: Leg, event: ev.LegHungUp, now: float, *, seen: bool = True
+    ) -> list[CallEvent]:
         out: list[CallEvent] = []
         was_bridged = bool(self.bridged_peers(leg)) if leg.bridge else False
         if leg.role is not Role.HELPER:
@@ -787,6 +792,7 @@ class CallModel:
             ended_at=now,
             order=len(call.ended_legs),
             was_bridged=was_bridged,
+            seen=seen,
         )
         leg.end = end
         if leg.role is Role.HELPER:
@@ -856,24 +862,32 @@ class CallModel:
         """Reconcile with the PBX's list of live legs after a (re)connect.
 
         Legs we track that the PBX no longer has ended while we were away: they end with an
-        unknown cause. Legs the PBX has that we do not know are added. Known legs keep their
-        history; an answer or a bridge change the switch lists for them is applied (nothing
-        duplicated, nothing forgotten).
+        unknown cause, unseen (``LegEnd.seen``), when the link was lost (the outage is not
+        their time: a call's duration is what was seen of it). Legs the PBX has that we do
+        not know are added. Known legs keep their history; an answer or a bridge change the
+        switch lists for them is applied (nothing duplicated, nothing forgotten).
 
         Holds known before the cut end (``how="link_lost"``): a switch does not list hold
         states, and an ``Unhold`` sent while the link was down is lost for good. Carrying on
         as if the hold went on could leave the daemon's hold program announcing over a
         resumed conversation until the call ends; ending it risks at most a silent rest of a
-        hold that really goes on, until the agent resumes the call.
+        hold that really goes on, until the agent resumes the call. Such a hold ends when
+        the link was lost (what was seen of it): when it really ended is unknown, and the
+        outage is not the agent's hold time (a 20 s hold released during a 5-minute outage
+        is not a hold over the limit).
 
         Last, every call told ``LinkLost`` that is still live gets ``LinkRestored``.
         """
         out: list[CallEvent] = []
         for call in list(self.calls.values()):
+            seen_until = self._unheard.get(call.id, now)
             for holder_id, hold in list(call.holds.items()):
                 del call.holds[holder_id]
+                ended_at = max(hold.started_at, seen_until)
                 out.append(
-                    HoldEnded(call.id, hold.held, hold.holder, hold.started_at, now, "link_lost")
+                    HoldEnded(
+                        call.id, hold.held, hold.holder, hold.started_at, ended_at, "link_lost"
+                    )
                 )
         alive = {live.created.leg: live for live in event.legs}
         for leg_id in [lid for lid in self.legs if lid not in alive]:
@@ -886,7 +900,8 @@ class CallModel:
                     call,
                     leg,
                     ev.LegHungUp(leg_id, None, "gone while the daemon was disconnected"),
-                    now,
+                    self._unheard.get(call.id, now),
+                    seen=False,
                 )
             )
         for live in event.legs:

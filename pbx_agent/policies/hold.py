@@ -246,7 +246,9 @@ class HoldPolicy:
     def start(self, call: cm.Call, now: float) -> HoldPolicyState:  # noqa: ARG002 - protocol
         return HoldPolicyState()
 
-    def step(self, state: HoldPolicyState, event: cm.CallEvent, call: cm.Call, now: float) -> Step:
+    def step(  # noqa: PLR0911 (one return per kind of event)
+        self, state: HoldPolicyState, event: cm.CallEvent, call: cm.Call, now: float
+    ) -> Step:
         match event:
             case cm.HoldStarted():
                 return self._started(state, event, call)
@@ -258,7 +260,17 @@ class HoldPolicy:
                 return self._digit(state, event, call, now)
             case cm.PromptDone(prompt=cmd.HOLD_PROGRAM_PROMPT, ok=False):
                 return self._program_lost(state, event.leg, call, now)
+            case cm.LinkLost():
+                return self._link_lost(state)
         return state, []
+
+    # -- the link to the PBX lost -----------------------------------------------------------
+
+    def _link_lost(self, state: HoldPolicyState) -> Step:
+        """Nothing of the call is heard until the resync, which ends its holds as of now
+        (``link_lost``, see the model): the limits stop here. A limit passing during the
+        outage is not known to have been passed, and the agent could not be alerted."""
+        return state, [cmd.CancelTimer(h.limit_key) for h in state.holds if not h.over_limit]
 
     # -- a program that ended by itself -----------------------------------------------------
 

@@ -35,7 +35,9 @@ hold, and how it ended (``end_reason``): ``abandoned`` (the caller hung up befor
 agent), ``not_connected`` (it ended otherwise before any agent, or it was a callback attempt
 that never reached an agent: the customer hung up on nobody), else by the first party
 leg to end: ``media_timeout`` (its media died), ``caller_hangup``, ``agent_hangup`` or
-``other_hangup``.
+``other_hangup``. A call gone while the daemon's link to the PBX was down is ``link_lost``
+when an agent had taken it, else ``unknown`` (it may have been answered meanwhile): nobody
+is said to have hung up first, and nobody to have abandoned it.
 
 Invariants: pure (no I/O, no clock, no logging); at most one open part per call; every
 part that began is recorded exactly once; exactly one call fact per customer call that ends.
@@ -204,9 +206,15 @@ def _call_fact(
     )
 
 
-def end_reason(legs: tuple[cm.LegEnd, ...], *, connected: bool, callback: bool = False) -> str:
+def end_reason(  # noqa: PLR0911 (one return per end reason)
+    legs: tuple[cm.LegEnd, ...], *, connected: bool, callback: bool = False
+) -> str:
     """How a call ended, from the legs in the order they ended (see the module docstring)."""
     first = next((leg for leg in legs if leg.role is not Role.HELPER), None)
+    if first is not None and not first.seen:
+        # Gone while the link was down: who hung up, and whether an agent took a call still
+        # waiting then, are unknown.
+        return "link_lost" if connected else "unknown"
     if not connected:
         abandoned = not callback and first is not None and first.role is Role.CALLER
         return "abandoned" if abandoned else "not_connected"

@@ -250,6 +250,28 @@ def test_resync_ends_holds_whose_unhold_may_have_been_lost() -> None:
     assert model.calls[CallId("c.1")].holds == {}
 
 
+def test_a_hold_known_before_a_lost_link_ends_when_the_link_was_lost() -> None:
+    """The outage is not hold time: a hold the resync ends (link_lost) lasted what was seen
+    of it, until the link went, not until the switch was heard again."""
+    model = cm.CallModel()
+    feed(model, bridged_call_events())
+    model.apply(ev.HoldPressed(LegId("c.2")), T0)
+    model.apply(ev.PbxConnectionChanged("asterisk", connected=False), T0 + 20)
+    listing = ev.PbxResynced(
+        "asterisk",
+        (
+            ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
+            ev.LiveLeg(
+                created("c.2", "c.1", endpoint="PJSIP/agent-1001"), answered=True, bridge="b1"
+            ),
+        ),
+    )
+    out = model.apply(listing, T0 + 320)
+    assert out[0] == cm.HoldEnded(
+        CallId("c.1"), LegId("c.1"), LegId("c.2"), T0, T0 + 20, "link_lost"
+    )
+
+
 def test_losing_the_pbx_link_tells_every_live_call() -> None:
     """On a disconnect every live customer call gets LinkLost (nothing of it is heard until
     the resync), the daemon's own helper call none; losing it again before a resync tells

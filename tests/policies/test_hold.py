@@ -639,6 +639,30 @@ def test_a_thanks_owed_is_void_when_the_customers_hold_ends_by_a_resync() -> Non
     assert of(r.at(302, ev.HoldReleased(CALLER)), cmd.PlayPrompt) == []
 
 
+def test_a_hold_during_a_lost_link_is_not_over_the_limit_for_the_outage() -> None:
+    """The link goes 20 s into a hold and comes back 5 minutes later: the limit (120 s)
+    is not passed for the outage's time (no alert, nobody to alert anyway), and the record
+    is the 20 s seen, ended link_lost, not a 320 s hold over the limit."""
+    r = runner("zh")
+    program(r.agent_holds(0))
+    r.at(20, ev.PbxConnectionChanged("asterisk", connected=False, reason="closed"))
+    after = r.advance(300)
+    assert of(after, cmd.AlertAgent) == []
+    assert [c for c in after if isinstance(c, cmd.Note) and c.action.startswith("hold_limit")] == []
+    live = (
+        ev.LiveLeg(created(str(CALLER), str(CALL), number="79161234567"), True, "b1"),
+        ev.LiveLeg(
+            created(str(AGENT), str(CALL), endpoint="PJSIP/agent-1001", number="100", name="",
+                    direction=Direction.OUTBOUND),
+            True,
+            "b1",
+        ),
+    )  # fmt: skip
+    r.at(320, ev.PbxResynced("asterisk", live))
+    (fact,) = hold_facts(r)
+    assert (fact["ended_how"], fact["duration_s"], fact["over_limit"]) == ("link_lost", 20, False)
+
+
 def test_the_agent_coming_back_cancels_the_callback_the_customer_asked_for() -> None:
     """The customer pressed the offer digit but stayed on the line and the agent resumed:
     they are served now, the callback is cancelled (it would ring them mid-call)."""

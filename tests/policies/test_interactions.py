@@ -214,6 +214,22 @@ def test_a_dead_media_leg_ending_first_is_a_media_timeout() -> None:
     assert d.facts("call")[0]["end_reason"] == "media_timeout"
 
 
+def test_a_call_gone_during_a_link_outage_has_no_invented_end() -> None:
+    """A connected call and a caller still in the queue both end while the PBX link is down
+    (gone at the resync): the first is link_lost, the second unknown (an agent may have
+    taken it meanwhile), neither "caller_hangup" nor "abandoned"; both end when the link
+    was lost, not five minutes later at the resync."""
+    d = Driver(CallFacts())
+    connected_call(d)
+    waiting = LegId("w.1")
+    d.feed(created(waiting, "w.1", number="89160000000"), at=T0 + 25)
+    d.feed(ev.PbxConnectionChanged("asterisk", connected=False, reason="closed"), at=T0 + 30)
+    d.feed(ev.PbxResynced("asterisk", ()), at=T0 + 330)
+    facts = {f["call_id"]: f for f in d.facts("call")}
+    assert (facts["c.1"]["end_reason"], facts["c.1"]["ended_at"]) == ("link_lost", T0 + 30)
+    assert (facts["w.1"]["end_reason"], facts["w.1"]["ended_at"]) == ("unknown", T0 + 30)
+
+
 def test_end_reason_of_a_call_that_ended_before_anyone_else_joined() -> None:
     """Not connected and not ended by the caller first: not_connected."""
     assert end_reason((), connected=False) == "not_connected"

@@ -26,10 +26,12 @@ async def seed(store: Store) -> None:
         await store.calls.save(
             CallRecord(call_id=f"c{n:02d}", started_at=at(n), had_hold=n == 3, agent="1001")
         )
-    # 4 more that no agent took: two callers hung up in the queue (one of them had heard
-    # hold-like music: had_hold must not count), an unanswered callback, a failed call.
+    # 5 more that no agent is known to have taken: two callers hung up in the queue (one of
+    # them had heard hold-like music: had_hold must not count), an unanswered callback, a
+    # failed call, a caller gone from the queue during a PBX link outage.
     for n, reason, held in ((21, "abandoned", False), (22, "abandoned", True),
-                            (23, "not_connected", False), (24, "not_connected", False)):  # fmt: skip
+                            (23, "not_connected", False), (24, "not_connected", False),
+                            (25, "unknown", True)):  # fmt: skip
         await store.calls.save(
             CallRecord(call_id=f"c{n:02d}", started_at=at(n), had_hold=held, end_reason=reason)
         )
