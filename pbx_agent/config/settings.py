@@ -208,8 +208,10 @@ class AsteriskSettings(_Connection):
 
 
 # standards.callbacks keys the scheduler and dialers take from the site only (the rest:
-# enabled = false, the drop causes and cancel_on_inbound, are read per call).
+# enabled = false, the drop causes and cancel_on_inbound, are read per call). one_way_audio:
+# the scheduler decides with the site's whether a one-way-audio drop is dialled.
 SITE_WIDE_CALLBACK_KEYS = (
+    "one_way_audio",
     "max_attempts",
     "window_h",
     "attempt_offsets_s",
@@ -236,7 +238,8 @@ class FreeswitchSettings(_Connection):
     ivr_extension: DialplanName = "pbxagent_ivr"
     ivr_context: DialplanName = "default"
     # FreeSWITCH's own sounds directory ($${sounds_dir}): prompts are played from
-    # <sounds_dir>/<prompts.pbx_prefix.freeswitch><profile>/<key>.wav, by absolute path
+    # <sounds_dir>/<prompts.pbx_prefix.freeswitch><profile>/<key, '.' as '-'>.wav, by absolute
+    # path
     # (uuid_displace finds a displacement to stop by its absolute path).
     sounds_dir: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")] = (
         "/usr/share/freeswitch/sounds"

@@ -287,12 +287,13 @@ def test_callback_scheduling_overrides_in_a_queue_or_number_are_refused(tmp_path
     (turning callbacks off, which drops count) stays allowed."""
     text = (
         '[queues.vip.callbacks]\nring_time_s = 60\ntarget = "vip_callbacks"\n'
-        "agent_device_drop = false\n"
+        "agent_device_drop = false\none_way_audio = false\n"
         "[dialed.8800.callbacks]\nenabled = false\nattempt_offsets_s = [5, 600, 1200]\n"
     )
     found = problems(tmp_path, text)
     assert sorted(p.key for p in found) == [
         "dialed.8800.callbacks.attempt_offsets_s",
+        "queues.vip.callbacks.one_way_audio",
         "queues.vip.callbacks.ring_time_s",
         "queues.vip.callbacks.target",
     ]
