@@ -236,6 +236,11 @@ class SwitchLink(ABC):
         self._writer = None
         await self._stop_reader()
         self._fail_pending(f"connection to {self.name} lost ({reason})")
+        if was_connected and self._closing:
+            # The daemon is stopping: nothing was lost, and the calls are not told they went
+            # unheard (their rules would log an outage, and record it, at every restart).
+            log.info(self._ev_disconnected, pbx=self.name, reason="the daemon is stopping")
+            return
         if was_connected:
             log.warning(self._ev_disconnected, pbx=self.name, reason=reason)
             if self.on_disconnected is not None:

@@ -139,6 +139,23 @@ async def test_half_open_connection_is_noticed_by_the_watchdog(pbx: FakeAsterisk
     assert any(e["event"] == "ami_disconnected" for e in logs)
 
 
+async def test_a_clean_stop_is_no_lost_link(pbx: FakeAsterisk) -> None:
+    """Closing the client (the daemon stops) is not a disconnect: on_disconnected is not
+    called (the calls would be told they went unheard) and no warning is logged; a drop by
+    the switch still is both."""
+    lost: list[str] = []
+    ami = AmiClient(settings(pbx), on_disconnected=lost.append)
+    await ami.start()
+    pbx.drop_connections()
+    await wait_for(lambda: bool(lost) and ami.connected)
+    assert len(lost) == 1
+    with capture_logs() as logs:
+        await ami.close()
+    assert len(lost) == 1
+    [closed] = [e for e in logs if e["event"] == "ami_disconnected"]
+    assert (closed["log_level"], closed["reason"]) == ("info", "the daemon is stopping")
+
+
 async def test_event_handler_exception_is_logged_not_lost(pbx: FakeAsterisk) -> None:
     """An exception in the event handler is logged and the client keeps delivering events."""
     seen: list[str] = []
