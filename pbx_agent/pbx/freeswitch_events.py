@@ -816,6 +816,11 @@ class FreeswitchTranslator:
             answered = self._row_answered(row) or uid in answered_since
             state = self._adopt(created[uid], answered, bridges, rows)
             state.holding = uid in holding
+            if state.moh_app is not None and state.peer is not None and state.peer not in holding:
+                # Hold music whose end was lost in the outage (the unhold came meanwhile):
+                # nobody holds this leg's peer now, so it hears the peer, not music (else
+                # its talk events would be taken for the music's until its next hang-up).
+                state.moh_app = None
             # The peer of a leg that holds hears the switch's music: never broadcast to it.
             music = state.peer in holding and state.moh_app is None
             if music:

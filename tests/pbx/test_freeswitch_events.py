@@ -538,6 +538,23 @@ def test_a_resync_marks_the_peer_of_a_holding_leg_as_hearing_music() -> None:
     assert not translator.hears_hold_music("b")
 
 
+def test_hold_music_whose_end_was_lost_in_an_outage_ends_at_the_next_resync() -> None:
+    """The customer hears hold music when the link goes; the agent resumes during the
+    outage (CHANNEL_UNHOLD and the music's end are lost). The next resync lists nobody
+    HELD: the customer no longer hears music, so their talk is theirs again."""
+    translator = FreeswitchTranslator()
+    held = [
+        {"uuid": "a", "call_uuid": "a", "callstate": "HELD", "application": "bridge"},
+        {"uuid": "b", "call_uuid": "a", "callstate": "ACTIVE", "application": ""},
+    ]
+    translator.live_legs(held)
+    assert translator.hears_hold_music("b")
+    resumed = [dict(row, callstate="ACTIVE") for row in held]
+    live = translator.live_legs(resumed)
+    assert [(leg.created.leg, leg.on_hold_music) for leg in live] == [("a", False), ("b", False)]
+    assert not translator.hears_hold_music("b")
+
+
 def test_a_callback_legs_caller_number_is_the_customer_dialled() -> None:
     """The originated leg's Caller-Caller-ID-Number is the daemon's own caller ID: an
     abnormal drop of a connected callback would have asked for a callback to it."""
