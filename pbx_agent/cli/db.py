@@ -128,10 +128,11 @@ def parse_duration(text: str) -> timedelta:
 
 
 def local_time(at: datetime | None, zone: ZoneInfo) -> str:
-    """``2026-06-10 12:00:30`` in the site's time zone, ``-`` for none."""
+    """``2026-06-10 15:00:30+03:00`` in the site's time zone, with its offset (an admin
+    reading it elsewhere, or across a clock change, knows which hour it is); ``-`` for none."""
     if at is None:
         return "-"
-    return at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+    return at.astimezone(zone).isoformat(sep=" ", timespec="seconds")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

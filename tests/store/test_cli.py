@@ -221,6 +221,9 @@ def test_show_prints_the_work_order_with_every_attempt(
     out = capsys.readouterr().out
     assert "trigger call   1795339509.26" in out
     assert "trigger cause  44" in out
+    # Times in the site's zone (ru: Moscow), with the offset that says so.
+    created = next(line for line in out.splitlines() if line.startswith("created"))
+    assert created.endswith("+03:00")
     attempt_line = out.splitlines()[-1].split()
     assert attempt_line[0] == "1"
     assert "busy" in attempt_line
