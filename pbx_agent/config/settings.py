@@ -699,12 +699,16 @@ class Config(_Section):
         ]
 
     def _tier_problems(self) -> list[SubProblem]:
-        """Agents' tiers must have a hold limit in every layer a call can resolve to."""
+        """Agents' tiers must have a hold limit in every layer a call can resolve to. A
+        layer with the site's very tiers is the site's problem, said once."""
         problems: list[SubProblem] = []
+        site_tiers = set(self._resolved[None, None].hold.tier_limits_s)
         for (queue, number), standards in self._resolved.items():
             if number is not None and queue is not None:
                 continue
             tiers = standards.hold.tier_limits_s
+            if (queue, number) != (None, None) and set(tiers) == site_tiers:
+                continue
             where = f"queues.{queue}" if queue else f"dialed.{number}" if number else "standards"
             accepted = f"a tier of {where}.hold.tier_limits_s: " + ", ".join(sorted(tiers))
             assigned = [("agents.default_tier", self.agents.default_tier)]

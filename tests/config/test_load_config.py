@@ -537,6 +537,24 @@ def test_agent_tier_without_a_hold_limit_is_rejected(tmp_path: Path) -> None:
     assert "specialist" in by_key(found, "agents.tiers.1001").accepted
 
 
+def test_an_unknown_tier_is_said_once_unless_a_queue_has_tiers_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """Queues with the site's tiers do not repeat the site's problem; a queue with its own
+    tier list, which lacks the agent's tier too, is named with its own list."""
+    text = (
+        '[agents]\ndefault_tier = "wizard"\n'
+        "[queues.vip.hold]\nreminder_interval_s = 30\n"
+        "[queues.sales.hold]\nreminder_interval_s = 40\n"
+        "[queues.care.hold.tier_limits_s]\nlead = 200\n"
+    )
+    found = problems(tmp_path, text)
+    assert [(p.key, p.accepted.split(":")[0]) for p in found] == [
+        ("agents.default_tier", "a tier of standards.hold.tier_limits_s"),
+        ("agents.default_tier", "a tier of queues.care.hold.tier_limits_s"),
+    ]
+
+
 def test_prompt_file_for_an_unknown_phrase_is_rejected(tmp_path: Path) -> None:
     """A recording can only replace a phrase that exists."""
     found = problems(tmp_path, '[prompts.files]\n"hold.welcome" = "custom/welcome"\n')
