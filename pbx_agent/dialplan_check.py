@@ -33,6 +33,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from xml.parsers import expat
 
 from pbx_agent.config import Config, ConfigProblem
 from pbx_agent.config.settings import AsteriskSettings, FreeswitchSettings
@@ -252,13 +253,43 @@ def _scan_freeswitch(files: Iterable[Path], hook_variable: str) -> _FreeswitchFi
         for extension in root.iter("extension"):
             if extension.get("name", "") not in in_context:
                 found.extensions.setdefault("", set()).add(extension.get("name", ""))
-        for action in root.iter("action"):
-            app, data = action.get("application", ""), action.get("data", "")
-            if app == "set" and data.startswith(f"{hook_variable}="):
-                found.hooks.append((str(path), data.split("=", 1)[1]))
-            elif app == "socket":
-                found.sockets.append((str(path), data.split()[0] if data.split() else ""))
+        _scan_actions(path, root, hook_variable, found)
     return found
+
+
+def _scan_actions(
+    path: Path, root: ET.Element, hook_variable: str, found: _FreeswitchFiles
+) -> None:
+    """The hooks and sockets the file's actions name, each with its line."""
+    actions = list(root.iter("action"))
+    lines = _element_lines(path, "action")
+    if len(lines) != len(actions):  # cannot happen for a file ElementTree parsed
+        lines = [0] * len(actions)
+    for action, line in zip(actions, lines, strict=True):
+        where = f"{path}:{line}" if line else str(path)
+        app, data = action.get("application", ""), action.get("data", "")
+        if app == "set" and data.startswith(f"{hook_variable}="):
+            found.hooks.append((where, data.split("=", 1)[1]))
+        elif app == "socket":
+            found.sockets.append((where, data.split()[0] if data.split() else ""))
+
+
+def _element_lines(path: Path, tag: str) -> list[int]:
+    """The line of each ``tag`` element of the file, in document order (ElementTree's
+    ``iter`` order), so a problem names the line as the Asterisk checks do."""
+    lines: list[int] = []
+    parser = expat.ParserCreate()
+
+    def start(name: str, _attrs: object) -> None:
+        if name == tag:
+            lines.append(parser.CurrentLineNumber)
+
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(path.read_bytes(), True)  # noqa: FBT003 (isfinal is positional-only)
+    except (expat.ExpatError, OSError):
+        return []
+    return lines
 
 
 def _check_freeswitch(

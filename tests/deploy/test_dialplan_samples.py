@@ -113,7 +113,13 @@ def test_a_freeswitch_socket_to_another_port_is_reported(tmp_path: Path) -> None
     )
     sockets = [p for p in check_dialplan(config, tmp_path) if "outbound_bind" in p.accepted]
     assert {p.value for p in sockets} == {"127.0.0.1:8084"}
-    assert all(p.key.endswith("pbx-agent.xml") for p in sockets)
+    # Each socket action is named by its line, as the Asterisk checks name theirs.
+    for problem in sockets:
+        file, _, line = problem.key.rpartition(":")
+        assert file.endswith("pbx-agent.xml")
+        text = Path(file).read_text(encoding="utf-8").splitlines()[int(line) - 1]
+        assert 'application="socket"' in text
+    assert len({p.key for p in sockets}) == len(sockets) > 1
 
 
 def manager_user() -> dict[str, str]:
