@@ -163,7 +163,7 @@ def test_a_failing_scenario_leaves_no_call_up(pool: list[Scenario], tmp_path: Pa
 
     async def body(daemon: Daemon, sim: _Traffic) -> None:
         await _until(lambda: bool(failed), 30, "the scenario to fail")
-        await _until(lambda: _nothing_left_up(daemon, sim), 20, "every channel to be hung up")
+        await _until(lambda: _nothing_left_up(daemon, sim), 60, "every channel to be hung up")
 
     events = _run(tmp_path, body)
     [warning] = [e for e in events if e["event"] == "simulated_call_failed"]
@@ -189,7 +189,8 @@ def test_a_scenario_past_its_deadline_leaves_no_call_up(
 
     async def body(daemon: Daemon, sim: _Traffic) -> None:
         await _until(lambda: bool(held), 30, "the customer to be on hold")
-        await _until(lambda: _nothing_left_up(daemon, sim), 30, "every channel to be hung up")
+        # The deadline (30 s from the scenario's start), then the hang-ups (a few seconds).
+        await _until(lambda: _nothing_left_up(daemon, sim), 90, "every channel to be hung up")
 
     events = _run(tmp_path, body)
     [warning] = [e for e in events if e["event"] == "simulated_call_failed"]
