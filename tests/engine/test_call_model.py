@@ -229,12 +229,9 @@ def test_events_for_unknown_legs_are_ignored() -> None:
     assert model.apply(ev.LegHungUp(LegId("nope"), 16), T0) == []
 
 
-def test_resync_ends_holds_whose_unhold_may_have_been_lost() -> None:
-    """After a reconnect a hold known before the cut ends as link_lost (the switch lists no holds)."""
-    model = cm.CallModel()
-    feed(model, bridged_call_events())
-    model.apply(ev.HoldPressed(LegId("c.2")), T0)
-    snapshot = ev.PbxResynced(
+def bridged_listing() -> ev.PbxResynced:
+    """The switch's list after a reconnect: the caller c.1 and agent c.2 still bridged."""
+    return ev.PbxResynced(
         "asterisk",
         (
             ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
@@ -243,6 +240,14 @@ def test_resync_ends_holds_whose_unhold_may_have_been_lost() -> None:
             ),
         ),
     )
+
+
+def test_resync_ends_holds_whose_unhold_may_have_been_lost() -> None:
+    """After a reconnect a hold known before the cut ends as link_lost (the switch lists no holds)."""
+    model = cm.CallModel()
+    feed(model, bridged_call_events())
+    model.apply(ev.HoldPressed(LegId("c.2")), T0)
+    snapshot = bridged_listing()
     out = model.apply(snapshot, T0 + 30)
     assert out == [
         cm.HoldEnded(CallId("c.1"), LegId("c.1"), LegId("c.2"), T0, T0 + 30, "link_lost")
@@ -257,15 +262,7 @@ def test_a_hold_known_before_a_lost_link_ends_when_the_link_was_lost() -> None:
     feed(model, bridged_call_events())
     model.apply(ev.HoldPressed(LegId("c.2")), T0)
     model.apply(ev.PbxConnectionChanged("asterisk", connected=False), T0 + 20)
-    listing = ev.PbxResynced(
-        "asterisk",
-        (
-            ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
-            ev.LiveLeg(
-                created("c.2", "c.1", endpoint="PJSIP/agent-1001"), answered=True, bridge="b1"
-            ),
-        ),
-    )
+    listing = bridged_listing()
     out = model.apply(listing, T0 + 320)
     assert out[0] == cm.HoldEnded(
         CallId("c.1"), LegId("c.1"), LegId("c.2"), T0, T0 + 20, "link_lost"
@@ -298,15 +295,7 @@ def test_the_resync_after_a_lost_link_restores_each_surviving_call_last() -> Non
     feed(model, [created("e.1", "e.1", number="79990000000")])
     model.apply(ev.HoldPressed(LegId("c.2")), T0)
     model.apply(ev.PbxConnectionChanged("asterisk", connected=False), T0 + 5)
-    listing = ev.PbxResynced(
-        "asterisk",
-        (
-            ev.LiveLeg(created("c.1", "c.1"), answered=True, bridge="b1"),
-            ev.LiveLeg(
-                created("c.2", "c.1", endpoint="PJSIP/agent-1001"), answered=True, bridge="b1"
-            ),
-        ),
-    )
+    listing = bridged_listing()
     out = model.apply(listing, T0 + 30)
     assert [type(e) for e in out] == [cm.HoldEnded, cm.LegEnded, cm.CallEnded, cm.LinkRestored]
     assert out[-1] == cm.LinkRestored(CallId("c.1"), T0 + 30, T0 + 5)

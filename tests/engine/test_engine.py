@@ -217,25 +217,30 @@ async def test_decision_listeners_see_number_and_agent() -> None:
     ]
 
 
+@dataclass
+class RecordsFacts:
+    """A rule recording, for each call event of a kind in ``kinds``, the fact so named."""
+
+    kinds: dict[type, str]
+    name: str = "facts"
+    rule: str = "R8"
+
+    def start(self, call: cm.Call, now: float) -> Any:
+        return 0
+
+    def step(
+        self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
+    ) -> tuple[Any, list[cmd.Command]]:
+        kind = self.kinds.get(type(event))
+        if kind is None:
+            return state, []
+        return state, [cmd.RecordFact(kind, {"call_id": event.call})]
+
+
 async def test_service_commands_reach_their_service() -> None:
     """RecordFact and friends go to the service registered for their type."""
 
-    @dataclass
-    class Facts:
-        name: str = "facts"
-        rule: str = "R8"
-
-        def start(self, call: cm.Call, now: float) -> Any:
-            return 0
-
-        def step(
-            self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
-        ) -> tuple[Any, list[cmd.Command]]:
-            if isinstance(event, cm.CallEnded):
-                return state, [cmd.RecordFact("call", {"call_id": event.call})]
-            return state, []
-
-    engine, _, _ = make_engine(policy=Facts())
+    engine, _, _ = make_engine(policy=RecordsFacts({cm.CallEnded: "call"}))
     got: list[tuple[cmd.RecordFact, str | None]] = []
 
     async def store(command: cmd.RecordFact, call: cm.Call | None) -> None:
@@ -256,24 +261,9 @@ async def test_a_calls_service_commands_take_effect_in_the_order_issued() -> Non
     cancellation cancels the callback the drop has just requested). Another call's
     service commands do not wait for them."""
 
-    @dataclass
-    class Facts:
-        name: str = "facts"
-        rule: str = "R7"
-
-        def start(self, call: cm.Call, now: float) -> Any:
-            return 0
-
-        def step(
-            self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
-        ) -> tuple[Any, list[cmd.Command]]:
-            if isinstance(event, cm.PartiesConnected):
-                return state, [cmd.RecordFact("connected", {"call_id": event.call})]
-            if isinstance(event, cm.CallEnded):
-                return state, [cmd.RecordFact("ended", {"call_id": event.call})]
-            return state, []
-
-    engine, _, _ = make_engine(policy=Facts())
+    engine, _, _ = make_engine(
+        policy=RecordsFacts({cm.PartiesConnected: "connected", cm.CallEnded: "ended"})
+    )
     done: list[tuple[str, str]] = []
     release = asyncio.Event()
 
@@ -429,26 +419,11 @@ async def test_a_failing_engine_task_is_logged_with_its_traceback() -> None:
 async def test_a_service_bug_is_logged_with_its_traceback() -> None:
     """A service raising something not the project's own is `command_failed` with its traceback."""
 
-    @dataclass
-    class Facts:
-        name: str = "facts"
-        rule: str = "R8"
-
-        def start(self, call: cm.Call, now: float) -> Any:
-            return 0
-
-        def step(
-            self, state: Any, event: cm.CallEvent, call: cm.Call, now: float
-        ) -> tuple[Any, list[cmd.Command]]:
-            if isinstance(event, cm.PartiesConnected):
-                return state, [cmd.RecordFact("call", {"call_id": event.call})]
-            return state, []
-
     async def broken_store(command: cmd.RecordFact, call: cm.Call | None) -> None:
         msg = "call_id"
         raise KeyError(msg)
 
-    engine, _, _ = make_engine(policy=Facts())
+    engine, _, _ = make_engine(policy=RecordsFacts({cm.PartiesConnected: "call"}))
     engine.register_service(cmd.RecordFact, broken_store)
     with capture_logs() as logs:
         for event in bridged_call_events():
