@@ -537,6 +537,16 @@ class Standards(BaseModel):
                     "one-way audio promises a callback but callbacks are disabled",
                 )
             )
+        elif self.silent_caller.one_way_audio_callback and not self.callbacks.one_way_audio:
+            problems.append(
+                SubProblem(
+                    "silent_caller.one_way_audio_callback",
+                    "true",
+                    "false while callbacks.one_way_audio is false",
+                    "the phrase promises the caller a callback the scheduler would not make "
+                    "(callbacks.one_way_audio = false drops one-way-audio requests)",
+                )
+            )
         if problems:
             raise problems_error(problems)
         return self

@@ -728,7 +728,14 @@ def silent_caller_policy_factory(_config: Config) -> SilentCallerPolicy:
 
 
 def _one_way(standards: Standards) -> bool:
-    return standards.silent_caller.one_way_audio_callback and standards.callbacks.enabled
+    """Whether one-way audio ends in the callback phrase and a callback request: only when
+    the scheduler will make that callback (the configuration refuses the other case)."""
+    callbacks = standards.callbacks
+    return (
+        standards.silent_caller.one_way_audio_callback
+        and callbacks.enabled
+        and callbacks.one_way_audio
+    )
 
 
 def _cancel_timers(state: SilentCallerState) -> list[cmd.Command]:

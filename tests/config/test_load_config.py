@@ -300,6 +300,24 @@ def test_callback_scheduling_overrides_in_a_queue_or_number_are_refused(tmp_path
     assert "site-wide" in found[0].message
 
 
+def test_a_one_way_audio_callback_the_scheduler_would_not_make_is_refused(
+    tmp_path: Path,
+) -> None:
+    """zh §4's phrase promises a callback: with one-way-audio callbacks off the scheduler
+    would drop the request, so promising it (site or queue) is refused."""
+    site = '[site]\nprofile = "zh"\n[standards.callbacks]\none_way_audio = false\n'
+    [problem] = problems(tmp_path, site)
+    assert problem.key == "standards.silent_caller.one_way_audio_callback"
+    assert "callbacks.one_way_audio" in problem.accepted
+    queue = (
+        "[standards.callbacks]\none_way_audio = false\n"
+        "[queues.vip.silent_caller]\none_way_audio_callback = true\n"
+    )
+    assert [p.key for p in problems(tmp_path, queue)] == [
+        "queues.vip.silent_caller.one_way_audio_callback"
+    ]
+
+
 def test_a_queue_cannot_turn_on_callbacks_the_site_turned_off(tmp_path: Path) -> None:
     """With callbacks off for the site the scheduler does not dial at all."""
     text = "[standards.callbacks]\nenabled = false\n[queues.vip.callbacks]\nenabled = true\n"
