@@ -408,6 +408,9 @@ class CallModel:
         self.bridges: dict[str, set[LegId]] = {}
         # The calls told ``LinkLost`` and not yet ``LinkRestored``: when their link was lost.
         self._unheard: dict[CallId, float] = {}
+        # Calls told LinkLost whose events were applied again before the resync (they arrive
+        # while the channel list is awaited): when each was last heard.
+        self._heard_again: dict[CallId, float] = {}
 
     # -- queries --------------------------------------------------------------------------
 
@@ -427,7 +430,27 @@ class CallModel:
 
     # -- the transition function ------------------------------------------------------------
 
-    def apply(self, event: ev.PbxEvent, now: float) -> list[CallEvent]:  # noqa: C901, PLR0911, PLR0912
+    def apply(self, event: ev.PbxEvent, now: float) -> list[CallEvent]:
+        """Apply one PBX event; the call events it makes."""
+        if not self._unheard or isinstance(event, ev.PbxResynced | ev.PbxConnectionChanged):
+            return self._apply(event, now)
+        leg = self.legs.get(getattr(event, "leg", None) or LegId(""))
+        touched = {leg.call} if leg is not None else set()
+        out = self._apply(event, now)
+        touched |= {e.call for e in out}
+        for call_id in touched & self._unheard.keys():
+            self._heard_again[call_id] = now
+        return out
+
+    def _seen_until(self, call_id: CallId, now: float) -> float:
+        """The last moment a call told LinkLost was heard: the loss, or an event of it
+        applied since (``now`` for a call not told)."""
+        lost_at = self._unheard.get(call_id)
+        if lost_at is None:
+            return now
+        return max(lost_at, self._heard_again.get(call_id, lost_at))
+
+    def _apply(self, event: ev.PbxEvent, now: float) -> list[CallEvent]:  # noqa: C901, PLR0911, PLR0912
         match event:
             case ev.LegCreated():
                 return self._leg_created(event, now)
@@ -827,6 +850,7 @@ class CallModel:
             self.legs.pop(leg_id, None)
         self.calls.pop(call.id, None)
         self._unheard.pop(call.id, None)
+        self._heard_again.pop(call.id, None)
 
     # -- the link to the PBX ----------------------------------------------------------------
 
@@ -854,6 +878,7 @@ class CallModel:
             if call_id in self.calls
         ]
         self._unheard.clear()
+        self._heard_again.clear()
         return out
 
     # -- resync -----------------------------------------------------------------------------
@@ -862,25 +887,26 @@ class CallModel:
         """Reconcile with the PBX's list of live legs after a (re)connect.
 
         Legs we track that the PBX no longer has ended while we were away: they end with an
-        unknown cause, unseen (``LegEnd.seen``), when the link was lost (the outage is not
-        their time: a call's duration is what was seen of it). Legs the PBX has that we do
-        not know are added. Known legs keep their history; an answer or a bridge change the
-        switch lists for them is applied (nothing duplicated, nothing forgotten).
+        unknown cause, unseen (``LegEnd.seen``), when their call was last heard (the outage
+        is not their time: a call's duration is what was seen of it, never shorter). Legs
+        the PBX has that we do not know are added. Known legs keep their history; an answer
+        or a bridge change the switch lists for them is applied (nothing duplicated,
+        nothing forgotten).
 
         Holds known before the cut end (``how="link_lost"``): a switch does not list hold
         states, and an ``Unhold`` sent while the link was down is lost for good. Carrying on
         as if the hold went on could leave the daemon's hold program announcing over a
         resumed conversation until the call ends; ending it risks at most a silent rest of a
         hold that really goes on, until the agent resumes the call. Such a hold ends when
-        the link was lost (what was seen of it): when it really ended is unknown, and the
-        outage is not the agent's hold time (a 20 s hold released during a 5-minute outage
-        is not a hold over the limit).
+        its call was last heard (the loss, or an event of it that arrived while the list
+        was awaited): when it really ended is unknown, and the outage is not the agent's
+        hold time (a 20 s hold released during a 5-minute outage is not over the limit).
 
         Last, every call told ``LinkLost`` that is still live gets ``LinkRestored``.
         """
         out: list[CallEvent] = []
         for call in list(self.calls.values()):
-            seen_until = self._unheard.get(call.id, now)
+            seen_until = self._seen_until(call.id, now)
             for holder_id, hold in list(call.holds.items()):
                 del call.holds[holder_id]
                 ended_at = max(hold.started_at, seen_until)
@@ -900,7 +926,7 @@ class CallModel:
                     call,
                     leg,
                     ev.LegHungUp(leg_id, None, "gone while the daemon was disconnected"),
-                    self._unheard.get(call.id, now),
+                    self._seen_until(call.id, now),
                     seen=False,
                 )
             )

@@ -230,6 +230,30 @@ def test_a_call_gone_during_a_link_outage_has_no_invented_end() -> None:
     assert (facts["w.1"]["end_reason"], facts["w.1"]["ended_at"]) == ("unknown", T0 + 30)
 
 
+def test_a_call_heard_again_before_the_resync_does_not_end_before_it_was_heard() -> None:
+    """The link goes while a member's phone rings for the waiting caller; after the
+    re-login, while the channel list is awaited, another agent takes the call and both hang
+    up. The resync ends the ringing member (gone meanwhile): the call ends then, as last
+    heard, not at the loss, before its own connection."""
+    d = Driver(CallFacts())
+    d.feed(created(CALLER, "c.1"), ev.LegAnswered(CALLER), at=T0)
+    d.feed(agent_leg(AGENT), at=T0 + 5)
+    d.feed(ev.PbxConnectionChanged("asterisk", connected=False, reason="closed"), at=T0 + 10)
+    d.feed(
+        agent_leg(AGENT_B),
+        ev.LegAnswered(AGENT_B),
+        ev.LegJoinedBridge(AGENT_B, "b1"),
+        ev.LegJoinedBridge(CALLER, "b1"),
+        ev.AgentConnected(CALLER, AGENT_B, "bob", "support"),
+        at=T0 + 300,
+    )
+    hang_up(d, CALLER, AGENT_B, at=T0 + 340)
+    d.feed(ev.PbxResynced("asterisk", ()), at=T0 + 341)
+    [fact] = d.facts("call")
+    assert (fact["connected_at"], fact["ended_at"]) == (T0 + 300, T0 + 340)
+    assert fact["end_reason"] == "caller_hangup"
+
+
 def test_end_reason_of_a_call_that_ended_before_anyone_else_joined() -> None:
     """Not connected and not ended by the caller first: not_connected."""
     assert end_reason((), connected=False) == "not_connected"
