@@ -127,13 +127,35 @@ def _never_raising(bound: type[Any]) -> type[Any]:
     return NeverRaising
 
 
+class LevelGate:
+    """Drops the events below ``level`` just before they are rendered. With
+    ``configure_logging(capture_level=...)`` the loggers let lower events through for the
+    processors placed before the gate (the built-in simulator's scenarios wait for info
+    events whatever the daemon prints)."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def __call__(
+        self, _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        name = str(event_dict.get("level") or method_name).upper()
+        numeric = logging.getLevelName("WARNING" if name == "WARN" else name)
+        if isinstance(numeric, int) and numeric < self.level:
+            raise structlog.DropEvent
+        return event_dict
+
+
 def configure_logging(
     fmt: str = "auto",
     level: str = "info",
     stream: TextIO | None = None,
     tap: Callable[[Mapping[str, Any]], None] | None = None,
+    capture_level: str | None = None,
 ) -> None:
-    """Configure structlog for the process. ``fmt``: ``auto`` | ``json`` | ``console``."""
+    """Configure structlog for the process. ``fmt``: ``auto`` | ``json`` | ``console``.
+    ``capture_level`` (lower than ``level``): events from it up still reach the processors
+    (a ``tap``, or one inserted before the ``LevelGate``); only ``level`` and up are written."""
     out = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
@@ -145,6 +167,9 @@ def configure_logging(
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    captured = logging.getLevelName(capture_level.upper()) if capture_level else numeric
+    if not isinstance(captured, int) or captured > numeric:
+        captured = numeric
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -153,10 +178,12 @@ def configure_logging(
     ]
     if tap is not None:
         processors.append(_tap_processor(tap))
+    if captured < numeric:
+        processors.append(LevelGate(numeric))
     processors += [structlog.processors.format_exc_info, renderer]
     structlog.configure(
         processors=processors,
-        wrapper_class=_never_raising(structlog.make_filtering_bound_logger(numeric)),
+        wrapper_class=_never_raising(structlog.make_filtering_bound_logger(captured)),
         logger_factory=lambda *_args: _LineWriter(out),
         cache_logger_on_first_use=False,
     )

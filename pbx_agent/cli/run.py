@@ -44,7 +44,12 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     if args.shadow:
         config = config.model_copy(update={"shadow": True})
-    configure_logging(config.logging.format, config.logging.level)
+    # The built-in simulator's scenarios wait for the daemon's info events (a hold
+    # announcement) whatever logging.level prints.
+    simulated = config.pbx.kind == "simulated"
+    configure_logging(
+        config.logging.format, config.logging.level, capture_level="info" if simulated else None
+    )
     try:
         asyncio.run(_serve(config, Path(args.config) if args.config else None))
     except PbxAuthenticationFailed as exc:

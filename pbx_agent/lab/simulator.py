@@ -29,6 +29,7 @@ import structlog
 from pbx_agent.lab.drivers import AsteriskLabPbx, AsteriskLeg
 from pbx_agent.lab.scenario import LabContext, Scenario
 from pbx_agent.lab.scenarios import all_scenarios
+from pbx_agent.logging import LevelGate
 from pbx_agent.testing.asterisk_model import Tech
 from pbx_agent.testing.fake_asterisk import FakeAsterisk
 
@@ -54,6 +55,8 @@ LEFTOVER_GRACE_S = 5.0
 HELPER_GRACE_S = 5.0
 # The most log events one running scenario holds (the oldest are dropped beyond it).
 MAX_EVENTS_PER_SCENARIO = 5000
+# The newest AMI events, actions, AGI results and originations the fake switch keeps.
+SIM_HISTORY = 2000
 
 EventFilter = Callable[[Mapping[str, Any]], bool]
 
@@ -93,12 +96,15 @@ class LogFeed:
         return event_dict
 
     def install(self) -> None:
-        """Put the feed into the process's logging, just before the renderer (again if
-        logging was configured anew since)."""
+        """Put the feed into the process's logging (again if logging was configured anew
+        since): before the level gate when there is one (``run`` with the simulator
+        captures info events whatever ``logging.level`` prints), else just before the
+        renderer."""
         processors = list(structlog.get_config()["processors"])
         if any(p is self for p in processors):
             return
-        processors.insert(max(len(processors) - 1, 0), self)
+        gate = next((i for i, p in enumerate(processors) if isinstance(p, LevelGate)), None)
+        processors.insert(max(len(processors) - 1, 0) if gate is None else gate, self)
         structlog.configure(processors=processors)
 
     def uninstall(self) -> None:
@@ -206,6 +212,8 @@ class Simulator:
         deadline_s: float = SCENARIO_DEADLINE_S,
     ) -> None:
         self.fake = FakeAsterisk(username=SIM_USERNAME, secret=SIM_SECRET)
+        # Its records of what it sent and was sent stay bounded however long it runs.
+        self.fake.history_limit = SIM_HISTORY
         self.concurrency = concurrency
         self.mean_gap_s = mean_gap_s
         self.deadline_s = deadline_s

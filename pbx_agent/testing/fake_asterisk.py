@@ -354,6 +354,10 @@ class FakeAsterisk:
         self.rtcp_interval_s: float | None = None
         self.received: list[ReceivedAction] = []
         self.events: list[AmiMessage] = []
+        # How many of the newest actions, events, AGI results and originations the records
+        # above keep (None: all, as a test wants). The built-in simulator runs for days: it
+        # keeps a bounded tail (indexes into the records then shift as the oldest go).
+        self.history_limit: int | None = None
         self._switch: Switch | None = None
         self._server: asyncio.Server | None = None
         self._clients: dict[int, _AmiClient] = {}
@@ -686,7 +690,15 @@ class FakeAsterisk:
         )
         result = await session.run()
         self.agi_results.append(result)
+        self._keep_recent(self.agi_results)
         return result
+
+    def _keep_recent(self, records: list[Any]) -> None:
+        """Drop the oldest of ``records`` beyond ``history_limit`` (in batches, so each
+        append stays cheap)."""
+        limit = self.history_limit
+        if limit is not None and len(records) > 2 * limit:
+            del records[: len(records) - limit]
 
     def agi_environment(
         self, leg: Leg, url: str, args: Sequence[str] = ()
@@ -725,6 +737,7 @@ class FakeAsterisk:
     def _broadcast(self, fields: list[Field]) -> None:
         data = encode_message(fields)
         self.events.append(AmiMessage(tuple(fields)))
+        self._keep_recent(self.events)
         if self.events_lost:
             return
         for client in self._clients.values():
@@ -825,6 +838,9 @@ class FakeAsterisk:
             self._reply(client, message, "Error", [("Message", "Missing action in request")])
             return
         self.received.append(ReceivedAction(message, self.clock.now(), client.number))
+        self._keep_recent(self.received)
+        if self._switch is not None:
+            self._keep_recent(self._switch.originated)
         async with self._action_arrived:
             self._action_arrived.notify_all()
         if self.frozen or message.name.lower() in {name.lower() for name in self.ignore_actions}:

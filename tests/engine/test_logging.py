@@ -81,3 +81,32 @@ def test_a_failing_processor_loses_one_line_and_says_so_on_stderr(
         "decision",
         "RuntimeError: tap is broken",
     )
+
+
+def test_a_capture_level_feeds_the_processors_but_prints_only_the_level() -> None:
+    """``run`` with the built-in simulator at logging.level = warning: its scenarios still
+    see the info events (a processor before the gate, as the simulator's feed is placed),
+    while only warnings are written."""
+    out = io.StringIO()
+    seen: list[str] = []
+    configure_logging("json", "warning", stream=out, tap=lambda e: seen.append(e["event"]))
+    logger = structlog.get_logger("test")
+    logger.info("hold_cue")
+    logger.warning("simulated_call_failed")
+    assert seen == ["simulated_call_failed"]
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [
+        "simulated_call_failed"
+    ]
+    out, seen = io.StringIO(), []
+    configure_logging(
+        "json", "warning", stream=out, tap=lambda e: seen.append(e["event"]), capture_level="info"
+    )
+    logger.debug("not_captured")
+    logger.info("hold_cue")
+    logger.warning("simulated_call_failed")
+    logger.error("command_failed")
+    assert seen == ["hold_cue", "simulated_call_failed", "command_failed"]
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [
+        "simulated_call_failed",
+        "command_failed",
+    ]

@@ -5,6 +5,8 @@ generator plays lab scenarios as live calls. Run on the lab's time-lapse loop.""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +22,7 @@ from pbx_agent.lab.drivers import AsteriskLabPbx, AsteriskLeg
 from pbx_agent.lab.scenario import LabContext, Scenario
 from pbx_agent.lab.scenarios import all_scenarios
 from pbx_agent.lab.scenarios.hold import HELPER_CONTEXTS, short_hold
+from pbx_agent.logging import configure_logging
 
 SPEED = 20.0
 
@@ -290,3 +293,30 @@ def test_the_log_feed_keeps_only_what_running_scenarios_need() -> None:
         feed.uninstall()
         assert all(p is not feed for p in structlog.get_config()["processors"])
     assert [(e["event"], e["n"]) for e in events] == [("during", 2), ("during", 3), ("during", 4)]
+
+
+def test_the_simulated_switch_keeps_bounded_records() -> None:
+    """The fake switch behind `pbx-agent run` runs for days: its records are bounded."""
+    assert simulator.Simulator().fake.history_limit == simulator.SIM_HISTORY
+
+
+def test_the_log_feed_sees_info_events_when_the_daemon_prints_only_warnings() -> None:
+    """`run` with the simulator at logging.level = warning captures info events: the feed
+    goes before the level gate, so a scenario waiting for a hold announcement sees it,
+    while the log written holds only the warnings."""
+    saved = structlog.get_config()
+    out = io.StringIO()
+    try:
+        configure_logging("json", "warning", stream=out, capture_level="info")
+        feed = simulator.LogFeed()
+        logger = structlog.get_logger("test")
+        with feed.subscribe() as events:
+            logger.info("hold_cue", prompt="hold.announce")
+            logger.warning("simulated_call_failed")
+        feed.uninstall()
+    finally:
+        structlog.configure(**saved)
+    assert [e["event"] for e in events] == ["hold_cue", "simulated_call_failed"]
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [
+        "simulated_call_failed"
+    ]

@@ -150,3 +150,23 @@ async def test_hangup_of_a_whisper_channel_ends_both_local_halves(
     local = [e["Channel"] for e in pbx.events_named("Hangup")]
     assert [name.rsplit(";", 1)[1] for name in local] == ["1", "2"]
     assert bob.alive
+
+
+async def test_a_history_limit_keeps_the_newest_records_only(
+    pbx: FakeAsterisk, client: AmiTestClient
+) -> None:
+    """The built-in simulator runs for days: with history_limit set, the fake's records of
+    events and actions keep a bounded tail, the newest last; without it, everything."""
+    pbx.history_limit = 10
+    for n in range(60):
+        pbx.user_event("Tick", {"N": str(n)})
+        client.send("Ping", action_id=f"p{n}")
+        await client.response(f"p{n}")
+    assert len(pbx.events) <= 20
+    assert len(pbx.received) <= 20
+    assert pbx.events[-1]["N"] == "59"
+    assert pbx.received[-1].message["ActionID"] == "p59"
+    pbx.history_limit = None
+    for n in range(30):
+        pbx.user_event("Tock", {"N": str(n)})
+    assert sum(1 for e in pbx.events if e.get("UserEvent") == "Tock") == 30
