@@ -244,6 +244,9 @@ class Daemon:
         simulator = None
         if config.pbx.kind == "simulated":
             simulator, settings = await self._start_simulator()
+            # Stopped last of what follows (the closers run in reverse): after the AMI link
+            # and the FastAGI server let go of it, as a real switch outlives the daemon.
+            self._closers.append(simulator.stop_switch)
         assert settings is not None
         contexts = settings.contexts
         agi_host, agi_port = await self._start_fastagi(settings.fastagi_bind)
@@ -308,7 +311,7 @@ class Daemon:
             self.dialer.attach(adapter, audiosocket=await self._start_audiosocket(settings))
         if simulator is not None and self.fastagi is not None:
             simulator.start_traffic(self, self.fastagi.port)
-            self._closers.append(simulator.close)
+            self._closers.append(simulator.stop_traffic)
 
     async def _start_freeswitch(self, rules: RoleRules) -> None:
         """FreeSWITCH: the inbound Event Socket (events in, ``uuid_*`` commands out) and the

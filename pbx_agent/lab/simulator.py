@@ -318,7 +318,9 @@ class Simulator:
                 switch.ami_hangup(ch, 16)
         return sorted(ch.name for ch in left)
 
-    async def close(self) -> None:
+    async def stop_traffic(self) -> None:
+        """No new call, and the scenarios running are cancelled (their calls stay up on the
+        switch until it stops: the daemon is stopping, as if in front of a real switch)."""
         if self._runner is not None:
             self._runner.cancel()
         for task in list(self._tasks):
@@ -328,4 +330,12 @@ class Simulator:
                 *([self._runner] if self._runner else []), *self._tasks, return_exceptions=True
             )
         self.log_feed.uninstall()
+
+    async def stop_switch(self) -> None:
+        """Stop the fake switch: after the daemon let go of it (its AMI link and FastAGI
+        server closed), so a clean stop looks like one, not like a switch that died."""
         await self.fake.stop()
+
+    async def close(self) -> None:
+        await self.stop_traffic()
+        await self.stop_switch()

@@ -320,3 +320,31 @@ def test_the_log_feed_sees_info_events_when_the_daemon_prints_only_warnings() ->
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [
         "simulated_call_failed"
     ]
+
+
+def test_stopping_the_daemon_mid_call_is_a_clean_stop(pool: list[Scenario], tmp_path: Path) -> None:
+    """The daemon stops while a simulated customer is on hold: the switch outlives it, as a
+    real one would, so nothing says the switch was lost (no warning-level disconnect, no
+    hold program's FastAGI connection lost, no call told it went unheard)."""
+    held: list[bool] = []
+
+    async def stays_on_hold(ctx: LabContext) -> None:
+        await _held_call(ctx)
+        held.append(True)
+        await asyncio.Event().wait()
+
+    pool.append(_scenario("stays_on_hold", _once(stays_on_hold)))
+
+    async def body(_daemon: Daemon, _sim: _Traffic) -> None:
+        await _until(lambda: bool(held), 30, "the customer to be on hold")
+
+    events = _run(tmp_path, body)
+    assert [e["event"] for e in events if e["event"] == "hold_program_started"]
+    noisy = [
+        e
+        for e in events
+        if e["event"] in ("hook_connection_lost", "silent_caller_unheard")
+        or (e["event"] == "ami_disconnected" and e["log_level"] != "info")
+        or e.get("action") == "silent_caller_unheard"
+    ]
+    assert noisy == []
