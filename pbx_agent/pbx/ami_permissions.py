@@ -36,7 +36,8 @@ WRITE_CLASSES: Mapping[str, tuple[str, ...]] = {
     "CoreShowChannels": ("system", "reporting"),
     "CoreSettings": ("system", "reporting"),
     "Status": ("system", "call", "reporting"),
-    # Ping, Login, Logoff and Events need no class.
+    # Ping, Login, Logoff, Events and QueueStatus (app_queue registers it with none) need no
+    # class.
 }
 
 # The read classes the daemon needs, and the events of each it relies on.

@@ -47,7 +47,7 @@ from pbx_agent.pbx.ami_permissions import (
     missing_class_advice,
     originate_forbidden_advice,
 )
-from pbx_agent.pbx.asterisk_events import AsteriskTranslator
+from pbx_agent.pbx.asterisk_events import AsteriskTranslator, agents_from_queue_status
 from pbx_agent.pbx.asterisk_version import WhisperSupport, whisper_verdict
 from pbx_agent.pbx.resync import ResyncNotes
 from pbx_agent.pbx.tasks import ActionTasks
@@ -268,8 +268,31 @@ class AsteriskAdapter:
         for helper in sorted(str(h) for h in helpers_before if str(h) not in alive):
             self._helper_gone(LegId(helper))
         self._dispatch(self.translator.resynced(alive, before))
+        await self._identify_agents(legs, before)
         self._handle(ev.PbxConnectionChanged(self.name, connected=True))
         await self._check_version()
+
+    async def _identify_agents(self, legs: Sequence[ev.LiveLeg], before: set[str]) -> None:
+        """The queue members behind the bridged legs this resync found (their AgentConnect
+        was never seen): named and with their queue, as the live path names them. Never
+        fatal: without the list they stay named by their endpoint (``agents_unidentified``)."""
+        unseen = {str(live.created.leg) for live in legs if live.bridge} - before
+        if not unseen:
+            return
+        try:
+            response, items = await self.client.send_list("QueueStatus")
+            if response.name.lower() != "success":
+                raise PbxActionFailed("QueueStatus", response.get("Message") or "")
+        except PbxAgentError as exc:
+            log.info(
+                "agents_unidentified",
+                pbx=self.name,
+                legs=len(unseen),
+                reason=f"QueueStatus: {exc}",
+                note="agents found by the resync stay named by their endpoint",
+            )
+            return
+        self._dispatch(list[ev.PbxEvent](agents_from_queue_status(legs, items, unseen)))
 
     async def _check_version(self) -> None:
         """Say which Asterisk this is and whether its whispers reach a silent channel

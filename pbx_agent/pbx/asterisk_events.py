@@ -74,6 +74,48 @@ class _Origination:
     hung_up: bool = False
 
 
+def agents_from_queue_status(
+    legs: Iterable[ev.LiveLeg], items: Iterable[AmiMessage], unseen: Collection[str]
+) -> list[ev.AgentConnected]:
+    """Who the agents a resync found are, from a ``QueueStatus`` list: an ``AgentConnect``
+    the daemon never saw (lost with the link, or before it started) leaves a bridged agent
+    named by its endpoint, with no queue, so its tier limit, figures and callbacks' queue
+    would be wrong. Each ``unseen`` bridged leg whose endpoint is one queue member's
+    ``Location`` / ``StateInterface`` (the one in a call, when it is a member of several
+    queues) is that member, connected to the one other party of its bridge that is no
+    queue member. Ambiguous cases (two members on one device, two parties) name nobody."""
+    members: dict[str, list[tuple[str, str, bool]]] = {}
+    for item in items:
+        if item.name != "QueueMember":
+            continue
+        entry = (item.get("Queue") or "", item.get("Name") or "", item.get("InCall") == "1")
+        for key in {item.get("Location") or "", item.get("StateInterface") or ""} - {""}:
+            members.setdefault(key, []).append(entry)
+    live = list(legs)
+    by_bridge: dict[str, list[ev.LiveLeg]] = {}
+    for leg in live:
+        if leg.bridge:
+            by_bridge.setdefault(leg.bridge, []).append(leg)
+    out: list[ev.AgentConnected] = []
+    for leg in live:
+        found = members.get(leg.created.endpoint)
+        if str(leg.created.leg) not in unseen or not leg.bridge or not found:
+            continue
+        busy = [m for m in found if m[2]] or found
+        names = {name for _, name, _ in busy}
+        queues = {queue for queue, _, _ in busy}
+        parties = [
+            other
+            for other in by_bridge[leg.bridge]
+            if other is not leg and other.created.endpoint not in members
+        ]
+        if len(names) != 1 or len(parties) != 1:
+            continue
+        queue = queues.pop() if len(queues) == 1 else ""
+        out.append(ev.AgentConnected(parties[0].created.leg, leg.created.leg, names.pop(), queue))
+    return out
+
+
 @dataclass(slots=True)
 class AsteriskTranslator:
     """Stateful translation of one AMI stream. ``feed(message)`` returns neutral events."""

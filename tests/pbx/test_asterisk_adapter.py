@@ -312,6 +312,26 @@ async def test_daemon_started_mid_call_picks_the_call_up(pbx: FakeAsterisk) -> N
         assert call.agent is not None
 
 
+async def test_an_agent_found_by_the_resync_is_named_as_the_queue_names_it(
+    pbx: FakeAsterisk,
+) -> None:
+    """The call was connected by the queue before the daemon started (its AgentConnect
+    never seen): the agent is the queue member Alice of "support", as the live path would
+    name her (her tier, the figures and a callback's queue depend on it), not the device."""
+    pbx.add_queue_member("support", "agent-1001", "Alice")
+    caller = await pbx.inbound_call(caller="79161234567")
+    await caller.answer()
+    await caller.connect_agent(endpoint="agent-1001", queue="support", member_name="Alice")
+    async with attached(pbx) as (engine, _, _):
+        call_id = CallId(caller.linkedid)
+        await wait_for(
+            lambda: call_id in engine.model.calls and engine.model.calls[call_id].queue is not None
+        )
+        call = engine.model.calls[call_id]
+        assert call.agent_leg is not None
+        assert (call.agent_leg.agent, call.queue) == ("Alice", "support")
+
+
 async def test_prompt_finished_when_the_whisper_channel_ends(pbx: FakeAsterisk) -> None:
     """The whisper channel hanging up after its playback is reported as PromptDone."""
     async with attached(pbx) as (engine, _, recorder):

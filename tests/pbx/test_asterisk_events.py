@@ -6,8 +6,13 @@ from pathlib import Path
 
 from pbx_agent.model import events as ev
 from pbx_agent.model.events import Direction, LegId
-from pbx_agent.pbx.asterisk_events import AsteriskTranslator, endpoint_of
+from pbx_agent.pbx.asterisk_events import (
+    AsteriskTranslator,
+    agents_from_queue_status,
+    endpoint_of,
+)
 from pbx_agent.wire.ami import AmiDecoder, AmiMessage
+from tests.engine.builders import created
 
 TRACES = Path(__file__).resolve().parents[1] / "traces" / "asterisk-22"
 
@@ -267,3 +272,49 @@ def test_after_a_resync_an_origination_listed_up_is_answered_and_an_unlisted_one
     assert set(translator.originations) == {"chan-ringing", "chan-late"}
     assert "chan-gone" not in translator.origins
     assert "chan-late" in translator.origins
+
+
+def _member(queue: str, name: str, location: str, *, in_call: bool) -> AmiMessage:
+    return AmiMessage(
+        (
+            ("Event", "QueueMember"),
+            ("Queue", queue),
+            ("Name", name),
+            ("Location", location),
+            ("StateInterface", location),
+            ("InCall", "1" if in_call else "0"),
+        )
+    )
+
+
+def _bridged(caller: str, agent: str, endpoint: str, bridge: str) -> list[ev.LiveLeg]:
+    return [
+        ev.LiveLeg(created(caller, caller, number="79161234567"), True, bridge),
+        ev.LiveLeg(
+            created(agent, caller, endpoint=endpoint, direction=Direction.OUTBOUND), True, bridge
+        ),
+    ]
+
+
+def test_queue_status_names_the_agents_a_resync_found() -> None:
+    """A bridged agent the resync found (its AgentConnect never seen) is the queue member
+    on its device, in the queue where it is in a call; a leg already known, a device two
+    members share and a device no member has are left as they are."""
+    legs = [
+        *_bridged("c1", "a1", "PJSIP/agent-1001", "b1"),
+        *_bridged("c2", "a2", "PJSIP/agent-1002", "b2"),
+        *_bridged("c3", "a3", "PJSIP/agent-1003", "b3"),
+        *_bridged("c4", "a4", "PJSIP/desk-7", "b4"),
+    ]
+    items = [
+        _member("sales", "Alice", "PJSIP/agent-1001", in_call=False),
+        _member("support", "Alice", "PJSIP/agent-1001", in_call=True),
+        _member("support", "Bob", "PJSIP/agent-1002", in_call=True),
+        _member("support", "Carol", "PJSIP/agent-1003", in_call=True),
+        _member("support", "Dan", "PJSIP/agent-1003", in_call=True),
+        AmiMessage((("Event", "QueueStatusComplete"),)),
+    ]
+    unseen = {"c1", "a1", "c3", "a3", "c4", "a4"}  # a2's AgentConnect was seen
+    assert agents_from_queue_status(legs, items, unseen) == [
+        ev.AgentConnected(LegId("c1"), LegId("a1"), "Alice", "support")
+    ]
