@@ -121,6 +121,17 @@ async def _held_call(ctx: LabContext) -> AsteriskLeg:
     return caller
 
 
+def _on_hold_for_ever(held: list[bool]) -> Callable[[LabContext], Awaitable[None]]:
+    """A script that puts its customer on hold, notes it in ``held`` and never ends."""
+
+    async def run(ctx: LabContext) -> None:
+        await _held_call(ctx)
+        held.append(True)
+        await asyncio.Event().wait()
+
+    return run
+
+
 def _nothing_left_up(daemon: Daemon, sim: _Traffic) -> bool:
     return not sim.fake.switch.channels and not daemon.engine.model.calls
 
@@ -182,13 +193,7 @@ def test_a_scenario_past_its_deadline_leaves_no_call_up(
     """A script stuck for ever (here: on hold) is abandoned at its deadline and its call
     hung up like a failed one's."""
     held: list[bool] = []
-
-    async def stuck_on_hold(ctx: LabContext) -> None:
-        await _held_call(ctx)
-        held.append(True)
-        await asyncio.Event().wait()
-
-    pool.append(_scenario("stuck_on_hold", _once(stuck_on_hold)))
+    pool.append(_scenario("stuck_on_hold", _once(_on_hold_for_ever(held))))
 
     async def body(daemon: Daemon, sim: _Traffic) -> None:
         await _until(lambda: bool(held), 30, "the customer to be on hold")
@@ -327,13 +332,7 @@ def test_stopping_the_daemon_mid_call_is_a_clean_stop(pool: list[Scenario], tmp_
     real one would, so nothing says the switch was lost (no warning-level disconnect, no
     hold program's FastAGI connection lost, no call told it went unheard)."""
     held: list[bool] = []
-
-    async def stays_on_hold(ctx: LabContext) -> None:
-        await _held_call(ctx)
-        held.append(True)
-        await asyncio.Event().wait()
-
-    pool.append(_scenario("stays_on_hold", _once(stays_on_hold)))
+    pool.append(_scenario("stays_on_hold", _once(_on_hold_for_ever(held))))
 
     async def body(_daemon: Daemon, _sim: _Traffic) -> None:
         await _until(lambda: bool(held), 30, "the customer to be on hold")
