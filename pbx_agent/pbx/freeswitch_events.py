@@ -814,7 +814,7 @@ class FreeswitchTranslator:
         for row in rows:
             uid = row["uuid"]
             answered = self._row_answered(row) or uid in answered_since
-            state = self._adopt(created[uid], answered, bridges, rows)
+            state = self._adopt(created[uid], answered, bridges, rows, listed=created)
             state.holding = uid in holding
             if state.moh_app is not None and state.peer is not None and state.peer not in holding:
                 # Hold music whose end was lost in the outage (the unhold came meanwhile):
@@ -823,7 +823,9 @@ class FreeswitchTranslator:
                 state.moh_app = None
             # The peer of a leg that holds hears the switch's music: never broadcast to it.
             music = state.peer in holding and state.moh_app is None
-            if music:
+            if state.peer in holding:
+                # Whichever playback was its music, its end may have been lost in the outage
+                # (a resume and a new hold meanwhile): the peer's unhold ends it now.
                 state.moh_app = RESYNCED_MUSIC
             out.append(ev.LiveLeg(created[uid], answered, bridges.get(uid), on_hold_music=music))
         for party, helper in listeners.items():
@@ -908,8 +910,12 @@ class FreeswitchTranslator:
         answered: bool,
         bridges: Mapping[str, str],
         rows: Iterable[Mapping[str, str]],
+        *,
+        listed: Collection[str] = (),
     ) -> _Leg:
-        """Track a leg first seen in a resync (its later events must find it)."""
+        """Track a leg first seen in a resync (its later events must find it), and take the
+        rows' pairing for a known leg whose peer is no longer ``listed`` (it was handed to
+        another party while the link was down: its talk events are that party's now)."""
         uid = str(created.leg)
         state = self.legs.get(uid)
         if state is None:
@@ -917,6 +923,8 @@ class FreeswitchTranslator:
             self.legs[uid] = state
         state.answered = state.answered or answered
         bridge = bridges.get(uid)
+        if state.peer is not None and listed and state.peer not in listed:
+            state.peer = None
         if bridge is not None and state.peer is None:
             state.bridge = bridge
             state.peer = next(

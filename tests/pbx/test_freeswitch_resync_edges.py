@@ -298,6 +298,82 @@ async def test_a_bridge_after_hold_music_survives_a_reconnect(fs: FakeFreeSwitch
         assert None not in bridges
 
 
+async def outage(fs: FakeFreeSwitch, d: Daemon, during: Any) -> None:
+    """The Event Socket goes down (nothing is sent or heard), ``during`` happens on the
+    switch, the link comes back and the daemon resyncs."""
+    before = d.adapter.client.connections
+    fs.freeze()
+    fs.drop_connections()
+    await until(lambda: not d.adapter.client.connected, "the drop")
+    done = during()
+    if asyncio.iscoroutine(done):
+        await done
+    fs.thaw()
+    await until(lambda: d.adapter.client.connections == before + 1, "the reconnect")
+    await asyncio.sleep(0.2)
+
+
+def speech_on(d: Daemon, leg: str) -> int:
+    return sum(1 for e in d.recorder.seen if isinstance(e, cm.SpeechStarted) and e.leg == leg)
+
+
+async def talk_is_heard(fs: FakeFreeSwitch, d: Daemon, leg: Any) -> bool:
+    before = speech_on(d, leg.uuid)
+    fs.talk(leg, talking=True)
+    await asyncio.sleep(0.3)
+    fs.talk(leg, talking=False)
+    await asyncio.sleep(0.3)
+    return speech_on(d, leg.uuid) > before
+
+
+async def test_hold_music_of_a_hold_taken_again_during_an_outage_ends_at_the_unhold(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The agent resumes and holds again while the link is down (the first music's end is
+    lost, the second music has another id); after the resync the agent's unhold ends the
+    customer's music, and talk on the customer's leg is heard again."""
+    async with daemon(fs) as d:
+        caller = fs.inbound_call("79161234567", "Ivan", "100")
+        agent = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
+        assert agent is not None
+        await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+        fs.hold(agent)
+        await until(lambda: d.adapter.translator.hears_hold_music(caller.uuid), "hold music")
+
+        def resume_and_hold_again() -> None:
+            fs.unhold(agent)
+            fs.hold(agent)
+
+        await outage(fs, d, resume_and_hold_again)
+        assert d.adapter.translator.hears_hold_music(caller.uuid)
+        fs.unhold(agent)
+        await until(lambda: not d.adapter.translator.hears_hold_music(caller.uuid), "unhold")
+        assert await talk_is_heard(fs, d, caller)
+
+
+async def test_a_caller_handed_to_another_agent_during_an_outage_hears_the_new_one(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The first agent leaves and a second one is bridged to the caller while the link is
+    down: after the resync the caller's leg is paired with the second agent, so talk on it
+    is heard (it was dropped as unpaired, the dead-air rule then seeing silence)."""
+    async with daemon(fs) as d:
+        caller = fs.inbound_call("79161234567", "Ivan", "100")
+        first = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
+        assert first is not None
+        await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+        second: list[Any] = []
+
+        async def hand_over() -> None:
+            fs.model.unbridge(caller, first, b_cause="NORMAL_CLEARING")
+            fs.model.end_alone(first, "NORMAL_CLEARING")
+            second.append(await fs.bridge(caller, "sofia/internal/agent-1002@127.0.0.1"))
+
+        await outage(fs, d, hand_over)
+        assert d.adapter.translator.peer_of(caller.uuid) == second[0].uuid
+        assert await talk_is_heard(fs, d, caller)
+
+
 # -- 5. events right behind the rows ----------------------------------------------------------
 
 
