@@ -14,7 +14,7 @@ transaction (``CallbackRepository.claim_due``, p50/p99), and duplicates counted 
 ids the dialers were asked to call more than once, and jobs with more than one attempt row.
 
     .venv/bin/python bench/claims_bench.py               # 1,000,000 jobs, 30 s
-    .venv/bin/python bench/claims_bench.py --quick       # 100,000 jobs, 8 s
+    .venv/bin/python bench/claims_bench.py --quick       # 100,000 jobs, 5 s
 
 PostgreSQL: ``--pg`` (default ``$PBX_AGENT_TEST_PG`` or postgresql://postgres@127.0.0.1:5432/
 postgres), an account allowed to create databases; skipped with a note when unreachable.
@@ -40,7 +40,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from common import BENCH, ROOT, null_stream, quantiles_ms, raise_priority, write_json
+from common import (
+    BENCH,
+    ROOT,
+    at_least,
+    null_stream,
+    quantiles_ms,
+    raise_priority,
+    write_json,
+)
 
 from pbx_agent.clock import LoopClock
 from pbx_agent.config import Config
@@ -365,19 +373,19 @@ def main(argv: list[str]) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--jobs", type=int)
-    parser.add_argument("--seconds", type=float)
-    parser.add_argument("--daemons", type=int)
+    parser.add_argument("--jobs", type=at_least(1))
+    parser.add_argument("--seconds", type=at_least(0.1, float))
+    parser.add_argument("--daemons", type=at_least(1))
     parser.add_argument("--profile", action="store_true", help="cProfile the first daemon")
     parser.add_argument("--pg", default=DEFAULT_PG, help="admin DSN of the PostgreSQL server")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     work = Workload.quick() if args.quick else Workload.full()
-    if args.jobs:
+    if args.jobs is not None:
         work = replace(work, jobs=args.jobs)
-    if args.seconds:
+    if args.seconds is not None:
         work = replace(work, seconds=args.seconds)
-    if args.daemons:
+    if args.daemons is not None:
         work = replace(work, daemons=args.daemons)
     result = asyncio.run(bench(work, args.pg, profile=args.profile))
     report(result)

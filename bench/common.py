@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -10,13 +11,31 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
+
+
+def at_least(low: float, kind: Callable[[str], float] = int) -> Callable[[str], float]:
+    """An argparse ``type``: a number (``kind``) no smaller than ``low``, else a clear
+    usage error (a size of 0 ran the default, or ended in a traceback)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            msg = f"{text!r} is not a number"
+            raise argparse.ArgumentTypeError(msg) from None
+        if not value >= low:  # also refuses nan
+            msg = f"{text!r}: must be at least {low:g}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
 
 
 def quantiles_ms(samples_s: Sequence[float]) -> dict[str, float]:

@@ -7,9 +7,11 @@ transcripts, many calls interleaved, cut into 4 KiB reads) go through:
 - ``daemon``: the daemon's whole path for an event: the decoder, the AMI client's routing
   (``AmiClient._route``, with the metrics wrapper the daemon installs), the Asterisk
   translator, ``Engine.handle`` with every policy of the default configuration, the call
-  model, the metrics listeners and the JSON log lines (rendered, written to /dev/null). The
-  commands the policies issue run through an executor that does no I/O, and the service
-  commands (facts, flags, callbacks) go to handlers that accept them and do nothing;
+  model, the metrics listeners and the JSON log lines (rendered, written to /dev/null). A
+  command a policy issued would run through an executor that does no I/O, but on this corpus
+  none does (its holds are decided ``hold_not_announced``): this is the event path, the
+  command path is ``live_bench.py``'s; the service commands (facts: every call's record) go
+  to handlers that accept them and do nothing;
 - ``panoramisk``: ``AMIProtocol.data_received`` with its ``Message`` parsing and its
   ``Manager.dispatch`` to one no-op callback registered for every event.
 
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ami_corpus import build_stream, chunks
-from common import median, null_stream, pin_to_one_core, write_json
+from common import at_least, median, null_stream, pin_to_one_core, write_json
 
 from pbx_agent.clock import ManualClock
 from pbx_agent.config import Config
@@ -305,8 +307,8 @@ def report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--events", type=at_least(1), default=100_000)
+    parser.add_argument("--rounds", type=at_least(1), default=5)
     parser.add_argument("--profile", action="store_true", help="cProfile the daemon path")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)

@@ -38,6 +38,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from common import at_least
 
 from pbx_agent.clock import ManualClock
 from pbx_agent.config import Config
@@ -323,16 +324,16 @@ def report(result: Result) -> None:
 async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="50,000 rows, 500 decisions")
-    parser.add_argument("--rows", type=int, help="interaction rows (default 1,000,000)")
-    parser.add_argument("--decisions", type=int, help="decisions to time")
+    parser.add_argument("--rows", type=at_least(0), help="interaction rows (default 1,000,000)")
+    parser.add_argument("--decisions", type=at_least(2), help="decisions to time (at least 2)")
     parser.add_argument("--only", choices=("sqlite", "postgres"))
     parser.add_argument("--pg", default=DEFAULT_PG, help="admin DSN of the PostgreSQL server")
     parser.add_argument("--json", type=Path, default=Path("var/route-bench.json"))
     args = parser.parse_args(argv)
     work = Workload.quick() if args.quick else Workload.full()
-    if args.rows:
+    if args.rows is not None:
         work = Workload(**{**asdict(work), "rows": args.rows})
-    if args.decisions:
+    if args.decisions is not None:
         work = Workload(**{**asdict(work), "decisions": args.decisions})
     print(
         f"route decisions: {work.rows:,} rows, {work.numbers:,} callers in the history, "

@@ -128,3 +128,24 @@ def test_live_benchmark_times_holds_and_prompts_on_a_small_load(tmp_path: Path) 
     assert result["silent_prompt_error"]["n"] > 0
     assert set(result["rss_bytes"]) == {"0", "30", "60"}
     assert result["kept_per_call"]
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "said"),
+    [
+        ("parse_bench.py", ["--events", "0"], "--events: '0': must be at least 1"),
+        ("parse_bench.py", ["--rounds", "x"], "--rounds: 'x' is not a number"),
+        ("route_bench.py", ["--quick", "--decisions", "1"], "--decisions: '1': must be at least 2"),
+        ("claims_bench.py", ["--quick", "--jobs", "0"], "--jobs: '0': must be at least 1"),
+        ("claims_bench.py", ["--quick", "--seconds", "nan"], "--seconds: 'nan': must be at least"),
+    ],
+)
+def test_a_size_a_benchmark_cannot_run_is_a_usage_error(
+    script: str, argv: list[str], said: str
+) -> None:
+    """A size of 0 ran the default workload (or a full 1,000,000-row run) and others ended
+    in a traceback: each is now refused before anything runs, saying why."""
+    done = run_script(str(BENCH / script), *argv, timeout_s=60)
+    assert done.returncode == 2
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
