@@ -80,6 +80,10 @@ _SET_APPS = frozenset({"set", "export", "set_profile_var"})
 # How often an undecided machine detection is looked at again (one AMD() frame is 20 ms).
 AMD_TICK_S = 0.1
 # A resync row of a leg hanging up (CHANNEL_HANGUP fired, CHANNEL_DESTROY not yet: 03b).
+# The A-leg applications whose second answered leg of the same call (``call_uuid``, which
+# FreeSWITCH sets on a bridge) is its bridged party in the resync's rows: ``bridge``, and
+# ``callcenter`` (mod_callcenter bridges the agent to the waiting member itself).
+_BRIDGING_APPS = frozenset({"bridge", "callcenter"})
 _ENDED_CALL_STATES = frozenset({"HANGUP"})
 _ENDED_STATES = frozenset({"CS_HANGUP", "CS_REPORTING", "CS_DESTROY"})
 # Hold music a resync found (``show channels`` names no playback): unhold ends it.
@@ -854,7 +858,7 @@ class FreeswitchTranslator:
             a_leg = next((m for m in members if m["uuid"] == call and call in talking), None)
             if known is not None and known.peer == second and known.bridge is not None:
                 bridges[first] = bridges[second] = known.bridge
-            elif a_leg is not None and a_leg.get("application") == "bridge":
+            elif a_leg is not None and a_leg.get("application") in _BRIDGING_APPS:
                 bridges[first] = bridges[second] = f"{first}+{second}"
         return bridges, listeners
 

@@ -24,6 +24,7 @@ from pbx_agent.pbx.esl_client import EslSettings
 from pbx_agent.pbx.freeswitch import FreeswitchAdapter, FreeswitchOptions
 from pbx_agent.pbx.freeswitch_events import FreeswitchTranslator
 from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
+from pbx_agent.testing.fake_freeswitch_model import new_uuid
 from pbx_agent.wire.esl import EslEvent
 from tests.pbx.recording import Recorder, until
 
@@ -372,6 +373,37 @@ async def test_a_caller_handed_to_another_agent_during_an_outage_hears_the_new_o
         await outage(fs, d, hand_over)
         assert d.adapter.translator.peer_of(caller.uuid) == second[0].uuid
         assert await talk_is_heard(fs, d, caller)
+
+
+async def test_a_callcenter_call_connected_during_an_outage_is_connected_after_it(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The caller waits in mod_callcenter (its application is ``callcenter``, not
+    ``bridge``); an agent answers and is bridged by the module while the link is down. The
+    resync's rows pair them (same call_uuid, both answered): the call is connected, so its
+    holds, dead air and figures are followed, not a lone caller's."""
+    async with daemon(fs) as d:
+        caller = fs.inbound_call("79161234567", "Ivan", "100")
+        fs.model.unpark(caller)
+        fs.model.execute(caller, "callcenter", "support@default", new_uuid())
+        await until(lambda: "CallStarted" in d.recorder.kinds(), "the call")
+
+        def agent_answers() -> None:
+            agent = fs.model.outbound(
+                "sofia/internal/agent-1001@127.0.0.1",
+                uuid=None,
+                caller_number=caller.caller_number,
+                caller_name="",
+                variables={},
+                originator=caller,
+            )
+            fs.model.answer(agent)
+            fs.model.bridge(caller, agent)
+
+        await outage(fs, d, agent_answers)
+        assert "PartiesConnected" in d.recorder.kinds()
+        [call] = d.engine.model.calls.values()
+        assert call.agent is not None and call.connected_at is not None
 
 
 # -- 5. events right behind the rows ----------------------------------------------------------
