@@ -279,14 +279,20 @@ async def test_a_daemon_started_beside_a_listener_sees_a_lone_caller(fs: FakeFre
 # -- 4. bridges the rows do not show ----------------------------------------------------------
 
 
+async def bridged_call(fs: FakeFreeSwitch, d: Daemon) -> tuple[Any, Any]:
+    """A caller bridged to agent-1001, the daemon having seen them connected."""
+    caller = fs.inbound_call("79161234567", "Ivan", "100")
+    agent = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
+    assert agent is not None
+    await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+    return caller, agent
+
+
 async def test_a_bridge_after_hold_music_survives_a_reconnect(fs: FakeFreeSwitch) -> None:
     """After hold music the A-leg's application is no longer ``bridge``: the legs the
     translator knows as peers stay bridged."""
     async with daemon(fs) as d:
-        caller = fs.inbound_call("79161234567", "Ivan", "100")
-        agent = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
-        assert agent is not None
-        await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+        caller, agent = await bridged_call(fs, d)
         fs.hold(agent)
         await until(lambda: d.adapter.translator.hears_hold_music(caller.uuid), "hold music")
         fs.unhold(agent)
@@ -334,10 +340,7 @@ async def test_hold_music_of_a_hold_taken_again_during_an_outage_ends_at_the_unh
     lost, the second music has another id); after the resync the agent's unhold ends the
     customer's music, and talk on the customer's leg is heard again."""
     async with daemon(fs) as d:
-        caller = fs.inbound_call("79161234567", "Ivan", "100")
-        agent = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
-        assert agent is not None
-        await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+        caller, agent = await bridged_call(fs, d)
         fs.hold(agent)
         await until(lambda: d.adapter.translator.hears_hold_music(caller.uuid), "hold music")
 
@@ -359,10 +362,7 @@ async def test_a_caller_handed_to_another_agent_during_an_outage_hears_the_new_o
     down: after the resync the caller's leg is paired with the second agent, so talk on it
     is heard (it was dropped as unpaired, the dead-air rule then seeing silence)."""
     async with daemon(fs) as d:
-        caller = fs.inbound_call("79161234567", "Ivan", "100")
-        first = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
-        assert first is not None
-        await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+        caller, first = await bridged_call(fs, d)
         second: list[Any] = []
 
         async def hand_over() -> None:
@@ -444,10 +444,7 @@ async def test_a_bridge_ended_right_behind_the_channel_list_stays_ended(
     """Both legs stay up after their bridge ends right behind the reply: the rows (the
     A-leg still runs ``bridge``) do not join them again."""
     async with daemon(fs) as d:
-        caller = fs.inbound_call("79161234567", "Ivan", "100")
-        agent = await fs.bridge(caller, "sofia/internal/agent-1001@127.0.0.1")
-        assert agent is not None
-        await until(lambda: "PartiesConnected" in d.recorder.kinds(), "the bridge")
+        caller, agent = await bridged_call(fs, d)
         fs.after_channel_list = lambda: fs.model.unbridge(caller, agent, b_cause="NORMAL_CLEARING")
         await reconnect(fs, d)
         legs = d.engine.model.legs
