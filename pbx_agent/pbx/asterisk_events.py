@@ -86,8 +86,8 @@ def agents_from_queue_status(
     queue member. Ambiguous cases (two members on one device, two parties) name nobody."""
     members: dict[str, list[tuple[str, str, bool]]] = {}
     for item in items:
-        if item.name != "QueueMember":
-            continue
+        if item.name != "QueueMember" or not item.get("Name"):
+            continue  # a member with no name names nobody (its device name stays)
         entry = (item.get("Queue") or "", item.get("Name") or "", item.get("InCall") == "1")
         for key in {item.get("Location") or "", item.get("StateInterface") or ""} - {""}:
             members.setdefault(key, []).append(entry)

@@ -79,11 +79,11 @@ PLAYBACK_APPS = frozenset({"playback", "endless_playback", "play_and_get_digits"
 _SET_APPS = frozenset({"set", "export", "set_profile_var"})
 # How often an undecided machine detection is looked at again (one AMD() frame is 20 ms).
 AMD_TICK_S = 0.1
-# A resync row of a leg hanging up (CHANNEL_HANGUP fired, CHANNEL_DESTROY not yet: 03b).
 # The A-leg applications whose second answered leg of the same call (``call_uuid``, which
 # FreeSWITCH sets on a bridge) is its bridged party in the resync's rows: ``bridge``, and
 # ``callcenter`` (mod_callcenter bridges the agent to the waiting member itself).
 _BRIDGING_APPS = frozenset({"bridge", "callcenter"})
+# A resync row of a leg hanging up (CHANNEL_HANGUP fired, CHANNEL_DESTROY not yet: 03b).
 _ENDED_CALL_STATES = frozenset({"HANGUP"})
 _ENDED_STATES = frozenset({"CS_HANGUP", "CS_REPORTING", "CS_DESTROY"})
 # Hold music a resync found (``show channels`` names no playback): unhold ends it.

@@ -318,3 +318,24 @@ def test_queue_status_names_the_agents_a_resync_found() -> None:
     assert agents_from_queue_status(legs, items, unseen) == [
         ev.AgentConnected(LegId("c1"), LegId("a1"), "Alice", "support")
     ]
+
+
+def test_queue_status_items_missing_fields_name_nobody() -> None:
+    """A QueueMember without a name, without a device, with a name full of control
+    characters, or an unrelated item in the list: nothing is invented, nothing raises; the
+    name is passed on as the switch gave it (the log escapes it)."""
+    legs = [
+        *_bridged("c1", "a1", "PJSIP/agent-1001", "b1"),
+        *_bridged("c2", "a2", "PJSIP/agent-1002", "b2"),
+    ]
+    items = [
+        AmiMessage(
+            (("Event", "QueueMember"), ("Queue", "support"), ("Location", "PJSIP/agent-1001"))
+        ),
+        AmiMessage((("Event", "QueueMember"), ("Queue", "support"), ("Name", "Ghost"))),
+        _member("support", "Eve\r\nEvent: Forged", "PJSIP/agent-1002", in_call=True),
+        AmiMessage((("Event", "QueueParams"), ("Queue", "support"))),
+    ]
+    assert agents_from_queue_status(legs, items, {"c1", "a1", "c2", "a2"}) == [
+        ev.AgentConnected(LegId("c2"), LegId("a2"), "Eve\r\nEvent: Forged", "support")
+    ]
