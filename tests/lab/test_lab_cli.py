@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 
 import pytest
+
+from tests.lab.interrupt import interrupt_when
 
 ENTRY = "import sys; from pbx_agent.cli import main; sys.exit(main(sys.argv[1:]))"
 FOUNDATION = ("link_cut_mid_call", "malformed_frame")
@@ -93,19 +94,8 @@ def test_ctrl_c_stops_the_lab_cleanly() -> None:
             text=True,
             env=env,
         )
-        try:
-            assert proc.stdout is not None
-            lines: list[str] = []
-            for line in proc.stdout:  # the first decision: a scenario is under way
-                lines.append(line)
-                if '"event": "decision"' in line:
-                    break
-            proc.send_signal(signal.SIGINT)
-            out, _ = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        # The first decision: a scenario is under way.
+        lines, out, _ = interrupt_when(proc, lambda line: '"event": "decision"' in line, 60)
         err.seek(0)
         stderr = err.read()
     log = "".join(lines) + out

@@ -9,7 +9,6 @@ import gc
 import inspect
 import logging
 import math
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from pbx_agent.lab import timelapse
+from tests.lab.interrupt import interrupt_when
 
 
 @pytest.mark.parametrize("speed", [0.0, -1.0, math.nan, math.inf])
@@ -144,15 +144,8 @@ def test_ctrl_c_ends_a_time_lapse_run_without_a_traceback() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    lines, out, err = interrupt_when(proc, lambda line: line == "ready\n", 30)
+    assert lines == ["ready\n"]
     assert proc.returncode == 130, err
     assert sorted(out.split("\n")[:-1]) == ["background finally", "interrupted", "main finally"]
     assert err == ""
