@@ -237,3 +237,29 @@ def test_the_audio_callback_extension_is_required_only_when_unicast_is_used(
     keys = [(p.key, p.value) for p in check_dialplan(config, tmp_path)]
     expected = [("freeswitch.callback_audio_extension", "pbxagent_callback_audio")]
     assert keys == (expected if missing else [])
+
+
+def test_a_freeswitch_file_that_is_not_xml_is_named_and_the_rest_checked(
+    tmp_path: Path,
+) -> None:
+    """A truncated XML file beside the shipped ones: one problem naming it and the parser's
+    reason, no traceback; the other files' sockets are still checked, by file:line."""
+    shutil.copytree(DIALPLAN / "freeswitch", tmp_path / "freeswitch")
+    (tmp_path / "freeswitch" / "broken.xml").write_text(
+        '<include>\n  <extension name="x">\n    <condition', encoding="utf-8"
+    )
+    config = load_config(
+        None,
+        env={
+            "PBX_AGENT_PBX__KIND": "freeswitch",
+            "PBX_AGENT_FREESWITCH__PASSWORD": "x",
+            "PBX_AGENT_FREESWITCH__OUTBOUND_BIND": "127.0.0.1:8085",
+        },
+    )
+    found = check_dialplan(config, tmp_path)
+    [broken] = [p for p in found if p.key.endswith("broken.xml")]
+    assert broken.value == "(not XML)"
+    assert broken.message
+    sockets = [p for p in found if "outbound_bind" in p.accepted]
+    assert sockets
+    assert all(p.key.rpartition(":")[2].isdigit() for p in sockets)
