@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from pbx_agent.model import events as ev
 from pbx_agent.model.events import CallId, Direction, LegId
+from pbx_agent.pbx.resync import agents_in_bridges
 from pbx_agent.wire.ami import AmiMessage
 
 FEATURE_USEREVENT = "PbxAgentFeature"
@@ -91,29 +92,21 @@ def agents_from_queue_status(
         entry = (item.get("Queue") or "", item.get("Name") or "", item.get("InCall") == "1")
         for key in {item.get("Location") or "", item.get("StateInterface") or ""} - {""}:
             members.setdefault(key, []).append(entry)
-    live = list(legs)
-    by_bridge: dict[str, list[ev.LiveLeg]] = {}
-    for leg in live:
-        if leg.bridge:
-            by_bridge.setdefault(leg.bridge, []).append(leg)
-    out: list[ev.AgentConnected] = []
-    for leg in live:
+
+    def identify(leg: ev.LiveLeg) -> tuple[str, str] | None:
         found = members.get(leg.created.endpoint)
-        if str(leg.created.leg) not in unseen or not leg.bridge or not found:
-            continue
+        if not found:
+            return None
         busy = [m for m in found if m[2]] or found
         names = {name for _, name, _ in busy}
         queues = {queue for queue, _, _ in busy}
-        parties = [
-            other
-            for other in by_bridge[leg.bridge]
-            if other is not leg and other.created.endpoint not in members
-        ]
-        if len(names) != 1 or len(parties) != 1:
-            continue
-        queue = queues.pop() if len(queues) == 1 else ""
-        out.append(ev.AgentConnected(parties[0].created.leg, leg.created.leg, names.pop(), queue))
-    return out
+        if len(names) != 1:
+            return None
+        return names.pop(), queues.pop() if len(queues) == 1 else ""
+
+    return agents_in_bridges(
+        legs, unseen, identify, lambda other: other.created.endpoint in members
+    )
 
 
 @dataclass(slots=True)

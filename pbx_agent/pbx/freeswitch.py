@@ -73,11 +73,13 @@ from pbx_agent.pbx.freeswitch_events import (
     HELPER_VARIABLE,
     AwaitedPrompt,
     FreeswitchTranslator,
+    agents_from_callcenter,
 )
 from pbx_agent.pbx.resync import ResyncNotes
 from pbx_agent.pbx.tasks import ActionTasks
 from pbx_agent.pbx.unicast_server import UnicastAudioServer, UnicastUnavailableError
 from pbx_agent.policies.callbacks import FREESWITCH_CAUSES
+from pbx_agent.wire.callcenter import parse_list
 from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.esl import EslEvent, channel_variables, quote_api_arg
 from pbx_agent.wire.unicast import UnicastProtocolError, parse_read_rate, unicast_headers
@@ -302,7 +304,46 @@ class FreeswitchAdapter:
         self._handle(ev.PbxResynced(self.name, legs))
         self._deliver(self.translator.resynced_originations(alive, before))
         self._finish_lost_prompts()
+        await self._identify_agents(legs)
         self._handle(ev.PbxConnectionChanged(self.name, connected=True))
+
+    async def _identify_agents(self, legs: Sequence[ev.LiveLeg]) -> None:
+        """The mod_callcenter agents behind the bridged legs this resync found (their
+        bridge-agent-start was never seen): named and with their queue, as the live path
+        names them. Never fatal: without the lists (no mod_callcenter, a refusal, an odd
+        answer) they stay named by their device (``agents_unidentified``)."""
+        unseen = {
+            str(live.created.leg)
+            for live in legs
+            if live.bridge and str(live.created.leg) not in self.translator.named_agents
+        }
+        if not unseen:
+            return
+        try:
+            agents = parse_list(
+                await self.client.api("callcenter_config agent list"), loose="contact"
+            )
+            tiers = parse_list(await self.client.api("callcenter_config tier list"))
+        except PbxAgentError as exc:
+            log.info(
+                "agents_unidentified",
+                pbx=self.name,
+                legs=len(unseen),
+                reason=f"callcenter_config: {exc}",
+                note="agents found by the resync stay named by their device",
+            )
+            return
+        if agents.skipped or tiers.skipped:
+            log.warning(
+                "callcenter_rows_unreadable",
+                pbx=self.name,
+                agents=agents.skipped,
+                tiers=tiers.skipped,
+                note="rows with a line feed in a value are skipped",
+            )
+        found = agents_from_callcenter(legs, agents.rows, tiers.rows, unseen)
+        self.translator.named_agents.update(str(e.agent_leg) for e in found)
+        self._deliver(found)
 
     def _finish_lost_prompts(self) -> None:
         """Each broadcast still awaited after a resync is finished once its length (and a

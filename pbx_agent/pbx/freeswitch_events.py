@@ -65,6 +65,7 @@ from pbx_agent.amd.params import DetectorParams, VerdictKind
 from pbx_agent.amd.segments import ReportedBeep, detector_on_segments
 from pbx_agent.model import events as ev
 from pbx_agent.model.events import CallId, Direction, LegId
+from pbx_agent.pbx.resync import agents_in_bridges
 from pbx_agent.policies.callbacks import cause_number
 from pbx_agent.wire.esl import EslEvent
 
@@ -111,6 +112,47 @@ def endpoint_of(channel: str) -> str:
 
 def sounds_like_moh(data: str, prefixes: Iterable[str]) -> bool:
     return any(data.startswith(prefix) for prefix in prefixes)
+
+
+# mod_callcenter's names for an agent bridged to a member (AGENT_STATE_CHART) and for its
+# tier in that member's queue (STATE_CHART), compared as the module does (strcasecmp).
+_CC_IN_CALL = "in a queue call"
+_CC_TIER_ACTIVE = "active inbound"
+
+
+def agents_from_callcenter(
+    legs: Iterable[ev.LiveLeg],
+    agents: Iterable[Mapping[str, str]],
+    tiers: Iterable[Mapping[str, str]],
+    unseen: Collection[str],
+) -> list[ev.AgentConnected]:
+    """Who the agents a resync found are, from mod_callcenter's ``agent list`` and ``tier
+    list`` rows: a ``bridge-agent-start`` the daemon never saw leaves a bridged agent named
+    by its device, with no queue (wrong tier limit, figures, callback queue). The module
+    stores the agent's channel (``uuid``) when it bridges it; an ``unseen`` bridged leg that
+    is one agent's channel while that agent is ``In a queue call`` is that agent, in the one
+    queue where its tier is ``Active Inbound`` (none or several: no queue), connected to the
+    one other party of its bridge. Two agents on one channel name nobody."""
+    by_uuid: dict[str, list[str]] = {}
+    for row in agents:
+        name, uuid = row.get("name") or "", row.get("uuid") or ""
+        if name and uuid and (row.get("state") or "").lower() == _CC_IN_CALL:
+            by_uuid.setdefault(uuid, []).append(name)
+    queues: dict[str, set[str]] = {}
+    for row in tiers:
+        if (row.get("state") or "").lower() == _CC_TIER_ACTIVE and row.get("queue"):
+            queues.setdefault(row.get("agent") or "", set()).add(row["queue"])
+
+    def identify(leg: ev.LiveLeg) -> tuple[str, str] | None:
+        names = by_uuid.get(str(leg.created.leg), [])
+        if len(names) != 1:
+            return None
+        active = queues.get(names[0], set())
+        return names[0], next(iter(active)) if len(active) == 1 else ""
+
+    return agents_in_bridges(
+        legs, unseen, identify, lambda other: str(other.created.leg) in by_uuid
+    )
 
 
 @dataclass(slots=True)
@@ -201,6 +243,8 @@ class FreeswitchTranslator:
     _prompts: dict[tuple[str, str], list[AwaitedPrompt]] = field(default_factory=dict)
     _talks: dict[str, _Talk] = field(default_factory=dict)  # by the leg the VAD runs on
     _amd: dict[str, _Amd] = field(default_factory=dict)
+    # Agent legs named by mod_callcenter (bridge-agent-start, or a resync's agent list).
+    named_agents: set[str] = field(default_factory=set)
 
     # -- what the adapter tells the translator ------------------------------------------
 
@@ -637,6 +681,7 @@ class FreeswitchTranslator:
             caller = event.get("CC-Member-Session-UUID") or ""
             agent = event.get("CC-Agent-UUID") or ""
             if caller and agent:
+                self.named_agents.add(agent)
                 return [
                     ev.AgentConnected(
                         LegId(caller),
@@ -745,6 +790,7 @@ class FreeswitchTranslator:
 
     def _destroyed(self, uid: str) -> None:
         state = self.legs.pop(uid, None)
+        self.named_agents.discard(uid)
         if state is not None and state.peer is not None:
             peer = self.legs.get(state.peer)
             if peer is not None and peer.peer == uid:

@@ -4,12 +4,14 @@ A switch's channel list (Asterisk ``CoreShowChannels``, FreeSWITCH ``show channe
 snapshot; the events it queued meanwhile come right behind the reply and are applied to the
 model at once, so they may be newer than the list: a leg created, answered, bridged,
 unbridged or hung up. ``ResyncNotes`` keeps them while the list is awaited so that the
-adapter can let them win over it. Pure bookkeeping: no I/O, no clock.
+adapter can let them win over it. ``agents_in_bridges`` names the agents among the legs a
+resync found bridged, from what the switch's queue says of them. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from pbx_agent.model import events as ev
@@ -63,3 +65,34 @@ class ResyncNotes:
             if uid in legs:
                 legs[uid] = dataclasses.replace(legs[uid], bridge=bridge)
         return tuple(legs.values())
+
+
+def agents_in_bridges(
+    legs: Iterable[ev.LiveLeg],
+    unseen: Collection[str],
+    identify: Callable[[ev.LiveLeg], tuple[str, str] | None],
+    is_agent: Callable[[ev.LiveLeg], bool] | None = None,
+) -> list[ev.AgentConnected]:
+    """The agents among the bridged legs a resync found whose connection was never seen (it
+    was lost with the link, or came before the daemon started): each ``unseen`` bridged leg
+    that ``identify`` names (agent name, queue or "") is that agent, connected to the one
+    other party of its bridge that is no agent (``is_agent``; by default: one ``identify``
+    names). Two such parties, or none, name nobody: the leg stays named by its device."""
+    live = list(legs)
+    named = {str(leg.created.leg): identify(leg) for leg in live if leg.bridge}
+    agent = is_agent or (lambda other: named.get(str(other.created.leg)) is not None)
+    by_bridge: dict[str, list[ev.LiveLeg]] = {}
+    for leg in live:
+        if leg.bridge:
+            by_bridge.setdefault(leg.bridge, []).append(leg)
+    out: list[ev.AgentConnected] = []
+    for leg in live:
+        found = named.get(str(leg.created.leg))
+        if str(leg.created.leg) not in unseen or not leg.bridge or found is None:
+            continue
+        parties = [
+            other for other in by_bridge[leg.bridge] if other is not leg and not agent(other)
+        ]
+        if len(parties) == 1:
+            out.append(ev.AgentConnected(parties[0].created.leg, leg.created.leg, *found))
+    return out

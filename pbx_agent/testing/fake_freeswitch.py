@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Self
 
+from pbx_agent.testing.fake_callcenter import FakeCallcenter
 from pbx_agent.testing.fake_freeswitch_model import (
     SIP_FAILURE,
     ChannelModel,
@@ -551,6 +552,7 @@ class FakeFreeSwitch:
         self.playback_s = playback_s
         self.ring_s = ring_s
         self.model = ChannelModel(self._deliver, identity=identity)
+        self.callcenter = FakeCallcenter()
         self.model.on_hangup = self._channel_hung_up
         self.model.on_reported = self._channel_reported
         self.commands: list[ReceivedCommand] = []
@@ -981,7 +983,7 @@ class FakeFreeSwitch:
         headers.append(("Content-Length", str(len(result.encode()))))
         self._deliver(EslEvent(tuple(headers), result))
 
-    async def run_api(self, name: str, args: str) -> str:  # noqa: C901, PLR0911
+    async def run_api(self, name: str, args: str) -> str:  # noqa: C901, PLR0911, PLR0912
         """Run one API command as mod_commands does and return its output."""
         argv = split_arguments(args) if args else []
         if name == "status":
@@ -1002,6 +1004,8 @@ class FakeFreeSwitch:
             return "-ERR the fake FreeSWITCH only shows channels as json\n"
         if name == "originate":
             return await self._originate(argv)
+        if name == "callcenter_config" and self.callcenter.loaded:
+            return self.callcenter.api(args)
         if name == "uuid_exists":
             return "true" if argv and self.channel(argv[0]) else "false"
         if not name.startswith("uuid_"):
@@ -1370,7 +1374,9 @@ class FakeFreeSwitch:
     def callcenter_bridge_start(
         self, member: FakeChannel, agent: FakeChannel, *, queue: str, agent_name: str
     ) -> None:
-        """mod_callcenter's CUSTOM callcenter::info ``bridge-agent-start`` on the agent leg."""
+        """mod_callcenter's CUSTOM callcenter::info ``bridge-agent-start`` on the agent leg
+        (the module's tables say the agent is in this call from then on)."""
+        self.callcenter.bridged(agent_name, queue, agent.uuid)
         core = [("Event-Subclass", "callcenter::info"), *self.model.core("CUSTOM")]
         self.model.fire(
             "CUSTOM",
@@ -1389,6 +1395,7 @@ class FakeFreeSwitch:
     def _channel_hung_up(self, ch: FakeChannel) -> None:
         """Right after CHANNEL_HANGUP: running applications end, parks return."""
         self._end_unicast(ch, "hangup")
+        self.callcenter.channel_gone(ch.uuid)
         self._finish_app(ch.uuid, "FILE PLAYED", None)
         self.model.unpark(ch)
         call = self._outbound.get(ch.uuid)

@@ -6,11 +6,16 @@ from typing import Any
 
 from pbx_agent.amd.params import DetectorParams
 from pbx_agent.model import events as ev
-from pbx_agent.model.events import Direction
-from pbx_agent.pbx.freeswitch_events import FreeswitchTranslator, endpoint_of
+from pbx_agent.model.events import Direction, LegId
+from pbx_agent.pbx.freeswitch_events import (
+    FreeswitchTranslator,
+    agents_from_callcenter,
+    endpoint_of,
+)
 from pbx_agent.policies.callbacks import FREESWITCH_CAUSES
 from pbx_agent.testing.fake_freeswitch_model import ChannelModel, FakeChannel
 from pbx_agent.wire.esl import EslEvent
+from tests.engine.builders import created
 from tests.pbx.freeswitch_traces import (
     bgapi_jobs,
     of_type,
@@ -569,3 +574,63 @@ def test_a_callback_legs_caller_number_is_the_customer_dialled() -> None:
     assert set(ours) == {"+79161234567"}
     plain = [e for _, e in of_type(replay(name), ev.LegCreated)]
     assert "+79161234567" not in {e.caller_number for e in plain}
+
+
+def _cc_bridged(caller: str, agent: str, bridge: str) -> list[ev.LiveLeg]:
+    device = "sofia/internal/agent@127.0.0.1"
+    return [
+        ev.LiveLeg(created(caller, caller), True, bridge),
+        ev.LiveLeg(
+            created(agent, caller, endpoint=device, direction=Direction.OUTBOUND), True, bridge
+        ),
+    ]
+
+
+def _cc_agent(name: str, uuid: str, state: str = "In a queue call") -> dict[str, str]:
+    return {"name": name, "instance_id": "single_box", "uuid": uuid, "state": state}
+
+
+def _cc_tier(queue: str, agent: str, state: str) -> dict[str, str]:
+    return {"queue": queue, "agent": agent, "state": state, "level": "1", "position": "1"}
+
+
+def test_callcenter_lists_name_the_agents_a_resync_found() -> None:
+    """An unseen bridged leg that is an agent's channel while the agent is in a queue call
+    is that agent, in the queue where its tier is Active Inbound; several active tiers give
+    no queue; an agent no longer in the call, a channel two agents claim and a leg already
+    named are left as they are."""
+    legs = [
+        *_cc_bridged("c1", "a1", "b1"),
+        *_cc_bridged("c2", "a2", "b2"),
+        *_cc_bridged("c3", "a3", "b3"),
+        *_cc_bridged("c4", "a4", "b4"),
+        *_cc_bridged("c5", "a5", "b5"),
+    ]
+    agents = [
+        _cc_agent("1001@default", "a1"),
+        _cc_agent("1002@default", "a2"),
+        _cc_agent("1003@default", "a3", state="Waiting"),  # its call ended
+        _cc_agent("1004@default", "a4"),
+        _cc_agent("1005@default", "a4"),
+        _cc_agent("1006@default", "a5"),
+    ]
+    tiers = [
+        _cc_tier("sales@default", "1001@default", "Ready"),
+        _cc_tier("support@default", "1001@default", "Active Inbound"),
+        _cc_tier("support@default", "1002@default", "Active Inbound"),
+        _cc_tier("sales@default", "1002@default", "active inbound"),
+    ]
+    unseen = {"c1", "a1", "c2", "a2", "c3", "a3", "c4", "a4"}  # a5 was named live
+    assert agents_from_callcenter(legs, agents, tiers, unseen) == [
+        ev.AgentConnected(LegId("c1"), LegId("a1"), "1001@default", "support@default"),
+        ev.AgentConnected(LegId("c2"), LegId("a2"), "1002@default", ""),
+    ]
+
+
+def test_callcenter_rows_missing_fields_name_nobody() -> None:
+    """Rows without a name, a uuid or a state, and tiers without a queue: nothing is
+    invented, nothing raises."""
+    legs = _cc_bridged("c1", "a1", "b1")
+    agents = [{"uuid": "a1", "state": "In a queue call"}, {"name": "1001@default"}, {}]
+    tiers = [{"agent": "1001@default", "state": "Active Inbound"}, {}]
+    assert agents_from_callcenter(legs, agents, tiers, {"c1", "a1"}) == []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from pbx_agent.clock import LoopClock
 from pbx_agent.engine import Engine
@@ -404,6 +405,65 @@ async def test_a_callcenter_call_connected_during_an_outage_is_connected_after_i
         assert "PartiesConnected" in d.recorder.kinds()
         [call] = d.engine.model.calls.values()
         assert call.agent is not None and call.connected_at is not None
+
+
+async def callcenter_call_connected_during_an_outage(
+    fs: FakeFreeSwitch, d: Daemon, *, agent_name: str = "1001@default"
+) -> cm.Call:
+    """A caller waits in mod_callcenter's support@default; the module bridges the agent
+    while the link is down (its bridge-agent-start lost with it): the call after the resync."""
+    caller = fs.inbound_call("79161234567", "Ivan", "100")
+    fs.model.unpark(caller)
+    fs.model.execute(caller, "callcenter", "support@default", new_uuid())
+    await until(lambda: "CallStarted" in d.recorder.kinds(), "the call")
+
+    def agent_answers() -> None:
+        agent = fs.model.outbound(
+            "sofia/internal/agent-1001@127.0.0.1",
+            uuid=None,
+            caller_number=caller.caller_number,
+            caller_name="",
+            variables={},
+            originator=caller,
+        )
+        fs.model.answer(agent)
+        fs.model.bridge(caller, agent)
+        fs.callcenter.bridged(agent_name, "support@default", agent.uuid)
+
+    await outage(fs, d, agent_answers)
+    [call] = d.engine.model.calls.values()
+    return call
+
+
+async def test_a_callcenter_agent_found_by_the_resync_is_named_as_the_module_names_it(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The agent's bridge-agent-start was lost in the outage: the resync reads the module's
+    agent and tier lists, so the agent is 1001@default of support@default (as the live path
+    names them: tier limit, figures, a callback's queue), not the device."""
+    fs.callcenter.add_agent("1001@default", "user/1001", ("sales@default", "support@default"))
+    async with daemon(fs) as d:
+        call = await callcenter_call_connected_during_an_outage(fs, d)
+        await until(lambda: call.queue is not None, "the agent named")
+        assert call.agent_leg is not None
+        assert (call.agent_leg.agent, call.queue) == ("1001@default", "support@default")
+        assert "callcenter_config agent list" in [c.args for c in fs.commands_for("api")]
+
+
+async def test_without_mod_callcenter_the_agent_stays_named_by_its_device(
+    fs: FakeFreeSwitch,
+) -> None:
+    """No mod_callcenter (its api command not found): the resync says so once and goes on;
+    the call is connected, its agent named by the device."""
+    fs.callcenter.loaded = False
+    async with daemon(fs) as d:
+        with capture_logs() as logs:
+            call = await callcenter_call_connected_during_an_outage(fs, d)
+        assert call.agent is not None and call.connected_at is not None
+        assert call.queue is None
+        [unidentified] = [e for e in logs if e["event"] == "agents_unidentified"]
+        assert "Command not found" in unidentified["reason"]
+        assert any(e["event"] == "pbx_resynced" for e in logs)
 
 
 # -- 5. events right behind the rows ----------------------------------------------------------
