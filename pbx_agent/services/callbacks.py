@@ -36,10 +36,11 @@ only from the injected clock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -165,6 +166,18 @@ class _Unsaved:
     cause: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Uncancelled:
+    """A cancellation (the customer is being served) the store could not take: retried
+    every cycle, for the jobs that existed when it was asked for."""
+
+    number: str  # E.164
+    reason: str
+    requested_only: bool
+    at: datetime
+    call_id: str | None
+
+
 # How many unsaved drops are held in memory while the store is away (oldest kept).
 _MAX_UNSAVED = 10_000
 # How many attempts' unrecorded reports are held likewise.
@@ -208,6 +221,10 @@ class CallbackService:
         # Reports the store could not take, per attempt in arrival order (an answer is an
         # ANSWERED result): recorded again every cycle, before any cycle gives up on them.
         self._unrecorded: dict[str, list[AttemptResult]] = {}
+        self._uncancelled: list[_Uncancelled] = []
+        # ``run`` has returned: nothing held from now on would ever be retried.
+        self._ended = False
+        self._running = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_renewal: datetime | None = None
@@ -218,6 +235,33 @@ class CallbackService:
     async def run(self) -> None:
         """Run cycles until ``stop()``. A store outage is logged and retried, never fatal."""
         settings = self._settings
+        self._running = True
+        try:
+            await self._cycles(settings)
+            await self._last_writes()
+        finally:
+            self._running = False
+            self._ended = True
+            self._report_lost()
+
+    async def _last_writes(self) -> None:
+        """At stop, one more try at what waits for the store (it may be back since the last
+        cycle): a drop's callback, a cancellation, an attempt's report written now is not
+        lost, nor dialled again after a restart."""
+        now = self._now()
+        steps: tuple[Callable[[], Awaitable[None]], ...] = (
+            functools.partial(self._save_unsaved, now),
+            self._cancel_uncancelled,
+            self._record_unrecorded,
+        )
+        for step in steps:
+            try:
+                await step()
+            except StoreUnavailable as exc:
+                log.error("callback.store_unavailable", error=str(exc), when="stopping")
+                return
+
+    async def _cycles(self, settings: SchedulerSettings) -> None:
         while not self._stopping.is_set():
             pause = settings.poll_interval_s
             try:
@@ -240,16 +284,55 @@ class CallbackService:
                 pass
 
     def stop(self) -> None:
-        """Make ``run`` return after the cycle in progress."""
+        """Make ``run`` return after the cycle in progress; what the store never took is
+        then logged as lost (``_report_lost``)."""
         self._stopping.set()
         self._wake.set()
+        if not self._running and not self._ended:
+            self._ended = True  # never run (or not yet): nothing held would be retried
+            self._report_lost()
+
+    def _report_lost(self) -> None:
+        """What is held for a store that never took it, as the scheduler ends: each drop's
+        callback (``callback.lost``), each cancellation (``callback.cancel_lost``: the
+        customer may be called back although served) and each attempt's report
+        (``callback.outcome_lost``: after a restart the attempt is recovered as
+        ``unknown``). Nothing held later is retried: ``_keep_*`` log those at once."""
+        why = "the store never took it before the daemon stopped"
         for item in self._unsaved:
-            log.error(
-                "callback.lost",
-                number=item.new.number,
-                call_id=item.call_id,
-                reason="the store never took this drop's callback before the daemon stopped",
-            )
+            self._lost_drop(item, why)
+        for held in self._uncancelled:
+            self._lost_cancel(held, why)
+        for request_id, results in self._unrecorded.items():
+            for result in results:
+                self._lost_outcome(request_id, result, why)
+        self._unsaved.clear()
+        self._uncancelled.clear()
+        self._unrecorded.clear()
+
+    @staticmethod
+    def _lost_drop(item: _Unsaved, reason: str) -> None:
+        log.error("callback.lost", number=item.new.number, call_id=item.call_id, reason=reason)
+
+    @staticmethod
+    def _lost_cancel(held: _Uncancelled, reason: str) -> None:
+        log.error(
+            "callback.cancel_lost",
+            number=held.number,
+            call_id=held.call_id,
+            cancel_reason=held.reason,
+            reason=reason,
+            note="the customer's pending callback stays; check it (callbacks list)",
+        )
+
+    @staticmethod
+    def _lost_outcome(request_id: str, result: AttemptResult, reason: str) -> None:
+        log.error(
+            "callback.outcome_lost",
+            request_id=request_id,
+            outcome=str(result.outcome),
+            reason=reason,
+        )
 
     @property
     def in_flight(self) -> int:
@@ -260,6 +343,7 @@ class CallbackService:
         """One scheduling cycle (see the module docstring); returns how many calls it placed."""
         now = self._now()
         await self._save_unsaved(now)
+        await self._cancel_uncancelled()
         await self._record_unrecorded()
         sweep_every = timedelta(seconds=self._settings.sweep_interval_s)
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
@@ -334,6 +418,10 @@ class CallbackService:
         except StoreUnavailable as exc:
             self._keep_unsaved(item, error=str(exc))
             return None
+        except asyncio.CancelledError:
+            # The daemon's shutdown ran out of time while the store was taking it.
+            self._lost_drop(item, "the daemon stopped while the store was taking it")
+            raise
 
     async def _save(self, item: _Unsaved, now: datetime) -> CallbackJob:
         """Write the drop's job unless one is pending for the number; log which."""
@@ -351,6 +439,9 @@ class CallbackService:
         return job
 
     def _keep_unsaved(self, item: _Unsaved, *, error: str) -> None:
+        if self._ended:
+            self._lost_drop(item, f"the daemon is stopping and the store did not take it: {error}")
+            return
         if len(self._unsaved) >= _MAX_UNSAVED:
             log.error(
                 "callback.lost",
@@ -443,28 +534,89 @@ class CallbackService:
         if isinstance(normalized, Unusable):
             return []
         now = self._now()
+        held = _Uncancelled(normalized.e164, reason, requested_only, now, call_id)
+        self._cancel_unsaved(held)
+        try:
+            return await self._cancel(held, now)
+        except StoreUnavailable as exc:
+            self._keep_uncancelled(held, error=str(exc))
+            return []
+        except asyncio.CancelledError:
+            self._lost_cancel(held, "the daemon stopped while the store was taking it")
+            raise
+
+    def _cancel_unsaved(self, held: _Uncancelled) -> None:
+        """Drops' callbacks for the number still waiting for the store are cancelled where
+        they wait (saved later, they would ring a customer served meanwhile)."""
+        keep: list[_Unsaved] = []
+        for item in self._unsaved:
+            cancels = (
+                item.new.kind is JobKind.REQUESTED
+                if held.requested_only
+                else self._rules.cancel_on_inbound and item.new.kind is not JobKind.PROMISED
+            )
+            if item.new.number == held.number and cancels:
+                log.info(
+                    "callback.cancelled",
+                    job_id=None,
+                    number=held.number,
+                    call_id=held.call_id,
+                    reason=held.reason,
+                    note="it was still waiting for the store",
+                )
+            else:
+                keep.append(item)
+        self._unsaved = keep
+
+    async def _cancel(self, held: _Uncancelled, now: datetime) -> list[CallbackJob]:
+        """Cancel the number's pending jobs created by ``held.at`` (a drop after it is a
+        new one); each logged and decided."""
         rules = self._rules
+
+        def should_cancel(job: CallbackJob) -> bool:
+            if job.created_at > held.at:
+                return False
+            if held.requested_only:
+                return job.kind is JobKind.REQUESTED
+            return cancels_on_inbound(job, rules)
+
         cancelled = await self._store.callbacks.cancel_pending(
-            normalized.e164,
-            reason=reason,
-            now=now,
-            should_cancel=(
-                (lambda job: job.kind is JobKind.REQUESTED)
-                if requested_only
-                else (lambda job: cancels_on_inbound(job, rules))
-            ),
+            held.number, reason=held.reason, now=now, should_cancel=should_cancel
         )
         for job in cancelled:
             log.info(
                 "callback.cancelled",
                 job_id=job.id,
                 number=job.number,
-                call_id=call_id,
+                call_id=held.call_id,
                 reason=job.finish_reason,
             )
-            await self._decide(now, "callback_cancelled", job.finish_reason, job, call_id=call_id)
+            await self._decide(
+                now, "callback_cancelled", job.finish_reason, job, call_id=held.call_id
+            )
             await self._abandon_ringing(job)
         return cancelled
+
+    def _keep_uncancelled(self, held: _Uncancelled, *, error: str) -> None:
+        if self._ended or len(self._uncancelled) >= _MAX_UNSAVED:
+            self._lost_cancel(held, f"the store did not take it and it cannot wait: {error}")
+            return
+        self._uncancelled.append(held)
+        log.error(
+            "callback.cancel_not_saved_yet",
+            number=held.number,
+            call_id=held.call_id,
+            error=error,
+            waiting=len(self._uncancelled),
+            retry="every scheduler cycle until the store takes it",
+        )
+
+    async def _cancel_uncancelled(self) -> None:
+        """Cancellations the store could not take, oldest first; ``StoreUnavailable`` while
+        it is away."""
+        while self._uncancelled:
+            await self._cancel(self._uncancelled[0], self._now())
+            self._uncancelled.pop(0)
 
     async def _abandon_ringing(self, job: CallbackJob) -> None:
         """A cancelled job's attempt still ringing the customer (who is on the line with an
@@ -604,6 +756,11 @@ class CallbackService:
         return None
 
     def _keep_unrecorded(self, request_id: str, result: AttemptResult, *, error: str) -> None:
+        if self._ended:
+            self._lost_outcome(
+                request_id, result, f"the daemon is stopping and the store did not take it: {error}"
+            )
+            return
         if request_id not in self._unrecorded and len(self._unrecorded) >= _MAX_UNRECORDED:
             log.error(
                 "callback.outcome_lost",

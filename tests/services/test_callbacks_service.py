@@ -1019,3 +1019,134 @@ async def test_a_job_due_before_quiet_hours_is_not_dialled_inside_them(
     clock.advance_to(morning.timestamp())
     assert await service.run_once() == 1
     assert [r.job_id for r in dialer.requests] == [job_id]
+
+
+def store_away(store: Store, *names: str) -> dict[str, Any]:
+    """Make the named store calls raise StoreUnavailable until ``state["away"]`` is False."""
+    state: dict[str, Any] = {"away": True}
+    for name in names:
+        real = getattr(store.callbacks, name)
+
+        async def flaky(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            if state["away"]:
+                raise StoreUnavailable("database is locked")
+            return await _real(*args, **kwargs)
+
+        setattr(store.callbacks, name, flaky)
+    return state
+
+
+async def test_a_drop_waiting_for_the_store_is_cancelled_when_the_customer_is_served(
+    store: Store, clock: ManualClock, dialer: RecordingDialer, service: CallbackService
+) -> None:
+    """The drop's callback waits in memory for the store; the customer calls in and reaches
+    an agent once the store is back: the waiting callback is cancelled, never saved and
+    dialled to a customer served meanwhile."""
+    state = store_away(store, "create_unless_pending")
+    assert (
+        await service.schedule_after_drop(NUMBER, reason="caller_leg_failed", call_id="c1") is None
+    )
+    state["away"] = False
+    with capture_logs() as logs:
+        await service.cancel_for_inbound(NUMBER, call_id="c2")
+        for _ in range(3):
+            clock.advance(60)
+            await service.run_once()
+    assert await store.callbacks.list_jobs() == []
+    assert dialer.requests == []
+    [cancelled] = [e for e in logs if e["event"] == "callback.cancelled"]
+    assert cancelled["call_id"] == "c2"
+
+
+async def test_a_cancellation_met_by_a_store_outage_is_made_when_the_store_is_back(
+    store: Store, clock: ManualClock, dialer: RecordingDialer, service: CallbackService
+) -> None:
+    """The customer is served while the store is away: the cancellation waits and is made
+    by the first cycle that reaches the store (it was dropped with command_failed and the
+    served customer called back); a drop after it is a new callback and stays."""
+    job_id = await drop(service)
+    state = store_away(store, "cancel_pending")
+    with capture_logs() as logs:
+        assert await service.cancel_for_inbound(NUMBER, call_id="c2") == []
+        state["away"] = False
+        clock.advance(5)
+        later = await service.schedule_after_drop(NUMBER, reason="caller_leg_failed", call_id="c3")
+        assert later is not None and later.id == job_id  # still pending: reused
+        await service.run_once()
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.CANCELLED
+    events = [e["event"] for e in logs if e["event"].startswith("callback.")]
+    assert events.index("callback.cancel_not_saved_yet") < events.index("callback.cancelled")
+    clock.advance(3600)
+    await service.run_once()
+    assert dialer.requests == []
+
+
+async def test_a_cancellation_spares_a_drop_that_came_after_it(
+    store: Store, clock: ManualClock, dialer: RecordingDialer, service: CallbackService
+) -> None:
+    """A held cancellation cancels only the jobs that existed when it was asked for: the
+    customer's next abnormal drop, saved before the store took the cancellation, stays."""
+    state = store_away(store, "cancel_pending")
+    await service.cancel_for_inbound(NUMBER, call_id="c2")
+    clock.advance(5)
+    job_id = await drop(service)
+    state["away"] = False
+    await service.run_once()
+    job = await store.callbacks.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.SCHEDULED
+
+
+async def test_what_never_reached_the_store_is_logged_lost_when_the_scheduler_stops(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """The store stays away through the stop: the held drop, cancellation and attempt report
+    are each logged lost (callback.lost / cancel_lost / outcome_lost); a report held before
+    said nothing at stop, and the restarted daemon dialled the reached customer again."""
+    service = service_for(store, clock, dialer, poll_interval_s=0.01)
+    await drop(service, number="+79161110000")
+    clock.advance(30)
+    assert await service.run_once() == 1
+    request_id = dialer.requests[0].request_id
+    store_away(store, "create_unless_pending", "cancel_pending", "record_answer", "finish_attempt")
+    with capture_logs() as logs:
+        await service.schedule_after_drop(NUMBER, reason="caller_leg_failed", call_id="c1")
+        await service.cancel_for_inbound("+79162220000", call_id="c2")
+        await service.on_originate_outcome(request_id, "answered")
+        runner = asyncio.create_task(service.run())
+        await asyncio.sleep(0.05)
+        service.stop()
+        await asyncio.wait_for(runner, 5)
+        # After the scheduler ended nothing would retry a write: lost at once, said so.
+        await service.schedule_after_drop("+79163330000", reason="caller_leg_failed", call_id="c4")
+    lost = {
+        e["event"]: e for e in logs if e["event"].endswith("_lost") or e["event"] == "callback.lost"
+    }
+    assert set(lost) == {"callback.lost", "callback.cancel_lost", "callback.outcome_lost"}
+    assert lost["callback.outcome_lost"]["request_id"] == request_id
+    assert [e["number"] for e in logs if e["event"] == "callback.lost"] == [E164, "+79163330000"]
+
+
+async def test_what_waits_for_the_store_is_written_at_stop_when_it_is_back(
+    store: Store, clock: ManualClock, dialer: RecordingDialer
+) -> None:
+    """The store comes back between two cycles and the daemon stops: the held report is
+    written by the scheduler's last writes, nothing is lost."""
+    service = service_for(store, clock, dialer, poll_interval_s=3600)
+    job_id = await drop(service)
+    clock.advance(30)
+    assert await service.run_once() == 1
+    request_id = dialer.requests[0].request_id
+    state = store_away(store, "record_answer")
+    with capture_logs() as logs:
+        await service.on_originate_outcome(request_id, "answered")
+        runner = asyncio.create_task(service.run())
+        await asyncio.sleep(0.05)  # its cycle met the outage; it waits an hour for the next
+        state["away"] = False
+        service.stop()
+        await asyncio.wait_for(runner, 5)
+    assert not [e for e in logs if e["event"].endswith("lost")]
+    [attempt] = await store.callbacks.attempts(job_id)
+    assert attempt.answered_at is not None
