@@ -175,7 +175,11 @@ class Daemon:
     metrics: Metrics = field(init=False, default_factory=Metrics)
     metrics_server: MetricsServer | None = field(init=False, default=None)
     facts: FactsService | None = field(init=False, default=None)
+    # What takes calls and work in (hook servers, the scheduler, the simulator's traffic):
+    # closed first at stop. Then the engine drains, then the PBX links and the dialer close
+    # (``_link_closers``): queued commands (a farewell's hang-up) still reach the switch.
     _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
+    _link_closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _unknown_queues: set[str] = field(init=False, default_factory=set)
 
@@ -246,7 +250,7 @@ class Daemon:
             simulator, settings = await self._start_simulator()
             # Stopped last of what follows (the closers run in reverse): after the AMI link
             # and the FastAGI server let go of it, as a real switch outlives the daemon.
-            self._closers.append(simulator.stop_switch)
+            self._link_closers.append(simulator.stop_switch)
         assert settings is not None
         contexts = settings.contexts
         agi_host, agi_port = await self._start_fastagi(settings.fastagi_bind)
@@ -283,7 +287,7 @@ class Daemon:
         )
         if self.dialer is not None:
             await self.dialer.start()
-            self._closers.append(self.dialer.close)
+            self._link_closers.append(self.dialer.close)
         adapter = AsteriskAdapter(
             ami, options, handle_event=self.engine.handle, shadow=self.config.shadow
         )
@@ -305,7 +309,7 @@ class Daemon:
         self.engine.on_call_event(talk_detection)
         # Closed even when its start is cut short (a SIGTERM while attaching): the link
         # keeps trying in the background from the first attempt on.
-        self._closers.append(adapter.close)
+        self._link_closers.append(adapter.close)
         await adapter.start()
         if isinstance(self.dialer, AsteriskDialer):
             self.dialer.attach(adapter, audiosocket=await self._start_audiosocket(settings))
@@ -379,7 +383,7 @@ class Daemon:
             )
         if self.dialer is not None:
             await self.dialer.start()
-            self._closers.append(self.dialer.close)
+            self._link_closers.append(self.dialer.close)
         adapter = FreeswitchAdapter(
             esl, options, handle_event=self.engine.handle, clock=self.clock, shadow=config.shadow
         )
@@ -389,7 +393,7 @@ class Daemon:
         self.metrics.instrument_esl(adapter.client, adapter.name)
         # Closed even when its start is cut short (a SIGTERM while attaching): the link
         # keeps trying in the background from the first attempt on.
-        self._closers.append(adapter.close)
+        self._link_closers.append(adapter.close)
         await adapter.start()
         if isinstance(self.dialer, FreeswitchDialer):
             self.dialer.attach(adapter)
@@ -610,20 +614,42 @@ class Daemon:
         return simulator, settings
 
     async def stop(self) -> None:
-        """Stop taking calls, let queued commands and service writes finish, close the store."""
+        """Stop taking calls, let queued commands and service writes finish, close the PBX
+        links, the facts and the store: within ``_STOP_BUDGET_S`` in all (under the
+        supervisors' kill timeouts: docker-compose 20 s, the systemd unit 30 s), each step
+        cut short (``shutdown_step_timed_out``) when it would overrun it."""
         self._stop.set()
-        for closer in reversed(self._closers):
-            try:
-                await closer()
-            except Exception:
-                log.exception("shutdown_step_failed", step=getattr(closer, "__qualname__", "?"))
-        self._closers.clear()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STOP_BUDGET_S
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            (_step_name(c), c) for c in reversed(self._closers)
+        ]
         if hasattr(self, "engine"):
-            await self.engine.close()
+            steps.append(("engine.drain", self.engine.close))
+        steps += [(_step_name(c), c) for c in reversed(self._link_closers)]
+        if hasattr(self, "engine"):
+            # What the links' last events still asked for: no task is left behind.
+            steps.append(("engine.drain", self.engine.drain))
         if self.facts is not None:
-            await self.facts.close()  # after the engine: its last facts are written first
+            steps.append(("facts.close", self.facts.close))  # after the engine's last facts
         if self.store is not None:
-            await self.store.close()
+            steps.append(("store.close", self.store.close))
+        self._closers.clear()
+        self._link_closers.clear()
+        for name, step in steps:
+            budget = max(deadline - loop.time(), _STOP_STEP_MIN_S)
+            try:
+                async with asyncio.timeout(budget):
+                    await step()
+            except TimeoutError:
+                log.error(
+                    "shutdown_step_timed_out",
+                    step=name,
+                    waited_s=round(budget, 1),
+                    note="cut short to stop within the supervisor's timeout",
+                )
+            except Exception:
+                log.exception("shutdown_step_failed", step=name)
         log.info("daemon_stopped")
 
     def handle_signals(self) -> None:
@@ -745,6 +771,13 @@ def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 _SCHEDULER_STOP_S = 10.0
+# The whole stop, and the least any one step of it gets once the budget is spent.
+_STOP_BUDGET_S = 12.0
+_STOP_STEP_MIN_S = 0.5
+
+
+def _step_name(closer: Callable[[], Any]) -> str:
+    return str(getattr(closer, "__qualname__", "?"))
 
 
 def tune_garbage_collector() -> None:
