@@ -38,6 +38,7 @@ from pbx_agent.errors import (
 )
 from pbx_agent.pbx.link import SwitchLink
 from pbx_agent.pbx.tasks import cancel_and_wait
+from pbx_agent.pbx.throttle import LogThrottle
 from pbx_agent.wire.ami import AmiBanner, AmiDecoder, AmiMessage, encode_action
 
 log = structlog.get_logger("pbx_agent.ami")
@@ -95,6 +96,7 @@ class AmiClient(SwitchLink):
         self.banner: AmiBanner | None = None
         self._banner_seen = asyncio.Event()
         self._last_rx = 0.0  # loop time of the last bytes read from the PBX
+        self._protocol_errors = LogThrottle("ami_protocol_error")
 
     # -- public API -------------------------------------------------------------------------
 
@@ -249,6 +251,12 @@ class AmiClient(SwitchLink):
                 log.warning("ami_watchdog", pbx=self.name, reason=f"Ping answered {reply.name}")
 
     async def _read_loop(self, reader: asyncio.StreamReader, decoder: AmiDecoder) -> str:
+        try:
+            return await self._read_frames(reader, decoder)
+        finally:
+            self._protocol_errors.flush(pbx=self.name)
+
+    async def _read_frames(self, reader: asyncio.StreamReader, decoder: AmiDecoder) -> str:
         while True:
             try:
                 data = await reader.read(65536)
@@ -262,7 +270,7 @@ class AmiClient(SwitchLink):
                 except ProtocolError as exc:
                     if decoder.at_eof:
                         return f"connection closed mid-frame ({exc})"
-                    log.warning("ami_protocol_error", pbx=self.name, error=str(exc))
+                    self._protocol_errors.warning(self._last_rx, pbx=self.name, error=str(exc))
                     continue
                 if message is None:
                     break

@@ -50,6 +50,7 @@ from pbx_agent.errors import (
     PbxConnectionLost,
 )
 from pbx_agent.pbx.link import SwitchLink
+from pbx_agent.pbx.throttle import LogThrottle
 from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.esl import (
     ContentType,
@@ -130,6 +131,10 @@ class _Pending:
     future: asyncio.Future[EslMessage] | None  # None: abandoned, the reply is discarded
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def _command_name(command: str) -> str:
     return command.split(" ", 1)[0]
 
@@ -162,6 +167,7 @@ class EslClient(SwitchLink):
         self.on_event = on_event
         self._pending: deque[_Pending] = deque()
         self._jobs: dict[str, asyncio.Future[str]] = {}
+        self._protocol_errors = LogThrottle("esl_protocol_error")
 
     # -- public API -------------------------------------------------------------------------
 
@@ -374,6 +380,12 @@ class EslClient(SwitchLink):
         return await asyncio.shield(self._reader_task)
 
     async def _read_loop(self, reader: asyncio.StreamReader, decoder: EslDecoder) -> str:
+        try:
+            return await self._read_frames(reader, decoder)
+        finally:
+            self._protocol_errors.flush(pbx=self.name)
+
+    async def _read_frames(self, reader: asyncio.StreamReader, decoder: EslDecoder) -> str:
         s = self.settings
         probing = False
         reason = self._drain(decoder)  # anything that arrived with the auth reply
@@ -421,7 +433,7 @@ class EslClient(SwitchLink):
                     return f"protocol error, framing lost: {exc}"
                 if decoder.at_eof:
                     return f"connection closed mid-frame ({exc})"
-                log.warning("esl_protocol_error", pbx=self.name, error=str(exc))
+                self._protocol_errors.warning(_now(), pbx=self.name, error=str(exc))
                 if self._pending:
                     # The skipped frame may have been a waiting command's reply: every
                     # later reply would answer the wrong command. Reopen the link.
@@ -449,7 +461,7 @@ class EslClient(SwitchLink):
             try:
                 event = message.event()
             except EslProtocolError as exc:
-                log.warning("esl_protocol_error", pbx=self.name, error=str(exc))
+                self._protocol_errors.warning(_now(), pbx=self.name, error=str(exc))
                 return None
             self._dispatch(event)
             return None

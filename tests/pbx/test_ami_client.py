@@ -288,6 +288,21 @@ async def test_malformed_frame_is_logged_and_the_stream_goes_on(pbx: FakeAsteris
     assert any(e["event"] == "ami_protocol_error" for e in logs)
 
 
+async def test_a_flood_of_malformed_frames_writes_a_bounded_log(pbx: FakeAsterisk) -> None:
+    """500 malformed frames: the first 20 are logged, the rest counted in one
+    log_lines_suppressed line when the link ends (one line per frame could fill the disk
+    under the store); the events after them still arrive."""
+    events: list[AmiMessage] = []
+    with capture_logs() as logs:
+        async with client(pbx, events):
+            pbx.send_raw(b"Event: Broken\r\nthis line has no colon\r\n\r\n" * 500)
+            pbx.user_event("After", {"X": "1"})
+            await wait_for(lambda: any(e.name == "UserEvent" for e in events))
+    assert len([e for e in logs if e["event"] == "ami_protocol_error"]) == 20
+    [summary] = [e for e in logs if e["event"] == "log_lines_suppressed"]
+    assert (summary["suppressed_event"], summary["count"]) == ("ami_protocol_error", 480)
+
+
 async def test_a_busy_link_that_is_slow_to_answer_ping_is_kept(pbx: FakeAsterisk) -> None:
     """While the PBX keeps sending, an unanswered Ping does not close the link; silence does."""
     pbx.ignore_actions = {"Ping"}

@@ -468,3 +468,18 @@ async def test_a_malformed_frame_with_no_reply_awaited_is_skipped(fs: FakeFreeSw
             await wait_for(lambda: any(e["event"] == "esl_protocol_error" for e in logs))
         assert (await esl.api("status")).startswith("UP")
         assert esl.connections == 1
+
+
+async def test_a_flood_of_malformed_frames_writes_a_bounded_log(fs: FakeFreeSwitch) -> None:
+    """300 malformed event frames: 20 logged, the rest counted in one log_lines_suppressed
+    line when the link ends; the link stays up and answers."""
+    frame = b"Content-Type: text/event-plain\nGarbled-Line-Without-Colon\nContent-Length: 3\n\nabc"
+    with capture_logs() as logs:
+        async with client(fs) as esl:
+            fs.send_raw(frame * 300)
+            await wait_for(lambda: esl._protocol_errors._suppressed == 280)
+            assert (await esl.api("status")).startswith("UP")
+            assert esl.connections == 1
+    assert len([e for e in logs if e["event"] == "esl_protocol_error"]) == 20
+    [summary] = [e for e in logs if e["event"] == "log_lines_suppressed"]
+    assert (summary["suppressed_event"], summary["count"]) == ("esl_protocol_error", 280)
