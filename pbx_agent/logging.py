@@ -7,8 +7,10 @@ Invariants:
 - Strings that came from a caller are escaped before they are rendered, at any depth (a
   caller name inside a command's ``fields`` as much as a top-level one), with the rules of
   ``pbx_agent.wire.escaping.printable``: a caller name with control characters cannot forge
-  a second log line, and a byte that was not UTF-8 is shown as ``\\xNN`` instead of
-  reaching a stream that cannot encode it.
+  a second log line, a byte that was not UTF-8 is shown as ``\\xNN`` instead of
+  reaching a stream that cannot encode it, and a backslash is doubled, so two different
+  strings never render the same (text ``printable`` already rendered is not escaped
+  again; any other text with a backslash is, an error message's escapes included).
 - Logging never raises into the code that logs. A line the stream cannot encode is written
   with backslash escapes; any other failure (a processor, a closed stream) loses that one
   line and is reported on stderr as ``log_failed``, in ASCII. A decision is executed whether
@@ -33,8 +35,9 @@ from pbx_agent.wire.escaping import printable_nested
 def _escape_strings(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    # Only strings holding something unprintable (control characters, bytes that were not
-    # UTF-8) are rewritten; text already escaped by a codec's error message is left as is.
+    # Strings holding something unprintable (control characters, bytes that were not
+    # UTF-8) or a backslash are rewritten, so a literal "\x1b" cannot pass for a real ESC;
+    # what ``printable`` already rendered (the engine's command fields) is left as is.
     # Nested values are copied, never changed in place: they may be a command's own fields.
     for key, value in event_dict.items():
         if key not in ("exception", "event"):

@@ -27,6 +27,11 @@ Where each figure comes from:
   cancelled, overdue), and the promises still open past their deadline at ``until``.
 
 Times are timezone-aware; the period is ``[since, until)``.
+
+Agent ids, tiers and script names are text the PBX or a caller controlled. The table and
+the CSV show them through ``pbx_agent.wire.escaping.printable`` (a terminal escape or a CR
+in an agent id cannot reach the terminal or forge a line); the JSON keeps them exact, with
+every character that is not printable written as a ``\\uXXXX`` escape.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from pbx_agent.policies.callbacks import (
 )
 from pbx_agent.store import Store
 from pbx_agent.store.records import Decision
+from pbx_agent.wire.escaping import printable
 
 DEFAULT_HOLD_TARGET = 0.05
 # End reasons of calls no agent is known to have taken
@@ -345,7 +351,18 @@ def as_dict(report: Report) -> dict[str, Any]:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(as_dict(report), ensure_ascii=False, indent=2) + "\n"
+    # json.dumps escapes C0 controls but writes C1 controls, bidi overrides, line separators
+    # and lone surrogates raw; outside strings it writes only spaces and the indent's LF.
+    text = json.dumps(as_dict(report), ensure_ascii=False, indent=2)
+    return "".join(ch if ch.isprintable() or ch == "\n" else _json_escape(ch) for ch in text) + "\n"
+
+
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def rows(report: Report) -> list[tuple[str, str, str, str]]:
@@ -372,15 +389,15 @@ def rows(report: Report) -> list[tuple[str, str, str, str]]:
     add("holds", "over_limit", h.over_limit)
     add("holds", "callback_offers_taken", h.callback_offers_taken)
     for agent in h.by_agent:
-        add("holds", "agent_holds", agent.holds, agent.agent)
-        add("holds", "agent_over_limit", agent.over_limit, agent.agent)
+        add("holds", "agent_holds", agent.holds, printable(agent.agent))
+        add("holds", "agent_over_limit", agent.over_limit, printable(agent.agent))
     d = report.drops
     add("drops", "silent_caller", d.silent_caller)
     add("drops", "silent_caller_before_queue", d.silent_caller_before_queue)
     add("drops", "lingering", d.lingering)
     add("drops", "scripts", d.script_total)
     for script, count in d.scripts.items():
-        add("drops", "script", count, script)
+        add("drops", "script", count, printable(script))
     v = report.conversation
     add("conversation", "silences", v.silences)
     add("conversation", "longest_silence_s", v.longest_silence_s)
@@ -485,7 +502,13 @@ def render_table(report: Report, zone: tzinfo | None = None) -> str:
         lines += ["", "Holds by agent (over the tier limit first)"]
         header = ("agent", "tier", "holds", "over limit", "longest")
         body = [
-            (a.agent, a.tier or "-", str(a.holds), str(a.over_limit), _seconds(a.longest_s))
+            (
+                printable(a.agent),
+                printable(a.tier) or "-",
+                str(a.holds),
+                str(a.over_limit),
+                _seconds(a.longest_s),
+            )
             for a in h.by_agent
         ]
         widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
@@ -499,7 +522,7 @@ def render_table(report: Report, zone: tzinfo | None = None) -> str:
 def _script_text(drops: DropFigures) -> str:
     if not drops.scripts:
         return "0"
-    parts = ", ".join(f"{name} {count}" for name, count in drops.scripts.items())
+    parts = ", ".join(f"{printable(name)} {count}" for name, count in drops.scripts.items())
     return f"{drops.script_total} ({parts})"
 
 

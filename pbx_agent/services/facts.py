@@ -38,8 +38,10 @@ failed item first, so nothing is lost or reordered while the queue has room. It 
 raised into the engine. When the queue is full (``queue_size`` items waiting: a long outage)
 the *newest* item is dropped, whatever its kind: facts, flags and decisions alike; the
 first drop is logged (``facts_queue_full``) and the count when the queue accepts again
-(``facts_queue_recovered``). Values are clipped to their column widths and decision
-details made JSON-safe before writing, so a row is never refused for its content.
+(``facts_queue_recovered``). Text is made storable (``pbx_agent.wire.escaping.storable``:
+a byte that was not UTF-8, kept by the codecs as a lone surrogate, is stored as the visible
+escape ``\\xff``, a NUL as ``\\x00``), then clipped to its column width, and decision
+details are made JSON-safe the same way, so a row is never refused for its content.
 
 Invariants: the engine-facing methods never await I/O and never raise; one writer task,
 started by ``start`` and ended by ``close`` (which first lets the queue drain for up to
@@ -67,6 +69,7 @@ from pbx_agent.model.commands import FlagNumber, RecordFact
 from pbx_agent.numbers import NormalizedNumber, Unusable, normalize
 from pbx_agent.store import CallerFlag, CallRecord, HoldRecord, Interaction, Store
 from pbx_agent.store.schema import decisions as decisions_table
+from pbx_agent.wire.escaping import storable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -413,7 +416,7 @@ class FactsService:
         )
         flag = CallerFlag(
             number=number.e164,
-            reason=command.reason,
+            reason=_text(command.reason),
             set_by=_clip(command.set_by, _ID_WIDTH) or "",
             set_at=item.set_at,
             expires_at=expires,
@@ -426,7 +429,7 @@ class FactsService:
             "at": to_datetime(decision.at),
             "rule": _clip(decision.rule, _RULE_WIDTH) or "",
             "action": _clip(decision.action, _ACTION_WIDTH) or "",
-            "reason": decision.reason,
+            "reason": _text(decision.reason),
             "call_id": _clip(decision.call_id, _ID_WIDTH),
             "number": number.e164 if isinstance(number, NormalizedNumber) else None,
             "agent": _clip(decision.agent, _ID_WIDTH),
@@ -481,7 +484,7 @@ def _refused(exc: StoreUnavailable) -> bool:
     """The database refused the rows themselves (a constraint, a value it cannot take):
     retrying the same rows would refuse them again for ever, unlike an outage."""
     cause = exc.__cause__
-    if isinstance(cause, sa.exc.IntegrityError | sa.exc.DataError):
+    if isinstance(cause, sa.exc.IntegrityError | sa.exc.DataError | UnicodeError):
         return True
     return isinstance(cause, sa.exc.StatementError) and not isinstance(cause, sa.exc.DBAPIError)
 
@@ -501,14 +504,31 @@ def _optional_time(value: Any) -> datetime | None:
     return None if value is None else _time(value)
 
 
+def _text(value: Any) -> str:
+    """``value`` as text the store takes (escaped first, so the escapes are clipped too)."""
+    return storable(str(value))
+
+
 def _clip(value: Any, width: int) -> str | None:
     if value is None:
         return None
-    text = str(value)
+    text = _text(value)
     return text if len(text) <= width else text[:width]
 
 
 def _json_safe(details: Mapping[str, Any]) -> dict[str, Any]:
-    """``details`` as plain JSON values (tuples become lists, anything else its string)."""
-    safe: dict[str, Any] = json.loads(json.dumps(details, default=str, ensure_ascii=False))
+    """``details`` as plain JSON values (tuples become lists, anything else its string),
+    every string in them, keys included, storable."""
+    plain = json.loads(json.dumps(details, default=str, ensure_ascii=False))
+    safe: dict[str, Any] = _storable_json(plain)
     return safe
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(key): _storable_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(item) for item in value]
+    return value

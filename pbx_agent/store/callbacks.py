@@ -18,6 +18,11 @@ Exactly-once, the way it is built:
 - An outcome is applied once: the attempt row moves from an open state to a final one by
   a conditional update, and only that transaction changes the job, and only if the job is
   still waiting for that very attempt.
+
+Text written to a job or an attempt (reason, note, causes, ...) goes through
+``pbx_agent.wire.escaping.storable`` and is then cut to its column's length: a byte that
+was not UTF-8 in a promise's note (an AGI query, a SIP header) is stored as the visible
+escape ``\\xff`` instead of making the database refuse the promise.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from pbx_agent.store.schema import (
     callback_jobs,
     claim_locks,
 )
+from pbx_agent.wire.escaping import storable
 
 Decide = Callable[[CallbackJob, AttemptOutcome], JobTransition]
 RequestIdFor = Callable[[int, int], str]
@@ -563,7 +569,7 @@ class CallbackRepository:
                 result = await conn.execute(
                     sa.update(callback_jobs)
                     .where(callback_jobs.c.id == job.id)
-                    .values(finish_reason=f"{job.finish_reason}; kept late: {reason}")
+                    .values(finish_reason=storable(f"{job.finish_reason}; kept late: {reason}"))
                     .returning(*callback_jobs.c)
                 )
                 return _job(result.mappings().one())
@@ -671,12 +677,12 @@ async def _close_attempt(
         "outcome": str(result.outcome),
         "ended_at": result.at,
         "cause": result.cause,
-        "cause_text": result.cause_text[:128],
-        "tech_cause": result.tech_cause[:128],
+        "cause_text": result.cause_text,
+        "tech_cause": result.tech_cause,
     }
     if result.amd_result:
-        values["amd_result"] = result.amd_result[:32]
-        values["amd_cause"] = result.amd_cause[:128]
+        values["amd_result"] = result.amd_result
+        values["amd_cause"] = result.amd_cause
     if result.outcome in {AttemptOutcome.CONNECTED, AttemptOutcome.MACHINE} and (
         attempt.answered_at is None
     ):
@@ -684,7 +690,9 @@ async def _close_attempt(
     query = sa.update(callback_attempts).where(a.request_id == attempt.request_id)
     if open_only:
         query = query.where(a.outcome.in_([str(o) for o in OPEN_OUTCOMES]))
-    updated = await conn.execute(query.values(values).returning(*callback_attempts.c))
+    updated = await conn.execute(
+        query.values(_storable(callback_attempts, values)).returning(*callback_attempts.c)
+    )
     row = updated.mappings().first()
     return None if row is None else _attempt(row)
 
@@ -720,19 +728,20 @@ async def _apply(
     conn: AsyncConnection, job: CallbackJob, transition: JobTransition, now: datetime
 ) -> CallbackJob:
     finished = transition.status in TERMINAL_STATUSES
+    values = {
+        "status": str(transition.status),
+        "next_attempt_at": transition.next_attempt_at,
+        "attempts_made": transition.attempts_made,
+        "current_request_id": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": now if finished else None,
+        "finish_reason": transition.reason if finished else "",
+    }
     result = await conn.execute(
         sa.update(callback_jobs)
         .where(callback_jobs.c.id == job.id)
-        .values(
-            status=str(transition.status),
-            next_attempt_at=transition.next_attempt_at,
-            attempts_made=transition.attempts_made,
-            current_request_id=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=now if finished else None,
-            finish_reason=transition.reason if finished else "",
-        )
+        .values(_storable(callback_jobs, values))
         .returning(*callback_jobs.c)
     )
     return _job(result.mappings().one())
@@ -805,5 +814,21 @@ async def _insert_job(conn: AsyncConnection, new: NewJob) -> CallbackJob:
         )
         values["finished_at"] = new.created_at
         values["finish_reason"] = "no attempt fits in the window"
-    result = await conn.execute(sa.insert(callback_jobs).values(values).returning(*callback_jobs.c))
+    result = await conn.execute(
+        sa.insert(callback_jobs)
+        .values(_storable(callback_jobs, values))
+        .returning(*callback_jobs.c)
+    )
     return _job(result.mappings().one())
+
+
+def _storable(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each text made storable, then cut to its column's length (PostgreSQL
+    refuses a longer value; an escape makes text longer)."""
+    out = dict(values)
+    for name, value in values.items():
+        if isinstance(value, str):
+            text = storable(value)
+            length = getattr(table.c[name].type, "length", None)
+            out[name] = text if length is None else text[:length]
+    return out

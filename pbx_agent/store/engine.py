@@ -10,8 +10,11 @@ transaction discipline every repository follows and the one place DB errors are 
 - PostgreSQL (``postgresql+asyncpg://...``): connect and statement timeouts; row locks
   (``FOR UPDATE SKIP LOCKED``) written in the same Core statements, which SQLite ignores.
 - ``Database.read()`` / ``Database.write()`` are the only ways in. Every SQLAlchemy, driver,
-  OS and timeout error raised inside them comes out as ``StoreUnavailable`` naming the
-  operation and the database (password hidden).
+  OS and timeout error raised inside them, and a ``UnicodeError`` (SQLite's driver raises a
+  bare ``UnicodeEncodeError`` for a lone surrogate), comes out as ``StoreUnavailable``
+  naming the operation and the database (password hidden), the original as its cause.
+  Repositories pass caller text through ``pbx_agent.wire.escaping.storable`` so that it
+  does not happen.
 - ``Database.together()`` opens one write transaction that every ``write()`` of the same
   task inside it joins (the repositories' methods unchanged): a burst of records costs one
   commit, not one each, and all of them are written or none.
@@ -43,6 +46,9 @@ DEFAULT_URL = "sqlite+aiosqlite:///./var/pbx-agent.sqlite3"
 
 # Execution option read by the SQLite "begin" hook.
 _BEGIN_OPTION = "pbx_agent_begin"
+
+# What a statement can raise that ``StoreUnavailable`` stands for (see the docstring).
+_DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, UnicodeError)
 
 
 def parse_url(url: str) -> URL:
@@ -182,7 +188,7 @@ class Database:
                 if snapshot and self.dialect == "postgresql":
                     await conn.execution_options(isolation_level="REPEATABLE READ")
                 yield conn
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except _DB_ERRORS as exc:
             raise self._unavailable(operation, exc) from exc
 
     @asynccontextmanager
@@ -193,13 +199,13 @@ class Database:
         if joined is not None:
             try:
                 yield joined
-            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            except _DB_ERRORS as exc:
                 raise self._unavailable(operation, exc) from exc
             return
         try:
             async with self._writer.begin() as conn:
                 yield conn
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except _DB_ERRORS as exc:
             raise self._unavailable(operation, exc) from exc
 
     @asynccontextmanager
@@ -220,7 +226,7 @@ class Database:
     async def dispose(self) -> None:
         try:
             await self.engine.dispose()
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except _DB_ERRORS as exc:
             raise self._unavailable("close", exc) from exc
 
     def _unavailable(self, operation: str, exc: BaseException) -> StoreUnavailable:

@@ -1,5 +1,5 @@
-"""Escaping of caller-controlled text: for logs (``printable``) and for Asterisk dialplan
-application arguments (``dialplan_arg``).
+"""Escaping of caller-controlled text: for logs (``printable``), for the store
+(``storable``) and for Asterisk dialplan application arguments (``dialplan_arg``).
 
 Invariants:
 - ``printable`` is lossless: two different strings never render the same, so an operator
@@ -14,6 +14,16 @@ Invariants:
 - ``printable_nested`` applies the same rendering to every string inside dicts (keys and
   values), lists and tuples, at any depth, and copies the containers instead of changing
   them: a caller name several levels inside a log field is as safe as one at the top.
+  What ``printable`` escaped comes back as ``Escaped`` (a ``str``), which
+  ``printable_nested(..., keep_printable=True)`` (the log processor) keeps as it is; any
+  other string holding a backslash or something unprintable is rendered, so a literal
+  ``\\x1b`` and a real ESC never look the same in a log line.
+- ``storable`` returns text every supported database takes (valid UTF-8, no NUL): each
+  lone surrogate (a byte that was not UTF-8, or any other) and each NUL is replaced by the
+  escape ``printable`` shows for it (``\\xff``, ``\\x00``, ``\\ud800``); everything else,
+  backslashes included, is kept as it is, so ordinary text is stored unchanged. The raw
+  byte stays visible and recoverable, though a caller who typed the four characters
+  ``\\xff`` is stored the same.
 - ``dialplan_arg`` returns a string that Asterisk's argument splitter
   (``__ast_app_separate_args`` in main/app.c) reads back as exactly one argument equal
   to the input. It refuses CR, LF and NUL, which no escape can carry through a dialplan
@@ -54,25 +64,51 @@ def _escape_char(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
+class Escaped(str):
+    """Text ``printable`` has rendered: the log processor shows it as it is, not twice."""
+
+    __slots__ = ()
+
+
 def printable(value: str) -> str:
     """Render ``value`` for a log line, faithfully and on one line (see the module docstring)."""
     if value.isprintable() and "\\" not in value:
         return value
-    return "".join(
-        "\\\\" if ch == "\\" else ch if ch.isprintable() else _escape_char(ch) for ch in value
+    return Escaped(
+        "".join(
+            "\\\\" if ch == "\\" else ch if ch.isprintable() else _escape_char(ch) for ch in value
+        )
     )
+
+
+def _unstorable(ch: str) -> bool:
+    return ch == "\0" or 0xD800 <= ord(ch) <= 0xDFFF
+
+
+def storable(value: str) -> str:
+    """``value`` as text the store can write (see the module docstring): SQLite and
+    PostgreSQL refuse a lone surrogate, PostgreSQL a NUL, and the row would be lost."""
+    if "\0" not in value:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value
+    return "".join(_escape_char(ch) if _unstorable(ch) else ch for ch in value)
 
 
 def printable_nested(value: Any, *, keep_printable: bool = False) -> Any:
     """``value`` with every string in it, at any depth, rendered by ``printable``.
 
     Dicts (keys and values), lists and tuples are copied with their items rendered; any
-    other value is returned as it is. With ``keep_printable`` a string that is already
-    printable is kept unchanged (so text a codec has escaped is not escaped twice) and only
-    strings holding something unprintable are rendered.
+    other value is returned as it is. With ``keep_printable`` a string ``printable``
+    returned (``Escaped``) is kept, so text the engine escaped is not escaped twice; every
+    other string is rendered, a printable one holding a backslash included (else it would
+    read as an escape: ``Bob\\x1b`` and a real ESC would look the same).
     """
     if isinstance(value, str):
-        if keep_printable and value.isprintable():
+        if keep_printable and isinstance(value, Escaped):
             return value
         return printable(value)
     if isinstance(value, dict):

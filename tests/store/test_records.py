@@ -223,3 +223,23 @@ async def test_together_cannot_be_nested(store: Store) -> None:
         with pytest.raises(RuntimeError, match="already inside together"):
             async with store.db.together("inner"):
                 pass
+
+
+async def test_a_decision_and_a_flag_written_directly_keep_a_raw_byte_as_its_escape(
+    store: Store,
+) -> None:
+    """The callback service and ``pbx-agent flags`` write decisions and flags straight to
+    the repositories: a byte that was not UTF-8 (a lone surrogate) or a NUL is stored as its
+    visible escape, the record kept (SQLite refused it, the write failed)."""
+    raw = b"\xff".decode("utf-8", "surrogateescape")
+    await store.decisions.record(
+        Decision(at=T0, rule="R7", action="callback_cancelled", reason=f"agent {raw}\x00")
+    )
+    await store.flags.set(
+        CallerFlag(number=NUMBER, reason=f"abuse {raw}", set_by=f"ops{raw}", set_at=T0)
+    )
+    [decision] = await store.decisions.between(T0, T0 + timedelta(seconds=1))
+    assert decision.reason == "agent \\xff\\x00"
+    flag = await store.flags.get(NUMBER, T0)
+    assert flag is not None
+    assert (flag.reason, flag.set_by) == ("abuse \\xff", "ops\\xff")

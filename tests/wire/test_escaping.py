@@ -174,10 +174,11 @@ def test_printable_nested_copies_instead_of_changing_the_value() -> None:
     assert value == {"caller": {"name": "a\nb"}, "legs": ["a\nb"]}
 
 
-def test_printable_nested_can_keep_text_that_is_already_printable() -> None:
-    """keep_printable leaves printable text (an escaped error message) as it is."""
-    value = {"error": "frame 'a\\r\\nb'", "name": "a\r\nb"}
+def test_printable_nested_can_keep_text_that_printable_rendered() -> None:
+    """keep_printable leaves what ``printable`` returned as it is, not escaped twice."""
+    value = {"escaped": printable("a\r\nb"), "name": "a\r\nb", "plain": "Иван"}
     assert printable_nested(value, keep_printable=True) == {
-        "error": "frame 'a\\r\\nb'",
+        "escaped": "a\\r\\nb",
         "name": "a\\r\\nb",
+        "plain": "Иван",
     }
