@@ -376,37 +376,6 @@ async def test_a_caller_handed_to_another_agent_during_an_outage_hears_the_new_o
         assert await talk_is_heard(fs, d, caller)
 
 
-async def test_a_callcenter_call_connected_during_an_outage_is_connected_after_it(
-    fs: FakeFreeSwitch,
-) -> None:
-    """The caller waits in mod_callcenter (its application is ``callcenter``, not
-    ``bridge``); an agent answers and is bridged by the module while the link is down. The
-    resync's rows pair them (same call_uuid, both answered): the call is connected, so its
-    holds, dead air and figures are followed, not a lone caller's."""
-    async with daemon(fs) as d:
-        caller = fs.inbound_call("79161234567", "Ivan", "100")
-        fs.model.unpark(caller)
-        fs.model.execute(caller, "callcenter", "support@default", new_uuid())
-        await until(lambda: "CallStarted" in d.recorder.kinds(), "the call")
-
-        def agent_answers() -> None:
-            agent = fs.model.outbound(
-                "sofia/internal/agent-1001@127.0.0.1",
-                uuid=None,
-                caller_number=caller.caller_number,
-                caller_name="",
-                variables={},
-                originator=caller,
-            )
-            fs.model.answer(agent)
-            fs.model.bridge(caller, agent)
-
-        await outage(fs, d, agent_answers)
-        assert "PartiesConnected" in d.recorder.kinds()
-        [call] = d.engine.model.calls.values()
-        assert call.agent is not None and call.connected_at is not None
-
-
 async def callcenter_call_connected_during_an_outage(
     fs: FakeFreeSwitch, d: Daemon, *, agent_name: str = "1001@default"
 ) -> cm.Call:
@@ -433,6 +402,19 @@ async def callcenter_call_connected_during_an_outage(
     await outage(fs, d, agent_answers)
     [call] = d.engine.model.calls.values()
     return call
+
+
+async def test_a_callcenter_call_connected_during_an_outage_is_connected_after_it(
+    fs: FakeFreeSwitch,
+) -> None:
+    """The caller waits in mod_callcenter (its application is ``callcenter``, not
+    ``bridge``); an agent answers and is bridged by the module while the link is down. The
+    resync's rows pair them (same call_uuid, both answered): the call is connected, so its
+    holds, dead air and figures are followed, not a lone caller's."""
+    async with daemon(fs) as d:
+        call = await callcenter_call_connected_during_an_outage(fs, d)
+        assert "PartiesConnected" in d.recorder.kinds()
+        assert call.agent is not None and call.connected_at is not None
 
 
 async def test_a_callcenter_agent_found_by_the_resync_is_named_as_the_module_names_it(

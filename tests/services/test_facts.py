@@ -543,3 +543,76 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+RAW_BYTE = b"\xff".decode("utf-8", "surrogateescape")
+
+
+def fact(kind: str, **extra: Any) -> RecordFact:
+    fields: dict[str, Any] = {"number": E164, "call_id": "c.1", "started_at": T0}
+    fields.update(extra)
+    return RecordFact(kind, fields)
+
+
+async def test_an_interaction_with_a_byte_that_was_not_utf8_is_stored_escaped(
+    store: Store, facts: FactsService
+) -> None:
+    """A VarSet topic ``tarif<0xFF>`` is counted for night routing, as ``tarif\\xff``."""
+    topic, agent, queue = f"tarif{RAW_BYTE}", f"al{RAW_BYTE}ice", f"q\x00{RAW_BYTE}"
+    await facts.record_fact(fact("interaction", topic=topic, agent=agent, queue=queue), None)
+    await facts.flush()
+    [row] = await store.interactions.for_number(E164, to_datetime(T0 - 1))
+    assert (row.topic, row.agent, row.queue) == ("tarif\\xff", "al\\xffice", "q\\x00\\xff")
+    assert facts.stats.not_recorded == {}
+
+
+async def test_a_decision_with_a_byte_that_was_not_utf8_is_stored_escaped(
+    store: Store, facts: FactsService
+) -> None:
+    """Agent, reason and details (keys and values) are escaped; the decision is kept."""
+    facts.on_decision(
+        Decision(
+            at=T0,
+            call_id=f"c.{RAW_BYTE}",
+            rule="R1",
+            policy="hold",
+            action="play_prompt",
+            reason=f"because {RAW_BYTE}",
+            fields={f"k{RAW_BYTE}": [f"v{RAW_BYTE}", "a\x00b"]},
+            number=E164,
+            agent=f"al{RAW_BYTE}ice",
+        )
+    )
+    await facts.flush()
+    [row] = await store.decisions.between(to_datetime(T0 - 1), to_datetime(T0 + 1))
+    assert (row.call_id, row.agent, row.reason) == ("c.\\xff", "al\\xffice", "because \\xff")
+    assert row.details == {"policy": "hold", "k\\xff": ["v\\xff", "a\\x00b"]}
+
+
+async def test_a_hold_call_and_flag_with_such_text_are_stored_escaped(
+    store: Store, facts: FactsService
+) -> None:
+    """A tier, an end reason, a flag's reason and setter: escaped, every row written."""
+    await facts.record_fact(fact("hold", agent="alice", tier=f"vip{RAW_BYTE}"), None)
+    await facts.record_fact(fact("call", caller_number=E164, end_reason=f"x{RAW_BYTE}"), None)
+    await facts.flag_number(
+        FlagNumber(E164, f"abuse{RAW_BYTE}", f"al{RAW_BYTE}ice", CallId("c.1")), None
+    )
+    await facts.flush()
+    [hold] = await store.holds.between(to_datetime(T0 - 1), to_datetime(T0 + 1))
+    call = await store.calls.get("c.1")
+    flag = await store.flags.get(E164, to_datetime(T0))
+    assert hold.tier == "vip\\xff"
+    assert call is not None and call.end_reason == "x\\xff"
+    assert flag is not None and (flag.reason, flag.set_by) == ("abuse\\xff", "al\\xffice")
+    assert facts.stats.written == {"hold": 1, "call": 1, "flag": 1}
+
+
+async def test_text_made_longer_by_its_escapes_is_still_clipped_to_the_column(
+    store: Store, facts: FactsService
+) -> None:
+    """128 raw bytes become 512 characters of escapes: cut to 128, not refused."""
+    await facts.record_fact(fact("interaction", agent=RAW_BYTE * 128), None)
+    await facts.flush()
+    [row] = await store.interactions.for_number(E164, to_datetime(T0 - 1))
+    assert row.agent == "\\xff" * 32
