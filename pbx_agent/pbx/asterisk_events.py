@@ -32,6 +32,7 @@ from pbx_agent.model import events as ev
 from pbx_agent.model.events import CallId, Direction, LegId
 from pbx_agent.pbx.resync import agents_in_bridges
 from pbx_agent.wire.ami import AmiMessage
+from pbx_agent.wire.digits import parse_decimal
 
 FEATURE_USEREVENT = "PbxAgentFeature"
 _CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]{8}(;\d)?$")
@@ -49,9 +50,9 @@ def endpoint_of(channel: str) -> str:
 
 
 def parse_cause(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
+    """A cause code or a duration as Asterisk prints it (``%d``); ``None`` for anything else,
+    so a field holding ``"²"`` reads as unknown rather than raising."""
+    return parse_decimal(value)
 
 
 @dataclass(slots=True)

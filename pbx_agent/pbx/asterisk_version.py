@@ -36,7 +36,8 @@ class VersionVerdict:
 
 
 FIRST_WITH_FIX = (22, 11)
-_RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
+# [0-9], not \d: \d also matches "١", which int() reads as 1.
+_RELEASE = re.compile(r"^([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
 _ADVICE = (
     "check the branch's ChangeLog for 'Allow whisper audiohooks to work without an underlying "
     "stream' (asterisk#1966); without it held customers hear silence (docs/hold.md)"

@@ -57,6 +57,7 @@ from pbx_agent.errors import (
 from pbx_agent.model.events import CallId, LegId
 from pbx_agent.model.hooks import HookRegistry, HookSession, HookSpec, PlayResult
 from pbx_agent.pbx.listener import SessionListener
+from pbx_agent.wire.digits import parse_decimal
 from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.esl import (
     ContentType,
@@ -231,7 +232,9 @@ class EslOutboundSession:
                 return PlayResult(digit=None, offset_samples=offset_samples, failed=True)
             raise
         position = done.variable("playback_last_offset_pos")
-        end = int(position) if position and position.isdigit() else offset_samples
+        end = parse_decimal(position)
+        if end is None:
+            end = offset_samples
         digit = next((d for d in self._digits if escape_digits and d in escape_digits), None)
         response = done.get("Application-Response") or ""
         failed = response != "FILE PLAYED" or (self._hung_up and digit is None)

@@ -71,6 +71,7 @@ from typing import NoReturn
 from urllib.parse import unquote_to_bytes
 
 from pbx_agent.errors import ProtocolError, UnsafeValueError
+from pbx_agent.wire.digits import parse_decimal
 from pbx_agent.wire.escaping import printable
 from pbx_agent.wire.headers import HeaderLookup
 
@@ -206,7 +207,7 @@ class EslEvent(_EslHeaders):
     def sequence(self) -> int | None:
         """``Event-Sequence`` (strictly increasing, except duplicated avmd events)."""
         value = self.get("Event-Sequence")
-        return int(value) if value is not None and value.isdigit() else None
+        return parse_decimal(value)
 
     @property
     def variables(self) -> dict[str, str]:
@@ -280,13 +281,7 @@ class EslMessage(_EslHeaders):
     @property
     def linger_time(self) -> int | None:
         """``Linger-Time`` of a linger notice in seconds; -1 means until we close."""
-        value = self.get("Linger-Time")
-        if value is None:
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            return None
+        return parse_decimal(self.get("Linger-Time"), signed=True)
 
     @property
     def body_text(self) -> str:
@@ -678,9 +673,10 @@ def decode_xml_event(body: bytes) -> EslEvent:
     length_element = root.find("Content-Length")
     declared = (length_element.text or "").strip() if length_element is not None else ""
     raw = text.encode("utf-8", "surrogateescape")
-    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    if declared.isascii() and declared.isdigit() and int(declared) <= len(raw):
-        raw = raw[: int(declared)]
+    # ASCII digits only (parse_decimal): "²" and 5000 digits made int() raise.
+    length = parse_decimal(declared)
+    if length is not None and length <= len(raw):
+        raw = raw[:length]
     pairs.append(("Content-Length", str(len(raw))))
     return EslEvent(tuple(pairs), _text(raw))
 

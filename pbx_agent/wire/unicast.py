@@ -37,6 +37,7 @@ import numpy as np
 
 from pbx_agent.amd.audio import SAMPLE_RATE, Pcm
 from pbx_agent.errors import ProtocolError
+from pbx_agent.wire.digits import parse_decimal
 
 __all__ = [
     "SUPPORTED_RATES",
@@ -62,7 +63,7 @@ def parse_read_rate(value: str | None) -> int:
     if value is None or not value.strip():
         return SAMPLE_RATE
     text = value.strip()
-    rate = int(text) if text.isdigit() else None
+    rate = parse_decimal(text)
     if rate not in SUPPORTED_RATES:
         accepted = ", ".join(str(r) for r in SUPPORTED_RATES)
         msg = f"read rate {text[:20]!r} refused; accepted: {accepted} Hz"
