@@ -10,12 +10,17 @@ The wire format, as captured from Asterisk 22 (``tests/traces/asterisk-22/05a*``
   sequence survives exactly.
 - Asterisk opens with the environment: ``agi_key: value`` lines, then one empty line
   (``AgiEnvironment``). Asterisk writes ``unknown`` for an absent caller id, name, DNID or
-  RDNIS; the codec keeps values as sent.
+  RDNIS; the codec keeps values as sent. It writes every key of ``setup_env`` in one fixed
+  order (``_ENV_ORDER``, ending ``agi_threadid``), then ``agi_arg_N``, values unescaped: after
+  a value a caller controls (a caller name), only the key that follows it starts a field,
+  and every other line, an empty one too, is a line of that value, so a name cannot forge
+  keys or end the block early.
 - Then the server writes one command line at a time and Asterisk answers each with one
-  reply (``AgiReply``): ``200 result=1 (value)``, ``200 result=0 endpos=3404``,
-  ``510 Invalid or unknown command``, ``511 Command Not Permitted on a dead channel or
-  intercept routine``, or the multi-line usage block ``520-Invalid command syntax.  Proper
-  usage follows:`` ... ``520 End of proper usage.`` whose body is free text.
+  reply (``AgiReply``), always a code then text: ``200 result=1 (value)``,
+  ``200 result=0 endpos=3404``, ``510 Invalid or unknown command``, ``511 Command Not
+  Permitted on a dead channel or intercept routine``, or the multi-line usage block
+  ``520-Invalid command syntax.  Proper usage follows:`` ... ``520 End of proper usage.``
+  whose body is free text.
 - When the caller hangs up, Asterisk writes ``HANGUP`` on a line of its own, unsolicited,
   right after the reply to the command that was running (``AgiHangup``).
 - Empty lines between replies carry nothing and are skipped.
@@ -44,6 +49,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl
 
 from pbx_agent.errors import ProtocolError, UnsafeValueError
+from pbx_agent.wire.digits import parse_decimal
 from pbx_agent.wire.escaping import printable
 
 if TYPE_CHECKING:
@@ -159,8 +165,9 @@ _ENV_ORDER = (
     "agi_threadid",
 )
 # Values a caller (or a dialplan quoting one) controls, where a line feed can hide: Asterisk
-# writes the known keys in _ENV_ORDER, so a known key out of that order is a line of the
-# free-text value before it (a forged "agi_dnid: ..." inside a name folds back into it).
+# writes every key of _ENV_ORDER, always, in that order (then agi_arg_N, then the empty
+# line), so after one of these only the key that follows it in _ENV_ORDER starts a field;
+# any other line, empty or forged ("agi_extension: 900"), is a line of the value.
 _ENV_FREE_TEXT = frozenset(
     {
         "agi_network_script",
@@ -171,7 +178,9 @@ _ENV_FREE_TEXT = frozenset(
         "agi_rdnis",
     }
 )
-_ENV_RANK = {key: rank for rank, key in enumerate(_ENV_ORDER)}
+_ENV_NEXT: Final = {
+    key: _ENV_ORDER[rank + 1] for rank, key in enumerate(_ENV_ORDER[:-1]) if key in _ENV_FREE_TEXT
+}
 # A sample offset: 18 digits is far past any recording, and int() stays cheap.
 _MAX_ENDPOS_DIGITS = 18
 
@@ -182,6 +191,13 @@ _RESULT_LINE = re.compile(
     r"(?: (?P<extra>.*))?",
     re.DOTALL,
 )
+# What res_agi.c writes after these codes when it has no result (agi_handle_command).
+_ASTERISK_TEXTS: Final = {
+    510: "Invalid or unknown command",
+    511: "Command Not Permitted on a dead channel or intercept routine",
+    520: "Invalid command syntax.  Proper usage not available.",
+}
+# Asterisk writes every status line as "NNN text" ("NNN-text" opening a usage block).
 _CODE_LINE = re.compile(r"(?P<code>[0-9]{3})(?P<sep>[ -])(?P<rest>.*)", re.DOTALL)
 _WORD_CHARS_NEEDING_QUOTES = frozenset(' \t"\\')
 
@@ -340,13 +356,9 @@ class AgiReply:
 
     @property
     def result_int(self) -> int | None:
-        """``result`` as an integer, or ``None`` if absent or not a number."""
-        if self.result is None:
-            return None
-        try:
-            return int(self.result)
-        except ValueError:
-            return None
+        """``result`` as an integer, or ``None`` if absent or not a number (ASCII digits,
+        perhaps after ``-``: Asterisk prints ``%d``)."""
+        return parse_decimal(self.result, signed=True)
 
     @property
     def dead_channel(self) -> bool:
@@ -502,8 +514,10 @@ def encode_reply(
     """One reply as Asterisk writes it.
 
     ``encode_reply(result=1, data="PJSIP/a-1")`` -> ``200 result=1 (PJSIP/a-1)``;
-    ``encode_reply(510, extra="Invalid or unknown command")``; a 520 with ``usage`` lines
-    is the multi-line block ending ``520 End of proper usage.``.
+    ``encode_reply(510)`` -> ``510 Invalid or unknown command``; a 520 with ``usage`` lines
+    is the multi-line block ending ``520 End of proper usage.``. Asterisk never writes a
+    code alone: without ``result`` or ``extra``, 510, 511 and 520 get res_agi.c's own
+    text and any other code raises ``UnsafeValueError``.
     """
     if not 100 <= code <= 999:
         msg = f"AGI reply code {code} is not allowed; accepted: three digits, e.g. 200"
@@ -515,7 +529,15 @@ def encode_reply(
     if usage_lines:
         return _encode_usage(code, extra, usage_lines)
     if result is None:
-        return _encode_lines([f"{code} {extra or ''}".rstrip(" ")])
+        text = extra or _ASTERISK_TEXTS.get(code)
+        if not text:
+            msg = (
+                f"AGI reply {code} without result or text is not allowed (Asterisk always "
+                "writes text after the code); accepted: result=..., extra='...', or "
+                f"code {', '.join(str(c) for c in _ASTERISK_TEXTS)} alone"
+            )
+            raise UnsafeValueError(msg)
+        return _encode_lines([f"{code} {text}"])
     parts = [f"{code} result={result}"]
     if data is not None:
         parts.append(f"({data})")
@@ -750,56 +772,45 @@ class AgiDecoder:
                 f"or {_ENV_MAX_BYTES} bytes"
             )
             raise AgiProtocolError(msg)
-        if line or self._inside_free_text():
-            self._add_env_line(line)
-            return None
-        self._env_done = True
-        block = AgiEnvironment(tuple(env))
-        self._env = []
-        return block
-
-    def _inside_free_text(self) -> bool:
-        """An empty line is a value's line feed while a free-text value is the newest field
-        and the block's last key (agi_threadid) has not come."""
-        env = self._env
-        return (
-            bool(env) and env[-1][0] in _ENV_FREE_TEXT and "agi_threadid" not in self._seen_keys()
-        )
-
-    def _add_env_line(self, line: str) -> None:
-        env = self._env
-        key, sep, value = line.partition(":")
-        rank = _ENV_RANK.get(key) if sep else None
-        if not line or (not line.startswith("agi_") and self._inside_free_text()):
+        if env and self._continues_value(env[-1][0], line):
             # A line of the newest value, after a line feed in it.
             last_key, last_value = env[-1]
             env[-1] = (last_key, f"{last_value}\n{line}")
-            return
+            return None
+        if not line:
+            self._env_done = True
+            block = AgiEnvironment(tuple(env))
+            self._env = []
+            return block
         key, value = _parse_env_line(line)
-        if rank is not None:
-            self._fold_into_free_text(rank)
-        if key in self._seen_keys():
+        if any(seen == key for seen, _ in env):
             msg = f"AGI environment repeats {_show(key)!r}"
             raise AgiProtocolError(msg)
         env.append((key, value))
+        return None
 
-    def _fold_into_free_text(self, rank: int) -> None:
-        """A known key ranked ``rank`` has come. Asterisk writes its keys in order and the
-        rest (agi_arg_N) after them all: fields since the newest free-text value ranked
-        before it that are out of that order were lines of that value, forged by a caller."""
-        env = self._env
-        for at in range(len(env) - 1, -1, -1):
-            key, value = env[at]
-            if key in _ENV_FREE_TEXT and _ENV_RANK[key] < rank:
-                after = env[at + 1 :]
-                if any(_ENV_RANK.get(k, len(_ENV_ORDER)) >= rank for k, _ in after):
-                    lines = [value, *(f"{k}: {v}" for k, v in after)]
-                    del env[at:]
-                    env.append((key, "\n".join(lines)))
-                return
+    @staticmethod
+    def _continues_value(newest: str, line: str) -> bool:
+        """Whether ``line`` belongs to the value of ``newest`` rather than starting a field.
 
-    def _seen_keys(self) -> set[str]:
-        return {key for key, _ in self._env}
+        After a free-text value only the key res_agi.c writes next starts a field; any
+        other line (an empty one too: agi_threadid has not come, so the block cannot end)
+        is the caller's text, so a forged ``agi_extension: 900`` or a forged end of the
+        block stays inside the name. After ``agi_arg_N`` only ``agi_arg_N+1`` or the empty
+        line closing the block comes next.
+        """
+        key = line.partition(":")[0] if ":" in line else None
+        follower = _ENV_NEXT.get(newest)
+        if follower is not None:
+            return key != follower
+        number = (
+            parse_decimal(newest.removeprefix("agi_arg_"))
+            if newest.startswith("agi_arg_")
+            else None
+        )
+        if number is None:
+            return False
+        return bool(line) and key != f"agi_arg_{number + 1}"
 
     def _on_usage_line(self, usage: list[str], line: str) -> AgiReply | None:
         if _is_code(line[:3]) and line[3:4] == " ":

@@ -37,13 +37,22 @@ def environment(hook: str = "route?x=1", **extra: str) -> dict[str, str]:
         "agi_language": "en",
         "agi_type": "PJSIP",
         "agi_uniqueid": "1795339422.20",
+        "agi_version": "22.0.0",
         "agi_callerid": "carol",
         "agi_calleridname": "unknown",
+        # Every key res_agi.c writes, in its order (trace 05a): the decoder relies on it.
+        "agi_callingpres": "0",
+        "agi_callingani2": "0",
+        "agi_callington": "0",
+        "agi_callingtns": "0",
         "agi_dnid": "604",
+        "agi_rdnis": "unknown",
         "agi_context": "from-ua",
         "agi_extension": "604",
         "agi_priority": "2",
+        "agi_enhanced": "0.0",
         "agi_accountcode": "",
+        "agi_threadid": "139675393078976",
     }
     env.update(extra)
     return env

@@ -54,6 +54,13 @@ def decode(data: bytes, chunks: list[int] | None = None) -> list[Message]:
     return out
 
 
+def trace_env() -> dict[str, str]:
+    """The trace's environment block: every key res_agi.c writes, in its order."""
+    env = decode(RECV)[0]
+    assert isinstance(env, AgiEnvironment)
+    return dict(env)
+
+
 def commands(data: bytes) -> list[AgiCommand]:
     decoder = AgiCommandDecoder()
     decoder.feed(data)
@@ -190,7 +197,7 @@ def test_trace_plain_commands_reencode_byte_exact() -> None:
 
 def test_environment_encoding_round_trips() -> None:
     """encode_environment produces a block the decoder reads back exactly."""
-    env = {"agi_request": "agi://h/x", "agi_calleridname": 'Иван "Ив" ;,|', "agi_arg_1": ""}
+    env = {**trace_env(), "agi_calleridname": 'Иван "Ив" ;,|', "agi_arg_1": ""}
     decoded = decode(encode_environment(env))[0]
     assert isinstance(decoded, AgiEnvironment)
     assert dict(decoded) == env
@@ -560,3 +567,49 @@ def test_an_environment_block_of_more_than_32_kib_is_refused() -> None:
     decoder.feed(b"agi_network: yes\n" + b"agi_arg_1: " + b"x" * 40000 + b"\n")
     with pytest.raises(AgiProtocolError, match="32768 bytes"):
         decoder.next_message()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Bob\nagi_extension: 900\nagi_arg_1: x\n",
+        "Bob\nagi_accountcode: x\n",
+        "Bob\nagi_threadid: 1\n\nagi_context: evil",
+        "Bob\nagi_arg_1: x\n\n",
+        "Bob\n\nagi_arg_1: x",
+        "Bob\r\nagi_extension: 900\r\n\r\nagi_arg_1: x\r",
+        "Bob\ragi_extension: 900\n\r\n",
+        "\n\n",
+    ],
+)
+def test_a_caller_name_forging_the_rest_of_the_block_stays_in_the_name(name: str) -> None:
+    """Forged agi_extension/agi_arg_N/agi_threadid and an empty line inside the name do not
+    end the block: the real context, extension, threadid and no args are read, then replies."""
+    block, rest = _trace_env_with(name)
+    messages = decode(block + b"\n" + rest, chunks=[5] * 600)
+    env = messages[0]
+    assert isinstance(env, AgiEnvironment)
+    assert env.calleridname == name
+    assert (env.context, env.extension, env.dnid) == ("from-ua", "604", "604")
+    assert env["agi_threadid"] == "139675393078976"
+    assert env.args == ()
+    assert messages[1:] == decode(RECV)[1:]
+
+
+def test_forged_args_inside_the_name_are_not_args_and_real_ones_are() -> None:
+    """A forged agi_arg_1 stays in the name; Asterisk's own agi_arg_1 after agi_threadid counts."""
+    name = "Bob\nagi_arg_1: forged\n"
+    block, rest = _trace_env_with(name)
+    messages = decode(block + b"agi_arg_1: real\nagi_arg_2: two\n\n" + rest)
+    env = messages[0]
+    assert isinstance(env, AgiEnvironment)
+    assert env.calleridname == name
+    assert env.args == ("real", "two")
+
+
+def test_a_line_feed_inside_an_agi_arg_folds_into_it() -> None:
+    """An argument holding a line feed keeps its second line instead of breaking the block."""
+    block, rest = _trace_env_with("unknown")
+    env = decode(block + b"agi_arg_1: a\nb\nagi_arg_2: c\n\n" + rest)[0]
+    assert isinstance(env, AgiEnvironment)
+    assert env.args == ("a\nb", "c")
