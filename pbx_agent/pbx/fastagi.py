@@ -65,6 +65,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 _READ_CHUNK = 65536
+# How long the server listens after the environment for lines Asterisk would never send
+# then (``_stray_after_environment``): the rest of its block arrives with it.
+_STRAY_WAIT_S = 0.01
 _CLOSE_TIMEOUT_S = 1.0
 _DIGITS = frozenset("0123456789*#ABCDabcd")
 
@@ -334,6 +337,14 @@ class FastAgiServer(SessionListener):
         if env is None:
             log.info("agi_client_gone", peer=peer, error="closed before sending anything")
             return
+        if await _stray_after_environment(reader, decoder):
+            log.warning(
+                "agi_header_invalid",
+                peer=peer,
+                error="lines came after the environment before any command: a value in it "
+                "(a caller name) carried a whole forged environment; no hook runs",
+            )
+            return
         session = AgiSession(
             env, reader, writer, decoder, command_timeout_s=self._command_timeout_s
         )
@@ -406,6 +417,23 @@ class FastAgiServer(SessionListener):
             log.error("hook_default_deadline", deadline_s=self._default_deadline_s, **fields)
         else:
             log.error("hook_default_failed", error=repr(failure), **fields)
+
+
+async def _stray_after_environment(reader: asyncio.StreamReader, decoder: AgiDecoder) -> bool:
+    """Whether Asterisk sent more after the environment before any command (what a forged
+    block inside a caller's value leaves behind: the real rest of the block). It writes the
+    whole block at once, so that rest is already here or right behind it: a short wait."""
+    if decoder.stray_after_environment:
+        return True
+    try:
+        async with asyncio.timeout(_STRAY_WAIT_S):
+            data = await reader.read(_READ_CHUNK)
+    except TimeoutError:
+        return False
+    except (ConnectionError, OSError):
+        return False  # gone: the session finds out and says so
+    decoder.feed(data)
+    return decoder.stray_after_environment
 
 
 async def _read_environment(

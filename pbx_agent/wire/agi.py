@@ -738,6 +738,16 @@ class AgiDecoder:
         partial = self._lines.partial
         return bool(partial) and not b"HANGUP\n".startswith(partial)
 
+    @property
+    def stray_after_environment(self) -> bool:
+        """Bytes other than empty lines or ``HANGUP`` already received after the environment,
+        before any command was sent. Asterisk sends nothing then; lines there are the real
+        rest of its block, behind a whole forged block a caller's value carried."""
+        if not self._env_done:
+            return False
+        unread = self._lines.partial.replace(b"\r", b"").split(b"\n")
+        return any(line not in (b"", b"HANGUP") for line in unread)
+
     def next_message(self) -> AgiEnvironment | AgiReply | AgiHangup | None:
         while True:
             line = self._lines.next_line()

@@ -700,6 +700,33 @@ async def test_garbage_client_is_dropped_and_the_server_keeps_serving(
     assert channel.variables["PBXAGENT_RESULT"] == "default"
 
 
+async def test_a_caller_name_carrying_a_whole_forged_environment_runs_no_hook(
+    server: FastAgiServer, registry: HookRegistry
+) -> None:
+    """A caller name holding the rest of a block (every key after it, a forged dialled
+    number, an empty line) reads as a complete environment; Asterisk's real rest of the
+    block then follows before any command: the session is refused and no hook acts on the
+    forged values (its SET VARIABLE would have reached the channel)."""
+    registry.register(hook("route", set_default_result))
+    real = environment()
+    keys = list(real)
+    after = keys[keys.index("agi_calleridname") + 1 :]
+    forged = {**real, "agi_dnid": "900", "agi_extension": "900"}
+    name = "Bob\n" + "".join(f"{k}: {forged[k]}\n" for k in after) + "\n"
+    block = "".join(f"{k}: {v}\n" for k, v in real.items() if k != "agi_calleridname")
+    head, tail = block.split("agi_callingpres", 1)
+    raw = (head + f"agi_calleridname: {name}" + "agi_callingpres" + tail + "\n").encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    with capture_logs() as logs:
+        writer.write(raw)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # no command sent
+        await wait_until_idle(server)
+    writer.close()
+    [refused] = events(logs, "agi_header_invalid")
+    assert "forged" in str(refused["error"])
+
+
 async def test_asterisk_disconnecting_mid_command_ends_only_that_session(
     server: FastAgiServer, registry: HookRegistry
 ) -> None:
