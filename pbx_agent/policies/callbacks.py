@@ -564,6 +564,10 @@ def is_quiet(at: datetime, rules: CallbackRules) -> bool:
     return local >= quiet.start or local < quiet.end
 
 
+# A promise's attempts brought forward to fit before its deadline are this far apart at least.
+_PROMISE_MIN_GAP = timedelta(minutes=5)
+
+
 def next_allowed(at: datetime, rules: CallbackRules) -> datetime:
     """``at`` itself outside quiet hours, else the end of the quiet period it falls in."""
     if not is_quiet(at, rules):
@@ -593,9 +597,17 @@ def plan_attempt(
     last_attempt_at: datetime | None,
     now: datetime,
     rules: CallbackRules,
+    promised: bool = False,
 ) -> datetime | None:
     """When the next counted attempt may start, or None when no attempt is left or none
-    fits before the window ends."""
+    fits before the window ends.
+
+    A ``promised`` job's window is the time left to its deadline, often shorter than the
+    attempts' spacing (a 2 h promise; the last attempt 24 h after the first lands on the
+    deadline itself, and a night in between pushes it past): an attempt the spacing would
+    place after the deadline is brought forward, the time left shared between the attempts
+    left, so each of them is made before the deadline while one fits (the promise is
+    overdue only then, not hours early)."""
     k = attempts_made
     if k >= rules.max_attempts:
         return None
@@ -604,9 +616,18 @@ def plan_attempt(
     if k > 0 and last_attempt_at is not None:
         at = max(at, last_attempt_at + (offsets[k] - offsets[k - 1]))
     at = next_allowed(max(at, now), rules)
-    if at > window_ends_at:
+    if at <= window_ends_at:
+        return at
+    if not promised:
         return None
-    return at
+    # The time left shared: the next attempt a share of it from now, or (that share falling
+    # into quiet hours past the deadline) the next minute outside quiet hours.
+    share = (window_ends_at - now) / (rules.max_attempts - k + 1)
+    for candidate in (now + share, now + _PROMISE_MIN_GAP):
+        at = next_allowed(candidate, rules)
+        if at + timedelta(seconds=rules.ring_time_s) <= window_ends_at:
+            return at
+    return None
 
 
 def new_drop_job_times(
@@ -638,6 +659,7 @@ def new_promise_times(
         last_attempt_at=None,
         now=now,
         rules=rules,
+        promised=True,
     )
     return anchor, deadline, first
 
@@ -663,6 +685,7 @@ def after_attempt(
         last_attempt_at=last,
         now=now,
         rules=rules,
+        promised=job.kind is JobKind.PROMISED,
     )
     if planned is not None and not counts_as_attempt(outcome):
         retry = rules.refused_retry if outcome is AttemptOutcome.REFUSED else rules.not_placed_retry

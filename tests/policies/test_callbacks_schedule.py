@@ -16,6 +16,7 @@ from pbx_agent.policies.callbacks import (
     CallbackRules,
     JobKind,
     JobStatus,
+    JobTransition,
     QuietHours,
     after_attempt,
     cancels_on_inbound,
@@ -324,19 +325,73 @@ def test_short_promise_is_dialled_at_once() -> None:
     assert first == NOON + timedelta(seconds=30)
 
 
-def test_promise_whose_next_attempt_would_miss_the_deadline_is_overdue() -> None:
-    """A 2 h promise: after a failed first try the next one (4 h) would miss the deadline."""
-    deadline = NOON + timedelta(hours=2)
-    anchor, window_ends_at, _ = new_promise_times(deadline, NOON, RULES)
-    job = replace(
-        job_after_drop(NOON),
+def promise_job(deadline: datetime, now: datetime, rules: CallbackRules = RULES) -> CallbackJob:
+    anchor, window_ends_at, first = new_promise_times(deadline, now, rules)
+    return replace(
+        job_after_drop(now),
         kind=JobKind.PROMISED,
         anchor_at=anchor,
         window_ends_at=window_ends_at,
         deadline_at=deadline,
-        last_attempt_at=NOON + timedelta(seconds=30),
+        next_attempt_at=first,
+        status=JobStatus.SCHEDULED,
     )
-    transition = after_attempt(job, AttemptOutcome.NO_ANSWER, NOON + timedelta(minutes=2), RULES)
+
+
+def fail_attempts(job: CallbackJob, rules: CallbackRules = RULES) -> list[JobTransition]:
+    """Every attempt of ``job`` made when planned, unanswered, until it ends."""
+    out: list[JobTransition] = []
+    while job.next_attempt_at is not None and job.status is JobStatus.SCHEDULED:
+        at = job.next_attempt_at + timedelta(seconds=45)
+        job = replace(job, last_attempt_at=job.next_attempt_at)
+        transition = after_attempt(job, AttemptOutcome.NO_ANSWER, at, rules)
+        out.append(transition)
+        job = replace(
+            job,
+            status=transition.status,
+            next_attempt_at=transition.next_attempt_at,
+            attempts_made=transition.attempts_made,
+        )
+    return out
+
+
+def test_a_short_promise_gets_its_attempts_brought_forward_before_the_deadline() -> None:
+    """A 2 h promise: the second attempt's 4 h spacing would miss the deadline, so the
+    attempts left share the time left: three attempts, all before the deadline (it was made
+    overdue after the first, with nearly 2 h to go)."""
+    deadline = NOON + timedelta(hours=2)
+    transitions = fail_attempts(promise_job(deadline, NOON))
+    planned = [t.next_attempt_at for t in transitions if t.next_attempt_at is not None]
+    assert len(planned) == 2
+    assert all(NOON < at < deadline for at in planned)
+    assert transitions[-1].status is JobStatus.OVERDUE
+    assert transitions[-1].attempts_made == 3
+
+
+def test_a_promise_due_in_the_evening_after_a_night_gets_three_attempts() -> None:
+    """A 72 h promise registered at 22:00 in Berlin (quiet 21:00-09:00): dialling from 24 h
+    before the deadline starts at 09:00 on its last day, and the third attempt, which the
+    24 h spacing puts on the deadline itself, comes that afternoon (the promise was made
+    overdue at 13:00 with 9 h to go)."""
+    berlin = BERLIN
+    rules = CallbackRules(timezone=berlin, quiet_hours=QuietHours(time(21, 0), time(9, 0)))
+    now = local(berlin, 2026, 6, 10, 22, 0, 0)
+    deadline = now + timedelta(hours=72)
+    job = promise_job(deadline, now, rules)
+    transitions = fail_attempts(job, rules)
+    attempts = [job.next_attempt_at, *(t.next_attempt_at for t in transitions)]
+    made = [at for at in attempts if at is not None]
+    assert len(made) == 3
+    assert all(not is_quiet(at, rules) and at < deadline for at in made)
+    assert transitions[-1].status is JobStatus.OVERDUE  # none reached: a violation, at the end
+
+
+def test_a_promise_with_no_time_left_for_another_attempt_is_overdue() -> None:
+    """30 s before the deadline, after a failed try, no attempt ringing 40 s fits: overdue."""
+    deadline = NOON + timedelta(hours=2)
+    job = replace(promise_job(deadline, NOON), last_attempt_at=deadline - timedelta(minutes=1))
+    now = deadline - timedelta(seconds=30)
+    transition = after_attempt(job, AttemptOutcome.NO_ANSWER, now, RULES)
     assert transition.status is JobStatus.OVERDUE
     assert "promised deadline" in transition.reason
 
