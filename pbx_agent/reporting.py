@@ -44,7 +44,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from pbx_agent.errors import ConfigError
@@ -71,11 +71,18 @@ _SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def parse_moment(text: str, *, now: datetime, zone: tzinfo) -> datetime:
     """``24h`` / ``90m`` / ``7d`` / ``2w`` (that long before ``now``), or an ISO date or
-    date-time (local to ``zone`` unless it carries its own offset)."""
+    date-time (local to ``zone`` unless it carries its own offset).
+
+    Seconds, minutes and hours are elapsed time (``90m`` is 90 minutes back across a clock
+    change too); days and weeks are calendar days (``7d`` is the same wall time a week
+    before, 167 or 169 h across a clock change)."""
     match = _SPAN.match(text)
     if match:
-        seconds = float(match.group(1)) * _SPAN_UNITS[match.group(2)]
+        unit = match.group(2)
+        seconds = float(match.group(1)) * _SPAN_UNITS[unit]
         try:
+            if unit in "smh":
+                return (now.astimezone(UTC) - timedelta(seconds=seconds)).astimezone(now.tzinfo)
             return now - timedelta(seconds=seconds)
         except OverflowError:  # before year 1 (or past timedelta's range)
             msg = f"{text!r} reaches back before the calendar starts; accepted: a shorter length"
@@ -196,7 +203,7 @@ async def build_report(
     if since.tzinfo is None or until.tzinfo is None:
         msg = "report period bounds must be timezone-aware"
         raise ValueError(msg)
-    if since >= until:
+    if since.astimezone(UTC) >= until.astimezone(UTC):  # instants, not wall times
         msg = f"the period is empty: since {since.isoformat()} is not before {until.isoformat()}"
         raise ConfigError(msg)
     calls = await store.calls.between(since, until)

@@ -9,7 +9,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -143,6 +143,49 @@ def test_period_starts_are_lengths_back_or_iso_times() -> None:
     for too_far in ("1000000d", "99999999999d"):  # OverflowError before year 1
         with pytest.raises(ConfigError, match="before the calendar starts"):
             parse_moment(too_far, now=now, zone=zone)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("until", "span", "elapsed"),
+    [
+        (datetime(2026, 3, 29, 3, 30, tzinfo=BERLIN), "90m", timedelta(minutes=90)),  # forward
+        (datetime(2026, 3, 29, 12, 0, tzinfo=BERLIN), "24h", timedelta(hours=24)),
+        (datetime(2026, 10, 25, 3, 0, tzinfo=BERLIN), "1h", timedelta(hours=1)),  # back
+        (datetime(2026, 10, 25, 12, 0, tzinfo=BERLIN), "24h", timedelta(hours=24)),
+    ],
+)
+def test_hours_and_minutes_back_are_elapsed_time_across_a_clock_change(
+    until: datetime, span: str, elapsed: timedelta
+) -> None:
+    """``--since 90m --until`` a local time just after Berlin's clocks went forward is 90
+    minutes of calls (it was 30: the length was counted on the wall clock)."""
+    since = parse_moment(span, now=until, zone=BERLIN)
+    assert until.astimezone(UTC) - since.astimezone(UTC) == elapsed
+
+
+def test_days_back_are_calendar_days_across_a_clock_change() -> None:
+    """``7d`` is the same wall time a week before: 167 h across the spring change."""
+    zone = ZoneInfo("Europe/Berlin")
+    end = datetime(2026, 3, 30, 12, 0, tzinfo=zone)
+    since = parse_moment("7d", now=end, zone=zone)
+    assert since.timetuple()[:5] == (2026, 3, 23, 12, 0)
+    assert end.astimezone(UTC) - since.astimezone(UTC) == timedelta(hours=167)
+
+
+async def test_a_period_empty_as_instants_is_refused_whatever_the_wall_times(
+    store: Store,
+) -> None:
+    """02:00 and 03:00 local on Berlin's spring night are one instant (02:00 does not exist):
+    the period is empty and refused (compared as wall times it passed: an all-zero report)."""
+    zone = ZoneInfo("Europe/Berlin")
+    until = datetime(2026, 3, 29, 3, 0, tzinfo=zone)
+    since = until - timedelta(hours=1)  # wall time 02:00, inside the skipped hour
+    assert since.astimezone(UTC) == until.astimezone(UTC)
+    with pytest.raises(ConfigError, match="the period is empty"):
+        await build_report(store, since, until)
 
 
 @pytest.fixture
