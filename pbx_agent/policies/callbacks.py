@@ -579,14 +579,33 @@ def next_allowed(at: datetime, rules: CallbackRules) -> datetime:
     # The first end after ``at``, compared as instants (two datetimes of one tzinfo
     # compare as wall times, ignoring fold). On the night clocks go back an end inside
     # the repeated hour comes twice: fold=0 the first time, fold=1 the second. A wall
-    # time inside a DST gap does not exist; zoneinfo reads fold=0 with the offset in force
-    # before the gap, which lands after the gap: later, never earlier.
+    # time inside a DST gap does not exist: quiet hours end when the clock jumps past it.
     for candidate in (today, today.replace(fold=1)):
-        instant = candidate.astimezone(UTC)
+        instant = _skipped_end(candidate, rules) or candidate.astimezone(UTC)
         if instant > at:
             return instant
     tomorrow = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=tz)
-    return tomorrow.astimezone(UTC)
+    return _skipped_end(tomorrow, rules) or tomorrow.astimezone(UTC)
+
+
+def _skipped_end(wall: datetime, rules: CallbackRules) -> datetime | None:
+    """For an end of quiet hours whose wall time a spring clock change skips: the instant
+    of the jump (the first one ``is_quiet`` says is not quiet), found between the two
+    readings of that wall time; None for a wall time that exists."""
+    late = wall.replace(fold=0).astimezone(UTC)  # read with the offset before the gap
+    if late.astimezone(wall.tzinfo).replace(tzinfo=None, fold=0) == wall.replace(
+        tzinfo=None, fold=0
+    ):
+        return None
+    early = wall.replace(fold=1).astimezone(UTC)  # the offset after it: before the jump
+    while late - early > timedelta(seconds=1):
+        middle = early + (late - early) / 2
+        if is_quiet(middle, rules):
+            early = middle
+        else:
+            late = middle
+    whole = late.replace(microsecond=0)  # clocks jump on a whole second
+    return late if is_quiet(whole, rules) else whole
 
 
 def plan_attempt(

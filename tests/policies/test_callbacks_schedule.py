@@ -318,6 +318,27 @@ def test_promise_is_dialled_from_a_day_before_its_deadline() -> None:
     assert first == anchor + timedelta(seconds=30)
 
 
+@pytest.mark.parametrize(
+    ("zone", "end", "night", "jump"),
+    [
+        ("Europe/Berlin", time(2, 30), datetime(2026, 3, 29, 0, 0, tzinfo=UTC), (1, 0)),
+        ("America/New_York", time(2, 30), datetime(2026, 3, 8, 6, 0, tzinfo=UTC), (7, 0)),
+        ("Australia/Lord_Howe", time(2, 15), datetime(2026, 10, 3, 14, 0, tzinfo=UTC), (15, 30)),
+    ],
+)
+def test_quiet_hours_ending_inside_a_skipped_hour_end_at_the_jump(
+    zone: str, end: time, night: datetime, jump: tuple[int, int]
+) -> None:
+    """Quiet hours 21:00-02:30 on the spring night 02:00 -> 03:00: 02:30 never comes, and
+    is_quiet is false from the jump on; next_allowed says the jump too (it said 03:30, half
+    an hour of the customer's window lost)."""
+    rules = CallbackRules(timezone=ZoneInfo(zone), quiet_hours=QuietHours(time(21, 0), end))
+    allowed = next_allowed(night, rules)
+    assert (allowed.hour, allowed.minute, allowed.second) == (*jump, 0)
+    assert not is_quiet(allowed, rules)
+    assert is_quiet(allowed - timedelta(seconds=1), rules)
+
+
 def test_short_promise_is_dialled_at_once() -> None:
     """A promise due in 2 h starts now."""
     anchor, _, first = new_promise_times(NOON + timedelta(hours=2), NOON, RULES)
