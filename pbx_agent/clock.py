@@ -37,12 +37,18 @@ def to_datetime(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
 
+# How far the wall clock may drift from the pinned epoch before the daemon follows it.
+WALL_TOLERANCE_S = 2.0
+
+
 class LoopClock:
     """Epoch time read from the running asyncio loop's clock; timers on that loop.
 
-    The loop's monotonic clock is pinned to the epoch once, at construction, so a wall-clock
-    step (NTP) never makes a timer fire early or late, and a loop whose clock runs faster
-    (the lab's time-lapse loop) speeds up every timer of the daemon alike.
+    The loop's monotonic clock is pinned to the epoch at construction, so a wall-clock step
+    (NTP) never makes a timer fire early or late, and a loop whose clock runs faster (the
+    lab's time-lapse loop) speeds up every timer of the daemon alike. The daemon calls
+    ``follow_wall`` now and then, so a step of the host's clock is followed (and logged)
+    instead of keeping every wall time off by it for the daemon's life.
     """
 
     def __init__(
@@ -57,6 +63,18 @@ class LoopClock:
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
         return self._loop.call_at(when - self._offset, callback)
+
+    def follow_wall(self, *, tolerance_s: float = WALL_TOLERANCE_S) -> float:
+        """Pin the epoch again when the wall clock has moved away from it by more than
+        ``tolerance_s`` (NTP stepping a host clock that was wrong at start, a suspend):
+        quiet hours, the night window and stored times then follow the corrected clock.
+        Timers already set keep their elapsed time (a prompt due in 2.5 s still comes
+        2.5 s on). Returns the step taken (0.0: none)."""
+        step = time.time() - self.now()
+        if abs(step) <= tolerance_s:
+            return 0.0
+        self._offset += step
+        return step
 
 
 class _ManualHandle:

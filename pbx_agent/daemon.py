@@ -207,8 +207,11 @@ class Daemon:
 
     async def start(self) -> None:
         config = self.config
-        clock = self.clock or LoopClock()
-        self.clock = clock
+        if self.clock is None:
+            own = LoopClock()
+            self._watch_wall_clock(own)  # the daemon's own real-time clock only
+            self.clock = own
+        clock = self.clock
         rules = role_rules(config)
         self.engine = Engine(
             clock=clock,
@@ -613,6 +616,29 @@ class Daemon:
         )
         return simulator, settings
 
+    def _watch_wall_clock(self, clock: LoopClock) -> None:
+        """Follow a step of the host's clock (``LoopClock.follow_wall``), logged once per
+        step (``clock_stepped``): quiet hours and the night window are wall times."""
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(_WALL_CHECK_S)
+                step = clock.follow_wall()
+                if step:
+                    log.warning(
+                        "clock_stepped",
+                        step_s=round(step, 3),
+                        note="the host's clock moved; the daemon's wall time follows it",
+                    )
+
+        task = asyncio.create_task(watch(), name="wall-clock-watch")
+
+        async def stop_watch() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self._closers.append(stop_watch)
+
     async def stop(self) -> None:
         """Stop taking calls, let queued commands and service writes finish, close the PBX
         links, the facts and the store: within ``_STOP_BUDGET_S`` in all (under the
@@ -771,6 +797,8 @@ def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 _SCHEDULER_STOP_S = 10.0
+# How often the daemon compares its clock with the host's (``_watch_wall_clock``).
+_WALL_CHECK_S = 10.0
 # The whole stop, and the least any one step of it gets once the budget is spent.
 _STOP_BUDGET_S = 12.0
 _STOP_STEP_MIN_S = 0.5

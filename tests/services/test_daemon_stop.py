@@ -1,5 +1,6 @@
-"""The daemon's stop (SIGTERM): queued commands still reach the switch, the whole stop keeps
-within its budget, and a callback the store never took is logged lost, not dropped silently."""
+"""The daemon's life: its stop (SIGTERM: queued commands still reach the switch, the whole
+stop keeps within its budget, a callback the store never took is logged lost) and its clock
+following a step of the host's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from pbx_agent import clock as clock_module
 from pbx_agent import daemon as daemon_module
 from pbx_agent.daemon import Daemon
 from pbx_agent.model import commands as cmd
@@ -114,3 +116,27 @@ async def test_a_callback_the_store_is_still_taking_at_the_budget_is_logged_lost
     [lost] = [e for e in logs if e["event"] == "callback.lost"]
     assert lost["number"].endswith(NUMBER[-10:])
     assert "stopped" in lost["reason"]
+
+
+async def test_the_daemon_follows_a_step_of_the_hosts_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's clock is stepped back an hour while the daemon runs: its own clock
+    follows (quiet hours and the night window are wall times) and says so (clock_stepped);
+    it kept the wrong time for its whole life before."""
+    monkeypatch.setattr(daemon_module, "_WALL_CHECK_S", 0.05)
+    async with FakeAsterisk() as pbx:
+        daemon = Daemon(config_for(pbx, tmp_path))
+        with capture_logs() as logs:
+            await daemon.start()
+            try:
+                wall = clock_module.time.time
+                monkeypatch.setattr(clock_module.time, "time", lambda: wall() - 3600)
+                await until(lambda: any(e["event"] == "clock_stepped" for e in logs))
+                assert daemon.clock is not None
+                assert abs(daemon.clock.now() - (wall() - 3600)) < 1
+            finally:
+                monkeypatch.undo()
+                await daemon.stop()
+    [stepped] = [e for e in logs if e["event"] == "clock_stepped"]
+    assert -3601 < stepped["step_s"] < -3599
