@@ -175,9 +175,10 @@ class Daemon:
     metrics: Metrics = field(init=False, default_factory=Metrics)
     metrics_server: MetricsServer | None = field(init=False, default=None)
     facts: FactsService | None = field(init=False, default=None)
-    # What takes calls and work in (hook servers, the scheduler, the simulator's traffic):
-    # closed first at stop. Then the engine drains, then the PBX links and the dialer close
-    # (``_link_closers``): queued commands (a farewell's hang-up) still reach the switch.
+    # What brings new work in (the callback scheduler, the simulator's traffic, the metrics
+    # endpoint): closed first at stop. Then the engine drains, then the PBX links, the hook
+    # and audio servers and the dialer close (``_link_closers``): queued commands (a
+    # farewell's hang-up, a hold program's FastAGI session) still reach the switch.
     _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _link_closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -339,7 +340,7 @@ class Daemon:
         )
         await outbound.start()
         self.esl_outbound = outbound
-        self._closers.append(outbound.close)
+        self._link_closers.append(outbound.close)
         context = settings.dialplan_context
         options = FreeswitchOptions(
             sounds=lambda key: sound_name(config, key, "freeswitch"),
@@ -467,7 +468,7 @@ class Daemon:
             await server.close()
             return None
         self.audiosocket = server
-        self._closers.append(server.close)
+        self._link_closers.append(server.close)
         return audiosocket_address(host, server.port)
 
     async def _start_unicast(
@@ -507,7 +508,7 @@ class Daemon:
             now=self.clock.now,
         )
         adapter.attach_unicast(server)
-        self._closers.append(server.close)
+        self._link_closers.append(server.close)
 
     def _customer_on_call(self, e164: str) -> bool:
         """Whether a live call has ``e164`` (the customer) on its customer leg now."""
@@ -587,7 +588,7 @@ class Daemon:
         )
         await server.start()
         self.fastagi = server
-        self._closers.append(server.close)
+        self._link_closers.append(server.close)
         return host, server.port
 
     async def _start_simulator(self) -> tuple[Any, AsteriskSettings]:

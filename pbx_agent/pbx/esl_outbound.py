@@ -385,7 +385,7 @@ class EslOutboundSession:
                 log.warning(
                     "esl_outbound_unsolicited_reply",
                     leg=self.leg,
-                    reply=printable(str(message.headers))[:200],
+                    reply=printable(str(message.headers)[:200]),
                 )
                 return False
             pending = self._pending.popleft()

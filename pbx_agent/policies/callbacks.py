@@ -642,8 +642,9 @@ def plan_attempt(
     # The time left shared: the next attempt a share of it from now, or (that share falling
     # into quiet hours past the deadline) the next minute outside quiet hours.
     share = (window_ends_at - now) / (rules.max_attempts - k + 1)
+    earliest = now if last_attempt_at is None else max(now, last_attempt_at + _PROMISE_MIN_GAP)
     for candidate in (now + share, now + _PROMISE_MIN_GAP):
-        at = next_allowed(candidate, rules)
+        at = next_allowed(max(candidate, earliest), rules)
         if at + timedelta(seconds=rules.ring_time_s) <= window_ends_at:
             return at
     return None

@@ -50,7 +50,7 @@ from urllib.parse import parse_qsl
 
 from pbx_agent.errors import ProtocolError, UnsafeValueError
 from pbx_agent.wire.digits import parse_decimal
-from pbx_agent.wire.escaping import printable
+from pbx_agent.wire.escaping import Escaped, printable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -208,7 +208,7 @@ class AgiProtocolError(ProtocolError):
 
 def _show(text: str) -> str:
     if len(text) > _SHOWN_CHARS:
-        return printable(text[:_SHOWN_CHARS]) + f"... ({len(text)} chars)"
+        return Escaped(printable(text[:_SHOWN_CHARS]) + f"... ({len(text)} chars)")
     return printable(text)
 
 

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 from pbx_agent.errors import ProtocolError, UnsafeValueError
-from pbx_agent.wire.escaping import printable
+from pbx_agent.wire.escaping import Escaped, printable
 from pbx_agent.wire.headers import HeaderLookup
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def _show(frame: bytes | str) -> str:
     """The frame for an error message: decoded, escaped, truncated."""
     text = frame.decode("utf-8", "surrogateescape") if isinstance(frame, bytes) else frame
     if len(text) > _SHOWN_CHARS:
-        return printable(text[:_SHOWN_CHARS]) + f"... ({len(text)} chars)"
+        return Escaped(printable(text[:_SHOWN_CHARS]) + f"... ({len(text)} chars)")
     return printable(text)
 
 

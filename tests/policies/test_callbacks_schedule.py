@@ -407,6 +407,19 @@ def test_a_promise_due_in_the_evening_after_a_night_gets_three_attempts() -> Non
     assert transitions[-1].status is JobStatus.OVERDUE  # none reached: a violation, at the end
 
 
+def test_brought_forward_attempts_are_at_least_five_minutes_apart() -> None:
+    """The first attempt of a promise due at 12:10 started at 11:59:20 and failed at 12:00:
+    the next one shares the 10 min left but comes 5 min after the first at the earliest (it
+    came 4 min after it, the third 3:40 after the second)."""
+    deadline = NOON + timedelta(minutes=10)
+    first = NOON - timedelta(seconds=40)
+    job = replace(promise_job(deadline, first), last_attempt_at=first)
+    transition = after_attempt(job, AttemptOutcome.NO_ANSWER, NOON, RULES)
+    assert transition.next_attempt_at is not None
+    assert transition.next_attempt_at - first >= timedelta(minutes=5)
+    assert transition.next_attempt_at + timedelta(seconds=RULES.ring_time_s) <= deadline
+
+
 def test_a_promise_with_no_time_left_for_another_attempt_is_overdue() -> None:
     """30 s before the deadline, after a failed try, no attempt ringing 40 s fits: overdue."""
     deadline = NOON + timedelta(hours=2)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pbx_agent.wire.escaping import printable_nested, storable
+from pbx_agent.wire import agi, ami, esl
+from pbx_agent.wire.escaping import Escaped, printable_nested, storable
 
 RAW_BYTE = b"\xff".decode("utf-8", "surrogateescape")
 
@@ -36,3 +37,12 @@ def test_storable_escapes_only_what_a_database_refuses(value: str, stored: str) 
     """Lone surrogates and NUL become visible escapes; any other text is kept as it is."""
     assert storable(value) == stored
     assert storable(value).encode("utf-8")
+
+
+def test_a_shortened_frame_shown_in_a_log_is_escaped_once() -> None:
+    """A long frame cut for an error message stays marked as rendered: the log shows its
+    ESC as \\x1b, not \\\\x1b (which is how the typed text \\x1b logs)."""
+    for show in (ami._show, agi._show, esl._show):
+        shown = show("\x1b" + "x" * 400)
+        assert isinstance(shown, Escaped)
+        assert printable_nested(shown, keep_printable=True).startswith("\\x1bxxx")
