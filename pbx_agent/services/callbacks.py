@@ -222,6 +222,9 @@ class CallbackService:
         # ANSWERED result): recorded again every cycle, before any cycle gives up on them.
         self._unrecorded: dict[str, list[AttemptResult]] = {}
         self._uncancelled: list[_Uncancelled] = []
+        # The held drop being written now, and the cancellations for its number meanwhile.
+        self._saving: _Unsaved | None = None
+        self._recancel: list[_Uncancelled] = []
         # ``run`` has returned: nothing held from now on would ever be retried.
         self._ended = False
         self._running = False
@@ -474,8 +477,17 @@ class CallbackService:
                     reason="the store was away for the whole callback window",
                 )
                 continue
-            await self._save(item, now)
-            self._unsaved.pop(0)
+            self._saving, self._recancel = item, []
+            try:
+                await self._save(item, now)
+            finally:
+                self._saving = None
+                recancel, self._recancel = self._recancel, []
+            # By identity: a cancellation meanwhile may have rebuilt the list.
+            self._unsaved = [waiting for waiting in self._unsaved if waiting is not item]
+            for held in recancel:
+                # Cancelled while the store was taking it: the job just saved goes too.
+                await self._cancel_or_keep(held)
 
     async def register_promise(
         self,
@@ -549,6 +561,9 @@ class CallbackService:
         """Drops' callbacks for the number still waiting for the store are cancelled where
         they wait (saved later, they would ring a customer served meanwhile)."""
         keep: list[_Unsaved] = []
+        saving = self._saving
+        if saving is not None and saving.new.number == held.number:
+            self._recancel.append(held)  # being written now: cancelled once it is
         for item in self._unsaved:
             cancels = (
                 item.new.kind is JobKind.REQUESTED
@@ -615,8 +630,15 @@ class CallbackService:
         """Cancellations the store could not take, oldest first; ``StoreUnavailable`` while
         it is away."""
         while self._uncancelled:
-            await self._cancel(self._uncancelled[0], self._now())
-            self._uncancelled.pop(0)
+            held = self._uncancelled[0]
+            await self._cancel(held, self._now())
+            self._uncancelled = [other for other in self._uncancelled if other is not held]
+
+    async def _cancel_or_keep(self, held: _Uncancelled) -> None:
+        try:
+            await self._cancel(held, self._now())
+        except StoreUnavailable as exc:
+            self._keep_uncancelled(held, error=str(exc))
 
     async def _abandon_ringing(self, job: CallbackJob) -> None:
         """A cancelled job's attempt still ringing the customer (who is on the line with an

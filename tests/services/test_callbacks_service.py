@@ -1150,3 +1150,39 @@ async def test_what_waits_for_the_store_is_written_at_stop_when_it_is_back(
     assert not [e for e in logs if e["event"].endswith("lost")]
     [attempt] = await store.callbacks.attempts(job_id)
     assert attempt.answered_at is not None
+
+
+async def test_a_customer_served_while_their_held_callback_is_written_is_not_called_back(
+    store: Store, clock: ManualClock, dialer: RecordingDialer, service: CallbackService
+) -> None:
+    """Two drops wait for the store; it comes back and is slow writing the first one when
+    that customer reaches an agent: the job just written is cancelled, and the other
+    customer's callback is still saved (it was removed in the first one's place, unlogged,
+    and the served customer was dialled)."""
+    other = "+79167654321"
+    real = store.callbacks.create_unless_pending
+    state: dict[str, Any] = {"away": True, "gate": None}
+
+    async def create(*args: Any, **kwargs: Any) -> Any:
+        if state["away"]:
+            raise StoreUnavailable("database is locked")
+        if state["gate"] is not None:
+            await state["gate"].wait()
+        return await real(*args, **kwargs)
+
+    store.callbacks.create_unless_pending = create  # type: ignore[method-assign]
+    await service.schedule_after_drop(NUMBER, reason="caller_leg_failed", call_id="c1")
+    await service.schedule_after_drop(other, reason="caller_leg_failed", call_id="c2")
+    state["away"], state["gate"] = False, asyncio.Event()
+    cycle = asyncio.create_task(service.run_once())
+    await asyncio.sleep(0.05)  # the cycle is writing the first drop
+    await service.cancel_for_inbound(NUMBER, call_id="c3")
+    state["gate"].set()
+    await cycle
+    for _ in range(3):
+        clock.advance(60)
+        await service.run_once()
+    jobs = {job.number: job.status for job in await store.callbacks.list_jobs()}
+    assert jobs[E164] is JobStatus.CANCELLED
+    assert other in jobs
+    assert [r.number for r in dialer.requests] == [other]
