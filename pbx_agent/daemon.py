@@ -642,9 +642,10 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop taking calls, let queued commands and service writes finish, close the PBX
-        links, the facts and the store: within ``_STOP_BUDGET_S`` in all (under the
-        supervisors' kill timeouts: docker-compose 20 s, the systemd unit 30 s), each step
-        cut short (``shutdown_step_timed_out``) when it would overrun it."""
+        links, the facts and the store: within ``_STOP_BUDGET_S`` in all, plus
+        ``_STOP_STEP_MIN_S`` for each step left once it is spent (under the supervisors'
+        kill timeouts: docker-compose 20 s, the systemd unit 30 s), each step cut short
+        (``shutdown_step_timed_out``) when it would overrun it."""
         self._stop.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _STOP_BUDGET_S

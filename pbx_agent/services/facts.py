@@ -179,17 +179,27 @@ class FactsService:
             self._writer = asyncio.create_task(self._run(), name="facts-writer")
 
     async def close(self) -> None:
-        """Let the queue drain (up to ``close_timeout_s``), then stop the writer."""
+        """Let the queue drain (up to ``close_timeout_s``), then stop the writer and say what
+        was not written; the same when the close itself is cut short (the daemon's stop
+        budget spent: cancelled while draining)."""
         if self._writer is None:
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.close_timeout_s):
-                await self._queue.join()
-        self._closing.set()
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.close_timeout_s):
+                    await self._queue.join()
+        finally:
+            await self._stop_writer()
+
+    async def _stop_writer(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
         self._writer = None
+        self._closing.set()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
         left = self._queue.qsize() + self._unwritten
         self._unwritten = 0
         if left:

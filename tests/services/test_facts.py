@@ -477,6 +477,27 @@ async def test_decisions_do_not_raise_into_the_engine_while_the_store_is_down(
     assert service.stats.lost_at_close == 3
 
 
+async def test_a_close_cut_short_still_stops_the_writer_and_says_what_was_lost(
+    unmigrated: Store,
+) -> None:
+    """The daemon's stop budget runs out while close waits for a store that is away: the
+    writer is stopped and the items are counted and logged lost (it was left running and
+    nothing said them)."""
+    settings = FactsSettings(retry_initial_s=0.01, retry_max_s=0.02, close_timeout_s=30.0)
+    service = FactsService(
+        unmigrated, clock=ManualClock(T0), default_region="RU", settings=settings
+    )
+    await service.start()
+    for n in range(2):
+        service.on_decision(decision(n))
+    await _until(lambda: service.stats.store_failures >= 1)
+    with capture_logs() as logs, pytest.raises(TimeoutError):
+        await asyncio.wait_for(service.close(), 0.1)
+    assert service.stats.lost_at_close == 2
+    assert [e["items"] for e in logs if e["event"] == "facts_lost_at_close"] == [2]
+    assert not service._writer
+
+
 async def test_a_full_queue_drops_the_newest_item_and_says_so(store: Store) -> None:
     """queue_size = 2: the third item is dropped, counted and logged once."""
     service = FactsService(
