@@ -341,7 +341,16 @@ class FreeswitchAdapter:
                 tiers=tiers.skipped,
                 note="rows with a line feed in a value are skipped",
             )
-        found = agents_from_callcenter(legs, agents.rows, tiers.rows, unseen)
+        # Legs that hung up while the lists were awaited are left out (their events came).
+        alive = self.translator.legs
+        found = [
+            e
+            for e in agents_from_callcenter(legs, agents.rows, tiers.rows, unseen)
+            if all(
+                (state := alive.get(str(leg))) is not None and not state.hung_up
+                for leg in (e.agent_leg, e.caller_leg)
+            )
+        ]
         self.translator.named_agents.update(str(e.agent_leg) for e in found)
         self._deliver(found)
 

@@ -24,6 +24,7 @@ from pbx_agent.model import events as ev
 from pbx_agent.pbx.esl_client import EslSettings
 from pbx_agent.pbx.freeswitch import FreeswitchAdapter, FreeswitchOptions
 from pbx_agent.pbx.freeswitch_events import FreeswitchTranslator
+from pbx_agent.testing.fake_callcenter import FakeCallcenter
 from pbx_agent.testing.fake_freeswitch import FakeFreeSwitch
 from pbx_agent.testing.fake_freeswitch_model import new_uuid
 from pbx_agent.wire.esl import EslEvent
@@ -430,6 +431,33 @@ async def test_a_callcenter_agent_found_by_the_resync_is_named_as_the_module_nam
         assert call.agent_leg is not None
         assert (call.agent_leg.agent, call.queue) == ("1001@default", "support@default")
         assert "callcenter_config agent list" in [c.args for c in fs.commands_for("api")]
+
+
+async def test_an_agent_hanging_up_while_the_lists_are_awaited_is_not_named(
+    fs: FakeFreeSwitch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent hangs up right as the module's lists are read (its hang-up ahead of the
+    answer): no agent is named on a leg that is gone."""
+    fs.callcenter.add_agent("1001@default", "user/1001", ("support@default",))
+    real = FakeCallcenter.api
+    hung_up: list[str] = []
+
+    def hang_up_then_list(self: FakeCallcenter, args: str) -> str:
+        listing = real(self, args)  # the module's tables still say "In a queue call"
+        agent = fs.channel(self.agents["1001@default"]["uuid"])
+        if agent is not None and agent.state != "CS_DESTROY":
+            hung_up.append(agent.uuid)
+            fs.model.end_alone(agent, "NORMAL_CLEARING")
+        return listing
+
+    monkeypatch.setattr(FakeCallcenter, "api", hang_up_then_list)
+    async with daemon(fs) as d:
+        with capture_logs() as logs:
+            call = await callcenter_call_connected_during_an_outage(fs, d)
+        assert hung_up  # the lists were read, the agent gone by then
+        assert not [e for e in logs if e["event"] == "agents_unidentified"]
+        assert call.queue is None
+        assert not d.adapter.translator.named_agents
 
 
 async def test_without_mod_callcenter_the_agent_stays_named_by_its_device(
