@@ -49,7 +49,7 @@ from pbx_agent.pbx.ami_permissions import (
 )
 from pbx_agent.pbx.asterisk_events import AsteriskTranslator, agents_from_queue_status
 from pbx_agent.pbx.asterisk_version import WhisperSupport, whisper_verdict
-from pbx_agent.pbx.resync import ResyncNotes
+from pbx_agent.pbx.resync import ResyncNotes, agents_unidentified
 from pbx_agent.pbx.tasks import ActionTasks
 from pbx_agent.wire.ami import AmiMessage
 from pbx_agent.wire.escaping import dialplan_arg, printable
@@ -284,13 +284,7 @@ class AsteriskAdapter:
             if response.name.lower() != "success":
                 raise PbxActionFailed("QueueStatus", response.get("Message") or "")
         except PbxAgentError as exc:
-            log.info(
-                "agents_unidentified",
-                pbx=self.name,
-                legs=len(unseen),
-                reason=f"QueueStatus: {exc}",
-                note="agents found by the resync stay named by their endpoint",
-            )
+            agents_unidentified(self.name, len(unseen), f"QueueStatus: {exc}")
             return
         self._dispatch(list[ev.PbxEvent](agents_from_queue_status(legs, items, unseen)))
 

@@ -75,7 +75,7 @@ from pbx_agent.pbx.freeswitch_events import (
     FreeswitchTranslator,
     agents_from_callcenter,
 )
-from pbx_agent.pbx.resync import ResyncNotes
+from pbx_agent.pbx.resync import ResyncNotes, agents_unidentified
 from pbx_agent.pbx.tasks import ActionTasks
 from pbx_agent.pbx.unicast_server import UnicastAudioServer, UnicastUnavailableError
 from pbx_agent.policies.callbacks import FREESWITCH_CAUSES
@@ -325,13 +325,7 @@ class FreeswitchAdapter:
             )
             tiers = parse_list(await self.client.api("callcenter_config tier list"))
         except PbxAgentError as exc:
-            log.info(
-                "agents_unidentified",
-                pbx=self.name,
-                legs=len(unseen),
-                reason=f"callcenter_config: {exc}",
-                note="agents found by the resync stay named by their device",
-            )
+            agents_unidentified(self.name, len(unseen), f"callcenter_config: {exc}")
             return
         if agents.skipped or tiers.skipped:
             log.warning(

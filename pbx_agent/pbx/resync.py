@@ -5,7 +5,8 @@ snapshot; the events it queued meanwhile come right behind the reply and are app
 model at once, so they may be newer than the list: a leg created, answered, bridged,
 unbridged or hung up. ``ResyncNotes`` keeps them while the list is awaited so that the
 adapter can let them win over it. ``agents_in_bridges`` names the agents among the legs a
-resync found bridged, from what the switch's queue says of them. Pure: no I/O, no clock.
+resync found bridged, from what the switch's queue says of them (``agents_unidentified``
+logs when it cannot). No network, no clock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import dataclasses
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
+import structlog
+
 from pbx_agent.model import events as ev
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -96,3 +101,15 @@ def agents_in_bridges(
         if len(parties) == 1:
             out.append(ev.AgentConnected(parties[0].created.leg, leg.created.leg, *found))
     return out
+
+
+def agents_unidentified(pbx: str, legs: int, reason: str) -> None:
+    """The switch's queue could not say who the agents a resync found are (both PBXs): they
+    stay named by their device. Never fatal: logged at info."""
+    log.info(
+        "agents_unidentified",
+        pbx=pbx,
+        legs=legs,
+        reason=reason,
+        note="agents found by the resync stay named by their device",
+    )

@@ -778,11 +778,19 @@ def is_overdue(job: CallbackJob, now: datetime) -> bool:
 def cancels_on_inbound(job: CallbackJob, rules: CallbackRules) -> bool:
     """An inbound call from the customer makes a pending callback pointless; a promise
     stays (the customer calling in does not give them the answer they were promised)."""
-    return (
-        rules.cancel_on_inbound
-        and job.status in PENDING_STATUSES
-        and job.kind is not JobKind.PROMISED
+    return job.status in PENDING_STATUSES and cancelled_when_served(
+        job.kind, requested_only=False, rules=rules
     )
+
+
+def cancelled_when_served(kind: JobKind, *, requested_only: bool, rules: CallbackRules) -> bool:
+    """Whether a callback of ``kind`` is cancelled once its customer is served: with
+    ``requested_only`` (the agent came back to them on hold) only the one they asked for,
+    else any but a promise, when ``cancel_on_inbound``. The same for a job in the store
+    and for a drop's callback still waiting in memory for it."""
+    if requested_only:
+        return kind is JobKind.REQUESTED
+    return rules.cancel_on_inbound and kind is not JobKind.PROMISED
 
 
 def outcome_for_originate(outcome: str, rules: CallbackRules) -> AttemptOutcome:

@@ -69,6 +69,7 @@ from pbx_agent.policies.callbacks import (
     JobKind,
     JobStatus,
     after_attempt,
+    cancelled_when_served,
     cancels_on_inbound,
     expiry,
     is_quiet,
@@ -565,10 +566,8 @@ class CallbackService:
         if saving is not None and saving.new.number == held.number:
             self._recancel.append(held)  # being written now: cancelled once it is
         for item in self._unsaved:
-            cancels = (
-                item.new.kind is JobKind.REQUESTED
-                if held.requested_only
-                else self._rules.cancel_on_inbound and item.new.kind is not JobKind.PROMISED
+            cancels = cancelled_when_served(
+                item.new.kind, requested_only=held.requested_only, rules=self._rules
             )
             if item.new.number == held.number and cancels:
                 log.info(
@@ -592,7 +591,7 @@ class CallbackService:
             if job.created_at > held.at:
                 return False
             if held.requested_only:
-                return job.kind is JobKind.REQUESTED
+                return cancelled_when_served(job.kind, requested_only=True, rules=rules)
             return cancels_on_inbound(job, rules)
 
         cancelled = await self._store.callbacks.cancel_pending(

@@ -19,6 +19,7 @@ from pbx_agent.policies.callbacks import (
     JobTransition,
     QuietHours,
     after_attempt,
+    cancelled_when_served,
     cancels_on_inbound,
     expiry,
     is_overdue,
@@ -504,3 +505,17 @@ def test_quiet_hours_past_the_window_end_exhaust_a_drop_job_and_make_a_promise_o
     promise = replace(job, kind=JobKind.PROMISED, deadline_at=ends)
     transition = quiet_deferral(promise, now, RULES)
     assert transition is not None and transition.status is JobStatus.OVERDUE
+
+
+def test_a_served_customer_cancels_the_callbacks_the_rules_say() -> None:
+    """Served: any callback but a promise is cancelled (none with cancel_on_inbound off);
+    the agent coming back to a held customer cancels only the one they asked for."""
+    off = CallbackRules(cancel_on_inbound=False)
+    for kind in JobKind:
+        assert cancelled_when_served(kind, requested_only=False, rules=RULES) == (
+            kind is not JobKind.PROMISED
+        )
+        assert not cancelled_when_served(kind, requested_only=False, rules=off)
+        assert cancelled_when_served(kind, requested_only=True, rules=off) == (
+            kind is JobKind.REQUESTED
+        )
