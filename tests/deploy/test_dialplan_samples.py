@@ -100,10 +100,9 @@ def test_the_freeswitch_samples_match_a_freeswitch_configuration() -> None:
     assert check_dialplan(config, DIALPLAN) == []
 
 
-def test_a_freeswitch_socket_to_another_port_is_reported(tmp_path: Path) -> None:
-    """The outbound socket must be where the daemon's outbound server listens."""
-    shutil.copytree(DIALPLAN / "freeswitch", tmp_path / "freeswitch")
-    config = load_config(
+def freeswitch_on_port_8085() -> Config:
+    """A FreeSWITCH configuration whose outbound server is not where the samples point."""
+    return load_config(
         None,
         env={
             "PBX_AGENT_PBX__KIND": "freeswitch",
@@ -111,6 +110,12 @@ def test_a_freeswitch_socket_to_another_port_is_reported(tmp_path: Path) -> None
             "PBX_AGENT_FREESWITCH__OUTBOUND_BIND": "127.0.0.1:8085",
         },
     )
+
+
+def test_a_freeswitch_socket_to_another_port_is_reported(tmp_path: Path) -> None:
+    """The outbound socket must be where the daemon's outbound server listens."""
+    shutil.copytree(DIALPLAN / "freeswitch", tmp_path / "freeswitch")
+    config = freeswitch_on_port_8085()
     sockets = [p for p in check_dialplan(config, tmp_path) if "outbound_bind" in p.accepted]
     assert {p.value for p in sockets} == {"127.0.0.1:8084"}
     # Each socket action is named by its line, as the Asterisk checks name theirs.
@@ -248,14 +253,7 @@ def test_a_freeswitch_file_that_is_not_xml_is_named_and_the_rest_checked(
     (tmp_path / "freeswitch" / "broken.xml").write_text(
         '<include>\n  <extension name="x">\n    <condition', encoding="utf-8"
     )
-    config = load_config(
-        None,
-        env={
-            "PBX_AGENT_PBX__KIND": "freeswitch",
-            "PBX_AGENT_FREESWITCH__PASSWORD": "x",
-            "PBX_AGENT_FREESWITCH__OUTBOUND_BIND": "127.0.0.1:8085",
-        },
-    )
+    config = freeswitch_on_port_8085()
     found = check_dialplan(config, tmp_path)
     [broken] = [p for p in found if p.key.endswith("broken.xml")]
     assert broken.value == "(not XML)"
