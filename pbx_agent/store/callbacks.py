@@ -52,6 +52,7 @@ from pbx_agent.store.schema import (
     callback_attempts,
     callback_jobs,
     claim_locks,
+    fit_row,
 )
 from pbx_agent.wire.escaping import storable
 
@@ -691,7 +692,7 @@ async def _close_attempt(
     if open_only:
         query = query.where(a.outcome.in_([str(o) for o in OPEN_OUTCOMES]))
     updated = await conn.execute(
-        query.values(_storable(callback_attempts, values)).returning(*callback_attempts.c)
+        query.values(fit_row(callback_attempts, values)).returning(*callback_attempts.c)
     )
     row = updated.mappings().first()
     return None if row is None else _attempt(row)
@@ -741,7 +742,7 @@ async def _apply(
     result = await conn.execute(
         sa.update(callback_jobs)
         .where(callback_jobs.c.id == job.id)
-        .values(_storable(callback_jobs, values))
+        .values(fit_row(callback_jobs, values))
         .returning(*callback_jobs.c)
     )
     return _job(result.mappings().one())
@@ -815,20 +816,6 @@ async def _insert_job(conn: AsyncConnection, new: NewJob) -> CallbackJob:
         values["finished_at"] = new.created_at
         values["finish_reason"] = "no attempt fits in the window"
     result = await conn.execute(
-        sa.insert(callback_jobs)
-        .values(_storable(callback_jobs, values))
-        .returning(*callback_jobs.c)
+        sa.insert(callback_jobs).values(fit_row(callback_jobs, values)).returning(*callback_jobs.c)
     )
     return _job(result.mappings().one())
-
-
-def _storable(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with each text made storable, then cut to its column's length (PostgreSQL
-    refuses a longer value; an escape makes text longer)."""
-    out = dict(values)
-    for name, value in values.items():
-        if isinstance(value, str):
-            text = storable(value)
-            length = getattr(table.c[name].type, "length", None)
-            out[name] = text if length is None else text[:length]
-    return out

@@ -16,8 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx_agent.store.engine import Database
-from pbx_agent.store.schema import caller_flags, calls, decisions, holds, interactions
-from pbx_agent.wire.escaping import storable
+from pbx_agent.store.schema import caller_flags, calls, decisions, fit_row, holds, interactions
 
 # ---------------------------------------------------------------------- interactions
 
@@ -355,15 +354,9 @@ class DecisionRepository:
 
 
 def _values(record: Any, table: sa.Table, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The record's columns, each text made storable (``storable``: a byte that was not
-    UTF-8, a NUL, as their visible escapes) and cut to its column's length: PostgreSQL
-    refuses a longer value (SQLite keeps it), and one caller's overlong caller ID must not
-    cost the record, or the decision that says why their call was treated as it was."""
-    values = {name: getattr(record, name) for name in record.__slots__ if name not in exclude}
-    for name, value in values.items():
-        if not isinstance(value, str):
-            continue
-        text = storable(value)
-        length = getattr(table.c[name].type, "length", None)
-        values[name] = text if length is None or len(text) <= length else text[:length]
-    return values
+    """The record's columns as ``fit_row`` makes them storable: one caller's overlong or
+    undecodable text must not cost the record, or the decision that says why their call
+    was treated as it was."""
+    return fit_row(
+        table, {name: getattr(record, name) for name in record.__slots__ if name not in exclude}
+    )

@@ -20,6 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from pbx_agent.wire.escaping import storable
+
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -198,3 +200,16 @@ claim_locks = sa.Table(
 )
 
 CALLBACK_CLAIM_LOCK = "callbacks"
+
+
+def fit_row(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each text made storable (``storable``: a byte that was not UTF-8, a
+    NUL, as their visible escapes), then cut to its column's length: PostgreSQL refuses a
+    longer value (SQLite keeps it), and one caller's overlong text must not cost the row."""
+    out = dict(values)
+    for name, value in values.items():
+        if isinstance(value, str):
+            text = storable(value)
+            length = getattr(table.c[name].type, "length", None)
+            out[name] = text if length is None else text[:length]
+    return out
