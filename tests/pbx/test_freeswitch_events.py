@@ -629,8 +629,13 @@ def test_callcenter_lists_name_the_agents_a_resync_found() -> None:
 
 def test_callcenter_rows_missing_fields_name_nobody() -> None:
     """Rows without a name, a uuid or a state, and tiers without a queue: nothing is
-    invented, nothing raises."""
+    invented, nothing raises; a name full of control characters is passed on as the switch
+    gave it (the log and every command escape it)."""
     legs = _cc_bridged("c1", "a1", "b1")
     agents = [{"uuid": "a1", "state": "In a queue call"}, {"name": "1001@default"}, {}]
     tiers = [{"agent": "1001@default", "state": "Active Inbound"}, {}]
     assert agents_from_callcenter(legs, agents, tiers, {"c1", "a1"}) == []
+    forged = [_cc_agent("Eve\r\nEvent-Name: FORGED", "a1")]
+    assert agents_from_callcenter(legs, forged, [], {"c1", "a1"}) == [
+        ev.AgentConnected(LegId("c1"), LegId("a1"), "Eve\r\nEvent-Name: FORGED", "")
+    ]
